@@ -1,0 +1,202 @@
+//! Passwords (Argon2id), access tokens (short-lived HS256 JWTs) and refresh tokens (random,
+//! stored only as a SHA-256 hash, rotated on every use). Logout deny-lists the access token's
+//! `jti` on every node through the outbox (see `outbox::Dispatcher`).
+
+mod denylist;
+
+pub use denylist::DenyList;
+
+use crate::domain::{Role, Timestamp};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What an access token says about its bearer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id; a string on the wire, as RFC 7519 requires of `sub`.
+    #[serde(with = "string_id")]
+    pub sub: i64,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pid: Option<i64>,
+    /// Session id; 0 for tokens minted by `admin provision-buyers`, which have no session.
+    pub sid: i64,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid or expired token")]
+    Invalid,
+    #[error("token revoked")]
+    Revoked,
+}
+
+pub struct AuthService {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub denylist: DenyList,
+    /// Verified against when the email is unknown, so a login takes as long either way and
+    /// does not reveal which emails exist.
+    dummy_hash: String,
+}
+
+impl AuthService {
+    pub fn new(secret: &[u8], access_ttl_secs: u64, refresh_ttl_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        AuthService {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            access_ttl_secs,
+            refresh_ttl_secs,
+            denylist: DenyList::default(),
+            dummy_hash: hash_password_blocking("stampede-dummy-password").unwrap_or_default(),
+        }
+    }
+
+    pub fn issue_access(&self, user_id: i64, role: Role, partner_id: Option<i64>, session_id: i64, ttl_secs: u64) -> String {
+        let now = Timestamp::now().millis() / 1000;
+        let claims = Claims {
+            sub: user_id,
+            role,
+            pid: partner_id,
+            sid: session_id,
+            jti: random_token(16),
+            iat: now,
+            exp: now + ttl_secs as i64,
+        };
+        // HS256 encoding of a plain struct cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
+    }
+
+    pub fn pair(&self, user_id: i64, role: Role, partner_id: Option<i64>, session_id: i64, refresh_token: String) -> TokenPair {
+        TokenPair {
+            access_token: self.issue_access(user_id, role, partner_id, session_id, self.access_ttl_secs),
+            refresh_token,
+            token_type: "Bearer",
+            expires_in: self.access_ttl_secs,
+        }
+    }
+
+    /// Checks signature, expiry and the deny-list.
+    pub fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?;
+        if self.denylist.contains(&data.claims.jti) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(data.claims)
+    }
+
+    pub async fn verify_password(&self, password: String, hash: Option<String>) -> bool {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        ok && known
+    }
+}
+
+/// Argon2id with the crate's defaults (19 MiB, 2 passes); CPU-heavy, so async callers use
+/// [`hash_password`].
+pub fn hash_password_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+}
+
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    let hash = tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await?;
+    hash.map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+}
+
+/// `bytes` random bytes, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Refresh tokens are stored only as this hash: a leaked table cannot be replayed.
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+mod string_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&id.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> AuthService {
+        AuthService::new(&[7u8; 32], 60, 120)
+    }
+
+    #[test]
+    fn tokens_round_trip_and_tampering_is_caught() {
+        let auth = service();
+        let token = auth.issue_access(5, Role::Seller, Some(9), 3, 60);
+        let claims = auth.verify_access(&token).unwrap();
+        assert_eq!((claims.sub, claims.role, claims.pid, claims.sid), (5, Role::Seller, Some(9), 3));
+        let mut tampered = token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(auth.verify_access(&tampered).is_err());
+        let other = AuthService::new(&[8u8; 32], 60, 120);
+        assert!(other.verify_access(&token).is_err());
+    }
+
+    #[test]
+    fn deny_listed_tokens_are_refused() {
+        let auth = service();
+        let token = auth.issue_access(1, Role::Buyer, None, 1, 60);
+        let claims = auth.verify_access(&token).unwrap();
+        auth.denylist.insert(claims.jti, Timestamp::now().plus_secs(60));
+        assert!(matches!(auth.verify_access(&token), Err(TokenError::Revoked)));
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_only_against_their_hash() {
+        let auth = service();
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(auth.verify_password("correct horse".into(), Some(hash.clone())).await);
+        assert!(!auth.verify_password("wrong horse".into(), Some(hash)).await);
+        assert!(!auth.verify_password("stampede-dummy-password".into(), None).await);
+    }
+}

@@ -1,0 +1,115 @@
+//! The command line: one binary, `stampede`, whose default command is `serve`.
+
+use crate::config::Config;
+use crate::domain::Role;
+use crate::server::{self, Server};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "stampede", version, about = "Commerce backend for limited-edition drops and flash sales")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// Recompute every balance from its ledger; exit non-zero if anything differs.
+    Verify,
+    /// Operator commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Create a user with a password.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// Read from STAMPEDE_NEW_USER_PASSWORD when not given (keeps it out of `ps`).
+        #[arg(long, env = "STAMPEDE_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, value_parser = ["admin", "seller", "buyer"])]
+        role: String,
+        /// The partner a seller belongs to.
+        #[arg(long)]
+        partner: Option<i64>,
+    },
+    /// Bulk-create buyers for a load test and write one access token per line to FILE.
+    ProvisionBuyers {
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// Lifetime of the written access tokens.
+        #[arg(long, default_value_t = 3600)]
+        token_ttl_secs: u64,
+    },
+}
+
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            tracing::info!(?config, "starting");
+            let server = Server::bind(config).await?;
+            tracing::info!(addr = %server.local_addr(), "listening");
+            server.run(server::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            server::open_store(&config).await?.close().await;
+            println!("database is up to date");
+        }
+        Command::Verify => return verify(&config).await,
+        Command::Admin(command) => admin(command, &config).await?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn verify(config: &Config) -> anyhow::Result<std::process::ExitCode> {
+    let store = server::open_store(config).await?;
+    let report = crate::verify::run(store.as_ref()).await?;
+    store.close().await;
+    println!("checked {} products and {} orders", report.products, report.orders);
+    for problem in &report.problems {
+        println!("DIFF {problem}");
+    }
+    if report.is_clean() {
+        println!("verify: clean");
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        println!("verify: {} problem(s)", report.problems.len());
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
+async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
+    let store = server::open_store(config).await?;
+    match command {
+        AdminCommand::CreateUser { email, password, role, partner } => {
+            let role = Role::parse(&role).context("role")?;
+            let id = crate::admin::create_user(store.as_ref(), &email, &password, role, partner).await?;
+            println!("created {} user {id} <{email}>", role.as_str());
+        }
+        AdminCommand::ProvisionBuyers { count, out, token_ttl_secs } => {
+            let auth = server::auth_service(store.as_ref(), config).await?;
+            let started = std::time::Instant::now();
+            let tokens = crate::admin::provision_buyers(store.as_ref(), &auth, count, token_ttl_secs).await?;
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?);
+            for token in &tokens {
+                writeln!(file, "{token}")?;
+            }
+            file.flush()?;
+            println!("provisioned {} buyers in {:.1}s; tokens in {}", tokens.len(), started.elapsed().as_secs_f64(), out.display());
+        }
+    }
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Configuration: `STAMPEDE_*` environment variables over an optional `stampede.toml` over
+//! defaults (DESIGN §5). Every limit is named with its unit and validated at start.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://FILE` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    pub http_addr: SocketAddr,
+    /// HS256 signing secret for access tokens. When unset, a random one is generated once
+    /// and kept in the database, so every node and CLI command on that database agrees.
+    pub jwt_secret: Option<String>,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+    /// How long an order's holds wait for payment before the sweeper releases them.
+    pub hold_ttl_secs: u64,
+    pub sweeper_interval_ms: u64,
+    /// Orders the sweeper expires per pass.
+    pub sweeper_batch_max: i64,
+    /// Largest number of orders placed in one transaction; 1 is the naive baseline.
+    pub placement_batch_max: usize,
+    /// How long the writer waits for more orders after the first one of a batch arrives.
+    pub placement_linger_ms: u64,
+    /// Orders waiting for the writer before new ones are refused with 503.
+    pub placement_queue_depth: usize,
+    /// Concurrent placement writers (SQLite serialises writes anyway; PostgreSQL can overlap
+    /// batches on different products).
+    pub placement_writers: usize,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub body_limit_bytes: usize,
+    /// How often the event dispatcher polls the outbox when nobody has woken it.
+    pub outbox_poll_ms: u64,
+    /// `simulated` is the only gateway shipped; it is named so nobody mistakes it for money.
+    pub payment_gateway: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite://stampede.db".into(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            jwt_secret: None,
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 14 * 24 * 3600,
+            hold_ttl_secs: 600,
+            sweeper_interval_ms: 1000,
+            sweeper_batch_max: 500,
+            placement_batch_max: 256,
+            placement_linger_ms: 1,
+            placement_queue_depth: 20_000,
+            placement_writers: 1,
+            db_max_connections: 16,
+            db_acquire_timeout_ms: 5000,
+            request_timeout_ms: 10_000,
+            body_limit_bytes: 64 * 1024,
+            outbox_poll_ms: 200,
+            payment_gateway: "simulated".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    /// Secrets and credentials in URLs never reach the logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("http_addr", &self.http_addr)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("hold_ttl_secs", &self.hold_ttl_secs)
+            .field("sweeper_interval_ms", &self.sweeper_interval_ms)
+            .field("placement_batch_max", &self.placement_batch_max)
+            .field("placement_linger_ms", &self.placement_linger_ms)
+            .field("placement_queue_depth", &self.placement_queue_depth)
+            .field("placement_writers", &self.placement_writers)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("payment_gateway", &self.payment_gateway)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults, then `stampede.toml` (or the file in `STAMPEDE_CONFIG`) if present, then
+    /// the environment; validated.
+    pub fn load() -> Result<Config, ConfigError> {
+        let path = std::env::var("STAMPEDE_CONFIG").unwrap_or_else(|_| "stampede.toml".into());
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError(format!("{path}: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(ConfigError(format!("{path}: {e}"))),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, raw: String) -> Result<T, ConfigError> {
+            raw.parse()
+                .map_err(|_| ConfigError(format!("{name}: cannot parse {raw:?}")))
+        }
+        macro_rules! env {
+            ($($field:ident),* $(,)?) => {$(
+                let name = concat!("STAMPEDE_", stringify!($field)).to_ascii_uppercase();
+                if let Some(raw) = var(&name) {
+                    self.$field = parse(&name, raw)?;
+                }
+            )*};
+        }
+        env!(
+            database_url, http_addr, access_token_ttl_secs, refresh_token_ttl_secs,
+            hold_ttl_secs, sweeper_interval_ms, sweeper_batch_max, placement_batch_max,
+            placement_linger_ms, placement_queue_depth, placement_writers, db_max_connections,
+            db_acquire_timeout_ms, request_timeout_ms, body_limit_bytes, outbox_poll_ms,
+            payment_gateway,
+        );
+        if let Some(secret) = var("STAMPEDE_JWT_SECRET") {
+            self.jwt_secret = Some(secret);
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(ConfigError(what.to_owned())) };
+        check(
+            self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"),
+            "database_url must start with sqlite:// or postgres://",
+        )?;
+        check((1..=86_400).contains(&self.access_token_ttl_secs), "access_token_ttl_secs must be 1..=86400")?;
+        check(self.refresh_token_ttl_secs >= self.access_token_ttl_secs, "refresh_token_ttl_secs must be >= access_token_ttl_secs")?;
+        check((1..=7 * 86_400).contains(&self.hold_ttl_secs), "hold_ttl_secs must be 1..=604800")?;
+        check((10..=3_600_000).contains(&self.sweeper_interval_ms), "sweeper_interval_ms must be 10..=3600000")?;
+        check((1..=10_000).contains(&self.sweeper_batch_max), "sweeper_batch_max must be 1..=10000")?;
+        check((1..=10_000).contains(&self.placement_batch_max), "placement_batch_max must be 1..=10000")?;
+        check(self.placement_linger_ms <= 1000, "placement_linger_ms must be <= 1000")?;
+        check((1..=1_000_000).contains(&self.placement_queue_depth), "placement_queue_depth must be 1..=1000000")?;
+        check((1..=64).contains(&self.placement_writers), "placement_writers must be 1..=64")?;
+        check((1..=1000).contains(&self.db_max_connections), "db_max_connections must be 1..=1000")?;
+        check((1..=300_000).contains(&self.request_timeout_ms), "request_timeout_ms must be 1..=300000")?;
+        check((1024..=16 * 1024 * 1024).contains(&self.body_limit_bytes), "body_limit_bytes must be 1KiB..=16MiB")?;
+        check((1..=60_000).contains(&self.outbox_poll_ms), "outbox_poll_ms must be 1..=60000")?;
+        check(self.payment_gateway == "simulated", "payment_gateway must be \"simulated\"")?;
+        if let Some(secret) = &self.jwt_secret {
+            check(secret.len() >= 32, "jwt_secret must be at least 32 bytes")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults_and_is_validated() {
+        let mut config = Config::default();
+        let env = |name: &str| match name {
+            "STAMPEDE_PLACEMENT_BATCH_MAX" => Some("1".to_owned()),
+            "STAMPEDE_HTTP_ADDR" => Some("0.0.0.0:9000".to_owned()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!(config.placement_batch_max, 1);
+        assert_eq!(config.http_addr.port(), 9000);
+        config.placement_batch_max = 0;
+        assert!(config.validate().is_err());
+        let bad = |name: &str| (name == "STAMPEDE_HOLD_TTL_SECS").then(|| "soon".to_owned());
+        assert!(Config::default().apply_env(bad).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let config = Config {
+            database_url: "postgres://app:hunter2@db/stampede".into(),
+            jwt_secret: Some("x".repeat(40)),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&"x".repeat(40)));
+    }
+
+    #[test]
+    fn toml_file_is_read() {
+        let config: Config = toml::from_str("hold_ttl_secs = 30\nplacement_batch_max = 8").unwrap();
+        assert_eq!(config.hold_ttl_secs, 30);
+        assert_eq!(config.placement_batch_max, 8);
+        assert_eq!(config.http_addr, Config::default().http_addr);
+    }
+}

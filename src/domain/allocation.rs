@@ -1,0 +1,409 @@
+//! Allocation of one placement batch: a pure function from (requests in arrival order, the
+//! locked stock and limits) to a decision per request. The store loads the inputs and writes
+//! the outputs inside one transaction; everything in between lives here so it can be
+//! property-tested without a database.
+
+use super::values::{Quantity, Timestamp, Won};
+use std::collections::HashMap;
+
+pub type ProductId = i64;
+pub type UserId = i64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+}
+
+/// A validated order request. `lines` hold distinct products (the HTTP layer refuses
+/// duplicates) sorted by product id.
+#[derive(Debug, Clone)]
+pub struct OrderRequest {
+    pub user_id: UserId,
+    pub idempotency_key: String,
+    /// SHA-256 of the canonical request body: the same key with another body is refused.
+    pub request_hash: String,
+    pub lines: Vec<Line>,
+}
+
+/// A product's catalogue facts and its stock account, read under the batch's lock.
+#[derive(Debug, Clone)]
+pub struct ProductState {
+    pub partner_id: i64,
+    pub price: Won,
+    pub release_at: Timestamp,
+    pub max_per_user: Option<i64>,
+    pub available: i64,
+}
+
+/// An order that already exists for a `(user, idempotency key)` of the batch.
+#[derive(Debug, Clone)]
+pub struct ExistingOrder {
+    pub order_id: i64,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Default)]
+pub struct BatchState {
+    pub products: HashMap<ProductId, ProductState>,
+    /// Units each buyer already holds or bought, for products with a purchase limit.
+    pub purchased: HashMap<(UserId, ProductId), i64>,
+    pub existing: HashMap<(UserId, String), ExistingOrder>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    UnknownProduct { product_id: ProductId },
+    NotReleased { product_id: ProductId },
+    OutOfStock { product_id: ProductId },
+    PurchaseLimit { product_id: ProductId, max_per_user: i64 },
+    IdempotencyMismatch,
+    TotalTooLarge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedLine {
+    pub product_id: ProductId,
+    pub quantity: Quantity,
+    pub unit_price: Won,
+    pub line_total: Won,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPartnerOrder {
+    pub partner_id: i64,
+    pub subtotal: Won,
+    pub lines: Vec<PlannedLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedOrder {
+    pub total: Won,
+    /// One per partner, ascending by partner id.
+    pub partner_orders: Vec<PlannedPartnerOrder>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Accept(PlannedOrder),
+    /// The key was used before with the same body: answer with that order.
+    Replay { order_id: i64 },
+    /// The key was used earlier in this same batch with the same body: answer with the
+    /// outcome of request `index`.
+    SameAs { index: usize },
+    Reject(Rejection),
+}
+
+#[derive(Debug)]
+pub struct Allocation {
+    pub decisions: Vec<Decision>,
+    /// Units newly held per product, ascending by product id.
+    pub holds: Vec<(ProductId, i64)>,
+    /// Availability per product after the batch, for the sold-out gate.
+    pub available_after: HashMap<ProductId, i64>,
+}
+
+/// Decides each request in arrival order against the state the batch has locked.
+pub fn allocate(requests: &[OrderRequest], state: &BatchState, now: Timestamp) -> Allocation {
+    let mut available: HashMap<ProductId, i64> = state
+        .products
+        .iter()
+        .map(|(id, p)| (*id, p.available))
+        .collect();
+    let mut purchased = state.purchased.clone();
+    let mut seen_keys: HashMap<(UserId, &str), (usize, &str)> = HashMap::new();
+    let mut holds: HashMap<ProductId, i64> = HashMap::new();
+    let mut decisions = Vec::with_capacity(requests.len());
+
+    for (index, request) in requests.iter().enumerate() {
+        let key = (request.user_id, request.idempotency_key.clone());
+        if let Some(existing) = state.existing.get(&key) {
+            decisions.push(if existing.request_hash == request.request_hash {
+                Decision::Replay {
+                    order_id: existing.order_id,
+                }
+            } else {
+                Decision::Reject(Rejection::IdempotencyMismatch)
+            });
+            continue;
+        }
+        let batch_key = (request.user_id, request.idempotency_key.as_str());
+        if let Some((first, hash)) = seen_keys.get(&batch_key) {
+            decisions.push(if *hash == request.request_hash {
+                Decision::SameAs { index: *first }
+            } else {
+                Decision::Reject(Rejection::IdempotencyMismatch)
+            });
+            continue;
+        }
+        seen_keys.insert(batch_key, (index, request.request_hash.as_str()));
+
+        let decision = match plan_order(request, state, &available, &purchased, now) {
+            Ok(plan) => {
+                for line in &request.lines {
+                    let q = line.quantity.get();
+                    *available.entry(line.product_id).or_default() -= q;
+                    *holds.entry(line.product_id).or_default() += q;
+                    *purchased
+                        .entry((request.user_id, line.product_id))
+                        .or_default() += q;
+                }
+                Decision::Accept(plan)
+            }
+            Err(rejection) => Decision::Reject(rejection),
+        };
+        decisions.push(decision);
+    }
+
+    let mut holds: Vec<(ProductId, i64)> = holds.into_iter().collect();
+    holds.sort_unstable();
+    Allocation {
+        decisions,
+        holds,
+        available_after: available,
+    }
+}
+
+/// Checks one request against the running state and prices it; changes nothing.
+fn plan_order(
+    request: &OrderRequest,
+    state: &BatchState,
+    available: &HashMap<ProductId, i64>,
+    purchased: &HashMap<(UserId, ProductId), i64>,
+    now: Timestamp,
+) -> Result<PlannedOrder, Rejection> {
+    let mut by_partner: std::collections::BTreeMap<i64, PlannedPartnerOrder> = Default::default();
+    let mut total = Won::ZERO;
+    for line in &request.lines {
+        let product_id = line.product_id;
+        let product = state
+            .products
+            .get(&product_id)
+            .ok_or(Rejection::UnknownProduct { product_id })?;
+        if now < product.release_at {
+            return Err(Rejection::NotReleased { product_id });
+        }
+        let q = line.quantity.get();
+        if let Some(max_per_user) = product.max_per_user {
+            let already = purchased
+                .get(&(request.user_id, product_id))
+                .copied()
+                .unwrap_or(0);
+            if already + q > max_per_user {
+                return Err(Rejection::PurchaseLimit {
+                    product_id,
+                    max_per_user,
+                });
+            }
+        }
+        if available.get(&product_id).copied().unwrap_or(0) < q {
+            return Err(Rejection::OutOfStock { product_id });
+        }
+        let line_total = product
+            .price
+            .times(line.quantity)
+            .ok_or(Rejection::TotalTooLarge)?;
+        total = total.checked_add(line_total).ok_or(Rejection::TotalTooLarge)?;
+        let partner = by_partner
+            .entry(product.partner_id)
+            .or_insert_with(|| PlannedPartnerOrder {
+                partner_id: product.partner_id,
+                subtotal: Won::ZERO,
+                lines: Vec::new(),
+            });
+        // Cannot overflow: the subtotal is bounded by `total`, checked just above.
+        partner.subtotal = partner.subtotal.checked_add(line_total).unwrap_or(total);
+        partner.lines.push(PlannedLine {
+            product_id,
+            quantity: line.quantity,
+            unit_price: product.price,
+            line_total,
+        });
+    }
+    Ok(PlannedOrder {
+        total,
+        partner_orders: by_partner.into_values().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn product(partner_id: i64, price: i64, available: i64, max: Option<i64>) -> ProductState {
+        ProductState {
+            partner_id,
+            price: Won::new("price", price).unwrap(),
+            release_at: Timestamp::from_millis(0),
+            max_per_user: max,
+            available,
+        }
+    }
+
+    fn request(user_id: i64, key: &str, lines: &[(i64, i64)]) -> OrderRequest {
+        OrderRequest {
+            user_id,
+            idempotency_key: key.to_owned(),
+            request_hash: format!("{lines:?}"),
+            lines: lines
+                .iter()
+                .map(|(p, q)| Line {
+                    product_id: *p,
+                    quantity: Quantity::new("quantity", *q).unwrap(),
+                })
+                .collect(),
+        }
+    }
+
+    const NOW: Timestamp = Timestamp::from_millis(1);
+
+    #[test]
+    fn splits_an_order_per_partner() {
+        let mut state = BatchState::default();
+        state.products.insert(1, product(10, 1000, 5, None));
+        state.products.insert(2, product(20, 500, 5, None));
+        state.products.insert(3, product(10, 100, 5, None));
+        let a = allocate(&[request(1, "k", &[(1, 2), (2, 1), (3, 1)])], &state, NOW);
+        let Decision::Accept(plan) = &a.decisions[0] else {
+            panic!("expected accept, got {:?}", a.decisions[0]);
+        };
+        assert_eq!(plan.total.get(), 2600);
+        let subtotals: Vec<_> = plan
+            .partner_orders
+            .iter()
+            .map(|p| (p.partner_id, p.subtotal.get()))
+            .collect();
+        assert_eq!(subtotals, vec![(10, 2100), (20, 500)]);
+        assert_eq!(a.holds, vec![(1, 2), (2, 1), (3, 1)]);
+    }
+
+    #[test]
+    fn an_order_is_all_or_nothing() {
+        let mut state = BatchState::default();
+        state.products.insert(1, product(10, 1000, 5, None));
+        state.products.insert(2, product(10, 1000, 0, None));
+        let a = allocate(&[request(1, "k", &[(1, 1), (2, 1)])], &state, NOW);
+        assert_eq!(
+            a.decisions[0],
+            Decision::Reject(Rejection::OutOfStock { product_id: 2 })
+        );
+        assert!(a.holds.is_empty());
+        assert_eq!(a.available_after[&1], 5);
+    }
+
+    #[test]
+    fn unreleased_products_are_refused() {
+        let mut state = BatchState::default();
+        let mut p = product(10, 1000, 5, None);
+        p.release_at = Timestamp::from_millis(10);
+        state.products.insert(1, p);
+        let a = allocate(&[request(1, "k", &[(1, 1)])], &state, NOW);
+        assert_eq!(
+            a.decisions[0],
+            Decision::Reject(Rejection::NotReleased { product_id: 1 })
+        );
+    }
+
+    #[test]
+    fn repeated_keys_in_one_batch_replay_or_mismatch() {
+        let mut state = BatchState::default();
+        state.products.insert(1, product(10, 1000, 5, None));
+        let same = request(1, "k", &[(1, 1)]);
+        let other_body = request(1, "k", &[(1, 2)]);
+        let other_user = request(2, "k", &[(1, 1)]);
+        let a = allocate(&[same.clone(), same, other_body, other_user], &state, NOW);
+        assert!(matches!(a.decisions[0], Decision::Accept(_)));
+        assert_eq!(a.decisions[1], Decision::SameAs { index: 0 });
+        assert_eq!(a.decisions[2], Decision::Reject(Rejection::IdempotencyMismatch));
+        assert!(matches!(a.decisions[3], Decision::Accept(_)));
+        assert_eq!(a.holds, vec![(1, 2)]);
+    }
+
+    #[test]
+    fn keys_already_stored_replay_or_mismatch() {
+        let mut state = BatchState::default();
+        state.products.insert(1, product(10, 1000, 5, None));
+        let r = request(1, "k", &[(1, 1)]);
+        state.existing.insert(
+            (1, "k".into()),
+            ExistingOrder {
+                order_id: 77,
+                request_hash: r.request_hash.clone(),
+            },
+        );
+        let mismatch = request(1, "k", &[(1, 3)]);
+        let a = allocate(&[r, mismatch], &state, NOW);
+        assert_eq!(a.decisions[0], Decision::Replay { order_id: 77 });
+        assert_eq!(a.decisions[1], Decision::Reject(Rejection::IdempotencyMismatch));
+        assert!(a.holds.is_empty());
+    }
+
+    proptest! {
+        /// Whatever arrives, nothing is oversold, nobody exceeds their limit, holds equal
+        /// the accepted lines, and stock is only refused when it really ran out.
+        #[test]
+        fn never_oversells_nor_exceeds_limits(
+            stock in proptest::collection::vec(0i64..20, 1..4),
+            limits in proptest::collection::vec(proptest::option::of(1i64..4), 4),
+            purchased in proptest::collection::vec(0i64..3, 4),
+            requests in proptest::collection::vec(
+                (0i64..5, proptest::collection::btree_map(0i64..4, 1i64..4, 1..3)), 0..60),
+        ) {
+            let mut state = BatchState::default();
+            for (i, s) in stock.iter().enumerate() {
+                state.products.insert(i as i64, product(i as i64 % 2, 100, *s, limits[i]));
+            }
+            for user in 0..5 {
+                for (p, bought) in purchased.iter().enumerate() {
+                    state.purchased.insert((user, p as i64), *bought);
+                }
+            }
+            let requests: Vec<OrderRequest> = requests
+                .iter()
+                .enumerate()
+                .map(|(i, (user, lines))| {
+                    let lines: Vec<(i64, i64)> = lines.iter().map(|(p, q)| (*p, *q)).collect();
+                    request(*user, &format!("k{i}"), &lines)
+                })
+                .collect();
+            let a = allocate(&requests, &state, NOW);
+            prop_assert_eq!(a.decisions.len(), requests.len());
+
+            let mut held: HashMap<i64, i64> = HashMap::new();
+            let mut bought = state.purchased.clone();
+            for (request, decision) in requests.iter().zip(&a.decisions) {
+                match decision {
+                    Decision::Accept(plan) => {
+                        let lines: i64 = plan.partner_orders.iter().map(|p| p.subtotal.get()).sum();
+                        prop_assert_eq!(lines, plan.total.get());
+                        for line in &request.lines {
+                            *held.entry(line.product_id).or_default() += line.quantity.get();
+                            *bought.entry((request.user_id, line.product_id)).or_default() += line.quantity.get();
+                        }
+                    }
+                    Decision::Reject(Rejection::OutOfStock { product_id }) => {
+                        let line = request.lines.iter().find(|l| l.product_id == *product_id).unwrap();
+                        let left = state.products[product_id].available - held.get(product_id).copied().unwrap_or(0);
+                        prop_assert!(left < line.quantity.get());
+                    }
+                    _ => {}
+                }
+            }
+            for (product_id, p) in &state.products {
+                let h = held.get(product_id).copied().unwrap_or(0);
+                prop_assert!(h <= p.available, "oversold product {}", product_id);
+                prop_assert_eq!(a.available_after[product_id], p.available - h);
+            }
+            for ((user, product_id), qty) in &bought {
+                if let Some(max) = state.products.get(product_id).and_then(|p| p.max_per_user) {
+                    let before = state.purchased.get(&(*user, *product_id)).copied().unwrap_or(0);
+                    prop_assert!(*qty <= max.max(before), "user {} above limit on {}", user, product_id);
+                }
+            }
+            let mut expected: Vec<(i64, i64)> = held.into_iter().collect();
+            expected.sort_unstable();
+            prop_assert_eq!(a.holds, expected);
+        }
+    }
+}

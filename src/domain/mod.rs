@@ -1,0 +1,13 @@
+//! Pure domain types and rules. Nothing here touches the database, the network or the clock:
+//! values are parsed once at the edge ("parse, don't validate") and the allocation of a
+//! placement batch is a pure function so it can be property-tested.
+
+pub mod allocation;
+pub mod error;
+pub mod events;
+pub mod order;
+pub mod values;
+
+pub use error::DomainError;
+pub use order::{OrderStatus, Role};
+pub use values::{Email, IdempotencyKey, Password, Quantity, Timestamp, Won};

@@ -1,0 +1,301 @@
+//! Partners, their sellers, products and the stock ledger.
+
+use super::auth::{create_account, UserView};
+use super::error::{ApiError, ApiResult};
+use super::extract::{AuthUser, Json, Page, Path};
+use super::PageView;
+use crate::domain::order::MovementKind;
+use crate::domain::values::MAX_QUANTITY;
+use crate::domain::{DomainError, Quantity, Role, Timestamp, Won};
+use crate::server::AppState;
+use crate::store::{MovementRecord, NewProduct, PartnerRecord, ProductPatch, ProductRecord, StockLevels};
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_MEMO_CHARS: usize = 500;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPartnerBody {
+    pub name: String,
+    pub commission_rate_bps: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PartnerView {
+    pub id: i64,
+    pub name: String,
+    pub commission_rate_bps: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSellerBody {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProductBody {
+    pub name: String,
+    /// Won per unit.
+    pub price: i64,
+    /// Units on hand at creation (recorded as an inbound movement).
+    pub stock: i64,
+    /// Required for admins; sellers may omit it (their own partner).
+    pub partner_id: Option<i64>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub release_at: Option<Timestamp>,
+    pub max_per_user: Option<i64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatchBody {
+    pub name: Option<String>,
+    pub price: Option<i64>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub release_at: Option<Timestamp>,
+    /// `null` removes the limit; absent leaves it unchanged.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub max_per_user: Option<Option<i64>>,
+}
+
+/// Distinguishes an explicit `null` (`Some(None)`) from an absent field (`None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProductView {
+    pub id: i64,
+    pub partner_id: i64,
+    pub name: String,
+    pub price: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub release_at: Timestamp,
+    pub max_per_user: Option<i64>,
+    pub on_hand: i64,
+    pub held: i64,
+    pub available: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InboundBody {
+    pub quantity: i64,
+    pub memo: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StockView {
+    pub product_id: i64,
+    pub on_hand: i64,
+    pub held: i64,
+    pub available: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MovementView {
+    pub id: i64,
+    pub kind: MovementKind,
+    pub quantity: i64,
+    pub order_id: Option<i64>,
+    pub memo: Option<String>,
+    pub on_hand_after: i64,
+    pub held_after: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+impl From<PartnerRecord> for PartnerView {
+    fn from(p: PartnerRecord) -> Self {
+        PartnerView { id: p.id, name: p.name, commission_rate_bps: p.commission_rate_bps, created_at: p.created_at }
+    }
+}
+
+impl From<ProductRecord> for ProductView {
+    fn from(p: ProductRecord) -> Self {
+        ProductView {
+            id: p.id,
+            partner_id: p.partner_id,
+            name: p.name,
+            price: p.price,
+            release_at: p.release_at,
+            max_per_user: p.max_per_user,
+            on_hand: p.on_hand,
+            held: p.held,
+            available: p.on_hand - p.held,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+impl From<StockLevels> for StockView {
+    fn from(s: StockLevels) -> Self {
+        StockView { product_id: s.product_id, on_hand: s.on_hand, held: s.held, available: s.on_hand - s.held }
+    }
+}
+
+impl From<MovementRecord> for MovementView {
+    fn from(m: MovementRecord) -> Self {
+        MovementView {
+            id: m.id,
+            kind: m.kind,
+            quantity: m.quantity,
+            order_id: m.order_id,
+            memo: m.memo,
+            on_hand_after: m.on_hand_after,
+            held_after: m.held_after,
+            created_at: m.created_at,
+        }
+    }
+}
+
+fn text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, DomainError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > max_chars {
+        return Err(DomainError::new(field, format!("must be 1 to {max_chars} characters")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn max_per_user(raw: i64) -> Result<i64, DomainError> {
+    Quantity::new("max_per_user", raw).map(Quantity::get)
+}
+
+#[utoipa::path(post, path = "/api/v1/partners", tag = "catalog", security(("bearer" = [])), request_body = NewPartnerBody,
+    responses((status = 201, body = PartnerView), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn create_partner(State(state): State<AppState>, user: AuthUser, Json(body): Json<NewPartnerBody>) -> ApiResult<(StatusCode, axum::Json<PartnerView>)> {
+    user.require(&[Role::Admin])?;
+    let name = text("name", &body.name, MAX_NAME_CHARS)?;
+    if !(0..=10_000).contains(&body.commission_rate_bps) {
+        return Err(DomainError::new("commission_rate_bps", "must be 0..=10000 basis points").into());
+    }
+    let partner = state.store.insert_partner(&name, body.commission_rate_bps, Timestamp::now()).await?;
+    Ok((StatusCode::CREATED, axum::Json(partner.into())))
+}
+
+#[utoipa::path(post, path = "/api/v1/partners/{id}/sellers", tag = "catalog", security(("bearer" = [])), request_body = NewSellerBody,
+    params(("id" = i64, Path)), responses((status = 201, body = UserView), (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+pub async fn create_seller(State(state): State<AppState>, user: AuthUser, Path(partner_id): Path<i64>, Json(body): Json<NewSellerBody>) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
+    user.require(&[Role::Admin])?;
+    state.store.partner(partner_id).await?.ok_or_else(|| ApiError::not_found("partner"))?;
+    let seller = create_account(state.store.as_ref(), &body.email, body.password, Role::Seller, Some(partner_id)).await?;
+    Ok((StatusCode::CREATED, axum::Json(UserView::from(&seller))))
+}
+
+#[utoipa::path(post, path = "/api/v1/products", tag = "catalog", security(("bearer" = [])), request_body = NewProductBody,
+    responses((status = 201, body = ProductView), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn create_product(State(state): State<AppState>, user: AuthUser, Json(body): Json<NewProductBody>) -> ApiResult<(StatusCode, axum::Json<ProductView>)> {
+    user.require(&[Role::Seller, Role::Admin])?;
+    let partner_id = match (user.role(), body.partner_id) {
+        (Role::Seller, requested) => {
+            let own = user.0.pid.ok_or_else(ApiError::forbidden)?;
+            if requested.is_some_and(|p| p != own) {
+                return Err(ApiError::forbidden());
+            }
+            own
+        }
+        (_, Some(partner_id)) => partner_id,
+        (_, None) => return Err(DomainError::new("partner_id", "is required for admins").into()),
+    };
+    let stock = body.stock;
+    if !(0..=MAX_QUANTITY).contains(&stock) {
+        return Err(DomainError::new("stock", format!("must be 0..={MAX_QUANTITY}")).into());
+    }
+    let product = NewProduct {
+        partner_id,
+        name: text("name", &body.name, MAX_NAME_CHARS)?,
+        price: Won::new("price", body.price)?.get(),
+        stock,
+        release_at: body.release_at.unwrap_or_else(Timestamp::now),
+        max_per_user: body.max_per_user.map(max_per_user).transpose()?,
+    };
+    state.store.partner(partner_id).await?.ok_or_else(|| ApiError::not_found("partner"))?;
+    let created = state.store.insert_product(&product, Timestamp::now()).await?;
+    state.outbox_wake.notify_one();
+    Ok((StatusCode::CREATED, axum::Json(created.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(super::extract::PageQuery),
+    responses((status = 200, body = PageView<ProductView>)))]
+pub async fn list_products(State(state): State<AppState>, Page(page): Page) -> ApiResult<axum::Json<PageView<ProductView>>> {
+    Ok(axum::Json(state.store.list_products(page).await?.into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = i64, Path)),
+    responses((status = 200, body = ProductView), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get_product(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<axum::Json<ProductView>> {
+    let product = state.store.product(id).await?.ok_or_else(|| ApiError::not_found("product"))?;
+    Ok(axum::Json(product.into()))
+}
+
+/// Loads a product the caller may manage: 404 if it does not exist, 403 if it belongs to
+/// another partner.
+async fn managed_product(state: &AppState, user: &AuthUser, id: i64) -> ApiResult<ProductRecord> {
+    user.require(&[Role::Seller, Role::Admin])?;
+    let product = state.store.product(id).await?.ok_or_else(|| ApiError::not_found("product"))?;
+    if !user.may_manage_partner(product.partner_id) {
+        return Err(ApiError::forbidden());
+    }
+    Ok(product)
+}
+
+#[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = ProductPatchBody, responses((status = 200, body = ProductView), (status = 403, body = super::error::ErrorBody)))]
+pub async fn update_product(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>, Json(body): Json<ProductPatchBody>) -> ApiResult<axum::Json<ProductView>> {
+    managed_product(&state, &user, id).await?;
+    let patch = ProductPatch {
+        name: body.name.as_deref().map(|n| text("name", n, MAX_NAME_CHARS)).transpose()?,
+        price: body.price.map(|p| Won::new("price", p).map(Won::get)).transpose()?,
+        release_at: body.release_at,
+        max_per_user: body.max_per_user.map(|m| m.map(max_per_user).transpose()).transpose()?,
+    };
+    let updated = state.store.update_product(id, &patch, Timestamp::now()).await?.ok_or_else(|| ApiError::not_found("product"))?;
+    state.outbox_wake.notify_one();
+    Ok(axum::Json(updated.into()))
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{id}/inbound", tag = "stock", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = InboundBody, responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody)))]
+pub async fn inbound(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>, Json(body): Json<InboundBody>) -> ApiResult<axum::Json<StockView>> {
+    managed_product(&state, &user, id).await?;
+    let quantity = Quantity::new("quantity", body.quantity)?;
+    let memo = body.memo.as_deref().map(|m| text("memo", m, MAX_MEMO_CHARS)).transpose()?;
+    let levels = state
+        .store
+        .inbound(id, quantity.get(), memo.as_deref(), Timestamp::now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("product"))?;
+    state.outbox_wake.notify_one();
+    Ok(axum::Json(levels.into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{id}/stock", tag = "stock", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody)))]
+pub async fn stock(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> ApiResult<axum::Json<StockView>> {
+    let p = managed_product(&state, &user, id).await?;
+    Ok(axum::Json(StockLevels { product_id: p.id, on_hand: p.on_hand, held: p.held }.into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/products/{id}/movements", tag = "stock", security(("bearer" = [])),
+    params(("id" = i64, Path), super::extract::PageQuery),
+    responses((status = 200, body = PageView<MovementView>), (status = 403, body = super::error::ErrorBody)))]
+pub async fn movements(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>, Page(page): Page) -> ApiResult<axum::Json<PageView<MovementView>>> {
+    managed_product(&state, &user, id).await?;
+    Ok(axum::Json(state.store.movements(id, page).await?.into()))
+}
+

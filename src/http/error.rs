@@ -1,0 +1,164 @@
+//! The one HTTP error type. Every stable error code is listed in [`ErrorCode`]; the mapping
+//! to a status is one `match` with no catch-all arm, so adding a code forces a decision.
+//! Internal details are logged once here and never sent to the client.
+
+use crate::domain::allocation::Rejection;
+use crate::domain::DomainError;
+use crate::placement::PlaceError;
+use crate::store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MalformedJson,
+    ValidationFailed,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    InvalidPath,
+    InvalidQuery,
+    IdempotencyKeyRequired,
+    IdempotencyMismatch,
+    Unauthorized,
+    InvalidToken,
+    InvalidCredentials,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    EmailTaken,
+    OutOfStock,
+    NotReleased,
+    PurchaseLimit,
+    PaymentAmountMismatch,
+    PaymentDeclined,
+    OrderNotPayable,
+    OrderNotCancellable,
+    RequestTimeout,
+    Overloaded,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            MalformedJson | InvalidPath | InvalidQuery | IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
+            ValidationFailed | IdempotencyMismatch | PurchaseLimit | PaymentAmountMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Unauthorized | InvalidToken | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            EmailTaken | OutOfStock | NotReleased | OrderNotPayable | OrderNotCancellable => StatusCode::CONFLICT,
+            PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Overloaded | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn forbidden() -> Self {
+        Self::new(ErrorCode::Forbidden, "not allowed for this account")
+    }
+
+    /// Logs the cause once and answers with a generic 500.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code, message: self.message },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if self.code == ErrorCode::Overloaded {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::new(ErrorCode::ValidationFailed, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("resource"),
+            StoreError::Conflict("email_taken") => ApiError::new(ErrorCode::EmailTaken, "email is already registered"),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "database unavailable");
+                ApiError::new(ErrorCode::Unavailable, "temporarily unavailable, retry shortly")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<PlaceError> for ApiError {
+    fn from(e: PlaceError) -> Self {
+        match e {
+            PlaceError::Overloaded => ApiError::new(ErrorCode::Overloaded, "too many orders in flight, retry shortly"),
+            PlaceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<&Rejection> for ApiError {
+    fn from(r: &Rejection) -> Self {
+        match r {
+            Rejection::UnknownProduct { product_id } => ApiError::not_found(&format!("product {product_id}")),
+            Rejection::NotReleased { product_id } => ApiError::new(ErrorCode::NotReleased, format!("product {product_id} is not released yet")),
+            Rejection::OutOfStock { product_id } => ApiError::new(ErrorCode::OutOfStock, format!("product {product_id} is out of stock")),
+            Rejection::PurchaseLimit { product_id, max_per_user } => ApiError::new(
+                ErrorCode::PurchaseLimit,
+                format!("at most {max_per_user} units of product {product_id} per buyer"),
+            ),
+            Rejection::IdempotencyMismatch => ApiError::new(
+                ErrorCode::IdempotencyMismatch,
+                "this Idempotency-Key was used with a different request body",
+            ),
+            Rejection::TotalTooLarge => ApiError::new(ErrorCode::ValidationFailed, "order total is too large"),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

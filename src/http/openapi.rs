@@ -1,0 +1,39 @@
+//! The OpenAPI document, generated from the handlers' annotations, and Swagger UI.
+
+use super::{auth, catalog, error, ops, orders, PageView};
+use crate::server::AppState;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Stampede", description = "Commerce backend for limited-edition drops and flash sales"),
+    paths(
+        auth::signup, auth::login, auth::refresh, auth::logout, auth::me,
+        catalog::create_partner, catalog::create_seller, catalog::create_product, catalog::list_products,
+        catalog::get_product, catalog::update_product, catalog::inbound, catalog::stock, catalog::movements,
+        orders::place_order, orders::get_order, orders::list_orders, orders::pay_order, orders::cancel_order,
+        orders::order_events, ops::healthz, ops::readyz, ops::metrics,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<orders::OrderView>, PageView<catalog::MovementView>)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/api/openapi.json", ApiDoc::openapi()))
+}

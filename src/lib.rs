@@ -1,0 +1,28 @@
+//! Stampede: a commerce backend for limited-edition drops and flash sales.
+//!
+//! Where things live:
+//! - `domain/` — pure rules and values: money, quantities, the order lifecycle, and the
+//!   allocation of a placement batch (`domain::allocation`).
+//! - `store/` — the storage traits and one module per backend (`store::sqlite`,
+//!   `store::postgres`), each owning its SQL and migrations. Stock is held, committed and
+//!   released in `store/*/orders.rs`.
+//! - `placement` — the batching order writer (group commit) of DESIGN §3.
+//! - `outbox` — the event dispatcher feeding live streams, the sold-out gate, the deny-list.
+//! - `sweeper` — releases holds whose payment deadline passed.
+//! - `http/` — the API: router, error codes (`http::error`), handlers, OpenAPI.
+//! - `server` — wires it all; `cli` and `main` only parse and call it.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod payment;
+pub mod placement;
+pub mod server;
+pub mod store;
+pub mod sweeper;
+pub mod verify;

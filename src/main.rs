@@ -1,0 +1,20 @@
+use clap::Parser;
+use stampede::cli::{self, Cli};
+use stampede::config::Config;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let cli = Cli::parse();
+    let result = match Config::load() {
+        Ok(config) => cli::run(cli, config).await,
+        Err(e) => Err(e.into()),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        std::process::ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,107 @@
+//! Every metric Stampede exports, declared in one place (STYLE §10). Counters get the
+//! `_total` suffix from the encoder: `orders_placed` is exported as `orders_placed_total`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The matched route template (`/api/v1/orders/{id}`), never the raw path, so label
+    /// cardinality stays bounded.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms … ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_request_duration_seconds: HistogramFamily<RouteLabels>,
+    pub orders_placed: Counter,
+    pub orders_rejected: Family<ReasonLabels, Counter>,
+    pub orders_paid: Counter,
+    pub orders_cancelled: Family<ReasonLabels, Counter>,
+    pub holds_expired: Counter,
+    pub payments: Family<ReasonLabels, Counter>,
+    pub placement_batch_size: Histogram,
+    pub placement_batch_seconds: Histogram,
+    pub placement_queue_full: Counter,
+    pub sold_out_fast_rejects: Counter,
+    pub outbox_dispatched: Counter,
+    /// Events written but not yet dispatched on this node.
+    pub outbox_lag_events: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            http_requests: Family::default(),
+            http_request_duration_seconds: Family::new_with_constructor(latency_histogram),
+            orders_placed: Counter::default(),
+            orders_rejected: Family::default(),
+            orders_paid: Counter::default(),
+            orders_cancelled: Family::default(),
+            holds_expired: Counter::default(),
+            payments: Family::default(),
+            placement_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            placement_batch_seconds: latency_histogram(),
+            placement_queue_full: Counter::default(),
+            sold_out_fast_rejects: Counter::default(),
+            outbox_dispatched: Counter::default(),
+            outbox_lag_events: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("http_requests", "HTTP requests by method, route and status", m.http_requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", m.http_request_duration_seconds.clone());
+        registry.register("orders_placed", "Orders placed (stock held)", m.orders_placed.clone());
+        registry.register("orders_rejected", "Order placements refused, by reason", m.orders_rejected.clone());
+        registry.register("orders_paid", "Orders paid (holds committed)", m.orders_paid.clone());
+        registry.register("orders_cancelled", "Orders cancelled or refunded, by reason", m.orders_cancelled.clone());
+        registry.register("holds_expired", "Orders whose payment deadline passed and whose holds were released", m.holds_expired.clone());
+        registry.register("payments", "Payment attempts by outcome", m.payments.clone());
+        registry.register("placement_batch_size", "Orders per placement transaction", m.placement_batch_size.clone());
+        registry.register("placement_batch_seconds", "Duration of one placement transaction", m.placement_batch_seconds.clone());
+        registry.register("placement_queue_full", "Orders refused because the placement queue was full", m.placement_queue_full.clone());
+        registry.register("sold_out_fast_rejects", "Orders refused from the in-memory sold-out gate without a database write", m.sold_out_fast_rejects.clone());
+        registry.register("outbox_dispatched", "Outbox events dispatched on this node", m.outbox_dispatched.clone());
+        registry.register("outbox_lag_events", "Outbox events not yet dispatched on this node", m.outbox_lag_events.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn reject(&self, reason: &str) {
+        self.orders_rejected
+            .get_or_create(&ReasonLabels { reason: reason.to_owned() })
+            .inc();
+    }
+}

@@ -1,0 +1,131 @@
+//! The in-process event dispatcher (DESIGN §4, embedded mode). Each node tails the outbox
+//! table from the id it started at and feeds its subscribers: live order streams (SSE),
+//! the sold-out gate and the access-token deny-list. Because every node tails the same
+//! table, a change made on node B reaches a buyer connected to node A.
+
+use crate::auth::AuthService;
+use crate::domain::events::{self, Event, OrderStatusChanged, SessionRevoked, StockChanged};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, Notify};
+
+/// Events read per outbox poll.
+const DISPATCH_BATCH_EVENTS: i64 = 1000;
+/// Buffered status events per live order stream; a slower client skips ahead.
+const STREAM_BUFFER_EVENTS: usize = 16;
+
+/// Per-order broadcast channels for `GET /orders/{id}/events`.
+#[derive(Default)]
+pub struct Hub {
+    topics: Mutex<HashMap<i64, broadcast::Sender<Arc<OrderStatusChanged>>>>,
+}
+
+impl Hub {
+    pub fn subscribe(&self, order_id: i64) -> broadcast::Receiver<Arc<OrderStatusChanged>> {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        topics
+            .entry(order_id)
+            .or_insert_with(|| broadcast::channel(STREAM_BUFFER_EVENTS).0)
+            .subscribe()
+    }
+
+    fn publish(&self, change: OrderStatusChanged) {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = topics.get(&change.order_id) {
+            if sender.send(Arc::new(change.clone())).is_err() {
+                topics.remove(&change.order_id);
+            }
+        }
+        topics.retain(|_, s| s.receiver_count() > 0);
+    }
+}
+
+/// Products known to have nothing available, so placement can refuse them without a
+/// database round trip. Fed only from `stock.changed` events, in outbox order, so it never
+/// goes back to an older state.
+#[derive(Default)]
+pub struct SoldOutGate {
+    sold_out: RwLock<HashSet<i64>>,
+}
+
+impl SoldOutGate {
+    pub fn is_sold_out(&self, product_id: i64) -> bool {
+        self.sold_out.read().map(|s| s.contains(&product_id)).unwrap_or(false)
+    }
+
+    pub fn observe(&self, product_id: i64, available: i64) {
+        if let Ok(mut s) = self.sold_out.write() {
+            if available <= 0 {
+                s.insert(product_id);
+            } else {
+                s.remove(&product_id);
+            }
+        }
+    }
+}
+
+pub struct Dispatcher {
+    pub store: Arc<dyn Store>,
+    pub hub: Arc<Hub>,
+    pub gate: Arc<SoldOutGate>,
+    pub auth: Arc<AuthService>,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+    pub poll: Duration,
+}
+
+impl Dispatcher {
+    /// Tails the outbox until `stop` fires. Starts after the newest event at call time:
+    /// subscribers read current state from the database when they attach.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut cursor = match self.store.last_event_id().await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox dispatcher could not start");
+                0
+            }
+        };
+        loop {
+            match self.store.events_after(cursor, DISPATCH_BATCH_EVENTS).await {
+                Ok(batch) => {
+                    let full = batch.len() as i64 == DISPATCH_BATCH_EVENTS;
+                    for event in &batch {
+                        self.dispatch(event);
+                        cursor = event.id;
+                    }
+                    self.metrics.outbox_dispatched.inc_by(batch.len() as u64);
+                    self.metrics.outbox_lag_events.set(if full { DISPATCH_BATCH_EVENTS } else { 0 });
+                    if full {
+                        continue;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "outbox poll failed"),
+            }
+            self.auth.denylist.prune(crate::domain::Timestamp::now());
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    fn dispatch(&self, event: &Event) {
+        let parsed = match event.event_type.as_str() {
+            events::STOCK_CHANGED => serde_json::from_str::<StockChanged>(&event.payload)
+                .map(|s| self.gate.observe(s.product_id, s.available)),
+            events::SESSION_REVOKED => serde_json::from_str::<SessionRevoked>(&event.payload)
+                .map(|s| self.auth.denylist.insert(s.jti, s.expires_at)),
+            t if t.starts_with("order.") => {
+                serde_json::from_str::<OrderStatusChanged>(&event.payload).map(|c| self.hub.publish(c))
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = parsed {
+            tracing::error!(event_id = event.id, error = %e, "malformed outbox payload");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Wires the parts together: store, auth, placement writer, outbox dispatcher, sweeper and
+//! the HTTP router. `main` only parses configuration and calls [`Server::bind`] and
+//! [`Server::run`]; tests do the same on port 0.
+
+use crate::auth::AuthService;
+use crate::config::Config;
+use crate::domain::Timestamp;
+use crate::metrics::Metrics;
+use crate::outbox::{Dispatcher, Hub, SoldOutGate};
+use crate::payment::{PaymentGateway, SimulatedGateway};
+use crate::placement::{Placement, PlacementConfig};
+use crate::store::{self, PoolOptions, Store};
+use crate::sweeper::Sweeper;
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+const JWT_SECRET_SETTING: &str = "jwt_secret";
+/// Bytes of a generated signing secret (256 bits).
+const GENERATED_SECRET_BYTES: usize = 32;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<AuthService>,
+    pub placement: Placement,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub metrics: Arc<Metrics>,
+    pub hub: Arc<Hub>,
+    /// Wakes this node's outbox dispatcher right after a commit, instead of at its next poll.
+    pub outbox_wake: Arc<Notify>,
+    /// Flips to `true` when the server shuts down; live streams end on it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let options = PoolOptions {
+        max_connections: config.db_max_connections,
+        acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+    };
+    let store = store::connect(&config.database_url, &options)
+        .await
+        .with_context(|| format!("connecting to {}", crate::config::redact_url(&config.database_url)))?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+/// The signing secret comes from configuration or, when unset, from the database (created
+/// once), so that every node and every CLI command on one database agrees.
+pub async fn auth_service(store: &dyn Store, config: &Config) -> anyhow::Result<AuthService> {
+    let secret = match &config.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            let candidate = crate::auth::random_token(GENERATED_SECRET_BYTES);
+            store.setting_or_insert(JWT_SECRET_SETTING, &candidate).await?
+        }
+    };
+    let auth = AuthService::new(secret.as_bytes(), config.access_token_ttl_secs, config.refresh_token_ttl_secs);
+    let far_future = Timestamp::now().plus_secs(config.access_token_ttl_secs);
+    for jti in store.revoked_tokens(Timestamp::now()).await? {
+        auth.denylist.insert(jti, far_future);
+    }
+    Ok(auth)
+}
+
+impl Server {
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        config.validate()?;
+        let store = open_store(&config).await?;
+        let auth = Arc::new(auth_service(store.as_ref(), &config).await?);
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::default());
+        let gate = Arc::new(SoldOutGate::default());
+        let outbox_wake = Arc::new(Notify::new());
+        let (stop, shutdown) = watch::channel(false);
+        let placement = Placement::start(
+            store.clone(),
+            PlacementConfig {
+                batch_max: config.placement_batch_max,
+                linger: Duration::from_millis(config.placement_linger_ms),
+                queue_depth: config.placement_queue_depth,
+                writers: config.placement_writers,
+                hold_ttl_secs: config.hold_ttl_secs,
+            },
+            gate.clone(),
+            metrics.clone(),
+            outbox_wake.clone(),
+        );
+        let dispatcher = Dispatcher {
+            store: store.clone(),
+            hub: hub.clone(),
+            gate,
+            auth: auth.clone(),
+            metrics: metrics.clone(),
+            wake: outbox_wake.clone(),
+            poll: Duration::from_millis(config.outbox_poll_ms),
+        };
+        let sweeper = Sweeper {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            outbox_wake: outbox_wake.clone(),
+            interval: Duration::from_millis(config.sweeper_interval_ms),
+            batch_max: config.sweeper_batch_max,
+        };
+        let tasks = vec![tokio::spawn(dispatcher.run(shutdown.clone())), tokio::spawn(sweeper.run(shutdown.clone()))];
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding {}", config.http_addr))?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            auth,
+            placement,
+            gateway: Arc::new(SimulatedGateway),
+            metrics,
+            hub,
+            outbox_wake,
+            shutdown,
+        };
+        Ok(Server { listener, state, stop, tasks })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| self.state.config.http_addr)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish, ends live
+    /// streams and background tasks, and closes the database.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Server { listener, state, stop, tasks } = self;
+        let store = state.store.clone();
+        let app = crate::http::router(state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await
+            .context("serving HTTP")?;
+        for task in tasks {
+            let _ = task.await;
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

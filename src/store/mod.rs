@@ -1,0 +1,161 @@
+//! Storage behind traits, one module per backend (STYLE §2). `sqlite/` and `postgres/` each
+//! own their migrations and SQL; [`connect`] picks one from the URL scheme. Domain and HTTP
+//! code only ever see `Arc<dyn Store>`.
+
+pub mod postgres;
+pub mod records;
+pub mod sqlite;
+
+use crate::domain::allocation::OrderRequest;
+use crate::domain::events::Event;
+use crate::domain::order::CancelReason;
+use crate::domain::{Role, Timestamp};
+use async_trait::async_trait;
+pub use records::*;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database is unreachable or timed out; the caller may retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Connection limits, each named with its unit (STYLE §7).
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    /// `Conflict("email_taken")` when the email exists.
+    async fn insert_user(&self, user: &NewUser, now: Timestamp) -> StoreResult<UserRecord>;
+    /// Bulk insert for load-test provisioning; returns ids in input order.
+    async fn insert_users_bulk(&self, users: &[NewUser], now: Timestamp) -> StoreResult<Vec<i64>>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>>;
+    /// Starts a session holding the hash of its first refresh token; returns its id.
+    async fn create_session(
+        &self,
+        user_id: i64,
+        refresh_hash: &str,
+        refresh_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<i64>;
+    /// Swaps the session's refresh hash `old → new` if `old` is current and unexpired.
+    /// Presenting a hash that was already rotated away revokes the session (token reuse).
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<RotateOutcome>;
+    /// Revokes the session and deny-lists the access token `jti` until it expires, writing
+    /// a `session.revoked` event, in one transaction.
+    async fn revoke_session(
+        &self,
+        user_id: i64,
+        session_id: i64,
+        jti: &str,
+        access_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    async fn revoked_tokens(&self, now: Timestamp) -> StoreResult<Vec<String>>;
+    /// Reads a setting, or stores `value` if it is absent; returns whichever is stored.
+    async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String>;
+}
+
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
+    async fn insert_partner(&self, name: &str, commission_rate_bps: i64, now: Timestamp) -> StoreResult<PartnerRecord>;
+    async fn partner(&self, id: i64) -> StoreResult<Option<PartnerRecord>>;
+    /// Creates the product, its stock account and (if `stock > 0`) an inbound movement,
+    /// with `product.created` and `stock.changed` events, in one transaction.
+    async fn insert_product(&self, product: &NewProduct, now: Timestamp) -> StoreResult<ProductRecord>;
+    async fn product(&self, id: i64) -> StoreResult<Option<ProductRecord>>;
+    /// Ordered by `release_at` then id, ascending.
+    async fn list_products(&self, page: PageRequest) -> StoreResult<Page<ProductRecord>>;
+    async fn update_product(&self, id: i64, patch: &ProductPatch, now: Timestamp) -> StoreResult<Option<ProductRecord>>;
+    /// Adds units to `on_hand` with an inbound movement and a `stock.changed` event.
+    async fn inbound(&self, product_id: i64, quantity: i64, memo: Option<&str>, now: Timestamp) -> StoreResult<Option<StockLevels>>;
+    /// Newest first.
+    async fn movements(&self, product_id: i64, page: PageRequest) -> StoreResult<Page<MovementRecord>>;
+}
+
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Places a batch in ONE transaction: locks the products' stock rows in ascending id
+    /// order, allocates with [`crate::domain::allocation::allocate`], writes accepted orders,
+    /// their partner orders, items, hold movements and events, and returns one outcome per
+    /// request, in order. A request rejected by allocation never fails the batch.
+    async fn place_batch(&self, batch: &[OrderRequest], pay_by: Timestamp, now: Timestamp) -> StoreResult<BatchResult>;
+    async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>>;
+    /// Newest first; all orders when `user_id` is `None`.
+    async fn list_orders(&self, user_id: Option<i64>, page: PageRequest) -> StoreResult<Page<OrderRecord>>;
+    /// Records a payment attempt that did not go through (declined, amount mismatch, voided).
+    async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()>;
+    /// `pending_payment → paid` if still pending and `now < pay_by`: commits the holds
+    /// (commit movements), records the approved payment, writes `order.paid`.
+    async fn mark_paid(&self, order_id: i64, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<TransitionOutcome>;
+    /// `pending_payment → cancelled` (release movements, `order.cancelled`/`order.expired`)
+    /// or, for `reason == Requested`, `paid → refunded` (return movements, `order.refunded`).
+    async fn cancel_order(&self, order_id: i64, reason: CancelReason, now: Timestamp) -> StoreResult<TransitionOutcome>;
+    /// Ids of up to `limit` pending orders whose `pay_by <= now`, oldest deadline first.
+    async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
+}
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    async fn last_event_id(&self) -> StoreResult<i64>;
+    /// Events with `id > after`, ascending, at most `limit`.
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Everything `stampede verify` compares, recomputed from the rows (see [`Audit`]).
+    async fn audit(&self) -> StoreResult<Audit>;
+}
+
+/// The whole store. One implementation per backend.
+#[async_trait]
+pub trait Store: AuthStore + CatalogStore + OrderStore + OutboxStore + AuditStore {
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+    async fn close(&self);
+}
+
+/// Opens the store named by `url` (`sqlite://…` or `postgres://…`). Does not migrate.
+pub async fn connect(url: &str, options: &PoolOptions) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PgStore::connect(url, options).await?))
+    } else {
+        Err(StoreError::Unavailable(
+            "database URL must start with sqlite:// or postgres://".into(),
+        ))
+    }
+}
+
+pub(crate) fn role_of(raw: &str) -> StoreResult<Role> {
+    Role::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("unknown role {raw:?}")))
+}

@@ -1,0 +1,283 @@
+//! Users, refresh-token sessions, the access-token deny-list and settings.
+
+use super::{classify, outbox, ts, PgStore};
+use crate::domain::events;
+use crate::domain::Timestamp;
+use crate::store::{role_of, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord};
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::Row;
+use std::collections::HashMap;
+
+fn user_from_row(row: &PgRow) -> StoreResult<UserRecord> {
+    let role: String = row.try_get("role")?;
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        password_hash: row.try_get("password_hash")?,
+        role: role_of(&role)?,
+        partner_id: row.try_get("partner_id")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl AuthStore for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn insert_user(&self, user: &NewUser, now: Timestamp) -> StoreResult<UserRecord> {
+        insert_user(&self.pool, user, now).await.map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(count = users.len()))]
+    async fn insert_users_bulk(&self, users: &[NewUser], now: Timestamp) -> StoreResult<Vec<i64>> {
+        insert_users_bulk(&self.pool, users, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, role, partner_id, created_at \
+             FROM users WHERE email = $1",
+        )
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(e.into()))?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = id))]
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, role, partner_id, created_at \
+             FROM users WHERE id = $1",
+        )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| classify(e.into()))?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = user_id))]
+    async fn create_session(
+        &self,
+        user_id: i64,
+        refresh_hash: &str,
+        refresh_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO sessions (user_id, refresh_hash, refresh_expires_at, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(user_id)
+        .bind(refresh_hash)
+        .bind(refresh_expires_at.millis())
+        .bind(now.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<RotateOutcome> {
+        rotate_refresh(&self.pool, old_hash, new_hash, new_expires_at, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = user_id, session_id = session_id))]
+    async fn revoke_session(
+        &self,
+        user_id: i64,
+        session_id: i64,
+        jti: &str,
+        access_expires_at: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        revoke_session(&self.pool, user_id, session_id, jti, access_expires_at, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoked_tokens(&self, now: Timestamp) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at > $1")
+            .bind(now.millis())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| classify(e.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(key = key))]
+    async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+        setting_or_insert(&self.pool, key, value)
+            .await
+            .map_err(classify)
+    }
+}
+
+async fn insert_user(pool: &PgPool, user: &NewUser, now: Timestamp) -> StoreResult<UserRecord> {
+    let row = sqlx::query(
+        "INSERT INTO users (email, password_hash, role, partner_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id, email, password_hash, role, partner_id, created_at",
+    )
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .bind(user.partner_id)
+        .bind(now.millis())
+        .fetch_one(pool)
+        .await?;
+    user_from_row(&row)
+}
+
+/// One statement for the whole list; ids are matched back by email (unique) rather than by
+/// trusting the order of `RETURNING`, which PostgreSQL does not promise.
+async fn insert_users_bulk(pool: &PgPool, users: &[NewUser], now: Timestamp) -> StoreResult<Vec<i64>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
+    let hashes: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
+    let roles: Vec<&str> = users.iter().map(|u| u.role.as_str()).collect();
+    let partners: Vec<Option<i64>> = users.iter().map(|u| u.partner_id).collect();
+    let rows = sqlx::query(
+        "INSERT INTO users (email, password_hash, role, partner_id, created_at) \
+         SELECT u.email, u.password_hash, u.role, u.partner_id, $5 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+              WITH ORDINALITY AS u(email, password_hash, role, partner_id, ord) \
+         ORDER BY u.ord \
+         RETURNING id, email",
+    )
+    .bind(&emails)
+    .bind(&hashes)
+    .bind(&roles)
+    .bind(&partners)
+    .bind(now.millis())
+    .fetch_all(pool)
+    .await?;
+    let mut ids = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        ids.insert(row.try_get::<String, _>("email")?, row.try_get::<i64, _>("id")?);
+    }
+    emails
+        .iter()
+        .map(|email| {
+            ids.get(*email)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("no id returned for {email}")))
+        })
+        .collect()
+}
+
+/// Locks the session the hash belongs to, current or previous. Two concurrent rotations of
+/// one token serialise on the row lock; the loser re-reads the row, no longer finds the hash
+/// current, finds it as `previous_hash`, and so revokes the session as a reuse — which is
+/// what presenting one refresh token twice is.
+async fn rotate_refresh(
+    pool: &PgPool,
+    old_hash: &str,
+    new_hash: &str,
+    new_expires_at: Timestamp,
+    now: Timestamp,
+) -> StoreResult<RotateOutcome> {
+    let mut tx = pool.begin().await?;
+    let current = sqlx::query(
+        "SELECT id, user_id, refresh_expires_at, revoked_at FROM sessions \
+         WHERE refresh_hash = $1 FOR UPDATE",
+    )
+    .bind(old_hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = current {
+        let session_id: i64 = row.try_get("id")?;
+        let user_id: i64 = row.try_get("user_id")?;
+        let revoked: Option<i64> = row.try_get("revoked_at")?;
+        if revoked.is_some() || ts(&row, "refresh_expires_at")? <= now {
+            return Ok(RotateOutcome::Invalid);
+        }
+        sqlx::query(
+            "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $2, \
+             refresh_expires_at = $3 WHERE id = $1",
+        )
+        .bind(session_id)
+        .bind(new_hash)
+        .bind(new_expires_at.millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(RotateOutcome::Rotated { user_id, session_id });
+    }
+    let reused = sqlx::query(
+        "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2) \
+         WHERE previous_hash = $1 RETURNING id",
+    )
+    .bind(old_hash)
+    .bind(now.millis())
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(if reused.is_some() {
+        RotateOutcome::Reused
+    } else {
+        RotateOutcome::Invalid
+    })
+}
+
+async fn revoke_session(
+    pool: &PgPool,
+    user_id: i64,
+    session_id: i64,
+    jti: &str,
+    access_expires_at: Timestamp,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $3 \
+         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(now.millis())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti)
+    .bind(access_expires_at.millis())
+    .execute(&mut *tx)
+    .await?;
+    let event = events::session_revoked(user_id, jti, access_expires_at);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Insert-if-absent then read: the read runs after the insert's statement, so it sees
+/// whichever value won a concurrent first start.
+async fn setting_or_insert(pool: &PgPool, key: &str, value: &str) -> StoreResult<String> {
+    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+        .bind(key)
+        .bind(value)
+        .execute(pool)
+        .await?;
+    let stored = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+        .bind(key)
+        .fetch_one(pool)
+        .await?;
+    Ok(stored)
+}

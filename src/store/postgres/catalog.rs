@@ -1,0 +1,324 @@
+//! Partners, products and their stock accounts outside of order placement.
+
+use super::stock::{self, Movement};
+use super::{classify, outbox, ts, PgStore};
+use crate::domain::events::{self, NewEvent};
+use crate::domain::order::MovementKind;
+use crate::domain::Timestamp;
+use crate::store::{
+    CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord, ProductPatch,
+    ProductRecord, StockLevels, StoreError, StoreResult,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::Row;
+
+/// Memo of the inbound movement that carries a new product's opening stock.
+const INITIAL_STOCK_MEMO: &str = "initial stock";
+
+/// A product with its stock account; `p` is products, `s` is stock.
+const PRODUCT_SELECT: &str = "SELECT p.id, p.partner_id, p.name, p.price, p.release_at, \
+     p.max_per_user, p.created_at, p.updated_at, s.on_hand, s.held \
+     FROM products p JOIN stock s ON s.product_id = p.id";
+
+fn product_from_row(row: &PgRow) -> StoreResult<ProductRecord> {
+    Ok(ProductRecord {
+        id: row.try_get("id")?,
+        partner_id: row.try_get("partner_id")?,
+        name: row.try_get("name")?,
+        price: row.try_get("price")?,
+        release_at: ts(row, "release_at")?,
+        max_per_user: row.try_get("max_per_user")?,
+        on_hand: row.try_get("on_hand")?,
+        held: row.try_get("held")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+fn partner_from_row(row: &PgRow) -> StoreResult<PartnerRecord> {
+    Ok(PartnerRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        commission_rate_bps: row.try_get("commission_rate_bps")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+fn movement_from_row(row: &PgRow) -> StoreResult<MovementRecord> {
+    let kind: String = row.try_get("kind")?;
+    Ok(MovementRecord {
+        id: row.try_get("id")?,
+        product_id: row.try_get("product_id")?,
+        kind: MovementKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown movement kind {kind:?}")))?,
+        quantity: row.try_get("quantity")?,
+        order_id: row.try_get("order_id")?,
+        memo: row.try_get("memo")?,
+        on_hand_after: row.try_get("on_hand_after")?,
+        held_after: row.try_get("held_after")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl CatalogStore for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn insert_partner(
+        &self,
+        name: &str,
+        commission_rate_bps: i64,
+        now: Timestamp,
+    ) -> StoreResult<PartnerRecord> {
+        let row = sqlx::query(
+            "INSERT INTO partners (name, commission_rate_bps, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, name, commission_rate_bps, created_at",
+        )
+        .bind(name)
+        .bind(commission_rate_bps)
+        .bind(now.millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))?;
+        partner_from_row(&row)
+    }
+
+    #[tracing::instrument(skip_all, fields(partner_id = id))]
+    async fn partner(&self, id: i64) -> StoreResult<Option<PartnerRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, commission_rate_bps, created_at FROM partners WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))?;
+        row.as_ref().map(partner_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(partner_id = product.partner_id))]
+    async fn insert_product(&self, product: &NewProduct, now: Timestamp) -> StoreResult<ProductRecord> {
+        insert_product(&self.pool, product, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = id))]
+    async fn product(&self, id: i64) -> StoreResult<Option<ProductRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
+        product(&mut conn, id).await.map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(page = page.page, size = page.size))]
+    async fn list_products(&self, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
+        list_products(&self.pool, page).await.map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = id))]
+    async fn update_product(
+        &self,
+        id: i64,
+        patch: &ProductPatch,
+        now: Timestamp,
+    ) -> StoreResult<Option<ProductRecord>> {
+        update_product(&self.pool, id, patch, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = product_id, quantity = quantity))]
+    async fn inbound(
+        &self,
+        product_id: i64,
+        quantity: i64,
+        memo: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<StockLevels>> {
+        inbound(&self.pool, product_id, quantity, memo, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = product_id, page = page.page))]
+    async fn movements(&self, product_id: i64, page: PageRequest) -> StoreResult<Page<MovementRecord>> {
+        movements(&self.pool, product_id, page)
+            .await
+            .map_err(classify)
+    }
+}
+
+async fn product(conn: &mut PgConnection, id: i64) -> StoreResult<Option<ProductRecord>> {
+    let sql = format!("{PRODUCT_SELECT} WHERE p.id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(product_from_row).transpose()
+}
+
+/// Product, stock account, opening inbound movement and events in one transaction, so a
+/// product never exists without its account.
+async fn insert_product(pool: &PgPool, new: &NewProduct, now: Timestamp) -> StoreResult<ProductRecord> {
+    let mut tx = pool.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO products (partner_id, name, price, release_at, max_per_user, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+    )
+    .bind(new.partner_id)
+    .bind(&new.name)
+    .bind(new.price)
+    .bind(new.release_at.millis())
+    .bind(new.max_per_user)
+    .bind(now.millis())
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO stock (product_id, on_hand, held) VALUES ($1, $2, 0)")
+        .bind(id)
+        .bind(new.stock)
+        .execute(&mut *tx)
+        .await?;
+    // Like SQLite: the opening stock is an ordinary inbound, and a product created empty
+    // has no stock event until its first inbound.
+    let mut outgoing = vec![events::product_changed(events::PRODUCT_CREATED, id)];
+    if new.stock > 0 {
+        let after = (new.stock, 0);
+        let opening = inbound_movement(id, new.stock, Some(INITIAL_STOCK_MEMO), after);
+        stock::insert_movements(&mut tx, &[opening], now).await?;
+        outgoing.push(events::stock_changed(id, new.stock, 0));
+    }
+    outbox::append(&mut tx, &outgoing, now).await?;
+    tx.commit().await?;
+    Ok(ProductRecord {
+        id,
+        partner_id: new.partner_id,
+        name: new.name.clone(),
+        price: new.price,
+        release_at: new.release_at,
+        max_per_user: new.max_per_user,
+        on_hand: new.stock,
+        held: 0,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+fn inbound_movement(
+    product_id: i64,
+    quantity: i64,
+    memo: Option<&str>,
+    after: (i64, i64),
+) -> Movement<'_> {
+    Movement {
+        product_id,
+        kind: MovementKind::Inbound,
+        quantity,
+        order_id: None,
+        memo,
+        on_hand_after: after.0,
+        held_after: after.1,
+    }
+}
+
+async fn list_products(pool: &PgPool, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
+    let sql = format!("{PRODUCT_SELECT} ORDER BY p.release_at, p.id LIMIT $1 OFFSET $2");
+    let rows = sqlx::query(&sql)
+        .bind(page.size)
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(pool)
+        .await?;
+    Ok(Page {
+        items: rows.iter().map(product_from_row).collect::<StoreResult<_>>()?,
+        page: page.page,
+        size: page.size,
+        total,
+    })
+}
+
+/// `max_per_user` is tri-state (leave, set, clear), hence the flag beside its value.
+async fn update_product(
+    pool: &PgPool,
+    id: i64,
+    patch: &ProductPatch,
+    now: Timestamp,
+) -> StoreResult<Option<ProductRecord>> {
+    let mut tx = pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE products SET name = COALESCE($2, name), price = COALESCE($3, price), \
+         release_at = COALESCE($4, release_at), \
+         max_per_user = CASE WHEN $5 THEN $6 ELSE max_per_user END, updated_at = $7 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(patch.name.as_deref())
+    .bind(patch.price)
+    .bind(patch.release_at.map(Timestamp::millis))
+    .bind(patch.max_per_user.is_some())
+    .bind(patch.max_per_user.flatten())
+    .bind(now.millis())
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let record = product(&mut tx, id).await?;
+    let event = events::product_changed(events::PRODUCT_UPDATED, id);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(record)
+}
+
+/// The `UPDATE` both changes and locks the account row, so the movement's balances are the
+/// ones this transaction produced.
+async fn inbound(
+    pool: &PgPool,
+    product_id: i64,
+    quantity: i64,
+    memo: Option<&str>,
+    now: Timestamp,
+) -> StoreResult<Option<StockLevels>> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "UPDATE stock SET on_hand = on_hand + $2 WHERE product_id = $1 RETURNING on_hand, held",
+    )
+    .bind(product_id)
+    .bind(quantity)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let levels = StockLevels {
+        product_id,
+        on_hand: row.try_get("on_hand")?,
+        held: row.try_get("held")?,
+    };
+    let after = (levels.on_hand, levels.held);
+    let movement = inbound_movement(product_id, quantity, memo, after);
+    stock::insert_movements(&mut tx, &[movement], now).await?;
+    let event: NewEvent = events::stock_changed(product_id, levels.on_hand, levels.held);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(Some(levels))
+}
+
+async fn movements(pool: &PgPool, product_id: i64, page: PageRequest) -> StoreResult<Page<MovementRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, product_id, kind, quantity, order_id, memo, on_hand_after, held_after, \
+         created_at FROM stock_movements WHERE product_id = $1 ORDER BY id DESC \
+         LIMIT $2 OFFSET $3",
+    )
+    .bind(product_id)
+    .bind(page.size)
+    .bind(page.offset())
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_movements WHERE product_id = $1")
+        .bind(product_id)
+        .fetch_one(pool)
+        .await?;
+    Ok(Page {
+        items: rows.iter().map(movement_from_row).collect::<StoreResult<_>>()?,
+        page: page.page,
+        size: page.size,
+        total,
+    })
+}

@@ -1,0 +1,471 @@
+use super::{json_ids, map_err, move_stock, write_event, SqliteStore, Tx};
+use crate::domain::allocation::{
+    allocate, BatchState, Decision, ExistingOrder, OrderRequest, PlannedOrder, ProductState,
+};
+use crate::domain::order::{CancelReason, MovementKind};
+use crate::domain::{events, OrderStatus, Timestamp, Won};
+use crate::store::{
+    BatchResult, OrderItemRecord, OrderRecord, OrderStore, Page, PageRequest, PartnerOrderRecord,
+    PaymentAttempt, PlaceOutcome, StoreError, StoreResult, TransitionOutcome,
+};
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+use std::collections::{BTreeSet, HashMap};
+
+const ORDER_COLUMNS: &str = "id, user_id, status, total, discount, points_used, payable, pay_by,
+    cancel_reason, created_at, updated_at";
+/// Orders in these states count against a purchase limit (see `OrderStatus::counts_toward_limit`).
+const LIMIT_STATUSES: &str = "('pending_payment', 'paid', 'confirmed')";
+
+fn order_from_row(row: &SqliteRow) -> StoreResult<OrderRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(OrderRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("order status {status:?}")))?,
+        total: row.try_get("total")?,
+        discount: row.try_get("discount")?,
+        points_used: row.try_get("points_used")?,
+        payable: row.try_get("payable")?,
+        pay_by: Timestamp::from_millis(row.try_get("pay_by")?),
+        cancel_reason: row.try_get("cancel_reason")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        partner_orders: Vec::new(),
+    })
+}
+
+/// Loads partner orders with their items for many orders at once.
+async fn partner_orders_of(
+    conn: &mut SqliteConnection,
+    order_ids: &[i64],
+) -> StoreResult<HashMap<i64, Vec<PartnerOrderRecord>>> {
+    let rows = sqlx::query(
+        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal,
+                oi.product_id, oi.quantity, oi.unit_price, oi.line_total
+         FROM partner_orders po JOIN order_items oi ON oi.partner_order_id = po.id
+         WHERE po.order_id IN (SELECT value FROM json_each($1))
+         ORDER BY po.order_id, po.partner_id, oi.product_id",
+    )
+    .bind(json_ids(order_ids.iter().copied()))
+    .fetch_all(conn)
+    .await
+    .map_err(map_err)?;
+    let mut out: HashMap<i64, Vec<PartnerOrderRecord>> = HashMap::new();
+    for row in rows {
+        let partner_orders = out.entry(row.try_get("order_id")?).or_default();
+        let id: i64 = row.try_get("id")?;
+        if partner_orders.last().map(|p| p.id) != Some(id) {
+            partner_orders.push(PartnerOrderRecord {
+                id,
+                partner_id: row.try_get("partner_id")?,
+                status: row.try_get("status")?,
+                subtotal: row.try_get("subtotal")?,
+                items: Vec::new(),
+            });
+        }
+        if let Some(current) = partner_orders.last_mut() {
+            current.items.push(OrderItemRecord {
+                product_id: row.try_get("product_id")?,
+                quantity: row.try_get("quantity")?,
+                unit_price: row.try_get("unit_price")?,
+                line_total: row.try_get("line_total")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn load_order(conn: &mut SqliteConnection, id: i64) -> StoreResult<Option<OrderRecord>> {
+    let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let Some(row) = row else { return Ok(None) };
+    let mut order = order_from_row(&row)?;
+    order.partner_orders = partner_orders_of(conn, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    Ok(Some(order))
+}
+
+/// Reads what allocation needs. The caller holds SQLite's write lock, so nothing read here
+/// can change before the batch commits.
+async fn load_batch_state(tx: &mut Tx, batch: &[OrderRequest]) -> StoreResult<BatchState> {
+    let product_ids: BTreeSet<i64> = batch
+        .iter()
+        .flat_map(|r| r.lines.iter().map(|l| l.product_id))
+        .collect();
+    let rows = sqlx::query(
+        "SELECT p.id, p.partner_id, p.price, p.release_at, p.max_per_user, s.on_hand, s.held
+         FROM products p JOIN stock s ON s.product_id = p.id
+         WHERE p.id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(json_ids(product_ids.iter().copied()))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    let mut state = BatchState::default();
+    for row in rows {
+        let on_hand: i64 = row.try_get("on_hand")?;
+        let held: i64 = row.try_get("held")?;
+        let price = Won::new("price", row.try_get("price")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        state.products.insert(
+            row.try_get("id")?,
+            ProductState {
+                partner_id: row.try_get("partner_id")?,
+                price,
+                release_at: Timestamp::from_millis(row.try_get("release_at")?),
+                max_per_user: row.try_get("max_per_user")?,
+                available: on_hand - held,
+            },
+        );
+    }
+    for request in batch {
+        let existing: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, request_hash FROM orders WHERE user_id = $1 AND idempotency_key = $2",
+        )
+        .bind(request.user_id)
+        .bind(&request.idempotency_key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?;
+        if let Some((order_id, request_hash)) = existing {
+            state.existing.insert(
+                (request.user_id, request.idempotency_key.clone()),
+                ExistingOrder { order_id, request_hash },
+            );
+        }
+        for line in &request.lines {
+            let limited = state
+                .products
+                .get(&line.product_id)
+                .is_some_and(|p| p.max_per_user.is_some());
+            let key = (request.user_id, line.product_id);
+            if limited && !state.purchased.contains_key(&key) {
+                let units: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COALESCE(SUM(oi.quantity), 0) FROM order_items oi
+                     JOIN orders o ON o.id = oi.order_id
+                     WHERE oi.product_id = $1 AND oi.user_id = $2 AND o.status IN {LIMIT_STATUSES}"
+                ))
+                .bind(line.product_id)
+                .bind(request.user_id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                state.purchased.insert(key, units);
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Writes one accepted order: the order, its partner orders and items, a hold movement per
+/// line and its `order.placed` event.
+async fn insert_order(
+    tx: &mut Tx,
+    request: &OrderRequest,
+    plan: &PlannedOrder,
+    pay_by: Timestamp,
+    now: Timestamp,
+) -> StoreResult<OrderRecord> {
+    let total = plan.total.get();
+    let order_id: i64 = sqlx::query_scalar(
+        "INSERT INTO orders (user_id, idempotency_key, request_hash, status, total, discount,
+             points_used, payable, pay_by, created_at, updated_at)
+         VALUES ($1, $2, $3, 'pending_payment', $4, 0, 0, $4, $5, $6, $6) RETURNING id",
+    )
+    .bind(request.user_id)
+    .bind(&request.idempotency_key)
+    .bind(&request.request_hash)
+    .bind(total)
+    .bind(pay_by.millis())
+    .bind(now.millis())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    let mut partner_orders = Vec::with_capacity(plan.partner_orders.len());
+    for planned in &plan.partner_orders {
+        let partner_order_id: i64 = sqlx::query_scalar(
+            "INSERT INTO partner_orders (order_id, partner_id, status, subtotal)
+             VALUES ($1, $2, 'pending_payment', $3) RETURNING id",
+        )
+        .bind(order_id)
+        .bind(planned.partner_id)
+        .bind(planned.subtotal.get())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(map_err)?;
+        let mut items = Vec::with_capacity(planned.lines.len());
+        for line in &planned.lines {
+            sqlx::query(
+                "INSERT INTO order_items (order_id, partner_order_id, user_id, product_id,
+                     quantity, unit_price, line_total)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(order_id)
+            .bind(partner_order_id)
+            .bind(request.user_id)
+            .bind(line.product_id)
+            .bind(line.quantity.get())
+            .bind(line.unit_price.get())
+            .bind(line.line_total.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+            move_stock(tx, line.product_id, MovementKind::Hold, line.quantity.get(), Some(order_id), None, now.millis()).await?;
+            items.push(OrderItemRecord {
+                product_id: line.product_id,
+                quantity: line.quantity.get(),
+                unit_price: line.unit_price.get(),
+                line_total: line.line_total.get(),
+            });
+        }
+        partner_orders.push(PartnerOrderRecord {
+            id: partner_order_id,
+            partner_id: planned.partner_id,
+            status: OrderStatus::PendingPayment.as_str().to_owned(),
+            subtotal: planned.subtotal.get(),
+            items,
+        });
+    }
+    write_event(tx, &events::order_placed(order_id, request.user_id, now), now.millis()).await?;
+    Ok(OrderRecord {
+        id: order_id,
+        user_id: request.user_id,
+        status: OrderStatus::PendingPayment,
+        total,
+        discount: 0,
+        points_used: 0,
+        payable: total,
+        pay_by,
+        cancel_reason: None,
+        created_at: now,
+        updated_at: now,
+        partner_orders,
+    })
+}
+
+/// Moves every line of an order through `kind` and writes one `stock.changed` per product.
+async fn move_order_stock(tx: &mut Tx, order: &OrderRecord, kind: MovementKind, now: i64) -> StoreResult<()> {
+    let mut lines: Vec<(i64, i64)> = order
+        .partner_orders
+        .iter()
+        .flat_map(|p| p.items.iter().map(|i| (i.product_id, i.quantity)))
+        .collect();
+    lines.sort_unstable();
+    for (product_id, quantity) in lines {
+        let levels = move_stock(tx, product_id, kind, quantity, Some(order.id), None, now).await?;
+        write_event(tx, &events::stock_changed(product_id, levels.on_hand, levels.held), now).await?;
+    }
+    Ok(())
+}
+
+async fn insert_payment(tx: &mut SqliteConnection, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO payments (order_id, payment_key, amount, outcome, detail, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(payment.order_id)
+    .bind(&payment.payment_key)
+    .bind(payment.amount)
+    .bind(payment.outcome.as_str())
+    .bind(payment.detail.as_deref())
+    .bind(now.millis())
+    .execute(tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Sets the order and its partner orders to `to` if the order is in `from` (and, when
+/// given, its deadline satisfies the check). Returns the order as it now is.
+async fn transition(
+    tx: &mut Tx,
+    order_id: i64,
+    from: OrderStatus,
+    to: OrderStatus,
+    reason: Option<CancelReason>,
+    deadline: Option<(&'static str, i64)>,
+    now: Timestamp,
+) -> StoreResult<Option<OrderRecord>> {
+    let deadline_sql = match deadline {
+        Some((op, _)) => format!("AND pay_by {op} $6"),
+        None => "AND $6 IS NULL".to_owned(),
+    };
+    let changed = sqlx::query(&format!(
+        "UPDATE orders SET status = $2, cancel_reason = COALESCE($4, cancel_reason), updated_at = $5
+         WHERE id = $1 AND status = $3 {deadline_sql}"
+    ))
+    .bind(order_id)
+    .bind(to.as_str())
+    .bind(from.as_str())
+    .bind(reason.map(CancelReason::as_str))
+    .bind(now.millis())
+    .bind(deadline.map(|(_, at)| at))
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    if changed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    sqlx::query("UPDATE partner_orders SET status = $2 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(to.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    load_order(tx, order_id).await
+}
+
+impl SqliteStore {
+    async fn refused_or_missing(&self, tx: Tx, order_id: i64) -> StoreResult<TransitionOutcome> {
+        let mut tx = tx;
+        let current = load_order(&mut tx, order_id).await?;
+        tx.rollback().await.map_err(map_err)?;
+        Ok(match current {
+            Some(order) => TransitionOutcome::Refused(order),
+            None => TransitionOutcome::NotFound,
+        })
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
+    async fn place_batch(&self, batch: &[OrderRequest], pay_by: Timestamp, now: Timestamp) -> StoreResult<BatchResult> {
+        let mut tx = self.write_tx().await?;
+        let state = load_batch_state(&mut tx, batch).await?;
+        let allocation = allocate(batch, &state, now);
+        let mut outcomes: Vec<Option<PlaceOutcome>> = vec![None; batch.len()];
+        for (i, decision) in allocation.decisions.iter().enumerate() {
+            match decision {
+                Decision::Accept(plan) => {
+                    let order = insert_order(&mut tx, &batch[i], plan, pay_by, now).await?;
+                    outcomes[i] = Some(PlaceOutcome::Placed(order));
+                }
+                Decision::Reject(rejection) => outcomes[i] = Some(PlaceOutcome::Rejected(rejection.clone())),
+                Decision::Replay { .. } | Decision::SameAs { .. } => {}
+            }
+        }
+        for (product_id, _) in &allocation.holds {
+            let (on_hand, held): (i64, i64) = sqlx::query_as("SELECT on_hand, held FROM stock WHERE product_id = $1")
+                .bind(product_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            write_event(&mut tx, &events::stock_changed(*product_id, on_hand, held), now.millis()).await?;
+        }
+        // Replays answer with the stored order as it is now.
+        for (i, decision) in allocation.decisions.iter().enumerate() {
+            outcomes[i] = match decision {
+                Decision::Replay { order_id } => load_order(&mut tx, *order_id).await?.map(PlaceOutcome::Replayed),
+                Decision::SameAs { index } => match &outcomes[*index] {
+                    Some(PlaceOutcome::Placed(order)) | Some(PlaceOutcome::Replayed(order)) => {
+                        Some(PlaceOutcome::Replayed(order.clone()))
+                    }
+                    other => other.clone(),
+                },
+                _ => outcomes[i].take(),
+            };
+        }
+        tx.commit().await.map_err(map_err)?;
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::Corrupt("replayed order vanished".into())))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let mut available_after: Vec<(i64, i64)> = allocation.available_after.into_iter().collect();
+        available_after.sort_unstable();
+        Ok(BatchResult { outcomes, available_after })
+    }
+
+    async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>> {
+        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        load_order(&mut conn, id).await
+    }
+
+    async fn list_orders(&self, user_id: Option<i64>, page: PageRequest) -> StoreResult<Page<OrderRecord>> {
+        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR user_id = $1)
+             ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(user_id)
+        .bind(page.size)
+        .bind(page.offset())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE ($1 IS NULL OR user_id = $1)")
+            .bind(user_id)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let mut items = rows.iter().map(order_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let ids: Vec<i64> = items.iter().map(|o| o.id).collect();
+        let mut partner_orders = partner_orders_of(&mut conn, &ids).await?;
+        for order in &mut items {
+            order.partner_orders = partner_orders.remove(&order.id).unwrap_or_default();
+        }
+        Ok(Page { items, page: page.page, size: page.size, total })
+    }
+
+    async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        insert_payment(&mut tx, payment, now).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn mark_paid(&self, order_id: i64, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<TransitionOutcome> {
+        let mut tx = self.write_tx().await?;
+        let paid = transition(&mut tx, order_id, OrderStatus::PendingPayment, OrderStatus::Paid, None, Some((">", now.millis())), now).await?;
+        let Some(order) = paid else {
+            return self.refused_or_missing(tx, order_id).await;
+        };
+        move_order_stock(&mut tx, &order, MovementKind::Commit, now.millis()).await?;
+        insert_payment(&mut tx, payment, now).await?;
+        write_event(&mut tx, &events::order_status(events::ORDER_PAID, order.id, order.user_id, OrderStatus::Paid, None, now), now.millis()).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(TransitionOutcome::Done(order))
+    }
+
+    async fn cancel_order(&self, order_id: i64, reason: CancelReason, now: Timestamp) -> StoreResult<TransitionOutcome> {
+        let mut tx = self.write_tx().await?;
+        let expiring = reason == CancelReason::Expired;
+        let deadline = expiring.then_some(("<=", now.millis()));
+        let cancelled = transition(&mut tx, order_id, OrderStatus::PendingPayment, OrderStatus::Cancelled, Some(reason), deadline, now).await?;
+        let (order, kind, event_type) = match cancelled {
+            Some(order) => {
+                let event_type = if expiring { events::ORDER_EXPIRED } else { events::ORDER_CANCELLED };
+                (order, MovementKind::Release, event_type)
+            }
+            None if !expiring => {
+                match transition(&mut tx, order_id, OrderStatus::Paid, OrderStatus::Refunded, Some(reason), None, now).await? {
+                    Some(order) => (order, MovementKind::Return, events::ORDER_REFUNDED),
+                    None => return self.refused_or_missing(tx, order_id).await,
+                }
+            }
+            None => return self.refused_or_missing(tx, order_id).await,
+        };
+        move_order_stock(&mut tx, &order, kind, now.millis()).await?;
+        write_event(&mut tx, &events::order_status(event_type, order.id, order.user_id, order.status, Some(reason), now), now.millis()).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(TransitionOutcome::Done(order))
+    }
+
+    async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = 'pending_payment' AND pay_by <= $1
+             ORDER BY pay_by LIMIT $2",
+        )
+        .bind(now.millis())
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)
+    }
+}

@@ -1,0 +1,14 @@
+//! Black-box API tests: each test starts the real server on port 0 against a fresh
+//! database and talks to it over HTTP, once on SQLite and once on PostgreSQL
+//! (`STAMPEDE_TEST_PG_URL`; `STAMPEDE_TEST_REQUIRE_PG=1` makes its absence a failure).
+
+#[macro_use]
+mod helpers;
+
+mod auth;
+mod authz;
+mod bad_input;
+mod catalog;
+mod orders;
+mod payments;
+mod verify;

@@ -1,0 +1,299 @@
+//! Paying, cancelling, refunding and the payment deadline: each commits or releases the
+//! holds that placement made, and leaves a ledger row for it.
+
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A buyer with a pending order of 2 units from a product of 10 at 1,500 won.
+async fn pending_order(app: &TestApp) -> (String, i64, Value) {
+    let product = app.simple_product(1_500, 10).await;
+    let buyer = app.buyer().await;
+    let order = app.order_ok(&buyer, &[(product, 2)]).await;
+    assert_eq!(int(&order, "payable"), 3_000);
+    (buyer, product, order)
+}
+
+fn pay_path(order: &Value) -> String {
+    format!("/orders/{}/pay", int(order, "id"))
+}
+
+backend_tests!(
+    paying_the_payable_amount_commits_the_holds,
+    |app| async move {
+        let (buyer, product, order) = pending_order(&app).await;
+        let order_id = int(&order, "id");
+
+        let paid = app.pay(&buyer, &order).await;
+        let body = expect(&paid, 200);
+        assert_eq!(body["status"], "paid", "{body}");
+        assert_eq!(int(body, "id"), order_id);
+        assert_eq!(app.order(&buyer, order_id).await["status"], "paid");
+
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 8,
+                held: 0,
+                available: 8
+            }
+        );
+        let commits = app.movements_of_kind(product, "commit").await;
+        assert_eq!(commits.len(), 1, "{commits:?}");
+        assert_eq!(int(&commits[0], "quantity"), 2);
+        assert_eq!(int(&commits[0], "order_id"), order_id);
+        assert_eq!(int(&commits[0], "on_hand_after"), 8);
+        assert_eq!(int(&commits[0], "held_after"), 0);
+
+        // A paid order cannot be paid again, and paying again commits nothing.
+        expect_error(&app.pay(&buyer, &order).await, 409, "order_not_payable");
+        assert_eq!(app.movements_of_kind(product, "commit").await.len(), 1);
+        assert_eq!(app.stock(product).await.on_hand, 8);
+        app.assert_verify_clean().await;
+    }
+);
+
+backend_tests!(
+    wrong_amount_is_refused_and_commits_nothing,
+    |app| async move {
+        let (buyer, product, order) = pending_order(&app).await;
+        let order_id = int(&order, "id");
+
+        for amount in [2_999, 3_001, 0, -3_000] {
+            let body = json!({"payment_key": unique("pk"), "amount": amount});
+            let reply = app.post(&pay_path(&order), Some(&buyer), &body).await;
+            // A negative amount may be refused as invalid input before it is compared.
+            if amount < 0 && reply.0 == 422 && reply.1["error"]["code"] == "validation_failed" {
+                continue;
+            }
+            expect_error(&reply, 422, "payment_amount_mismatch");
+        }
+        assert_eq!(
+            app.order(&buyer, order_id).await["status"],
+            "pending_payment"
+        );
+        assert!(app.movements_of_kind(product, "commit").await.is_empty());
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 10,
+                held: 2,
+                available: 8
+            }
+        );
+
+        // The order is still payable with the right amount.
+        expect(&app.pay(&buyer, &order).await, 200);
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 8,
+                held: 0,
+                available: 8
+            }
+        );
+        app.assert_verify_clean().await;
+    }
+);
+
+backend_tests!(
+    declined_payment_leaves_the_order_pending,
+    |app| async move {
+        let (buyer, product, order) = pending_order(&app).await;
+        let order_id = int(&order, "id");
+
+        let body = json!({"payment_key": "decline-insufficient-funds", "amount": 3_000});
+        expect_error(
+            &app.post(&pay_path(&order), Some(&buyer), &body).await,
+            402,
+            "payment_declined",
+        );
+        assert_eq!(
+            app.order(&buyer, order_id).await["status"],
+            "pending_payment"
+        );
+        assert!(app.movements_of_kind(product, "commit").await.is_empty());
+        assert!(app.movements_of_kind(product, "release").await.is_empty());
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 10,
+                held: 2,
+                available: 8
+            }
+        );
+
+        // The buyer may try another card.
+        expect(&app.pay(&buyer, &order).await, 200);
+        app.assert_verify_clean().await;
+    }
+);
+
+backend_tests!(
+    cancelling_a_pending_order_releases_its_holds,
+    |app| async move {
+        let (buyer, product, order) = pending_order(&app).await;
+        let order_id = int(&order, "id");
+        assert_eq!(app.stock(product).await.available, 8);
+
+        let cancelled = app.cancel(&buyer, order_id).await;
+        let body = expect(&cancelled, 200);
+        assert_eq!(body["status"], "cancelled", "{body}");
+        assert_eq!(app.order(&buyer, order_id).await["status"], "cancelled");
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 10,
+                held: 0,
+                available: 10
+            }
+        );
+        let releases = app.movements_of_kind(product, "release").await;
+        assert_eq!(releases.len(), 1, "{releases:?}");
+        assert_eq!(int(&releases[0], "quantity"), 2);
+        assert_eq!(int(&releases[0], "order_id"), order_id);
+        assert_eq!(int(&releases[0], "held_after"), 0);
+
+        // Twice is refused, and so is paying what was cancelled.
+        expect_error(
+            &app.cancel(&buyer, order_id).await,
+            409,
+            "order_not_cancellable",
+        );
+        expect_error(&app.pay(&buyer, &order).await, 409, "order_not_payable");
+        assert_eq!(app.movements_of_kind(product, "release").await.len(), 1);
+        assert!(app.movements_of_kind(product, "commit").await.is_empty());
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 10,
+                held: 0,
+                available: 10
+            }
+        );
+        app.assert_verify_clean().await;
+    }
+);
+
+backend_tests!(
+    cancelling_a_paid_order_refunds_and_returns_stock,
+    |app| async move {
+        let (buyer, product, order) = pending_order(&app).await;
+        let order_id = int(&order, "id");
+        expect(&app.pay(&buyer, &order).await, 200);
+        assert_eq!(app.stock(product).await.on_hand, 8);
+
+        let refunded = app.cancel(&buyer, order_id).await;
+        assert_eq!(
+            expect(&refunded, 200)["status"],
+            "refunded",
+            "{:?}",
+            refunded
+        );
+        assert_eq!(app.order(&buyer, order_id).await["status"], "refunded");
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 10,
+                held: 0,
+                available: 10
+            }
+        );
+        let returns = app.movements_of_kind(product, "return").await;
+        assert_eq!(returns.len(), 1, "{returns:?}");
+        assert_eq!(int(&returns[0], "quantity"), 2);
+        assert_eq!(int(&returns[0], "order_id"), order_id);
+        assert_eq!(int(&returns[0], "on_hand_after"), 10);
+
+        expect_error(
+            &app.cancel(&buyer, order_id).await,
+            409,
+            "order_not_cancellable",
+        );
+        assert_eq!(app.movements_of_kind(product, "return").await.len(), 1);
+        assert_eq!(app.stock(product).await.on_hand, 10);
+        app.assert_verify_clean().await;
+    }
+);
+
+backend_tests!(admin_may_cancel_a_buyers_order, |app| async move {
+    let (buyer, product, order) = pending_order(&app).await;
+    let admin = app.admin_token().await;
+    let cancelled = app.cancel(&admin, int(&order, "id")).await;
+    assert_eq!(expect(&cancelled, 200)["status"], "cancelled");
+    assert_eq!(
+        app.order(&buyer, int(&order, "id")).await["status"],
+        "cancelled"
+    );
+    assert_eq!(app.stock(product).await.held, 0);
+});
+
+backend_tests!(
+    unpaid_orders_expire_and_release_their_holds,
+    config = |c| {
+        c.hold_ttl_secs = 1;
+        c.sweeper_interval_ms = 100;
+    },
+    |app| async move {
+        let (buyer, product, order) = pending_order(&app).await;
+        let order_id = int(&order, "id");
+        let mut events = SseReader::new(app.subscribe(&buyer, order_id).await);
+        assert_eq!(
+            events.next_event(Duration::from_secs(10)).await["status"],
+            "pending_payment"
+        );
+
+        let expired = eventually(
+            Duration::from_secs(10),
+            "the sweeper to expire the order",
+            || {
+                let app = app.clone();
+                let buyer = buyer.clone();
+                async move {
+                    let current = app.order(&buyer, order_id).await;
+                    (current["status"] != "pending_payment").then_some(current)
+                }
+            },
+        )
+        .await;
+        assert_eq!(expired["status"], "cancelled", "{expired}");
+        assert_eq!(expired["cancel_reason"], "expired", "{expired}");
+
+        let event = events.next_event(Duration::from_secs(10)).await;
+        assert_eq!(event["status"], "cancelled", "{event}");
+        assert_eq!(event["reason"], "expired", "{event}");
+
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 10,
+                held: 0,
+                available: 10
+            }
+        );
+        let releases = app.movements_of_kind(product, "release").await;
+        assert_eq!(releases.len(), 1, "{releases:?}");
+        assert_eq!(int(&releases[0], "order_id"), order_id);
+        assert_eq!(int(&releases[0], "quantity"), 2);
+
+        expect_error(&app.pay(&buyer, &order).await, 409, "order_not_payable");
+        assert!(app.movements_of_kind(product, "commit").await.is_empty());
+        app.assert_verify_clean().await;
+    }
+);
+
+backend_tests!(
+    paying_after_the_deadline_is_refused_even_before_the_sweep,
+    config = |c| {
+        c.hold_ttl_secs = 1;
+        c.sweeper_interval_ms = 60_000;
+    },
+    |app| async move {
+        let (buyer, product, order) = pending_order(&app).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        expect_error(&app.pay(&buyer, &order).await, 409, "order_not_payable");
+        assert!(app.movements_of_kind(product, "commit").await.is_empty());
+        assert_eq!(app.stock(product).await.on_hand, 10);
+        app.assert_verify_clean().await;
+    }
+);

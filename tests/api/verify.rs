@@ -1,0 +1,141 @@
+//! `stampede verify` and the operational endpoints. Verify must stay clean through every
+//! kind of ledger write, and must notice when a balance and its ledger disagree — a
+//! verifier that is always clean would pass every other test in this suite.
+
+use crate::helpers::*;
+use serde_json::Value;
+
+backend_tests!(verify_is_clean_through_a_mixed_workload, |app| async move {
+    app.assert_verify_clean().await;
+    let partner = app.create_partner("Mixed", 900).await;
+    let seller = app.create_seller(partner).await;
+    let a = app.product_of(partner, 1_000, 20, None).await;
+    let b = app.product_of(partner, 2_500, 5, Some(2)).await;
+    let buyers = app.buyers(4).await;
+
+    let paid = app.order_ok(&buyers[0], &[(a, 3), (b, 1)]).await;
+    expect(&app.pay(&buyers[0], &paid).await, 200);
+    let cancelled = app.order_ok(&buyers[1], &[(a, 2)]).await;
+    expect(&app.cancel(&buyers[1], int(&cancelled, "id")).await, 200);
+    let refunded = app.order_ok(&buyers[2], &[(b, 2)]).await;
+    expect(&app.pay(&buyers[2], &refunded).await, 200);
+    expect(&app.cancel(&buyers[2], int(&refunded, "id")).await, 200);
+    let _pending = app.order_ok(&buyers[3], &[(a, 4), (b, 1)]).await;
+    let inbound = app
+        .post(
+            &format!("/products/{a}/inbound"),
+            Some(&seller),
+            &serde_json::json!({"quantity": 7}),
+        )
+        .await;
+    expect(&inbound, 200);
+
+    assert_eq!(
+        app.stock(a).await,
+        Stock {
+            on_hand: 24,
+            held: 4,
+            available: 20
+        }
+    );
+    assert_eq!(
+        app.stock(b).await,
+        Stock {
+            on_hand: 4,
+            held: 1,
+            available: 3
+        }
+    );
+    app.assert_verify_clean().await;
+});
+
+/// Breaks one balance behind the server's back and expects verify to report it.
+async fn assert_verify_catches(app: &TestApp, sql: &str) {
+    app.assert_verify_clean().await;
+    execute_sql(app, sql).await;
+    let report = stampede::verify::run(&*app.state.store)
+        .await
+        .expect("verify::run");
+    assert!(!report.is_clean(), "verify missed tampering: {sql}");
+    assert!(!report.problems.is_empty());
+}
+
+backend_tests!(
+    verify_notices_a_balance_that_disagrees_with_its_ledger,
+    |app| async move {
+        let product = app.simple_product(1_000, 10).await;
+        let buyer = app.buyer().await;
+        app.order_ok(&buyer, &[(product, 2)]).await;
+        let sql = format!("UPDATE stock SET on_hand = on_hand + 1 WHERE product_id = {product}");
+        assert_verify_catches(&app, &sql).await;
+    }
+);
+
+backend_tests!(
+    verify_notices_a_ledger_row_that_was_altered,
+    |app| async move {
+        let product = app.simple_product(1_000, 10).await;
+        let buyer = app.buyer().await;
+        app.order_ok(&buyer, &[(product, 2)]).await;
+        let sql = format!("UPDATE stock_movements SET quantity = quantity - 1 WHERE product_id = {product} AND kind = 'hold'");
+        assert_verify_catches(&app, &sql).await;
+    }
+);
+
+backend_tests!(ops_endpoints, |app| async move {
+    let get = |path: &'static str| {
+        let app = app.clone();
+        async move {
+            let response = app.client.get(app.url(path)).send().await.expect(path);
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, content_type, response.text().await.expect(path))
+        }
+    };
+
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await.0, 200);
+    // Traffic first, so that the request counter has a sample to show.
+    expect(&app.get("/products", None).await, 200);
+
+    let (status, content_type, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("text/plain") || content_type.contains("openmetrics"),
+        "{content_type}"
+    );
+    assert!(
+        metrics.contains("http_requests_total"),
+        "no http_requests_total in:\n{metrics}"
+    );
+
+    let (status, _, openapi) = get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    let openapi: Value = serde_json::from_str(&openapi).expect("openapi.json is JSON");
+    let paths = openapi["paths"]
+        .as_object()
+        .expect("openapi.json has paths");
+    for path in ["/api/v1/orders", "/api/v1/products", "/api/v1/auth/login"] {
+        assert!(
+            paths.contains_key(path),
+            "openapi.json lacks {path}: {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+
+    let (status, content_type, docs) = get("/docs").await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(
+        docs.to_lowercase().contains("swagger"),
+        "not Swagger UI:\n{docs}"
+    );
+
+    // Unknown API routes answer in the error format too.
+    expect_error(&app.get("/no-such-thing", None).await, 404, "not_found");
+});
