@@ -1,14 +1,20 @@
 //! Operator commands that act on the store directly (`stampede admin …`).
 
-use crate::domain::{Role, Timestamp};
 use crate::auth::AuthService;
+use crate::domain::{Role, Timestamp};
 use crate::store::{NewUser, Store};
 
 /// Rows per bulk insert transaction when provisioning.
 const PROVISION_CHUNK_USERS: usize = 5000;
 pub const MAX_PROVISIONED_BUYERS: usize = 1_000_000;
 
-pub async fn create_user(store: &dyn Store, email: &str, password: &str, role: Role, partner_id: Option<i64>) -> anyhow::Result<i64> {
+pub async fn create_user(
+    store: &dyn Store,
+    email: &str,
+    password: &str,
+    role: Role,
+    partner_id: Option<i64>,
+) -> anyhow::Result<i64> {
     if (role == Role::Seller) != partner_id.is_some() {
         anyhow::bail!("a seller needs --partner, and only a seller may have one");
     }
@@ -17,9 +23,10 @@ pub async fn create_user(store: &dyn Store, email: &str, password: &str, role: R
             anyhow::bail!("partner {partner_id} does not exist");
         }
     }
-    let user = crate::http::auth::create_account(store, email, password.to_owned(), role, partner_id)
-        .await
-        .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code, e.message))?;
+    let user =
+        crate::http::auth::create_account(store, email, password.to_owned(), role, partner_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code, e.message))?;
     Ok(user.id)
 }
 
@@ -27,12 +34,19 @@ pub async fn create_user(store: &dyn Store, email: &str, password: &str, role: R
 ///
 /// They share one Argon2id hash of a random password that is thrown away: nobody can log in
 /// as them, and 50,000 accounts cost one hash instead of 50,000 (about 40 ms each).
-pub async fn provision_buyers(store: &dyn Store, auth: &AuthService, count: usize, token_ttl_secs: u64) -> anyhow::Result<Vec<String>> {
+pub async fn provision_buyers(
+    store: &dyn Store,
+    auth: &AuthService,
+    count: usize,
+    token_ttl_secs: u64,
+) -> anyhow::Result<Vec<String>> {
     if !(1..=MAX_PROVISIONED_BUYERS).contains(&count) {
         anyhow::bail!("count must be 1..={MAX_PROVISIONED_BUYERS}");
     }
     let password_hash = crate::auth::hash_password(crate::auth::random_token(32)).await?;
-    let run = crate::auth::random_token(6).to_ascii_lowercase().replace(['-', '_'], "x");
+    let run = crate::auth::random_token(6)
+        .to_ascii_lowercase()
+        .replace(['-', '_'], "x");
     let mut tokens = Vec::with_capacity(count);
     for start in (0..count).step_by(PROVISION_CHUNK_USERS) {
         let end = (start + PROVISION_CHUNK_USERS).min(count);
@@ -45,7 +59,10 @@ pub async fn provision_buyers(store: &dyn Store, auth: &AuthService, count: usiz
             })
             .collect();
         let ids = store.insert_users_bulk(&users, Timestamp::now()).await?;
-        tokens.extend(ids.into_iter().map(|id| auth.issue_access(id, Role::Buyer, None, 0, token_ttl_secs)));
+        tokens.extend(
+            ids.into_iter()
+                .map(|id| auth.issue_access(id, Role::Buyer, None, 0, token_ttl_secs)),
+        );
     }
     Ok(tokens)
 }

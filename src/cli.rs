@@ -9,7 +9,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "stampede", version, about = "Commerce backend for limited-edition drops and flash sales")]
+#[command(
+    name = "stampede",
+    version,
+    about = "Commerce backend for limited-edition drops and flash sales"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -26,6 +30,9 @@ pub enum Command {
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Generate load against running servers and report throughput, latency and correctness.
+    #[command(subcommand)]
+    Loadgen(crate::loadgen::LoadgenCommand),
 }
 
 #[derive(Subcommand)]
@@ -69,6 +76,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
         }
         Command::Verify => return verify(&config).await,
         Command::Admin(command) => admin(command, &config).await?,
+        Command::Loadgen(command) => return crate::loadgen::run(command).await,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -77,7 +85,10 @@ async fn verify(config: &Config) -> anyhow::Result<std::process::ExitCode> {
     let store = server::open_store(config).await?;
     let report = crate::verify::run(store.as_ref()).await?;
     store.close().await;
-    println!("checked {} products and {} orders", report.products, report.orders);
+    println!(
+        "checked {} products and {} orders",
+        report.products, report.orders
+    );
     for problem in &report.problems {
         println!("DIFF {problem}");
     }
@@ -93,21 +104,41 @@ async fn verify(config: &Config) -> anyhow::Result<std::process::ExitCode> {
 async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
     let store = server::open_store(config).await?;
     match command {
-        AdminCommand::CreateUser { email, password, role, partner } => {
+        AdminCommand::CreateUser {
+            email,
+            password,
+            role,
+            partner,
+        } => {
             let role = Role::parse(&role).context("role")?;
-            let id = crate::admin::create_user(store.as_ref(), &email, &password, role, partner).await?;
+            let id =
+                crate::admin::create_user(store.as_ref(), &email, &password, role, partner).await?;
             println!("created {} user {id} <{email}>", role.as_str());
         }
-        AdminCommand::ProvisionBuyers { count, out, token_ttl_secs } => {
+        AdminCommand::ProvisionBuyers {
+            count,
+            out,
+            token_ttl_secs,
+        } => {
             let auth = server::auth_service(store.as_ref(), config).await?;
             let started = std::time::Instant::now();
-            let tokens = crate::admin::provision_buyers(store.as_ref(), &auth, count, token_ttl_secs).await?;
-            let mut file = std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?);
+            let tokens =
+                crate::admin::provision_buyers(store.as_ref(), &auth, count, token_ttl_secs)
+                    .await?;
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&out)
+                    .with_context(|| format!("creating {}", out.display()))?,
+            );
             for token in &tokens {
                 writeln!(file, "{token}")?;
             }
             file.flush()?;
-            println!("provisioned {} buyers in {:.1}s; tokens in {}", tokens.len(), started.elapsed().as_secs_f64(), out.display());
+            println!(
+                "provisioned {} buyers in {:.1}s; tokens in {}",
+                tokens.len(),
+                started.elapsed().as_secs_f64(),
+                out.display()
+            );
         }
     }
     store.close().await;

@@ -70,7 +70,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
             .field("http_addr", &self.http_addr)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("hold_ttl_secs", &self.hold_ttl_secs)
@@ -134,10 +137,22 @@ impl Config {
             )*};
         }
         env!(
-            database_url, http_addr, access_token_ttl_secs, refresh_token_ttl_secs,
-            hold_ttl_secs, sweeper_interval_ms, sweeper_batch_max, placement_batch_max,
-            placement_linger_ms, placement_queue_depth, placement_writers, db_max_connections,
-            db_acquire_timeout_ms, request_timeout_ms, body_limit_bytes, outbox_poll_ms,
+            database_url,
+            http_addr,
+            access_token_ttl_secs,
+            refresh_token_ttl_secs,
+            hold_ttl_secs,
+            sweeper_interval_ms,
+            sweeper_batch_max,
+            placement_batch_max,
+            placement_linger_ms,
+            placement_queue_depth,
+            placement_writers,
+            db_max_connections,
+            db_acquire_timeout_ms,
+            request_timeout_ms,
+            body_limit_bytes,
+            outbox_poll_ms,
             payment_gateway,
         );
         if let Some(secret) = var("STAMPEDE_JWT_SECRET") {
@@ -147,25 +162,73 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(ConfigError(what.to_owned())) };
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError(what.to_owned()))
+            }
+        };
         check(
             self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"),
             "database_url must start with sqlite:// or postgres://",
         )?;
-        check((1..=86_400).contains(&self.access_token_ttl_secs), "access_token_ttl_secs must be 1..=86400")?;
-        check(self.refresh_token_ttl_secs >= self.access_token_ttl_secs, "refresh_token_ttl_secs must be >= access_token_ttl_secs")?;
-        check((1..=7 * 86_400).contains(&self.hold_ttl_secs), "hold_ttl_secs must be 1..=604800")?;
-        check((10..=3_600_000).contains(&self.sweeper_interval_ms), "sweeper_interval_ms must be 10..=3600000")?;
-        check((1..=10_000).contains(&self.sweeper_batch_max), "sweeper_batch_max must be 1..=10000")?;
-        check((1..=10_000).contains(&self.placement_batch_max), "placement_batch_max must be 1..=10000")?;
-        check(self.placement_linger_ms <= 1000, "placement_linger_ms must be <= 1000")?;
-        check((1..=1_000_000).contains(&self.placement_queue_depth), "placement_queue_depth must be 1..=1000000")?;
-        check((1..=64).contains(&self.placement_writers), "placement_writers must be 1..=64")?;
-        check((1..=1000).contains(&self.db_max_connections), "db_max_connections must be 1..=1000")?;
-        check((1..=300_000).contains(&self.request_timeout_ms), "request_timeout_ms must be 1..=300000")?;
-        check((1024..=16 * 1024 * 1024).contains(&self.body_limit_bytes), "body_limit_bytes must be 1KiB..=16MiB")?;
-        check((1..=60_000).contains(&self.outbox_poll_ms), "outbox_poll_ms must be 1..=60000")?;
-        check(self.payment_gateway == "simulated", "payment_gateway must be \"simulated\"")?;
+        check(
+            (1..=86_400).contains(&self.access_token_ttl_secs),
+            "access_token_ttl_secs must be 1..=86400",
+        )?;
+        check(
+            self.refresh_token_ttl_secs >= self.access_token_ttl_secs,
+            "refresh_token_ttl_secs must be >= access_token_ttl_secs",
+        )?;
+        check(
+            (1..=7 * 86_400).contains(&self.hold_ttl_secs),
+            "hold_ttl_secs must be 1..=604800",
+        )?;
+        check(
+            (10..=3_600_000).contains(&self.sweeper_interval_ms),
+            "sweeper_interval_ms must be 10..=3600000",
+        )?;
+        check(
+            (1..=10_000).contains(&self.sweeper_batch_max),
+            "sweeper_batch_max must be 1..=10000",
+        )?;
+        check(
+            (1..=10_000).contains(&self.placement_batch_max),
+            "placement_batch_max must be 1..=10000",
+        )?;
+        check(
+            self.placement_linger_ms <= 1000,
+            "placement_linger_ms must be <= 1000",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.placement_queue_depth),
+            "placement_queue_depth must be 1..=1000000",
+        )?;
+        check(
+            (1..=64).contains(&self.placement_writers),
+            "placement_writers must be 1..=64",
+        )?;
+        check(
+            (1..=1000).contains(&self.db_max_connections),
+            "db_max_connections must be 1..=1000",
+        )?;
+        check(
+            (1..=300_000).contains(&self.request_timeout_ms),
+            "request_timeout_ms must be 1..=300000",
+        )?;
+        check(
+            (1024..=16 * 1024 * 1024).contains(&self.body_limit_bytes),
+            "body_limit_bytes must be 1KiB..=16MiB",
+        )?;
+        check(
+            (1..=60_000).contains(&self.outbox_poll_ms),
+            "outbox_poll_ms must be 1..=60000",
+        )?;
+        check(
+            self.payment_gateway == "simulated",
+            "payment_gateway must be \"simulated\"",
+        )?;
         if let Some(secret) = &self.jwt_secret {
             check(secret.len() >= 32, "jwt_secret must be at least 32 bytes")?;
         }

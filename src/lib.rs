@@ -11,6 +11,7 @@
 //! - `sweeper` — releases holds whose payment deadline passed.
 //! - `http/` — the API: router, error codes (`http::error`), handlers, OpenAPI.
 //! - `server` — wires it all; `cli` and `main` only parse and call it.
+//! - `loadgen` — the load generator (`stampede loadgen`), a client of the HTTP API.
 
 pub mod admin;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod loadgen;
 pub mod metrics;
 pub mod outbox;
 pub mod payment;

@@ -73,20 +73,76 @@ impl Default for Metrics {
             outbox_lag_events: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("http_requests", "HTTP requests by method, route and status", m.http_requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", m.http_request_duration_seconds.clone());
-        registry.register("orders_placed", "Orders placed (stock held)", m.orders_placed.clone());
-        registry.register("orders_rejected", "Order placements refused, by reason", m.orders_rejected.clone());
-        registry.register("orders_paid", "Orders paid (holds committed)", m.orders_paid.clone());
-        registry.register("orders_cancelled", "Orders cancelled or refunded, by reason", m.orders_cancelled.clone());
-        registry.register("holds_expired", "Orders whose payment deadline passed and whose holds were released", m.holds_expired.clone());
-        registry.register("payments", "Payment attempts by outcome", m.payments.clone());
-        registry.register("placement_batch_size", "Orders per placement transaction", m.placement_batch_size.clone());
-        registry.register("placement_batch_seconds", "Duration of one placement transaction", m.placement_batch_seconds.clone());
-        registry.register("placement_queue_full", "Orders refused because the placement queue was full", m.placement_queue_full.clone());
-        registry.register("sold_out_fast_rejects", "Orders refused from the in-memory sold-out gate without a database write", m.sold_out_fast_rejects.clone());
-        registry.register("outbox_dispatched", "Outbox events dispatched on this node", m.outbox_dispatched.clone());
-        registry.register("outbox_lag_events", "Outbox events not yet dispatched on this node", m.outbox_lag_events.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            m.http_request_duration_seconds.clone(),
+        );
+        registry.register(
+            "orders_placed",
+            "Orders placed (stock held)",
+            m.orders_placed.clone(),
+        );
+        registry.register(
+            "orders_rejected",
+            "Order placements refused, by reason",
+            m.orders_rejected.clone(),
+        );
+        registry.register(
+            "orders_paid",
+            "Orders paid (holds committed)",
+            m.orders_paid.clone(),
+        );
+        registry.register(
+            "orders_cancelled",
+            "Orders cancelled or refunded, by reason",
+            m.orders_cancelled.clone(),
+        );
+        registry.register(
+            "holds_expired",
+            "Orders whose payment deadline passed and whose holds were released",
+            m.holds_expired.clone(),
+        );
+        registry.register(
+            "payments",
+            "Payment attempts by outcome",
+            m.payments.clone(),
+        );
+        registry.register(
+            "placement_batch_size",
+            "Orders per placement transaction",
+            m.placement_batch_size.clone(),
+        );
+        registry.register(
+            "placement_batch_seconds",
+            "Duration of one placement transaction",
+            m.placement_batch_seconds.clone(),
+        );
+        registry.register(
+            "placement_queue_full",
+            "Orders refused because the placement queue was full",
+            m.placement_queue_full.clone(),
+        );
+        registry.register(
+            "sold_out_fast_rejects",
+            "Orders refused from the in-memory sold-out gate without a database write",
+            m.sold_out_fast_rejects.clone(),
+        );
+        registry.register(
+            "outbox_dispatched",
+            "Outbox events dispatched on this node",
+            m.outbox_dispatched.clone(),
+        );
+        registry.register(
+            "outbox_lag_events",
+            "Outbox events not yet dispatched on this node",
+            m.outbox_lag_events.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -101,7 +157,9 @@ impl Metrics {
 
     pub fn reject(&self, reason: &str) {
         self.orders_rejected
-            .get_or_create(&ReasonLabels { reason: reason.to_owned() })
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
             .inc();
     }
 }

@@ -34,11 +34,17 @@ impl Hub {
 
     fn publish(&self, change: OrderStatusChanged) {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(sender) = topics.get(&change.order_id) {
-            if sender.send(Arc::new(change.clone())).is_err() {
-                topics.remove(&change.order_id);
+        let order_id = change.order_id;
+        if let Some(sender) = topics.get(&order_id) {
+            if sender.send(Arc::new(change)).is_err() {
+                topics.remove(&order_id);
             }
         }
+    }
+
+    /// Drops channels whose streams have all gone; once per dispatch pass, not per event.
+    fn prune(&self) {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
         topics.retain(|_, s| s.receiver_count() > 0);
     }
 }
@@ -53,7 +59,10 @@ pub struct SoldOutGate {
 
 impl SoldOutGate {
     pub fn is_sold_out(&self, product_id: i64) -> bool {
-        self.sold_out.read().map(|s| s.contains(&product_id)).unwrap_or(false)
+        self.sold_out
+            .read()
+            .map(|s| s.contains(&product_id))
+            .unwrap_or(false)
     }
 
     pub fn observe(&self, product_id: i64, available: i64) {
@@ -97,7 +106,11 @@ impl Dispatcher {
                         cursor = event.id;
                     }
                     self.metrics.outbox_dispatched.inc_by(batch.len() as u64);
-                    self.metrics.outbox_lag_events.set(if full { DISPATCH_BATCH_EVENTS } else { 0 });
+                    self.metrics.outbox_lag_events.set(if full {
+                        DISPATCH_BATCH_EVENTS
+                    } else {
+                        0
+                    });
                     if full {
                         continue;
                     }
@@ -105,6 +118,7 @@ impl Dispatcher {
                 Err(e) => tracing::warn!(error = %e, "outbox poll failed"),
             }
             self.auth.denylist.prune(crate::domain::Timestamp::now());
+            self.hub.prune();
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.poll) => {}
@@ -120,7 +134,8 @@ impl Dispatcher {
             events::SESSION_REVOKED => serde_json::from_str::<SessionRevoked>(&event.payload)
                 .map(|s| self.auth.denylist.insert(s.jti, s.expires_at)),
             t if t.starts_with("order.") => {
-                serde_json::from_str::<OrderStatusChanged>(&event.payload).map(|c| self.hub.publish(c))
+                serde_json::from_str::<OrderStatusChanged>(&event.payload)
+                    .map(|c| self.hub.publish(c))
             }
             _ => Ok(()),
         };

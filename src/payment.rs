@@ -7,8 +7,12 @@ use async_trait::async_trait;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayOutcome {
     /// The gateway captured exactly `amount`.
-    Approved { amount: i64 },
-    Declined { reason: String },
+    Approved {
+        amount: i64,
+    },
+    Declined {
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +23,12 @@ pub struct GatewayError(pub String);
 pub trait PaymentGateway: Send + Sync {
     fn name(&self) -> &'static str;
     /// Confirms the payment identified by `payment_key` for `amount` won.
-    async fn confirm(&self, payment_key: &str, order_id: i64, amount: i64) -> Result<GatewayOutcome, GatewayError>;
+    async fn confirm(
+        &self,
+        payment_key: &str,
+        order_id: i64,
+        amount: i64,
+    ) -> Result<GatewayOutcome, GatewayError>;
     /// Gives the money of an order back (refund of a paid order, or a capture we could not
     /// use); gateways such as PortOne cancel by the merchant's order id.
     async fn refund(&self, order_id: i64, amount: i64) -> Result<(), GatewayError>;
@@ -38,7 +47,12 @@ impl PaymentGateway for SimulatedGateway {
         "simulated"
     }
 
-    async fn confirm(&self, payment_key: &str, _order_id: i64, amount: i64) -> Result<GatewayOutcome, GatewayError> {
+    async fn confirm(
+        &self,
+        payment_key: &str,
+        _order_id: i64,
+        amount: i64,
+    ) -> Result<GatewayOutcome, GatewayError> {
         if payment_key.starts_with(SIMULATED_DECLINE_PREFIX) {
             return Ok(GatewayOutcome::Declined {
                 reason: "declined by the simulated gateway".into(),

@@ -30,6 +30,9 @@ pub enum PlaceError {
     Store(#[from] StoreError),
 }
 
+/// Tries of a single order that keeps losing an idempotency race to another node.
+const IDEMPOTENCY_RACE_ATTEMPTS: u32 = 3;
+
 struct Job {
     request: OrderRequest,
     reply: oneshot::Sender<Result<PlaceOutcome, StoreError>>,
@@ -65,13 +68,22 @@ impl Placement {
                 tx
             })
             .collect();
-        Placement { writers: writers.into(), gate, metrics }
+        Placement {
+            writers: writers.into(),
+            gate,
+            metrics,
+        }
     }
 
     /// Places one order. Products known to be sold out are refused here, without a
     /// database round trip, until a `stock.changed` event says units came back.
     pub async fn place(&self, request: OrderRequest) -> Result<PlaceOutcome, PlaceError> {
-        if let Some(product_id) = request.lines.iter().map(|l| l.product_id).find(|p| self.gate.is_sold_out(*p)) {
+        if let Some(product_id) = request
+            .lines
+            .iter()
+            .map(|l| l.product_id)
+            .find(|p| self.gate.is_sold_out(*p))
+        {
             self.metrics.sold_out_fast_rejects.inc();
             return Ok(PlaceOutcome::Rejected(Rejection::OutOfStock { product_id }));
         }
@@ -85,7 +97,9 @@ impl Placement {
         })?;
         answer
             .await
-            .map_err(|_| PlaceError::Store(StoreError::Unavailable("placement writer stopped".into())))?
+            .map_err(|_| {
+                PlaceError::Store(StoreError::Unavailable("placement writer stopped".into()))
+            })?
             .map_err(PlaceError::Store)
     }
 }
@@ -117,12 +131,20 @@ impl Writer {
     }
 
     async fn apply(&self, batch: Vec<Job>) {
-        let (requests, replies): (Vec<OrderRequest>, Vec<_>) = batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let (requests, replies): (Vec<OrderRequest>, Vec<_>) =
+            batch.into_iter().map(|j| (j.request, j.reply)).unzip();
         let started = Instant::now();
         let now = Timestamp::now();
-        let result = self.store.place_batch(&requests, now.plus_secs(self.config.hold_ttl_secs), now).await;
-        self.metrics.placement_batch_seconds.observe(started.elapsed().as_secs_f64());
-        self.metrics.placement_batch_size.observe(requests.len() as f64);
+        let result = self
+            .store
+            .place_batch(&requests, now.plus_secs(self.config.hold_ttl_secs), now)
+            .await;
+        self.metrics
+            .placement_batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .placement_batch_size
+            .observe(requests.len() as f64);
         match result {
             Ok(result) => {
                 for (outcome, reply) in result.outcomes.into_iter().zip(replies) {
@@ -133,9 +155,7 @@ impl Writer {
             Err(err) if requests.len() > 1 => {
                 tracing::warn!(error = %err, size = requests.len(), "placement batch failed; retrying its orders one by one");
                 for (request, reply) in requests.into_iter().zip(replies) {
-                    let now = Timestamp::now();
-                    let single = self.store.place_batch(std::slice::from_ref(&request), now.plus_secs(self.config.hold_ttl_secs), now).await;
-                    let outcome = single.and_then(|mut r| r.outcomes.pop().ok_or(StoreError::NotFound));
+                    let outcome = self.place_one(&request).await;
                     if let Ok(outcome) = &outcome {
                         self.count(outcome);
                     }
@@ -149,6 +169,33 @@ impl Writer {
             }
         }
         self.outbox_wake.notify_one();
+    }
+
+    /// Places one order in its own transaction. Losing an idempotency race to another
+    /// node is retried: the retry finds the winner's order and replays it.
+    async fn place_one(&self, request: &OrderRequest) -> Result<PlaceOutcome, StoreError> {
+        let mut attempt = 1;
+        loop {
+            let now = Timestamp::now();
+            let result = self
+                .store
+                .place_batch(
+                    std::slice::from_ref(request),
+                    now.plus_secs(self.config.hold_ttl_secs),
+                    now,
+                )
+                .await;
+            match result {
+                Err(StoreError::Conflict("idempotency_race"))
+                    if attempt < IDEMPOTENCY_RACE_ATTEMPTS =>
+                {
+                    attempt += 1
+                }
+                other => {
+                    return other.and_then(|mut r| r.outcomes.pop().ok_or(StoreError::NotFound))
+                }
+            }
+        }
     }
 
     fn count(&self, outcome: &PlaceOutcome) {

@@ -54,7 +54,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     };
     let store = store::connect(&config.database_url, &options)
         .await
-        .with_context(|| format!("connecting to {}", crate::config::redact_url(&config.database_url)))?;
+        .with_context(|| {
+            format!(
+                "connecting to {}",
+                crate::config::redact_url(&config.database_url)
+            )
+        })?;
     store.migrate().await.context("migrating the database")?;
     Ok(store)
 }
@@ -66,10 +71,16 @@ pub async fn auth_service(store: &dyn Store, config: &Config) -> anyhow::Result<
         Some(secret) => secret.clone(),
         None => {
             let candidate = crate::auth::random_token(GENERATED_SECRET_BYTES);
-            store.setting_or_insert(JWT_SECRET_SETTING, &candidate).await?
+            store
+                .setting_or_insert(JWT_SECRET_SETTING, &candidate)
+                .await?
         }
     };
-    let auth = AuthService::new(secret.as_bytes(), config.access_token_ttl_secs, config.refresh_token_ttl_secs);
+    let auth = AuthService::new(
+        secret.as_bytes(),
+        config.access_token_ttl_secs,
+        config.refresh_token_ttl_secs,
+    );
     let far_future = Timestamp::now().plus_secs(config.access_token_ttl_secs);
     for jti in store.revoked_tokens(Timestamp::now()).await? {
         auth.denylist.insert(jti, far_future);
@@ -116,7 +127,10 @@ impl Server {
             interval: Duration::from_millis(config.sweeper_interval_ms),
             batch_max: config.sweeper_batch_max,
         };
-        let tasks = vec![tokio::spawn(dispatcher.run(shutdown.clone())), tokio::spawn(sweeper.run(shutdown.clone()))];
+        let tasks = vec![
+            tokio::spawn(dispatcher.run(shutdown.clone())),
+            tokio::spawn(sweeper.run(shutdown.clone())),
+        ];
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
@@ -131,11 +145,18 @@ impl Server {
             outbox_wake,
             shutdown,
         };
-        Ok(Server { listener, state, stop, tasks })
+        Ok(Server {
+            listener,
+            state,
+            stop,
+            tasks,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| self.state.config.http_addr)
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.http_addr)
     }
 
     pub fn state(&self) -> AppState {
@@ -144,8 +165,16 @@ impl Server {
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish, ends live
     /// streams and background tasks, and closes the database.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Server { listener, state, stop, tasks } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            state,
+            stop,
+            tasks,
+        } = self;
         let store = state.store.clone();
         let app = crate::http::router(state);
         axum::serve(listener, app)

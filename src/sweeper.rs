@@ -36,12 +36,18 @@ impl Sweeper {
         let due = self.store.due_orders(now, self.batch_max).await?;
         let mut expired = 0;
         for order_id in due {
-            if let TransitionOutcome::Done(_) = self.store.cancel_order(order_id, CancelReason::Expired, now).await? {
+            if let TransitionOutcome::Done(_) = self
+                .store
+                .cancel_order(order_id, CancelReason::Expired, now)
+                .await?
+            {
                 expired += 1;
                 self.metrics.holds_expired.inc();
                 self.metrics
                     .orders_cancelled
-                    .get_or_create(&ReasonLabels { reason: "expired".into() })
+                    .get_or_create(&ReasonLabels {
+                        reason: "expired".into(),
+                    })
                     .inc();
             }
         }

@@ -23,7 +23,11 @@ pub async fn run(store: &dyn Store) -> anyhow::Result<Report> {
 }
 
 fn sum(entries: &[(MovementKind, i64)], kind: MovementKind) -> i64 {
-    entries.iter().filter(|(k, _)| *k == kind).map(|(_, q)| q).sum()
+    entries
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, q)| q)
+        .sum()
 }
 
 pub fn check(audit: &Audit) -> Report {
@@ -40,7 +44,11 @@ pub fn check(audit: &Audit) -> Report {
             b.user_id, b.units, b.product_id, b.max_per_user
         ));
     }
-    Report { products: audit.stock.len(), orders: audit.orders.len(), problems }
+    Report {
+        products: audit.stock.len(),
+        orders: audit.orders.len(),
+        problems,
+    }
 }
 
 fn check_stock(s: &StockAudit, problems: &mut Vec<String>) {
@@ -51,16 +59,28 @@ fn check_stock(s: &StockAudit, problems: &mut Vec<String>) {
         (o + d_o, h + d_h)
     });
     if on_hand != s.on_hand {
-        problems.push(format!("product {p}: on_hand is {} but the ledger sums to {on_hand}", s.on_hand));
+        problems.push(format!(
+            "product {p}: on_hand is {} but the ledger sums to {on_hand}",
+            s.on_hand
+        ));
     }
     if held != s.held {
-        problems.push(format!("product {p}: held is {} but the ledger sums to {held}", s.held));
+        problems.push(format!(
+            "product {p}: held is {} but the ledger sums to {held}",
+            s.held
+        ));
     }
     if s.held != s.open_order_units {
-        problems.push(format!("product {p}: held is {} but open orders hold {}", s.held, s.open_order_units));
+        problems.push(format!(
+            "product {p}: held is {} but open orders hold {}",
+            s.held, s.open_order_units
+        ));
     }
     if s.held < 0 || s.on_hand < 0 || s.held > s.on_hand {
-        problems.push(format!("product {p}: impossible balance on_hand={} held={}", s.on_hand, s.held));
+        problems.push(format!(
+            "product {p}: impossible balance on_hand={} held={}",
+            s.on_hand, s.held
+        ));
     }
 }
 
@@ -84,7 +104,10 @@ fn check_order(o: &OrderAudit, problems: &mut Vec<String>) {
         ));
     }
     if o.payable != o.total - o.discount - o.points_used || o.payable < 0 {
-        problems.push(format!("order {id}: payable {} ≠ total − discount − points", o.payable));
+        problems.push(format!(
+            "order {id}: payable {} ≠ total − discount − points",
+            o.payable
+        ));
     }
     let (hold, release, commit, ret) = expected_movements(o.status);
     let actual = [
@@ -132,10 +155,17 @@ mod tests {
                 product_id: 1,
                 on_hand: 8,
                 held: 0,
-                ledger: vec![(MovementKind::Inbound, 10), (MovementKind::Hold, 2), (MovementKind::Commit, 2)],
+                ledger: vec![
+                    (MovementKind::Inbound, 10),
+                    (MovementKind::Hold, 2),
+                    (MovementKind::Commit, 2),
+                ],
                 open_order_units: 0,
             }],
-            orders: vec![order(OrderStatus::Paid, vec![(MovementKind::Hold, 2), (MovementKind::Commit, 2)])],
+            orders: vec![order(
+                OrderStatus::Paid,
+                vec![(MovementKind::Hold, 2), (MovementKind::Commit, 2)],
+            )],
             limit_breaches: vec![],
         };
         let report = check(&audit);
@@ -157,9 +187,18 @@ mod tests {
         };
         let report = check(&audit);
         let text = report.problems.join("\n");
-        assert!(text.contains("on_hand is 9 but the ledger sums to 10"), "{text}");
-        assert!(text.contains("held is 1 but the ledger sums to 2"), "{text}");
+        assert!(
+            text.contains("on_hand is 9 but the ledger sums to 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("held is 1 but the ledger sums to 2"),
+            "{text}"
+        );
         assert!(text.contains("open orders hold 2"), "{text}");
-        assert!(text.contains("release movements total 0, expected 2"), "{text}");
+        assert!(
+            text.contains("release movements total 0, expected 2"),
+            "{text}"
+        );
     }
 }

@@ -19,7 +19,10 @@ impl DenyList {
 
     pub fn contains(&self, jti: &str) -> bool {
         // A poisoned lock means a writer panicked mid-insert; refusing is the safe answer.
-        self.entries.read().map(|e| e.contains_key(jti)).unwrap_or(true)
+        self.entries
+            .read()
+            .map(|e| e.contains_key(jti))
+            .unwrap_or(true)
     }
 
     pub fn prune(&self, now: Timestamp) {

@@ -7,7 +7,9 @@ mod denylist;
 pub use denylist::DenyList;
 
 use crate::domain::{Role, Timestamp};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -75,7 +77,14 @@ impl AuthService {
         }
     }
 
-    pub fn issue_access(&self, user_id: i64, role: Role, partner_id: Option<i64>, session_id: i64, ttl_secs: u64) -> String {
+    pub fn issue_access(
+        &self,
+        user_id: i64,
+        role: Role,
+        partner_id: Option<i64>,
+        session_id: i64,
+        ttl_secs: u64,
+    ) -> String {
         let now = Timestamp::now().millis() / 1000;
         let claims = Claims {
             sub: user_id,
@@ -87,12 +96,26 @@ impl AuthService {
             exp: now + ttl_secs as i64,
         };
         // HS256 encoding of a plain struct cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_default()
     }
 
-    pub fn pair(&self, user_id: i64, role: Role, partner_id: Option<i64>, session_id: i64, refresh_token: String) -> TokenPair {
+    pub fn pair(
+        &self,
+        user_id: i64,
+        role: Role,
+        partner_id: Option<i64>,
+        session_id: i64,
+        refresh_token: String,
+    ) -> TokenPair {
         TokenPair {
-            access_token: self.issue_access(user_id, role, partner_id, session_id, self.access_ttl_secs),
+            access_token: self.issue_access(
+                user_id,
+                role,
+                partner_id,
+                session_id,
+                self.access_ttl_secs,
+            ),
             refresh_token,
             token_type: "Bearer",
             expires_in: self.access_ttl_secs,
@@ -114,7 +137,11 @@ impl AuthService {
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -127,7 +154,9 @@ impl AuthService {
 /// [`hash_password`].
 pub fn hash_password_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
@@ -156,7 +185,9 @@ mod string_id {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -173,7 +204,10 @@ mod tests {
         let auth = service();
         let token = auth.issue_access(5, Role::Seller, Some(9), 3, 60);
         let claims = auth.verify_access(&token).unwrap();
-        assert_eq!((claims.sub, claims.role, claims.pid, claims.sid), (5, Role::Seller, Some(9), 3));
+        assert_eq!(
+            (claims.sub, claims.role, claims.pid, claims.sid),
+            (5, Role::Seller, Some(9), 3)
+        );
         let mut tampered = token.clone();
         let last = tampered.pop().unwrap();
         tampered.push(if last == 'A' { 'B' } else { 'A' });
@@ -187,16 +221,27 @@ mod tests {
         let auth = service();
         let token = auth.issue_access(1, Role::Buyer, None, 1, 60);
         let claims = auth.verify_access(&token).unwrap();
-        auth.denylist.insert(claims.jti, Timestamp::now().plus_secs(60));
-        assert!(matches!(auth.verify_access(&token), Err(TokenError::Revoked)));
+        auth.denylist
+            .insert(claims.jti, Timestamp::now().plus_secs(60));
+        assert!(matches!(
+            auth.verify_access(&token),
+            Err(TokenError::Revoked)
+        ));
     }
 
     #[tokio::test]
     async fn passwords_verify_only_against_their_hash() {
         let auth = service();
         let hash = hash_password("correct horse".into()).await.unwrap();
-        assert!(auth.verify_password("correct horse".into(), Some(hash.clone())).await);
+        assert!(
+            auth.verify_password("correct horse".into(), Some(hash.clone()))
+                .await
+        );
         assert!(!auth.verify_password("wrong horse".into(), Some(hash)).await);
-        assert!(!auth.verify_password("stampede-dummy-password".into(), None).await);
+        assert!(
+            !auth
+                .verify_password("stampede-dummy-password".into(), None)
+                .await
+        );
     }
 }

@@ -53,10 +53,19 @@ pub struct BatchState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
-    UnknownProduct { product_id: ProductId },
-    NotReleased { product_id: ProductId },
-    OutOfStock { product_id: ProductId },
-    PurchaseLimit { product_id: ProductId, max_per_user: i64 },
+    UnknownProduct {
+        product_id: ProductId,
+    },
+    NotReleased {
+        product_id: ProductId,
+    },
+    OutOfStock {
+        product_id: ProductId,
+    },
+    PurchaseLimit {
+        product_id: ProductId,
+        max_per_user: i64,
+    },
     IdempotencyMismatch,
     TotalTooLarge,
 }
@@ -87,10 +96,14 @@ pub struct PlannedOrder {
 pub enum Decision {
     Accept(PlannedOrder),
     /// The key was used before with the same body: answer with that order.
-    Replay { order_id: i64 },
+    Replay {
+        order_id: i64,
+    },
     /// The key was used earlier in this same batch with the same body: answer with the
     /// outcome of request `index`.
-    SameAs { index: usize },
+    SameAs {
+        index: usize,
+    },
     Reject(Rejection),
 }
 
@@ -203,7 +216,9 @@ fn plan_order(
             .price
             .times(line.quantity)
             .ok_or(Rejection::TotalTooLarge)?;
-        total = total.checked_add(line_total).ok_or(Rejection::TotalTooLarge)?;
+        total = total
+            .checked_add(line_total)
+            .ok_or(Rejection::TotalTooLarge)?;
         let partner = by_partner
             .entry(product.partner_id)
             .or_insert_with(|| PlannedPartnerOrder {
@@ -315,7 +330,10 @@ mod tests {
         let a = allocate(&[same.clone(), same, other_body, other_user], &state, NOW);
         assert!(matches!(a.decisions[0], Decision::Accept(_)));
         assert_eq!(a.decisions[1], Decision::SameAs { index: 0 });
-        assert_eq!(a.decisions[2], Decision::Reject(Rejection::IdempotencyMismatch));
+        assert_eq!(
+            a.decisions[2],
+            Decision::Reject(Rejection::IdempotencyMismatch)
+        );
         assert!(matches!(a.decisions[3], Decision::Accept(_)));
         assert_eq!(a.holds, vec![(1, 2)]);
     }
@@ -335,7 +353,10 @@ mod tests {
         let mismatch = request(1, "k", &[(1, 3)]);
         let a = allocate(&[r, mismatch], &state, NOW);
         assert_eq!(a.decisions[0], Decision::Replay { order_id: 77 });
-        assert_eq!(a.decisions[1], Decision::Reject(Rejection::IdempotencyMismatch));
+        assert_eq!(
+            a.decisions[1],
+            Decision::Reject(Rejection::IdempotencyMismatch)
+        );
         assert!(a.holds.is_empty());
     }
 

@@ -93,7 +93,14 @@ pub fn order_status(
 }
 
 pub fn order_placed(order_id: i64, user_id: i64, at: Timestamp) -> NewEvent {
-    order_status(ORDER_PLACED, order_id, user_id, OrderStatus::PendingPayment, None, at)
+    order_status(
+        ORDER_PLACED,
+        order_id,
+        user_id,
+        OrderStatus::PendingPayment,
+        None,
+        at,
+    )
 }
 
 pub fn stock_changed(product_id: i64, on_hand: i64, held: i64) -> NewEvent {

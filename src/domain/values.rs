@@ -112,9 +112,7 @@ impl Password {
         if raw.chars().count() < MIN_PASSWORD_CHARS || raw.len() > MAX_PASSWORD_BYTES {
             return Err(DomainError::new(
                 "password",
-                format!(
-                    "must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} bytes long"
-                ),
+                format!("must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} bytes long"),
             ));
         }
         Ok(Password(raw))
@@ -177,16 +175,22 @@ impl Timestamp {
     }
 
     pub fn parse_rfc3339(field: &'static str, raw: &str) -> Result<Self, DomainError> {
-        let parsed = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| DomainError::new(field, "must be an RFC 3339 timestamp"))?;
-        Ok(Timestamp((parsed.unix_timestamp_nanos() / 1_000_000) as i64))
+        let parsed =
+            time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| DomainError::new(field, "must be an RFC 3339 timestamp"))?;
+        Ok(Timestamp(
+            (parsed.unix_timestamp_nanos() / 1_000_000) as i64,
+        ))
     }
 
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
         time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_default()
     }
 }
@@ -239,7 +243,10 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(Email::parse(" A@Example.COM ").unwrap().as_str(), "a@example.com");
+        assert_eq!(
+            Email::parse(" A@Example.COM ").unwrap().as_str(),
+            "a@example.com"
+        );
         for bad in ["", "a", "a@b", "@b.com", "a@.com", "a@b.com.", "a b@c.com"] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }

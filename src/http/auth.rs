@@ -43,7 +43,12 @@ pub struct TokenView {
 
 impl From<&UserRecord> for UserView {
     fn from(u: &UserRecord) -> Self {
-        UserView { id: u.id, email: u.email.clone(), role: u.role, partner_id: u.partner_id }
+        UserView {
+            id: u.id,
+            email: u.email.clone(),
+            role: u.role,
+            partner_id: u.partner_id,
+        }
     }
 }
 
@@ -60,20 +65,41 @@ impl From<TokenPair> for TokenView {
 
 /// Creates an account with a freshly hashed password (used by signup, seller creation and
 /// the `admin create-user` command).
-pub async fn create_account(store: &dyn crate::store::Store, email: &str, password: String, role: Role, partner_id: Option<i64>) -> ApiResult<UserRecord> {
+pub async fn create_account(
+    store: &dyn crate::store::Store,
+    email: &str,
+    password: String,
+    role: Role,
+    partner_id: Option<i64>,
+) -> ApiResult<UserRecord> {
     let email = Email::parse(email)?;
     let password = Password::parse(password)?;
     let password_hash = crate::auth::hash_password(password.expose().to_owned())
         .await
         .map_err(ApiError::internal)?;
-    let user = NewUser { email: email.as_str().to_owned(), password_hash, role, partner_id };
+    let user = NewUser {
+        email: email.as_str().to_owned(),
+        password_hash,
+        role,
+        partner_id,
+    };
     Ok(store.insert_user(&user, Timestamp::now()).await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = Credentials,
     responses((status = 201, body = UserView), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn signup(State(state): State<AppState>, Json(body): Json<Credentials>) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
-    let user = create_account(state.store.as_ref(), &body.email, body.password, Role::Buyer, None).await?;
+pub async fn signup(
+    State(state): State<AppState>,
+    Json(body): Json<Credentials>,
+) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
+    let user = create_account(
+        state.store.as_ref(),
+        &body.email,
+        body.password,
+        Role::Buyer,
+        None,
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))))
 }
 
@@ -82,14 +108,24 @@ async fn start_session(state: &AppState, user: &UserRecord) -> ApiResult<TokenPa
     let now = Timestamp::now();
     let session_id = state
         .store
-        .create_session(user.id, &token_hash(&refresh), now.plus_secs(state.auth.refresh_ttl_secs), now)
+        .create_session(
+            user.id,
+            &token_hash(&refresh),
+            now.plus_secs(state.auth.refresh_ttl_secs),
+            now,
+        )
         .await?;
-    Ok(state.auth.pair(user.id, user.role, user.partner_id, session_id, refresh))
+    Ok(state
+        .auth
+        .pair(user.id, user.role, user.partner_id, session_id, refresh))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
     responses((status = 200, body = TokenView), (status = 401, body = super::error::ErrorBody)))]
-pub async fn login(State(state): State<AppState>, Json(body): Json<Credentials>) -> ApiResult<axum::Json<TokenView>> {
+pub async fn login(
+    State(state): State<AppState>,
+    Json(body): Json<Credentials>,
+) -> ApiResult<axum::Json<TokenView>> {
     let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "wrong email or password");
     // Bound the work an attacker can make us do before hashing.
     if body.password.len() > crate::domain::values::MAX_PASSWORD_BYTES {
@@ -109,8 +145,16 @@ pub async fn login(State(state): State<AppState>, Json(body): Json<Credentials>)
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = TokenView), (status = 401, body = super::error::ErrorBody)))]
-pub async fn refresh(State(state): State<AppState>, Json(body): Json<RefreshRequest>) -> ApiResult<axum::Json<TokenView>> {
-    let invalid = || ApiError::new(ErrorCode::InvalidToken, "invalid, expired or revoked refresh token");
+pub async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> ApiResult<axum::Json<TokenView>> {
+    let invalid = || {
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "invalid, expired or revoked refresh token",
+        )
+    };
     if body.refresh_token.is_empty() || body.refresh_token.len() > 256 {
         return Err(invalid());
     }
@@ -118,16 +162,30 @@ pub async fn refresh(State(state): State<AppState>, Json(body): Json<RefreshRequ
     let now = Timestamp::now();
     let outcome = state
         .store
-        .rotate_refresh(&token_hash(&body.refresh_token), &token_hash(&next), now.plus_secs(state.auth.refresh_ttl_secs), now)
+        .rotate_refresh(
+            &token_hash(&body.refresh_token),
+            &token_hash(&next),
+            now.plus_secs(state.auth.refresh_ttl_secs),
+            now,
+        )
         .await?;
-    let RotateOutcome::Rotated { user_id, session_id } = outcome else {
+    let RotateOutcome::Rotated {
+        user_id,
+        session_id,
+    } = outcome
+    else {
         if outcome == RotateOutcome::Reused {
             tracing::warn!("refresh token reuse detected; session revoked");
         }
         return Err(invalid());
     };
     let user = state.store.user_by_id(user_id).await?.ok_or_else(invalid)?;
-    Ok(axum::Json(state.auth.pair(user.id, user.role, user.partner_id, session_id, next).into()))
+    Ok(axum::Json(
+        state
+            .auth
+            .pair(user.id, user.role, user.partner_id, session_id, next)
+            .into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
@@ -137,7 +195,13 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
     let expires_at = Timestamp::from_millis(claims.exp.saturating_mul(1000));
     state
         .store
-        .revoke_session(claims.sub, claims.sid, &claims.jti, expires_at, Timestamp::now())
+        .revoke_session(
+            claims.sub,
+            claims.sid,
+            &claims.jti,
+            expires_at,
+            Timestamp::now(),
+        )
         .await?;
     // This node refuses the token at once; the others learn it from the outbox.
     state.auth.denylist.insert(claims.jti.clone(), expires_at);
@@ -148,6 +212,10 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = super::error::ErrorBody)))]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<axum::Json<UserView>> {
-    let record = state.store.user_by_id(user.id()).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let record = state
+        .store
+        .user_by_id(user.id())
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(axum::Json(UserView::from(&record)))
 }

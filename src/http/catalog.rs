@@ -8,7 +8,9 @@ use crate::domain::order::MovementKind;
 use crate::domain::values::MAX_QUANTITY;
 use crate::domain::{DomainError, Quantity, Role, Timestamp, Won};
 use crate::server::AppState;
-use crate::store::{MovementRecord, NewProduct, PartnerRecord, ProductPatch, ProductRecord, StockLevels};
+use crate::store::{
+    MovementRecord, NewProduct, PartnerRecord, ProductPatch, ProductRecord, StockLevels,
+};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -121,7 +123,12 @@ pub struct MovementView {
 
 impl From<PartnerRecord> for PartnerView {
     fn from(p: PartnerRecord) -> Self {
-        PartnerView { id: p.id, name: p.name, commission_rate_bps: p.commission_rate_bps, created_at: p.created_at }
+        PartnerView {
+            id: p.id,
+            name: p.name,
+            commission_rate_bps: p.commission_rate_bps,
+            created_at: p.created_at,
+        }
     }
 }
 
@@ -145,7 +152,12 @@ impl From<ProductRecord> for ProductView {
 
 impl From<StockLevels> for StockView {
     fn from(s: StockLevels) -> Self {
-        StockView { product_id: s.product_id, on_hand: s.on_hand, held: s.held, available: s.on_hand - s.held }
+        StockView {
+            product_id: s.product_id,
+            on_hand: s.on_hand,
+            held: s.held,
+            available: s.on_hand - s.held,
+        }
     }
 }
 
@@ -167,7 +179,10 @@ impl From<MovementRecord> for MovementView {
 fn text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, DomainError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() || trimmed.chars().count() > max_chars {
-        return Err(DomainError::new(field, format!("must be 1 to {max_chars} characters")));
+        return Err(DomainError::new(
+            field,
+            format!("must be 1 to {max_chars} characters"),
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -178,28 +193,57 @@ fn max_per_user(raw: i64) -> Result<i64, DomainError> {
 
 #[utoipa::path(post, path = "/api/v1/partners", tag = "catalog", security(("bearer" = [])), request_body = NewPartnerBody,
     responses((status = 201, body = PartnerView), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create_partner(State(state): State<AppState>, user: AuthUser, Json(body): Json<NewPartnerBody>) -> ApiResult<(StatusCode, axum::Json<PartnerView>)> {
+pub async fn create_partner(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<NewPartnerBody>,
+) -> ApiResult<(StatusCode, axum::Json<PartnerView>)> {
     user.require(&[Role::Admin])?;
     let name = text("name", &body.name, MAX_NAME_CHARS)?;
     if !(0..=10_000).contains(&body.commission_rate_bps) {
-        return Err(DomainError::new("commission_rate_bps", "must be 0..=10000 basis points").into());
+        return Err(
+            DomainError::new("commission_rate_bps", "must be 0..=10000 basis points").into(),
+        );
     }
-    let partner = state.store.insert_partner(&name, body.commission_rate_bps, Timestamp::now()).await?;
+    let partner = state
+        .store
+        .insert_partner(&name, body.commission_rate_bps, Timestamp::now())
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(partner.into())))
 }
 
 #[utoipa::path(post, path = "/api/v1/partners/{id}/sellers", tag = "catalog", security(("bearer" = [])), request_body = NewSellerBody,
     params(("id" = i64, Path)), responses((status = 201, body = UserView), (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
-pub async fn create_seller(State(state): State<AppState>, user: AuthUser, Path(partner_id): Path<i64>, Json(body): Json<NewSellerBody>) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
+pub async fn create_seller(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(partner_id): Path<i64>,
+    Json(body): Json<NewSellerBody>,
+) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
     user.require(&[Role::Admin])?;
-    state.store.partner(partner_id).await?.ok_or_else(|| ApiError::not_found("partner"))?;
-    let seller = create_account(state.store.as_ref(), &body.email, body.password, Role::Seller, Some(partner_id)).await?;
+    state
+        .store
+        .partner(partner_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("partner"))?;
+    let seller = create_account(
+        state.store.as_ref(),
+        &body.email,
+        body.password,
+        Role::Seller,
+        Some(partner_id),
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(UserView::from(&seller))))
 }
 
 #[utoipa::path(post, path = "/api/v1/products", tag = "catalog", security(("bearer" = [])), request_body = NewProductBody,
     responses((status = 201, body = ProductView), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn create_product(State(state): State<AppState>, user: AuthUser, Json(body): Json<NewProductBody>) -> ApiResult<(StatusCode, axum::Json<ProductView>)> {
+pub async fn create_product(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<NewProductBody>,
+) -> ApiResult<(StatusCode, axum::Json<ProductView>)> {
     user.require(&[Role::Seller, Role::Admin])?;
     let partner_id = match (user.role(), body.partner_id) {
         (Role::Seller, requested) => {
@@ -224,22 +268,39 @@ pub async fn create_product(State(state): State<AppState>, user: AuthUser, Json(
         release_at: body.release_at.unwrap_or_else(Timestamp::now),
         max_per_user: body.max_per_user.map(max_per_user).transpose()?,
     };
-    state.store.partner(partner_id).await?.ok_or_else(|| ApiError::not_found("partner"))?;
-    let created = state.store.insert_product(&product, Timestamp::now()).await?;
+    state
+        .store
+        .partner(partner_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("partner"))?;
+    let created = state
+        .store
+        .insert_product(&product, Timestamp::now())
+        .await?;
     state.outbox_wake.notify_one();
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(super::extract::PageQuery),
     responses((status = 200, body = PageView<ProductView>)))]
-pub async fn list_products(State(state): State<AppState>, Page(page): Page) -> ApiResult<axum::Json<PageView<ProductView>>> {
+pub async fn list_products(
+    State(state): State<AppState>,
+    Page(page): Page,
+) -> ApiResult<axum::Json<PageView<ProductView>>> {
     Ok(axum::Json(state.store.list_products(page).await?.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = i64, Path)),
     responses((status = 200, body = ProductView), (status = 404, body = super::error::ErrorBody)))]
-pub async fn get_product(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<axum::Json<ProductView>> {
-    let product = state.store.product(id).await?.ok_or_else(|| ApiError::not_found("product"))?;
+pub async fn get_product(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<ProductView>> {
+    let product = state
+        .store
+        .product(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("product"))?;
     Ok(axum::Json(product.into()))
 }
 
@@ -247,7 +308,11 @@ pub async fn get_product(State(state): State<AppState>, Path(id): Path<i64>) -> 
 /// another partner.
 async fn managed_product(state: &AppState, user: &AuthUser, id: i64) -> ApiResult<ProductRecord> {
     user.require(&[Role::Seller, Role::Admin])?;
-    let product = state.store.product(id).await?.ok_or_else(|| ApiError::not_found("product"))?;
+    let product = state
+        .store
+        .product(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("product"))?;
     if !user.may_manage_partner(product.partner_id) {
         return Err(ApiError::forbidden());
     }
@@ -256,25 +321,53 @@ async fn managed_product(state: &AppState, user: &AuthUser, id: i64) -> ApiResul
 
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = ProductPatchBody, responses((status = 200, body = ProductView), (status = 403, body = super::error::ErrorBody)))]
-pub async fn update_product(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>, Json(body): Json<ProductPatchBody>) -> ApiResult<axum::Json<ProductView>> {
+pub async fn update_product(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+    Json(body): Json<ProductPatchBody>,
+) -> ApiResult<axum::Json<ProductView>> {
     managed_product(&state, &user, id).await?;
     let patch = ProductPatch {
-        name: body.name.as_deref().map(|n| text("name", n, MAX_NAME_CHARS)).transpose()?,
-        price: body.price.map(|p| Won::new("price", p).map(Won::get)).transpose()?,
+        name: body
+            .name
+            .as_deref()
+            .map(|n| text("name", n, MAX_NAME_CHARS))
+            .transpose()?,
+        price: body
+            .price
+            .map(|p| Won::new("price", p).map(Won::get))
+            .transpose()?,
         release_at: body.release_at,
-        max_per_user: body.max_per_user.map(|m| m.map(max_per_user).transpose()).transpose()?,
+        max_per_user: body
+            .max_per_user
+            .map(|m| m.map(max_per_user).transpose())
+            .transpose()?,
     };
-    let updated = state.store.update_product(id, &patch, Timestamp::now()).await?.ok_or_else(|| ApiError::not_found("product"))?;
+    let updated = state
+        .store
+        .update_product(id, &patch, Timestamp::now())
+        .await?
+        .ok_or_else(|| ApiError::not_found("product"))?;
     state.outbox_wake.notify_one();
     Ok(axum::Json(updated.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/products/{id}/inbound", tag = "stock", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = InboundBody, responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody)))]
-pub async fn inbound(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>, Json(body): Json<InboundBody>) -> ApiResult<axum::Json<StockView>> {
+pub async fn inbound(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+    Json(body): Json<InboundBody>,
+) -> ApiResult<axum::Json<StockView>> {
     managed_product(&state, &user, id).await?;
     let quantity = Quantity::new("quantity", body.quantity)?;
-    let memo = body.memo.as_deref().map(|m| text("memo", m, MAX_MEMO_CHARS)).transpose()?;
+    let memo = body
+        .memo
+        .as_deref()
+        .map(|m| text("memo", m, MAX_MEMO_CHARS))
+        .transpose()?;
     let levels = state
         .store
         .inbound(id, quantity.get(), memo.as_deref(), Timestamp::now())
@@ -286,16 +379,31 @@ pub async fn inbound(State(state): State<AppState>, user: AuthUser, Path(id): Pa
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/stock", tag = "stock", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody)))]
-pub async fn stock(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> ApiResult<axum::Json<StockView>> {
+pub async fn stock(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<StockView>> {
     let p = managed_product(&state, &user, id).await?;
-    Ok(axum::Json(StockLevels { product_id: p.id, on_hand: p.on_hand, held: p.held }.into()))
+    Ok(axum::Json(
+        StockLevels {
+            product_id: p.id,
+            on_hand: p.on_hand,
+            held: p.held,
+        }
+        .into(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/movements", tag = "stock", security(("bearer" = [])),
     params(("id" = i64, Path), super::extract::PageQuery),
     responses((status = 200, body = PageView<MovementView>), (status = 403, body = super::error::ErrorBody)))]
-pub async fn movements(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>, Page(page): Page) -> ApiResult<axum::Json<PageView<MovementView>>> {
+pub async fn movements(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+    Page(page): Page,
+) -> ApiResult<axum::Json<PageView<MovementView>>> {
     managed_product(&state, &user, id).await?;
     Ok(axum::Json(state.store.movements(id, page).await?.into()))
 }
-

@@ -45,15 +45,21 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            MalformedJson | InvalidPath | InvalidQuery | IdempotencyKeyRequired => StatusCode::BAD_REQUEST,
-            ValidationFailed | IdempotencyMismatch | PurchaseLimit | PaymentAmountMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            MalformedJson | InvalidPath | InvalidQuery | IdempotencyKeyRequired => {
+                StatusCode::BAD_REQUEST
+            }
+            ValidationFailed | IdempotencyMismatch | PurchaseLimit | PaymentAmountMismatch => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized | InvalidToken | InvalidCredentials => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            EmailTaken | OutOfStock | NotReleased | OrderNotPayable | OrderNotCancellable => StatusCode::CONFLICT,
+            EmailTaken | OutOfStock | NotReleased | OrderNotPayable | OrderNotCancellable => {
+                StatusCode::CONFLICT
+            }
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Overloaded | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,7 +87,10 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -103,11 +112,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code, message: self.message },
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
         };
         let mut response = (status, axum::Json(body)).into_response();
         if self.code == ErrorCode::Overloaded {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -123,10 +137,20 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
-            StoreError::Conflict("email_taken") => ApiError::new(ErrorCode::EmailTaken, "email is already registered"),
+            StoreError::Conflict("email_taken") => {
+                ApiError::new(ErrorCode::EmailTaken, "email is already registered")
+            }
+            // A race with another node that persisted past its retries: safe to retry.
+            StoreError::Conflict(what) => {
+                tracing::warn!(conflict = what, "concurrent update");
+                ApiError::new(ErrorCode::Unavailable, "concurrent update, retry shortly")
+            }
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
-                ApiError::new(ErrorCode::Unavailable, "temporarily unavailable, retry shortly")
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "temporarily unavailable, retry shortly",
+                )
             }
             other => ApiError::internal(other),
         }
@@ -136,7 +160,10 @@ impl From<StoreError> for ApiError {
 impl From<PlaceError> for ApiError {
     fn from(e: PlaceError) -> Self {
         match e {
-            PlaceError::Overloaded => ApiError::new(ErrorCode::Overloaded, "too many orders in flight, retry shortly"),
+            PlaceError::Overloaded => ApiError::new(
+                ErrorCode::Overloaded,
+                "too many orders in flight, retry shortly",
+            ),
             PlaceError::Store(e) => e.into(),
         }
     }
@@ -145,10 +172,21 @@ impl From<PlaceError> for ApiError {
 impl From<&Rejection> for ApiError {
     fn from(r: &Rejection) -> Self {
         match r {
-            Rejection::UnknownProduct { product_id } => ApiError::not_found(&format!("product {product_id}")),
-            Rejection::NotReleased { product_id } => ApiError::new(ErrorCode::NotReleased, format!("product {product_id} is not released yet")),
-            Rejection::OutOfStock { product_id } => ApiError::new(ErrorCode::OutOfStock, format!("product {product_id} is out of stock")),
-            Rejection::PurchaseLimit { product_id, max_per_user } => ApiError::new(
+            Rejection::UnknownProduct { product_id } => {
+                ApiError::not_found(&format!("product {product_id}"))
+            }
+            Rejection::NotReleased { product_id } => ApiError::new(
+                ErrorCode::NotReleased,
+                format!("product {product_id} is not released yet"),
+            ),
+            Rejection::OutOfStock { product_id } => ApiError::new(
+                ErrorCode::OutOfStock,
+                format!("product {product_id} is out of stock"),
+            ),
+            Rejection::PurchaseLimit {
+                product_id,
+                max_per_user,
+            } => ApiError::new(
                 ErrorCode::PurchaseLimit,
                 format!("at most {max_per_user} units of product {product_id} per buyer"),
             ),
@@ -156,7 +194,9 @@ impl From<&Rejection> for ApiError {
                 ErrorCode::IdempotencyMismatch,
                 "this Idempotency-Key was used with a different request body",
             ),
-            Rejection::TotalTooLarge => ApiError::new(ErrorCode::ValidationFailed, "order total is too large"),
+            Rejection::TotalTooLarge => {
+                ApiError::new(ErrorCode::ValidationFailed, "order total is too large")
+            }
         }
     }
 }

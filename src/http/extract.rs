@@ -69,9 +69,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Page {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Query(q) = axum::extract::Query::<PageQuery>::from_request_parts(parts, state)
-            .await
-            .map_err(|r| ApiError::new(ErrorCode::InvalidQuery, r.body_text()))?;
+        let axum::extract::Query(q) =
+            axum::extract::Query::<PageQuery>::from_request_parts(parts, state)
+                .await
+                .map_err(|r| ApiError::new(ErrorCode::InvalidQuery, r.body_text()))?;
         let page = q.page.unwrap_or(1);
         let size = q.size.unwrap_or(20);
         if !(1..=MAX_PAGE).contains(&page) || !(1..=MAX_PAGE_SIZE).contains(&size) {
@@ -127,11 +128,19 @@ impl FromRequestParts<AppState> for AuthUser {
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "malformed Authorization header"))?;
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidToken, "malformed Authorization header")
+            })?;
         match state.auth.verify_access(token.trim()) {
             Ok(claims) => Ok(AuthUser(claims)),
-            Err(TokenError::Invalid) => Err(ApiError::new(ErrorCode::InvalidToken, "invalid or expired token")),
-            Err(TokenError::Revoked) => Err(ApiError::new(ErrorCode::InvalidToken, "token has been revoked")),
+            Err(TokenError::Invalid) => Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "invalid or expired token",
+            )),
+            Err(TokenError::Revoked) => Err(ApiError::new(
+                ErrorCode::InvalidToken,
+                "token has been revoked",
+            )),
         }
     }
 }
@@ -143,13 +152,15 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let raw = parts
-            .headers
-            .get("idempotency-key")
-            .ok_or_else(|| ApiError::new(ErrorCode::IdempotencyKeyRequired, "the Idempotency-Key header is required"))?;
-        let raw = raw
-            .to_str()
-            .map_err(|_| ApiError::new(ErrorCode::ValidationFailed, "Idempotency-Key must be ASCII"))?;
+        let raw = parts.headers.get("idempotency-key").ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::IdempotencyKeyRequired,
+                "the Idempotency-Key header is required",
+            )
+        })?;
+        let raw = raw.to_str().map_err(|_| {
+            ApiError::new(ErrorCode::ValidationFailed, "Idempotency-Key must be ASCII")
+        })?;
         Ok(IdempotencyHeader(IdempotencyKey::parse(raw)?))
     }
 }

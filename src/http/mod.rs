@@ -32,7 +32,12 @@ pub struct PageView<T> {
 
 impl<R, T: From<R>> From<store::Page<R>> for PageView<T> {
     fn from(p: store::Page<R>) -> Self {
-        PageView { items: p.items.into_iter().map(T::from).collect(), page: p.page, size: p.size, total: p.total }
+        PageView {
+            items: p.items.into_iter().map(T::from).collect(),
+            page: p.page,
+            size: p.size,
+            total: p.total,
+        }
     }
 }
 
@@ -45,12 +50,21 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(auth::me))
         .route("/partners", post(catalog::create_partner))
         .route("/partners/{id}/sellers", post(catalog::create_seller))
-        .route("/products", post(catalog::create_product).get(catalog::list_products))
-        .route("/products/{id}", get(catalog::get_product).patch(catalog::update_product))
+        .route(
+            "/products",
+            post(catalog::create_product).get(catalog::list_products),
+        )
+        .route(
+            "/products/{id}",
+            get(catalog::get_product).patch(catalog::update_product),
+        )
         .route("/products/{id}/inbound", post(catalog::inbound))
         .route("/products/{id}/stock", get(catalog::stock))
         .route("/products/{id}/movements", get(catalog::movements))
-        .route("/orders", post(orders::place_order).get(orders::list_orders))
+        .route(
+            "/orders",
+            post(orders::place_order).get(orders::list_orders),
+        )
         .route("/orders/{id}", get(orders::get_order))
         .route("/orders/{id}/pay", post(orders::pay_order))
         .route("/orders/{id}/cancel", post(orders::cancel_order))
@@ -65,7 +79,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            timeout,
+            request_timeout,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -75,7 +92,10 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }
 
 /// Bounds the time to produce a response (a live stream's body is not bounded).
@@ -98,7 +118,19 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     let span = tracing::info_span!("request", %method, %route);
     let response = tracing::Instrument::instrument(next.run(req), span).await;
     let status = response.status().as_u16();
-    state.metrics.http_requests.get_or_create(&HttpLabels { method, route: route.clone(), status }).inc();
-    state.metrics.http_request_duration_seconds.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .http_request_duration_seconds
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
     response
 }

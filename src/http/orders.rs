@@ -107,7 +107,12 @@ impl From<OrderRecord> for OrderView {
                     items: p
                         .items
                         .into_iter()
-                        .map(|i| OrderItemView { product_id: i.product_id, quantity: i.quantity, unit_price: i.unit_price, line_total: i.line_total })
+                        .map(|i| OrderItemView {
+                            product_id: i.product_id,
+                            quantity: i.quantity,
+                            unit_price: i.unit_price,
+                            line_total: i.line_total,
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -119,20 +124,29 @@ impl From<OrderRecord> for OrderView {
 /// same items in another order count as the same request.
 fn order_lines(body: &PlaceOrderBody) -> Result<(Vec<Line>, String), DomainError> {
     if body.items.is_empty() || body.items.len() > MAX_ORDER_ITEMS {
-        return Err(DomainError::new("items", format!("must hold 1 to {MAX_ORDER_ITEMS} items")));
+        return Err(DomainError::new(
+            "items",
+            format!("must hold 1 to {MAX_ORDER_ITEMS} items"),
+        ));
     }
     let mut lines = Vec::with_capacity(body.items.len());
     for item in &body.items {
         if item.product_id <= 0 {
             return Err(DomainError::new("product_id", "must be a positive id"));
         }
-        lines.push(Line { product_id: item.product_id, quantity: Quantity::new("quantity", item.quantity)? });
+        lines.push(Line {
+            product_id: item.product_id,
+            quantity: Quantity::new("quantity", item.quantity)?,
+        });
     }
     lines.sort_by_key(|l| l.product_id);
     if lines.windows(2).any(|w| w[0].product_id == w[1].product_id) {
         return Err(DomainError::new("items", "each product may appear once"));
     }
-    let canonical: Vec<String> = lines.iter().map(|l| format!("{}x{}", l.product_id, l.quantity.get())).collect();
+    let canonical: Vec<String> = lines
+        .iter()
+        .map(|l| format!("{}x{}", l.product_id, l.quantity.get()))
+        .collect();
     let digest = Sha256::digest(canonical.join(",").as_bytes());
     Ok((lines, digest.iter().map(|b| format!("{b:02x}")).collect()))
 }
@@ -149,7 +163,12 @@ pub async fn place_order(
 ) -> ApiResult<(StatusCode, axum::Json<OrderView>)> {
     user.require(&[Role::Buyer])?;
     let (lines, request_hash) = order_lines(&body)?;
-    let request = OrderRequest { user_id: user.id(), idempotency_key: key.as_str().to_owned(), request_hash, lines };
+    let request = OrderRequest {
+        user_id: user.id(),
+        idempotency_key: key.as_str().to_owned(),
+        request_hash,
+        lines,
+    };
     match state.placement.place(request).await? {
         PlaceOutcome::Placed(order) => Ok((StatusCode::CREATED, axum::Json(order.into()))),
         PlaceOutcome::Replayed(order) => Ok((StatusCode::OK, axum::Json(order.into()))),
@@ -160,7 +179,11 @@ pub async fn place_order(
 /// The order if the caller may see it; another buyer's order is "not found", so ids leak
 /// nothing.
 async fn visible_order(state: &AppState, user: &AuthUser, id: i64) -> ApiResult<OrderRecord> {
-    let order = state.store.order(id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+    let order = state
+        .store
+        .order(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
     if order.user_id != user.id() && !user.is_admin() {
         return Err(ApiError::not_found("order"));
     }
@@ -169,32 +192,72 @@ async fn visible_order(state: &AppState, user: &AuthUser, id: i64) -> ApiResult<
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = super::error::ErrorBody)))]
-pub async fn get_order(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> ApiResult<axum::Json<OrderView>> {
+pub async fn get_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<OrderView>> {
     Ok(axum::Json(visible_order(&state, &user, id).await?.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(super::extract::PageQuery),
     responses((status = 200, body = PageView<OrderView>)))]
-pub async fn list_orders(State(state): State<AppState>, user: AuthUser, Page(page): Page) -> ApiResult<axum::Json<PageView<OrderView>>> {
+pub async fn list_orders(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Page(page): Page,
+) -> ApiResult<axum::Json<PageView<OrderView>>> {
     let owner = (!user.is_admin()).then(|| user.id());
-    Ok(axum::Json(state.store.list_orders(owner, page).await?.into()))
+    Ok(axum::Json(
+        state.store.list_orders(owner, page).await?.into(),
+    ))
 }
 
 fn count_payment(state: &AppState, outcome: PaymentOutcome) {
-    state.metrics.payments.get_or_create(&ReasonLabels { reason: outcome.as_str().into() }).inc();
+    state
+        .metrics
+        .payments
+        .get_or_create(&ReasonLabels {
+            reason: outcome.as_str().into(),
+        })
+        .inc();
 }
 
-async fn record_failed_payment(state: &AppState, order: &OrderRecord, body: &PayBody, outcome: PaymentOutcome, detail: String) -> ApiResult<()> {
+async fn record_failed_payment(
+    state: &AppState,
+    order: &OrderRecord,
+    body: &PayBody,
+    outcome: PaymentOutcome,
+    detail: String,
+) -> ApiResult<()> {
     count_payment(state, outcome);
-    let attempt = PaymentAttempt { order_id: order.id, payment_key: body.payment_key.clone(), amount: body.amount, outcome, detail: Some(detail) };
-    Ok(state.store.record_payment(&attempt, Timestamp::now()).await?)
+    let attempt = PaymentAttempt {
+        order_id: order.id,
+        payment_key: body.payment_key.clone(),
+        amount: body.amount,
+        outcome,
+        detail: Some(detail),
+    };
+    Ok(state
+        .store
+        .record_payment(&attempt, Timestamp::now())
+        .await?)
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)), request_body = PayBody,
     responses((status = 200, body = OrderView), (status = 402, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
-pub async fn pay_order(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>, Json(body): Json<PayBody>) -> ApiResult<axum::Json<OrderView>> {
+pub async fn pay_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+    Json(body): Json<PayBody>,
+) -> ApiResult<axum::Json<OrderView>> {
     if body.payment_key.is_empty() || body.payment_key.len() > MAX_PAYMENT_KEY_BYTES {
-        return Err(DomainError::new("payment_key", format!("must be 1 to {MAX_PAYMENT_KEY_BYTES} bytes")).into());
+        return Err(DomainError::new(
+            "payment_key",
+            format!("must be 1 to {MAX_PAYMENT_KEY_BYTES} bytes"),
+        )
+        .into());
     }
     let order = visible_order(&state, &user, id).await?;
     if order.user_id != user.id() {
@@ -204,30 +267,69 @@ pub async fn pay_order(State(state): State<AppState>, user: AuthUser, Path(id): 
     if order.status != OrderStatus::PendingPayment || order.pay_by <= Timestamp::now() {
         return Err(not_payable());
     }
-    let mismatch = || ApiError::new(ErrorCode::PaymentAmountMismatch, "amount does not match the order's payable amount");
+    let mismatch = || {
+        ApiError::new(
+            ErrorCode::PaymentAmountMismatch,
+            "amount does not match the order's payable amount",
+        )
+    };
     if body.amount != order.payable {
-        record_failed_payment(&state, &order, &body, PaymentOutcome::AmountMismatch, format!("claimed {}", body.amount)).await?;
+        record_failed_payment(
+            &state,
+            &order,
+            &body,
+            PaymentOutcome::AmountMismatch,
+            format!("claimed {}", body.amount),
+        )
+        .await?;
         return Err(mismatch());
     }
-    let outcome = state.gateway.confirm(&body.payment_key, order.id, order.payable).await.map_err(|e| {
-        tracing::warn!(error = %e, "payment gateway unavailable");
-        ApiError::new(ErrorCode::Unavailable, "payment gateway unavailable, retry shortly")
-    })?;
+    let outcome = state
+        .gateway
+        .confirm(&body.payment_key, order.id, order.payable)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "payment gateway unavailable");
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "payment gateway unavailable, retry shortly",
+            )
+        })?;
     match outcome {
         GatewayOutcome::Declined { reason } => {
             record_failed_payment(&state, &order, &body, PaymentOutcome::Declined, reason).await?;
-            return Err(ApiError::new(ErrorCode::PaymentDeclined, "the payment was declined"));
+            return Err(ApiError::new(
+                ErrorCode::PaymentDeclined,
+                "the payment was declined",
+            ));
         }
         GatewayOutcome::Approved { amount } if amount != order.payable => {
             // The gateway captured something else than we sell: give it back.
             let _ = state.gateway.refund(order.id, amount).await;
-            record_failed_payment(&state, &order, &body, PaymentOutcome::AmountMismatch, format!("gateway captured {amount}")).await?;
+            record_failed_payment(
+                &state,
+                &order,
+                &body,
+                PaymentOutcome::AmountMismatch,
+                format!("gateway captured {amount}"),
+            )
+            .await?;
             return Err(mismatch());
         }
         GatewayOutcome::Approved { .. } => {}
     }
-    let attempt = PaymentAttempt { order_id: order.id, payment_key: body.payment_key.clone(), amount: order.payable, outcome: PaymentOutcome::Approved, detail: None };
-    match state.store.mark_paid(order.id, &attempt, Timestamp::now()).await? {
+    let attempt = PaymentAttempt {
+        order_id: order.id,
+        payment_key: body.payment_key.clone(),
+        amount: order.payable,
+        outcome: PaymentOutcome::Approved,
+        detail: None,
+    };
+    match state
+        .store
+        .mark_paid(order.id, &attempt, Timestamp::now())
+        .await?
+    {
         TransitionOutcome::Done(paid) => {
             count_payment(&state, PaymentOutcome::Approved);
             state.metrics.orders_paid.inc();
@@ -240,7 +342,14 @@ pub async fn pay_order(State(state): State<AppState>, user: AuthUser, Path(id): 
             if let Err(e) = state.gateway.refund(order.id, order.payable).await {
                 tracing::error!(order_id = order.id, error = %e, "could not void a capture for an unpayable order");
             }
-            record_failed_payment(&state, &order, &body, PaymentOutcome::Voided, "order no longer payable".into()).await?;
+            record_failed_payment(
+                &state,
+                &order,
+                &body,
+                PaymentOutcome::Voided,
+                "order no longer payable".into(),
+            )
+            .await?;
             Err(not_payable())
         }
     }
@@ -248,22 +357,52 @@ pub async fn pay_order(State(state): State<AppState>, user: AuthUser, Path(id): 
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 409, body = super::error::ErrorBody)))]
-pub async fn cancel_order(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> ApiResult<axum::Json<OrderView>> {
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<OrderView>> {
     let order = visible_order(&state, &user, id).await?;
-    let not_cancellable = || ApiError::new(ErrorCode::OrderNotCancellable, "order can no longer be cancelled");
+    let not_cancellable = || {
+        ApiError::new(
+            ErrorCode::OrderNotCancellable,
+            "order can no longer be cancelled",
+        )
+    };
     match order.status {
         OrderStatus::PendingPayment => {}
         // Money first: if the gateway cannot refund, nothing changes and the caller retries.
-        OrderStatus::Paid => state.gateway.refund(order.id, order.payable).await.map_err(|e| {
-            tracing::warn!(error = %e, "refund failed");
-            ApiError::new(ErrorCode::Unavailable, "payment gateway unavailable, retry shortly")
-        })?,
+        OrderStatus::Paid => state
+            .gateway
+            .refund(order.id, order.payable)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "refund failed");
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "payment gateway unavailable, retry shortly",
+                )
+            })?,
         _ => return Err(not_cancellable()),
     }
-    match state.store.cancel_order(id, CancelReason::Requested, Timestamp::now()).await? {
+    match state
+        .store
+        .cancel_order(id, CancelReason::Requested, Timestamp::now())
+        .await?
+    {
         TransitionOutcome::Done(order) => {
-            let reason = if order.status == OrderStatus::Refunded { "refunded" } else { "requested" };
-            state.metrics.orders_cancelled.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+            let reason = if order.status == OrderStatus::Refunded {
+                "refunded"
+            } else {
+                "requested"
+            };
+            state
+                .metrics
+                .orders_cancelled
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
             state.outbox_wake.notify_one();
             Ok(axum::Json(order.into()))
         }
@@ -273,36 +412,53 @@ pub async fn cancel_order(State(state): State<AppState>, user: AuthUser, Path(id
 }
 
 fn sse_event(change: &OrderStatusChanged) -> Event {
-    Event::default().event("status").json_data(change).unwrap_or_default()
+    Event::default()
+        .event("status")
+        .json_data(change)
+        .unwrap_or_default()
 }
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, description = "text/event-stream of `status` events with OrderStatusChanged JSON"), (status = 404, body = super::error::ErrorBody)))]
-pub async fn order_events(State(state): State<AppState>, user: AuthUser, Path(id): Path<i64>) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+pub async fn order_events(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     // Subscribe before reading so no change can slip between the read and the stream.
     let updates = state.hub.subscribe(id);
     let order = visible_order(&state, &user, id).await?;
     if order.user_id != user.id() {
         return Err(ApiError::not_found("order"));
     }
-    let current = OrderStatusChanged { order_id: order.id, user_id: order.user_id, status: order.status, reason: order.cancel_reason.clone(), at: order.updated_at };
+    let current = OrderStatusChanged {
+        order_id: order.id,
+        user_id: order.user_id,
+        status: order.status,
+        reason: order.cancel_reason.clone(),
+        at: order.updated_at,
+    };
     let first = sse_event(&current);
     let stop = state.shutdown.clone();
-    let rest = stream::unfold((updates, stop, current.status), |(mut updates, mut stop, mut last)| async move {
-        loop {
-            tokio::select! {
-                received = updates.recv() => match received {
-                    Ok(change) if change.status == last => continue,
-                    Ok(change) => {
-                        last = change.status;
-                        return Some((Ok(sse_event(&change)), (updates, stop, last)));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = stop.changed() => return None,
+    let rest = stream::unfold(
+        (updates, stop, current.status),
+        |(mut updates, mut stop, mut last)| async move {
+            loop {
+                tokio::select! {
+                    received = updates.recv() => match received {
+                        Ok(change) if change.status == last => continue,
+                        Ok(change) => {
+                            last = change.status;
+                            return Some((Ok(sse_event(&change)), (updates, stop, last)));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = stop.changed() => return None,
+                }
             }
-        }
-    });
-    Ok(Sse::new(stream::once(async move { Ok(first) }).chain(rest)).keep_alive(KeepAlive::default()))
+        },
+    );
+    Ok(Sse::new(stream::once(async move { Ok(first) }).chain(rest))
+        .keep_alive(KeepAlive::default()))
 }

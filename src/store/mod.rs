@@ -84,19 +84,43 @@ pub trait AuthStore: Send + Sync {
 
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
-    async fn insert_partner(&self, name: &str, commission_rate_bps: i64, now: Timestamp) -> StoreResult<PartnerRecord>;
+    async fn insert_partner(
+        &self,
+        name: &str,
+        commission_rate_bps: i64,
+        now: Timestamp,
+    ) -> StoreResult<PartnerRecord>;
     async fn partner(&self, id: i64) -> StoreResult<Option<PartnerRecord>>;
     /// Creates the product, its stock account and (if `stock > 0`) an inbound movement,
     /// with `product.created` and `stock.changed` events, in one transaction.
-    async fn insert_product(&self, product: &NewProduct, now: Timestamp) -> StoreResult<ProductRecord>;
+    async fn insert_product(
+        &self,
+        product: &NewProduct,
+        now: Timestamp,
+    ) -> StoreResult<ProductRecord>;
     async fn product(&self, id: i64) -> StoreResult<Option<ProductRecord>>;
     /// Ordered by `release_at` then id, ascending.
     async fn list_products(&self, page: PageRequest) -> StoreResult<Page<ProductRecord>>;
-    async fn update_product(&self, id: i64, patch: &ProductPatch, now: Timestamp) -> StoreResult<Option<ProductRecord>>;
+    async fn update_product(
+        &self,
+        id: i64,
+        patch: &ProductPatch,
+        now: Timestamp,
+    ) -> StoreResult<Option<ProductRecord>>;
     /// Adds units to `on_hand` with an inbound movement and a `stock.changed` event.
-    async fn inbound(&self, product_id: i64, quantity: i64, memo: Option<&str>, now: Timestamp) -> StoreResult<Option<StockLevels>>;
+    async fn inbound(
+        &self,
+        product_id: i64,
+        quantity: i64,
+        memo: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<StockLevels>>;
     /// Newest first.
-    async fn movements(&self, product_id: i64, page: PageRequest) -> StoreResult<Page<MovementRecord>>;
+    async fn movements(
+        &self,
+        product_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<MovementRecord>>;
 }
 
 #[async_trait]
@@ -105,18 +129,37 @@ pub trait OrderStore: Send + Sync {
     /// order, allocates with [`crate::domain::allocation::allocate`], writes accepted orders,
     /// their partner orders, items, hold movements and events, and returns one outcome per
     /// request, in order. A request rejected by allocation never fails the batch.
-    async fn place_batch(&self, batch: &[OrderRequest], pay_by: Timestamp, now: Timestamp) -> StoreResult<BatchResult>;
+    async fn place_batch(
+        &self,
+        batch: &[OrderRequest],
+        pay_by: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<BatchResult>;
     async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>>;
     /// Newest first; all orders when `user_id` is `None`.
-    async fn list_orders(&self, user_id: Option<i64>, page: PageRequest) -> StoreResult<Page<OrderRecord>>;
+    async fn list_orders(
+        &self,
+        user_id: Option<i64>,
+        page: PageRequest,
+    ) -> StoreResult<Page<OrderRecord>>;
     /// Records a payment attempt that did not go through (declined, amount mismatch, voided).
     async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()>;
     /// `pending_payment → paid` if still pending and `now < pay_by`: commits the holds
     /// (commit movements), records the approved payment, writes `order.paid`.
-    async fn mark_paid(&self, order_id: i64, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<TransitionOutcome>;
+    async fn mark_paid(
+        &self,
+        order_id: i64,
+        payment: &PaymentAttempt,
+        now: Timestamp,
+    ) -> StoreResult<TransitionOutcome>;
     /// `pending_payment → cancelled` (release movements, `order.cancelled`/`order.expired`)
     /// or, for `reason == Requested`, `paid → refunded` (return movements, `order.refunded`).
-    async fn cancel_order(&self, order_id: i64, reason: CancelReason, now: Timestamp) -> StoreResult<TransitionOutcome>;
+    async fn cancel_order(
+        &self,
+        order_id: i64,
+        reason: CancelReason,
+        now: Timestamp,
+    ) -> StoreResult<TransitionOutcome>;
     /// Ids of up to `limit` pending orders whose `pay_by <= now`, oldest deadline first.
     async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
 }

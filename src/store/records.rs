@@ -48,7 +48,10 @@ pub struct UserRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
-    Rotated { user_id: i64, session_id: i64 },
+    Rotated {
+        user_id: i64,
+        session_id: i64,
+    },
     /// An already-rotated token was presented again; the session is now revoked.
     Reused,
     /// Unknown, expired or revoked.

@@ -448,9 +448,17 @@ impl TestApp {
         self.admin
             .get_or_init(|| async {
                 let email = unique_email("admin");
-                stampede::admin::create_user(&self.state, &email, PASSWORD, Role::Admin, None)
-                    .await
-                    .expect("admin::create_user");
+                // The brief's signature is `create_user(&AppState, …)`; src/admin.rs takes
+                // the store instead.
+                stampede::admin::create_user(
+                    &*self.state.store,
+                    &email,
+                    PASSWORD,
+                    Role::Admin,
+                    None,
+                )
+                .await
+                .expect("admin::create_user");
                 str_of(&self.login(&email, PASSWORD).await, "access_token").to_owned()
             })
             .await
@@ -482,9 +490,13 @@ impl TestApp {
 
     /// `n` distinct buyers' access tokens, bulk-provisioned.
     pub async fn buyers(&self, n: usize) -> Vec<String> {
-        let tokens = stampede::admin::provision_buyers(&self.state, n, TOKEN_TTL_SECS)
-            .await
-            .expect("admin::provision_buyers");
+        // The brief's signature is `provision_buyers(&AppState, n, ttl)`; src/admin.rs takes
+        // the store and the auth service instead.
+        let state = &self.state;
+        let tokens =
+            stampede::admin::provision_buyers(&*state.store, &state.auth, n, TOKEN_TTL_SECS)
+                .await
+                .expect("admin::provision_buyers");
         assert_eq!(
             tokens.len(),
             n,

@@ -436,3 +436,52 @@ backend_tests!(order_events_stream_status_changes, |app| async move {
         .unwrap();
     expect_error(&read_reply(anonymous).await, 401, "unauthorized");
 });
+
+// A product known to be sold out is rejected without touching the database; that shortcut
+// must lift as soon as stock comes back, by a release or by an inbound delivery.
+backend_tests!(
+    sold_out_product_sells_again_when_stock_returns,
+    |app| async move {
+        let partner = app.create_partner("Scarce", 1000).await;
+        let seller = app.create_seller(partner).await;
+        let product = app.product_of(partner, 9_900, 1, None).await;
+        let buyers = app.buyers(3).await;
+
+        let first = app.order_ok(&buyers[0], &[(product, 1)]).await;
+        expect_error(
+            &app.place_order(&buyers[1], &[(product, 1)]).await,
+            409,
+            "out_of_stock",
+        );
+        expect(&app.cancel(&buyers[0], int(&first, "id")).await, 200);
+        assert_eq!(app.stock(product).await.available, 1);
+        let after_release = app.place_order(&buyers[1], &[(product, 1)]).await;
+        expect(&after_release, 201);
+
+        expect_error(
+            &app.place_order(&buyers[2], &[(product, 1)]).await,
+            409,
+            "out_of_stock",
+        );
+        let inbound = app
+            .post(
+                &format!("/products/{product}/inbound"),
+                Some(&seller),
+                &json!({"quantity": 1}),
+            )
+            .await;
+        expect(&inbound, 200);
+        assert_eq!(app.stock(product).await.available, 1);
+        let after_inbound = app.place_order(&buyers[2], &[(product, 1)]).await;
+        expect(&after_inbound, 201);
+        assert_eq!(
+            app.stock(product).await,
+            Stock {
+                on_hand: 2,
+                held: 2,
+                available: 0
+            }
+        );
+        app.assert_verify_clean().await;
+    }
+);

@@ -3,6 +3,7 @@
 
 use crate::helpers::*;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A buyer with a pending order of 2 units from a product of 10 at 1,500 won.
@@ -297,3 +298,79 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+backend_tests!(concurrent_payments_commit_once, |app| async move {
+    let (buyer, product, order) = pending_order(&app).await;
+    let (buyer, order) = (Arc::new(buyer), Arc::new(order));
+    let replies = all_at_once(10, |_| {
+        let (app, buyer, order) = (app.clone(), buyer.clone(), order.clone());
+        async move { app.pay(&buyer, &order).await }
+    })
+    .await;
+    let paid = replies.iter().filter(|r| r.0 == 200).count();
+    let refused = replies
+        .iter()
+        .filter(|r| r.0 == 409 && r.1["error"]["code"] == "order_not_payable")
+        .count();
+    assert_eq!((paid, refused), (1, 9), "replies: {replies:?}");
+    assert_eq!(app.movements_of_kind(product, "commit").await.len(), 1);
+    assert_eq!(
+        app.stock(product).await,
+        Stock {
+            on_hand: 8,
+            held: 0,
+            available: 8
+        }
+    );
+    app.assert_verify_clean().await;
+});
+
+// Paying and cancelling race on each of 20 orders. Whichever wins, the two replies must
+// agree with the final status, and all the stock must come back.
+backend_tests!(pay_and_cancel_race_ends_consistently, |app| async move {
+    let product = app.simple_product(1_000, 20).await;
+    let tokens = app.buyers(20).await;
+    let mut orders = Vec::new();
+    for token in &tokens {
+        orders.push((token.clone(), app.order_ok(token, &[(product, 1)]).await));
+    }
+    let orders = Arc::new(orders);
+    let replies = all_at_once(40, |i| {
+        let (app, orders) = (app.clone(), orders.clone());
+        async move {
+            let (token, order) = &orders[i / 2];
+            if i % 2 == 0 {
+                app.pay(token, order).await
+            } else {
+                app.cancel(token, int(order, "id")).await
+            }
+        }
+    })
+    .await;
+    for (n, (token, order)) in orders.iter().enumerate() {
+        let (pay, cancel) = (&replies[2 * n], &replies[2 * n + 1]);
+        let status = app.order(token, int(order, "id")).await["status"].clone();
+        match status.as_str() {
+            // Paid first, then refunded.
+            Some("refunded") => {
+                expect(pay, 200);
+                assert_eq!(expect(cancel, 200)["status"], "refunded");
+            }
+            // Cancelled first; the payment then found nothing to pay.
+            Some("cancelled") => {
+                expect_error(pay, 409, "order_not_payable");
+                assert_eq!(expect(cancel, 200)["status"], "cancelled");
+            }
+            other => panic!("order ended {other:?}; pay {pay:?}, cancel {cancel:?}"),
+        }
+    }
+    assert_eq!(
+        app.stock(product).await,
+        Stock {
+            on_hand: 20,
+            held: 0,
+            available: 20
+        }
+    );
+    app.assert_verify_clean().await;
+});

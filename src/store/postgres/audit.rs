@@ -3,7 +3,9 @@
 
 use super::{classify, orders::parse_status, PgStore};
 use crate::domain::order::MovementKind;
-use crate::store::{Audit, AuditStore, LimitBreach, OrderAudit, StockAudit, StoreError, StoreResult};
+use crate::store::{
+    Audit, AuditStore, LimitBreach, OrderAudit, StockAudit, StoreError, StoreResult,
+};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Row;
@@ -68,7 +70,11 @@ async fn stock_audit(conn: &mut PgConnection) -> StoreResult<Vec<StockAudit>> {
     for row in &ledger {
         let product_id: i64 = row.try_get("product_id")?;
         let entry = (kind(row.try_get("kind")?)?, row.try_get("total")?);
-        stock.entry(product_id).or_insert_with(|| blank(product_id)).ledger.push(entry);
+        stock
+            .entry(product_id)
+            .or_insert_with(|| blank(product_id))
+            .ledger
+            .push(entry);
     }
     let open = sqlx::query(
         "SELECT oi.product_id, SUM(oi.quantity)::BIGINT AS units \
@@ -79,8 +85,10 @@ async fn stock_audit(conn: &mut PgConnection) -> StoreResult<Vec<StockAudit>> {
     .await?;
     for row in &open {
         let product_id: i64 = row.try_get("product_id")?;
-        stock.entry(product_id).or_insert_with(|| blank(product_id)).open_order_units =
-            row.try_get("units")?;
+        stock
+            .entry(product_id)
+            .or_insert_with(|| blank(product_id))
+            .open_order_units = row.try_get("units")?;
     }
     Ok(stock.into_values().collect())
 }
@@ -97,7 +105,10 @@ async fn order_audit(conn: &mut PgConnection) -> StoreResult<Vec<OrderAudit>> {
     let mut movements: HashMap<i64, Vec<(MovementKind, i64)>> = HashMap::new();
     for row in &moves {
         let entry = (kind(row.try_get("kind")?)?, row.try_get("total")?);
-        movements.entry(row.try_get("order_id")?).or_default().push(entry);
+        movements
+            .entry(row.try_get("order_id")?)
+            .or_default()
+            .push(entry);
     }
     let rows = sqlx::query(
         "SELECT o.id, o.status, o.total, o.discount, o.points_used, o.payable, \

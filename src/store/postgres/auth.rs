@@ -3,7 +3,9 @@
 use super::{classify, outbox, ts, PgStore};
 use crate::domain::events;
 use crate::domain::Timestamp;
-use crate::store::{role_of, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord};
+use crate::store::{
+    role_of, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord,
+};
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
@@ -41,10 +43,10 @@ impl AuthStore for PgStore {
             "SELECT id, email, password_hash, role, partner_id, created_at \
              FROM users WHERE email = $1",
         )
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| classify(e.into()))?;
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -54,10 +56,10 @@ impl AuthStore for PgStore {
             "SELECT id, email, password_hash, role, partner_id, created_at \
              FROM users WHERE id = $1",
         )
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| classify(e.into()))?;
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -132,19 +134,23 @@ async fn insert_user(pool: &PgPool, user: &NewUser, now: Timestamp) -> StoreResu
          VALUES ($1, $2, $3, $4, $5) \
          RETURNING id, email, password_hash, role, partner_id, created_at",
     )
-        .bind(&user.email)
-        .bind(&user.password_hash)
-        .bind(user.role.as_str())
-        .bind(user.partner_id)
-        .bind(now.millis())
-        .fetch_one(pool)
-        .await?;
+    .bind(&user.email)
+    .bind(&user.password_hash)
+    .bind(user.role.as_str())
+    .bind(user.partner_id)
+    .bind(now.millis())
+    .fetch_one(pool)
+    .await?;
     user_from_row(&row)
 }
 
 /// One statement for the whole list; ids are matched back by email (unique) rather than by
 /// trusting the order of `RETURNING`, which PostgreSQL does not promise.
-async fn insert_users_bulk(pool: &PgPool, users: &[NewUser], now: Timestamp) -> StoreResult<Vec<i64>> {
+async fn insert_users_bulk(
+    pool: &PgPool,
+    users: &[NewUser],
+    now: Timestamp,
+) -> StoreResult<Vec<i64>> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
@@ -169,7 +175,10 @@ async fn insert_users_bulk(pool: &PgPool, users: &[NewUser], now: Timestamp) -> 
     .await?;
     let mut ids = HashMap::with_capacity(rows.len());
     for row in &rows {
-        ids.insert(row.try_get::<String, _>("email")?, row.try_get::<i64, _>("id")?);
+        ids.insert(
+            row.try_get::<String, _>("email")?,
+            row.try_get::<i64, _>("id")?,
+        );
     }
     emails
         .iter()
@@ -181,10 +190,11 @@ async fn insert_users_bulk(pool: &PgPool, users: &[NewUser], now: Timestamp) -> 
         .collect()
 }
 
-/// Locks the session the hash belongs to, current or previous. Two concurrent rotations of
-/// one token serialise on the row lock; the loser re-reads the row, no longer finds the hash
-/// current, finds it as `previous_hash`, and so revokes the session as a reuse — which is
-/// what presenting one refresh token twice is.
+/// A conditional `UPDATE` rotates the hash only while it is current, unrevoked and
+/// unexpired. Two concurrent rotations of one token serialise on the row lock; the loser
+/// re-evaluates its `WHERE` against the rotated row, no longer matches, finds the hash as
+/// `previous_hash` instead and revokes the session as a reuse — which is what presenting
+/// one refresh token twice is.
 async fn rotate_refresh(
     pool: &PgPool,
     old_hash: &str,
@@ -193,46 +203,43 @@ async fn rotate_refresh(
     now: Timestamp,
 ) -> StoreResult<RotateOutcome> {
     let mut tx = pool.begin().await?;
-    let current = sqlx::query(
-        "SELECT id, user_id, refresh_expires_at, revoked_at FROM sessions \
-         WHERE refresh_hash = $1 FOR UPDATE",
+    let rotated = sqlx::query(
+        "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $2, \
+         refresh_expires_at = $3 \
+         WHERE refresh_hash = $1 AND revoked_at IS NULL AND refresh_expires_at > $4 \
+         RETURNING id, user_id",
     )
     .bind(old_hash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(row) = current {
-        let session_id: i64 = row.try_get("id")?;
-        let user_id: i64 = row.try_get("user_id")?;
-        let revoked: Option<i64> = row.try_get("revoked_at")?;
-        if revoked.is_some() || ts(&row, "refresh_expires_at")? <= now {
-            return Ok(RotateOutcome::Invalid);
-        }
-        sqlx::query(
-            "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $2, \
-             refresh_expires_at = $3 WHERE id = $1",
-        )
-        .bind(session_id)
-        .bind(new_hash)
-        .bind(new_expires_at.millis())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        return Ok(RotateOutcome::Rotated { user_id, session_id });
-    }
-    let reused = sqlx::query(
-        "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2) \
-         WHERE previous_hash = $1 RETURNING id",
-    )
-    .bind(old_hash)
+    .bind(new_hash)
+    .bind(new_expires_at.millis())
     .bind(now.millis())
     .fetch_optional(&mut *tx)
     .await?;
+    let outcome = match rotated {
+        Some(row) => RotateOutcome::Rotated {
+            user_id: row.try_get("user_id")?,
+            session_id: row.try_get("id")?,
+        },
+        None => {
+            // A token already rotated away is being replayed: whoever holds it may have
+            // stolen it, so the whole session dies (once; later replays are just invalid).
+            let reused = sqlx::query(
+                "UPDATE sessions SET revoked_at = $2 \
+                 WHERE previous_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(old_hash)
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
+            if reused.rows_affected() > 0 {
+                RotateOutcome::Reused
+            } else {
+                RotateOutcome::Invalid
+            }
+        }
+    };
     tx.commit().await?;
-    Ok(if reused.is_some() {
-        RotateOutcome::Reused
-    } else {
-        RotateOutcome::Invalid
-    })
+    Ok(outcome)
 }
 
 async fn revoke_session(

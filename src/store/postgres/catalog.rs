@@ -96,7 +96,11 @@ impl CatalogStore for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(partner_id = product.partner_id))]
-    async fn insert_product(&self, product: &NewProduct, now: Timestamp) -> StoreResult<ProductRecord> {
+    async fn insert_product(
+        &self,
+        product: &NewProduct,
+        now: Timestamp,
+    ) -> StoreResult<ProductRecord> {
         insert_product(&self.pool, product, now)
             .await
             .map_err(classify)
@@ -139,7 +143,11 @@ impl CatalogStore for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id, page = page.page))]
-    async fn movements(&self, product_id: i64, page: PageRequest) -> StoreResult<Page<MovementRecord>> {
+    async fn movements(
+        &self,
+        product_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<MovementRecord>> {
         movements(&self.pool, product_id, page)
             .await
             .map_err(classify)
@@ -154,7 +162,11 @@ async fn product(conn: &mut PgConnection, id: i64) -> StoreResult<Option<Product
 
 /// Product, stock account, opening inbound movement and events in one transaction, so a
 /// product never exists without its account.
-async fn insert_product(pool: &PgPool, new: &NewProduct, now: Timestamp) -> StoreResult<ProductRecord> {
+async fn insert_product(
+    pool: &PgPool,
+    new: &NewProduct,
+    now: Timestamp,
+) -> StoreResult<ProductRecord> {
     let mut tx = pool.begin().await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO products (partner_id, name, price, release_at, max_per_user, created_at, \
@@ -226,7 +238,10 @@ async fn list_products(pool: &PgPool, page: PageRequest) -> StoreResult<Page<Pro
         .fetch_one(pool)
         .await?;
     Ok(Page {
-        items: rows.iter().map(product_from_row).collect::<StoreResult<_>>()?,
+        items: rows
+            .iter()
+            .map(product_from_row)
+            .collect::<StoreResult<_>>()?,
         page: page.page,
         size: page.size,
         total,
@@ -300,7 +315,11 @@ async fn inbound(
     Ok(Some(levels))
 }
 
-async fn movements(pool: &PgPool, product_id: i64, page: PageRequest) -> StoreResult<Page<MovementRecord>> {
+async fn movements(
+    pool: &PgPool,
+    product_id: i64,
+    page: PageRequest,
+) -> StoreResult<Page<MovementRecord>> {
     let rows = sqlx::query(
         "SELECT id, product_id, kind, quantity, order_id, memo, on_hand_after, held_after, \
          created_at FROM stock_movements WHERE product_id = $1 ORDER BY id DESC \
@@ -311,12 +330,16 @@ async fn movements(pool: &PgPool, product_id: i64, page: PageRequest) -> StoreRe
     .bind(page.offset())
     .fetch_all(pool)
     .await?;
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_movements WHERE product_id = $1")
-        .bind(product_id)
-        .fetch_one(pool)
-        .await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM stock_movements WHERE product_id = $1")
+            .bind(product_id)
+            .fetch_one(pool)
+            .await?;
     Ok(Page {
-        items: rows.iter().map(movement_from_row).collect::<StoreResult<_>>()?,
+        items: rows
+            .iter()
+            .map(movement_from_row)
+            .collect::<StoreResult<_>>()?,
         page: page.page,
         size: page.size,
         total,

@@ -120,7 +120,10 @@ async fn apply_migration(pool: &PgPool, version: i64, sql: &'static str) -> Stor
 /// `Executor::execute`, whose boxed future is `Send` for the concrete connection lifetime;
 /// the generic `RawSql::execute` future trips rustc's higher-ranked `Send` check inside
 /// `async_trait`.
-async fn run_script(conn: &mut PgConnection, sql: &'static str) -> Result<PgQueryResult, sqlx::Error> {
+async fn run_script(
+    conn: &mut PgConnection,
+    sql: &'static str,
+) -> Result<PgQueryResult, sqlx::Error> {
     sqlx::Executor::execute(conn, sqlx::raw_sql(sql)).await
 }
 

@@ -43,7 +43,10 @@ pub(super) fn parse_status(raw: &str) -> StoreResult<OrderStatus> {
 
 /// Loads whole orders (partner orders and items included) in three statements whatever
 /// their number; returned in ascending id order, missing ids skipped.
-pub(super) async fn load_orders(conn: &mut PgConnection, ids: &[i64]) -> StoreResult<Vec<OrderRecord>> {
+pub(super) async fn load_orders(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> StoreResult<Vec<OrderRecord>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -54,7 +57,10 @@ pub(super) async fn load_orders(conn: &mut PgConnection, ids: &[i64]) -> StoreRe
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
-    let mut orders = rows.iter().map(order_from_row).collect::<StoreResult<Vec<_>>>()?;
+    let mut orders = rows
+        .iter()
+        .map(order_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
     let mut partner_orders = partner_orders_of(conn, ids).await?;
     for order in &mut orders {
         order.partner_orders = partner_orders.remove(&order.id).unwrap_or_default();
@@ -127,7 +133,11 @@ impl OrderStore for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(page = page.page, size = page.size))]
-    async fn list_orders(&self, user_id: Option<i64>, page: PageRequest) -> StoreResult<Page<OrderRecord>> {
+    async fn list_orders(
+        &self,
+        user_id: Option<i64>,
+        page: PageRequest,
+    ) -> StoreResult<Page<OrderRecord>> {
         list_orders(&self.pool, user_id, page)
             .await
             .map_err(classify)
@@ -183,7 +193,11 @@ impl OrderStore for PgStore {
 
 /// Two statement texts rather than `($1 IS NULL OR user_id = $1)`, so a buyer's page uses
 /// the `(user_id, id)` index under a cached generic plan.
-async fn list_orders(pool: &PgPool, user_id: Option<i64>, page: PageRequest) -> StoreResult<Page<OrderRecord>> {
+async fn list_orders(
+    pool: &PgPool,
+    user_id: Option<i64>,
+    page: PageRequest,
+) -> StoreResult<Page<OrderRecord>> {
     let mut conn = pool.acquire().await?;
     let (ids, total): (Vec<i64>, i64) = match user_id {
         Some(user_id) => {
@@ -202,11 +216,12 @@ async fn list_orders(pool: &PgPool, user_id: Option<i64>, page: PageRequest) -> 
             (ids, total)
         }
         None => {
-            let ids = sqlx::query_scalar("SELECT id FROM orders ORDER BY id DESC LIMIT $1 OFFSET $2")
-                .bind(page.size)
-                .bind(page.offset())
-                .fetch_all(&mut *conn)
-                .await?;
+            let ids =
+                sqlx::query_scalar("SELECT id FROM orders ORDER BY id DESC LIMIT $1 OFFSET $2")
+                    .bind(page.size)
+                    .bind(page.offset())
+                    .fetch_all(&mut *conn)
+                    .await?;
             let total = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
                 .fetch_one(&mut *conn)
                 .await?;
@@ -223,7 +238,11 @@ async fn list_orders(pool: &PgPool, user_id: Option<i64>, page: PageRequest) -> 
     })
 }
 
-async fn insert_payment(conn: &mut PgConnection, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
+async fn insert_payment(
+    conn: &mut PgConnection,
+    payment: &PaymentAttempt,
+    now: Timestamp,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO payments (order_id, payment_key, amount, outcome, detail, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",

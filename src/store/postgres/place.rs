@@ -249,8 +249,14 @@ async fn insert_orders(
     now: Timestamp,
 ) -> StoreResult<Vec<i64>> {
     let users: Vec<i64> = accepted.iter().map(|(i, _)| batch[*i].user_id).collect();
-    let keys: Vec<&str> = accepted.iter().map(|(i, _)| batch[*i].idempotency_key.as_str()).collect();
-    let hashes: Vec<&str> = accepted.iter().map(|(i, _)| batch[*i].request_hash.as_str()).collect();
+    let keys: Vec<&str> = accepted
+        .iter()
+        .map(|(i, _)| batch[*i].idempotency_key.as_str())
+        .collect();
+    let hashes: Vec<&str> = accepted
+        .iter()
+        .map(|(i, _)| batch[*i].request_hash.as_str())
+        .collect();
     let totals: Vec<i64> = accepted.iter().map(|(_, plan)| plan.total.get()).collect();
     let result = sqlx::query(
         "INSERT INTO orders (user_id, idempotency_key, request_hash, status, total, discount, \
@@ -288,7 +294,11 @@ async fn insert_orders(
     users
         .iter()
         .zip(&keys)
-        .map(|(user, key)| ids.get(&(*user, (*key).to_owned())).copied().ok_or(IDEMPOTENCY_RACE))
+        .map(|(user, key)| {
+            ids.get(&(*user, (*key).to_owned()))
+                .copied()
+                .ok_or(IDEMPOTENCY_RACE)
+        })
         .collect()
 }
 
@@ -323,7 +333,10 @@ async fn insert_partner_orders(
     .await?;
     let mut ids = HashMap::with_capacity(rows.len());
     for row in &rows {
-        ids.insert((row.try_get("order_id")?, row.try_get("partner_id")?), row.try_get("id")?);
+        ids.insert(
+            (row.try_get("order_id")?, row.try_get("partner_id")?),
+            row.try_get("id")?,
+        );
     }
     Ok(ids)
 }
@@ -397,7 +410,11 @@ async fn hold_stock(
                 .get_mut(&line.product_id)
                 .ok_or_else(|| StoreError::Corrupt(format!("{} not locked", line.product_id)))?;
             balance.1 += quantity;
-            debug_assert!(balance.1 <= balance.0, "allocation over-held {}", line.product_id);
+            debug_assert!(
+                balance.1 <= balance.0,
+                "allocation over-held {}",
+                line.product_id
+            );
             movements.push(stock::Movement {
                 product_id: line.product_id,
                 kind: MovementKind::Hold,
@@ -515,7 +532,9 @@ async fn outcomes(
                 Some(PlaceOutcome::Placed(order) | PlaceOutcome::Replayed(order)) => {
                     PlaceOutcome::Replayed(order.clone())
                 }
-                Some(PlaceOutcome::Rejected(rejection)) => PlaceOutcome::Rejected(rejection.clone()),
+                Some(PlaceOutcome::Rejected(rejection)) => {
+                    PlaceOutcome::Rejected(rejection.clone())
+                }
                 None => return Err(StoreError::Corrupt(format!("request {i} refers ahead"))),
             },
             Decision::Reject(rejection) => PlaceOutcome::Rejected(rejection.clone()),

@@ -139,7 +139,10 @@ pub(super) async fn move_order_units(
             .ok_or_else(|| StoreError::Corrupt(format!("no stock account for {product_id}")))?;
         let delta = kind.effect(quantity);
         let after = (on_hand + delta.0, held + delta.1);
-        debug_assert!(after.1 >= 0 && after.1 <= after.0, "stock balance out of range");
+        debug_assert!(
+            after.1 >= 0 && after.1 <= after.0,
+            "stock balance out of range"
+        );
         movements.push(Movement {
             product_id,
             kind,

@@ -1,7 +1,9 @@
 use super::{map_err, SqliteStore};
 use crate::domain::order::MovementKind;
 use crate::domain::OrderStatus;
-use crate::store::{Audit, AuditStore, LimitBreach, OrderAudit, StockAudit, StoreError, StoreResult};
+use crate::store::{
+    Audit, AuditStore, LimitBreach, OrderAudit, StockAudit, StoreError, StoreResult,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 
@@ -14,10 +16,11 @@ impl AuditStore for SqliteStore {
     async fn audit(&self) -> StoreResult<Audit> {
         // One read transaction: every number below comes from the same snapshot.
         let mut tx = self.reader.begin().await.map_err(map_err)?;
-        let accounts: Vec<(i64, i64, i64)> = sqlx::query_as("SELECT product_id, on_hand, held FROM stock ORDER BY product_id")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let accounts: Vec<(i64, i64, i64)> =
+            sqlx::query_as("SELECT product_id, on_hand, held FROM stock ORDER BY product_id")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
         let ledger: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT product_id, kind, SUM(quantity) FROM stock_movements GROUP BY product_id, kind",
         )
@@ -35,14 +38,35 @@ impl AuditStore for SqliteStore {
         let mut stock: HashMap<i64, StockAudit> = accounts
             .into_iter()
             .map(|(product_id, on_hand, held)| {
-                (product_id, StockAudit { product_id, on_hand, held, ..Default::default() })
+                (
+                    product_id,
+                    StockAudit {
+                        product_id,
+                        on_hand,
+                        held,
+                        ..Default::default()
+                    },
+                )
             })
             .collect();
         for (product_id, k, sum) in ledger {
-            stock.entry(product_id).or_insert_with(|| StockAudit { product_id, ..Default::default() }).ledger.push((kind(&k)?, sum));
+            stock
+                .entry(product_id)
+                .or_insert_with(|| StockAudit {
+                    product_id,
+                    ..Default::default()
+                })
+                .ledger
+                .push((kind(&k)?, sum));
         }
         for (product_id, units) in open {
-            stock.entry(product_id).or_insert_with(|| StockAudit { product_id, ..Default::default() }).open_order_units = units;
+            stock
+                .entry(product_id)
+                .or_insert_with(|| StockAudit {
+                    product_id,
+                    ..Default::default()
+                })
+                .open_order_units = units;
         }
 
         let orders: Vec<(i64, String, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
@@ -68,10 +92,10 @@ impl AuditStore for SqliteStore {
         }
         let orders = orders
             .into_iter()
-            .map(|(order_id, status, total, discount, points_used, payable, items_total, partner_subtotals, item_units)| {
-                Ok(OrderAudit {
+            .map(
+                |(
                     order_id,
-                    status: OrderStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("order status {status:?}")))?,
+                    status,
                     total,
                     discount,
                     points_used,
@@ -79,9 +103,23 @@ impl AuditStore for SqliteStore {
                     items_total,
                     partner_subtotals,
                     item_units,
-                    movements: moves.remove(&order_id).unwrap_or_default(),
-                })
-            })
+                )| {
+                    Ok(OrderAudit {
+                        order_id,
+                        status: OrderStatus::parse(&status).ok_or_else(|| {
+                            StoreError::Corrupt(format!("order status {status:?}"))
+                        })?,
+                        total,
+                        discount,
+                        points_used,
+                        payable,
+                        items_total,
+                        partner_subtotals,
+                        item_units,
+                        movements: moves.remove(&order_id).unwrap_or_default(),
+                    })
+                },
+            )
             .collect::<StoreResult<Vec<_>>>()?;
 
         let breaches: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
@@ -104,7 +142,12 @@ impl AuditStore for SqliteStore {
             orders,
             limit_breaches: breaches
                 .into_iter()
-                .map(|(user_id, product_id, units, max_per_user)| LimitBreach { user_id, product_id, units, max_per_user })
+                .map(|(user_id, product_id, units, max_per_user)| LimitBreach {
+                    user_id,
+                    product_id,
+                    units,
+                    max_per_user,
+                })
                 .collect(),
         })
     }

@@ -1,6 +1,8 @@
 use super::{is_unique_violation, map_err, write_event, SqliteStore};
 use crate::domain::{events, Timestamp};
-use crate::store::{role_of, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord};
+use crate::store::{
+    role_of, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord,
+};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -55,7 +57,14 @@ impl AuthStore for SqliteStore {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     let b = i * 5;
-                    format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5
+                    )
                 })
                 .collect();
             let sql = format!(
@@ -84,11 +93,13 @@ impl AuthStore for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"))
-            .bind(email)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -192,13 +203,20 @@ impl AuthStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        sqlx::query("INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(jti)
-            .bind(access_expires_at.millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        write_event(&mut tx, &events::session_revoked(user_id, jti, access_expires_at), now.millis()).await?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(jti)
+        .bind(access_expires_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        write_event(
+            &mut tx,
+            &events::session_revoked(user_id, jti, access_expires_at),
+            now.millis(),
+        )
+        .await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -212,12 +230,14 @@ impl AuthStore for SqliteStore {
 
     async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
         let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_one(&mut *tx)

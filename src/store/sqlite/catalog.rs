@@ -57,7 +57,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl CatalogStore for SqliteStore {
-    async fn insert_partner(&self, name: &str, commission_rate_bps: i64, now: Timestamp) -> StoreResult<PartnerRecord> {
+    async fn insert_partner(
+        &self,
+        name: &str,
+        commission_rate_bps: i64,
+        now: Timestamp,
+    ) -> StoreResult<PartnerRecord> {
         let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO partners (name, commission_rate_bps, created_at) VALUES ($1, $2, $3) RETURNING id",
@@ -85,15 +90,21 @@ impl CatalogStore for SqliteStore {
         .fetch_optional(&self.reader)
         .await
         .map_err(map_err)?;
-        Ok(row.map(|(id, name, commission_rate_bps, created_at)| PartnerRecord {
-            id,
-            name,
-            commission_rate_bps,
-            created_at: Timestamp::from_millis(created_at),
-        }))
+        Ok(row.map(
+            |(id, name, commission_rate_bps, created_at)| PartnerRecord {
+                id,
+                name,
+                commission_rate_bps,
+                created_at: Timestamp::from_millis(created_at),
+            },
+        ))
     }
 
-    async fn insert_product(&self, product: &NewProduct, now: Timestamp) -> StoreResult<ProductRecord> {
+    async fn insert_product(
+        &self,
+        product: &NewProduct,
+        now: Timestamp,
+    ) -> StoreResult<ProductRecord> {
         let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO products (partner_id, name, price, release_at, max_per_user, created_at, updated_at)
@@ -113,12 +124,34 @@ impl CatalogStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        write_event(&mut tx, &events::product_changed(events::PRODUCT_CREATED, id), now.millis()).await?;
+        write_event(
+            &mut tx,
+            &events::product_changed(events::PRODUCT_CREATED, id),
+            now.millis(),
+        )
+        .await?;
         if product.stock > 0 {
-            let levels = move_stock(&mut tx, id, MovementKind::Inbound, product.stock, None, Some("initial stock"), now.millis()).await?;
-            write_event(&mut tx, &events::stock_changed(id, levels.on_hand, levels.held), now.millis()).await?;
+            let levels = move_stock(
+                &mut tx,
+                id,
+                MovementKind::Inbound,
+                product.stock,
+                None,
+                Some("initial stock"),
+                now.millis(),
+            )
+            .await?;
+            write_event(
+                &mut tx,
+                &events::stock_changed(id, levels.on_hand, levels.held),
+                now.millis(),
+            )
+            .await?;
         }
-        let record = self.product_in(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        let record = self
+            .product_in(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         tx.commit().await.map_err(map_err)?;
         Ok(record)
     }
@@ -133,25 +166,35 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn list_products(&self, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
-        let rows = sqlx::query(&format!("{PRODUCT_SELECT} ORDER BY p.release_at, p.id LIMIT $1 OFFSET $2"))
-            .bind(page.size)
-            .bind(page.offset())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
+        let rows = sqlx::query(&format!(
+            "{PRODUCT_SELECT} ORDER BY p.release_at, p.id LIMIT $1 OFFSET $2"
+        ))
+        .bind(page.size)
+        .bind(page.offset())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
             .fetch_one(&self.reader)
             .await
             .map_err(map_err)?;
         Ok(Page {
-            items: rows.iter().map(product_from_row).collect::<StoreResult<_>>()?,
+            items: rows
+                .iter()
+                .map(product_from_row)
+                .collect::<StoreResult<_>>()?,
             page: page.page,
             size: page.size,
             total,
         })
     }
 
-    async fn update_product(&self, id: i64, patch: &ProductPatch, now: Timestamp) -> StoreResult<Option<ProductRecord>> {
+    async fn update_product(
+        &self,
+        id: i64,
+        patch: &ProductPatch,
+        now: Timestamp,
+    ) -> StoreResult<Option<ProductRecord>> {
         let mut tx = self.write_tx().await?;
         // COALESCE keeps a column when its patch field is absent; the limit has a separate
         // flag because "absent" and "clear it" differ.
@@ -175,25 +218,55 @@ impl CatalogStore for SqliteStore {
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
-        write_event(&mut tx, &events::product_changed(events::PRODUCT_UPDATED, id), now.millis()).await?;
+        write_event(
+            &mut tx,
+            &events::product_changed(events::PRODUCT_UPDATED, id),
+            now.millis(),
+        )
+        .await?;
         let record = self.product_in(&mut tx, id).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(record)
     }
 
-    async fn inbound(&self, product_id: i64, quantity: i64, memo: Option<&str>, now: Timestamp) -> StoreResult<Option<StockLevels>> {
+    async fn inbound(
+        &self,
+        product_id: i64,
+        quantity: i64,
+        memo: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<StockLevels>> {
         let mut tx = self.write_tx().await?;
-        let levels = match move_stock(&mut tx, product_id, MovementKind::Inbound, quantity, None, memo, now.millis()).await {
+        let levels = match move_stock(
+            &mut tx,
+            product_id,
+            MovementKind::Inbound,
+            quantity,
+            None,
+            memo,
+            now.millis(),
+        )
+        .await
+        {
             Ok(levels) => levels,
             Err(StoreError::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        write_event(&mut tx, &events::stock_changed(product_id, levels.on_hand, levels.held), now.millis()).await?;
+        write_event(
+            &mut tx,
+            &events::stock_changed(product_id, levels.on_hand, levels.held),
+            now.millis(),
+        )
+        .await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(levels))
     }
 
-    async fn movements(&self, product_id: i64, page: PageRequest) -> StoreResult<Page<MovementRecord>> {
+    async fn movements(
+        &self,
+        product_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<MovementRecord>> {
         let rows = sqlx::query(
             "SELECT id, product_id, kind, quantity, order_id, memo, on_hand_after, held_after, created_at
              FROM stock_movements WHERE product_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
@@ -204,13 +277,17 @@ impl CatalogStore for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_movements WHERE product_id = $1")
-            .bind(product_id)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(map_err)?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM stock_movements WHERE product_id = $1")
+                .bind(product_id)
+                .fetch_one(&self.reader)
+                .await
+                .map_err(map_err)?;
         Ok(Page {
-            items: rows.iter().map(movement_from_row).collect::<StoreResult<_>>()?,
+            items: rows
+                .iter()
+                .map(movement_from_row)
+                .collect::<StoreResult<_>>()?,
             page: page.page,
             size: page.size,
             total,

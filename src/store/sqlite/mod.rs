@@ -84,7 +84,11 @@ fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
     serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())
 }
 
-async fn write_event(tx: &mut Tx, event: &crate::domain::events::NewEvent, now: i64) -> StoreResult<()> {
+async fn write_event(
+    tx: &mut Tx,
+    event: &crate::domain::events::NewEvent,
+    now: i64,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, created_at)
          VALUES ($1, $2, $3, $4, $5)",

@@ -138,7 +138,10 @@ async fn load_batch_state(tx: &mut Tx, batch: &[OrderRequest]) -> StoreResult<Ba
         if let Some((order_id, request_hash)) = existing {
             state.existing.insert(
                 (request.user_id, request.idempotency_key.clone()),
-                ExistingOrder { order_id, request_hash },
+                ExistingOrder {
+                    order_id,
+                    request_hash,
+                },
             );
         }
         for line in &request.lines {
@@ -218,7 +221,16 @@ async fn insert_order(
             .execute(&mut **tx)
             .await
             .map_err(map_err)?;
-            move_stock(tx, line.product_id, MovementKind::Hold, line.quantity.get(), Some(order_id), None, now.millis()).await?;
+            move_stock(
+                tx,
+                line.product_id,
+                MovementKind::Hold,
+                line.quantity.get(),
+                Some(order_id),
+                None,
+                now.millis(),
+            )
+            .await?;
             items.push(OrderItemRecord {
                 product_id: line.product_id,
                 quantity: line.quantity.get(),
@@ -234,7 +246,12 @@ async fn insert_order(
             items,
         });
     }
-    write_event(tx, &events::order_placed(order_id, request.user_id, now), now.millis()).await?;
+    write_event(
+        tx,
+        &events::order_placed(order_id, request.user_id, now),
+        now.millis(),
+    )
+    .await?;
     Ok(OrderRecord {
         id: order_id,
         user_id: request.user_id,
@@ -252,7 +269,12 @@ async fn insert_order(
 }
 
 /// Moves every line of an order through `kind` and writes one `stock.changed` per product.
-async fn move_order_stock(tx: &mut Tx, order: &OrderRecord, kind: MovementKind, now: i64) -> StoreResult<()> {
+async fn move_order_stock(
+    tx: &mut Tx,
+    order: &OrderRecord,
+    kind: MovementKind,
+    now: i64,
+) -> StoreResult<()> {
     let mut lines: Vec<(i64, i64)> = order
         .partner_orders
         .iter()
@@ -261,12 +283,21 @@ async fn move_order_stock(tx: &mut Tx, order: &OrderRecord, kind: MovementKind, 
     lines.sort_unstable();
     for (product_id, quantity) in lines {
         let levels = move_stock(tx, product_id, kind, quantity, Some(order.id), None, now).await?;
-        write_event(tx, &events::stock_changed(product_id, levels.on_hand, levels.held), now).await?;
+        write_event(
+            tx,
+            &events::stock_changed(product_id, levels.on_hand, levels.held),
+            now,
+        )
+        .await?;
     }
     Ok(())
 }
 
-async fn insert_payment(tx: &mut SqliteConnection, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
+async fn insert_payment(
+    tx: &mut SqliteConnection,
+    payment: &PaymentAttempt,
+    now: Timestamp,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO payments (order_id, payment_key, amount, outcome, detail, created_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -337,7 +368,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl OrderStore for SqliteStore {
-    async fn place_batch(&self, batch: &[OrderRequest], pay_by: Timestamp, now: Timestamp) -> StoreResult<BatchResult> {
+    async fn place_batch(
+        &self,
+        batch: &[OrderRequest],
+        pay_by: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<BatchResult> {
         let mut tx = self.write_tx().await?;
         let state = load_batch_state(&mut tx, batch).await?;
         let allocation = allocate(batch, &state, now);
@@ -348,22 +384,32 @@ impl OrderStore for SqliteStore {
                     let order = insert_order(&mut tx, &batch[i], plan, pay_by, now).await?;
                     outcomes[i] = Some(PlaceOutcome::Placed(order));
                 }
-                Decision::Reject(rejection) => outcomes[i] = Some(PlaceOutcome::Rejected(rejection.clone())),
+                Decision::Reject(rejection) => {
+                    outcomes[i] = Some(PlaceOutcome::Rejected(rejection.clone()))
+                }
                 Decision::Replay { .. } | Decision::SameAs { .. } => {}
             }
         }
         for (product_id, _) in &allocation.holds {
-            let (on_hand, held): (i64, i64) = sqlx::query_as("SELECT on_hand, held FROM stock WHERE product_id = $1")
-                .bind(product_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            write_event(&mut tx, &events::stock_changed(*product_id, on_hand, held), now.millis()).await?;
+            let (on_hand, held): (i64, i64) =
+                sqlx::query_as("SELECT on_hand, held FROM stock WHERE product_id = $1")
+                    .bind(product_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            write_event(
+                &mut tx,
+                &events::stock_changed(*product_id, on_hand, held),
+                now.millis(),
+            )
+            .await?;
         }
         // Replays answer with the stored order as it is now.
         for (i, decision) in allocation.decisions.iter().enumerate() {
             outcomes[i] = match decision {
-                Decision::Replay { order_id } => load_order(&mut tx, *order_id).await?.map(PlaceOutcome::Replayed),
+                Decision::Replay { order_id } => load_order(&mut tx, *order_id)
+                    .await?
+                    .map(PlaceOutcome::Replayed),
                 Decision::SameAs { index } => match &outcomes[*index] {
                     Some(PlaceOutcome::Placed(order)) | Some(PlaceOutcome::Replayed(order)) => {
                         Some(PlaceOutcome::Replayed(order.clone()))
@@ -380,7 +426,10 @@ impl OrderStore for SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
         let mut available_after: Vec<(i64, i64)> = allocation.available_after.into_iter().collect();
         available_after.sort_unstable();
-        Ok(BatchResult { outcomes, available_after })
+        Ok(BatchResult {
+            outcomes,
+            available_after,
+        })
     }
 
     async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>> {
@@ -388,7 +437,11 @@ impl OrderStore for SqliteStore {
         load_order(&mut conn, id).await
     }
 
-    async fn list_orders(&self, user_id: Option<i64>, page: PageRequest) -> StoreResult<Page<OrderRecord>> {
+    async fn list_orders(
+        &self,
+        user_id: Option<i64>,
+        page: PageRequest,
+    ) -> StoreResult<Page<OrderRecord>> {
         let mut conn = self.reader.acquire().await.map_err(map_err)?;
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR user_id = $1)
@@ -400,18 +453,27 @@ impl OrderStore for SqliteStore {
         .fetch_all(&mut *conn)
         .await
         .map_err(map_err)?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE ($1 IS NULL OR user_id = $1)")
-            .bind(user_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        let mut items = rows.iter().map(order_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE ($1 IS NULL OR user_id = $1)")
+                .bind(user_id)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        let mut items = rows
+            .iter()
+            .map(order_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         let ids: Vec<i64> = items.iter().map(|o| o.id).collect();
         let mut partner_orders = partner_orders_of(&mut conn, &ids).await?;
         for order in &mut items {
             order.partner_orders = partner_orders.remove(&order.id).unwrap_or_default();
         }
-        Ok(Page { items, page: page.page, size: page.size, total })
+        Ok(Page {
+            items,
+            page: page.page,
+            size: page.size,
+            total,
+        })
     }
 
     async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
@@ -420,31 +482,85 @@ impl OrderStore for SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn mark_paid(&self, order_id: i64, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<TransitionOutcome> {
+    async fn mark_paid(
+        &self,
+        order_id: i64,
+        payment: &PaymentAttempt,
+        now: Timestamp,
+    ) -> StoreResult<TransitionOutcome> {
         let mut tx = self.write_tx().await?;
-        let paid = transition(&mut tx, order_id, OrderStatus::PendingPayment, OrderStatus::Paid, None, Some((">", now.millis())), now).await?;
+        let paid = transition(
+            &mut tx,
+            order_id,
+            OrderStatus::PendingPayment,
+            OrderStatus::Paid,
+            None,
+            Some((">", now.millis())),
+            now,
+        )
+        .await?;
         let Some(order) = paid else {
             return self.refused_or_missing(tx, order_id).await;
         };
         move_order_stock(&mut tx, &order, MovementKind::Commit, now.millis()).await?;
         insert_payment(&mut tx, payment, now).await?;
-        write_event(&mut tx, &events::order_status(events::ORDER_PAID, order.id, order.user_id, OrderStatus::Paid, None, now), now.millis()).await?;
+        write_event(
+            &mut tx,
+            &events::order_status(
+                events::ORDER_PAID,
+                order.id,
+                order.user_id,
+                OrderStatus::Paid,
+                None,
+                now,
+            ),
+            now.millis(),
+        )
+        .await?;
         tx.commit().await.map_err(map_err)?;
         Ok(TransitionOutcome::Done(order))
     }
 
-    async fn cancel_order(&self, order_id: i64, reason: CancelReason, now: Timestamp) -> StoreResult<TransitionOutcome> {
+    async fn cancel_order(
+        &self,
+        order_id: i64,
+        reason: CancelReason,
+        now: Timestamp,
+    ) -> StoreResult<TransitionOutcome> {
         let mut tx = self.write_tx().await?;
         let expiring = reason == CancelReason::Expired;
         let deadline = expiring.then_some(("<=", now.millis()));
-        let cancelled = transition(&mut tx, order_id, OrderStatus::PendingPayment, OrderStatus::Cancelled, Some(reason), deadline, now).await?;
+        let cancelled = transition(
+            &mut tx,
+            order_id,
+            OrderStatus::PendingPayment,
+            OrderStatus::Cancelled,
+            Some(reason),
+            deadline,
+            now,
+        )
+        .await?;
         let (order, kind, event_type) = match cancelled {
             Some(order) => {
-                let event_type = if expiring { events::ORDER_EXPIRED } else { events::ORDER_CANCELLED };
+                let event_type = if expiring {
+                    events::ORDER_EXPIRED
+                } else {
+                    events::ORDER_CANCELLED
+                };
                 (order, MovementKind::Release, event_type)
             }
             None if !expiring => {
-                match transition(&mut tx, order_id, OrderStatus::Paid, OrderStatus::Refunded, Some(reason), None, now).await? {
+                match transition(
+                    &mut tx,
+                    order_id,
+                    OrderStatus::Paid,
+                    OrderStatus::Refunded,
+                    Some(reason),
+                    None,
+                    now,
+                )
+                .await?
+                {
                     Some(order) => (order, MovementKind::Return, events::ORDER_REFUNDED),
                     None => return self.refused_or_missing(tx, order_id).await,
                 }
@@ -452,7 +568,19 @@ impl OrderStore for SqliteStore {
             None => return self.refused_or_missing(tx, order_id).await,
         };
         move_order_stock(&mut tx, &order, kind, now.millis()).await?;
-        write_event(&mut tx, &events::order_status(event_type, order.id, order.user_id, order.status, Some(reason), now), now.millis()).await?;
+        write_event(
+            &mut tx,
+            &events::order_status(
+                event_type,
+                order.id,
+                order.user_id,
+                order.status,
+                Some(reason),
+                now,
+            ),
+            now.millis(),
+        )
+        .await?;
         tx.commit().await.map_err(map_err)?;
         Ok(TransitionOutcome::Done(order))
     }

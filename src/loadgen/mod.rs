@@ -1,0 +1,173 @@
+//! `stampede loadgen`: drives running Stampede servers over HTTP and reports throughput,
+//! latency and, for a drop, whether anything was oversold (DESIGN §7, "Measured, not
+//! claimed").
+//!
+//! A scenario only says how to build attempt n and what an answer means
+//! ([`runner::Scenario`]); everything else is shared: the closed/open loop runner
+//! (`runner`), the analysis (`stats`), `summary.json` (`summary`) and `report.html`
+//! (`report`, drawn by `svg`). `drop` adds the setup and the correctness check (`verdict`).
+
+mod api;
+mod browse;
+mod drop;
+mod progress;
+mod report;
+mod runner;
+mod stats;
+mod summary;
+mod svg;
+mod verdict;
+
+use api::Target;
+use reqwest::Url;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Fastest open-loop schedule accepted, in attempts per second.
+const MAX_RATE_PER_S: f64 = 10_000_000.0;
+
+#[derive(clap::Subcommand)]
+pub enum LoadgenCommand {
+    /// A limited-edition drop: create a product with --stock units, fire --attempts
+    /// purchases at it from many buyers, then check that nothing was oversold.
+    Drop(drop::DropArgs),
+    /// Listing reads (no tokens needed).
+    Browse(browse::BrowseArgs),
+    /// GET /healthz: the trivial-endpoint ceiling, measured with the same client.
+    Hello(browse::HelloArgs),
+}
+
+pub async fn run(command: LoadgenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LoadgenCommand::Drop(args) => drop::run(args).await,
+        LoadgenCommand::Browse(args) => browse::run_browse(args).await,
+        LoadgenCommand::Hello(args) => browse::run_hello(args).await,
+    }
+}
+
+/// The flags every scenario shares.
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// Base URL of a server (http only). Repeat to spread attempts round-robin over nodes;
+    /// setup and checks go to the first.
+    #[arg(long = "target", value_name = "URL", required = true, value_parser = Target::parse)]
+    targets: Vec<Target>,
+    /// Requests in flight: exactly this many in a closed loop, at most this many with --rate.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    concurrency: u32,
+    /// Open loop: launch this many attempts per second on schedule, whatever completes.
+    /// Attempts due while --concurrency requests are in flight are dropped (counted as errors).
+    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Per-request timeout; a request without an answer by then counts as an error.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    timeout_secs: u64,
+    /// Directory for summary.json and report.html (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+impl LoadArgs {
+    fn plan(&self, attempts: u64) -> runner::Plan {
+        let pace = match self.rate {
+            Some(per_second) => runner::Pace::Open { per_second },
+            None => runner::Pace::Closed,
+        };
+        runner::Plan {
+            attempts,
+            concurrency: self.concurrency,
+            pace,
+        }
+    }
+
+    fn info(&self, scenario: &'static str) -> summary::RunInfo {
+        summary::RunInfo {
+            scenario,
+            started_at: summary::now_rfc3339(),
+            targets: self.targets.iter().map(|t| t.as_str().to_owned()).collect(),
+            concurrency: self.concurrency,
+            rate_per_s: self.rate,
+            timeout_secs: self.timeout_secs,
+        }
+    }
+
+    fn client(&self) -> anyhow::Result<reqwest::Client> {
+        api::client(self.concurrency, Duration::from_secs(self.timeout_secs))
+    }
+
+    /// `path` on every target, parsed once before the run.
+    fn endpoints(&self, path: &str) -> anyhow::Result<Vec<Url>> {
+        self.targets.iter().map(|t| t.endpoint(path)).collect()
+    }
+}
+
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    let rate: f64 = raw
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number"))?;
+    if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_S {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "must be above 0 and at most {MAX_RATE_PER_S} per second"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: LoadgenCommand,
+    }
+
+    fn parse(args: &str) -> Result<LoadgenCommand, clap::Error> {
+        Cli::try_parse_from(std::iter::once("loadgen").chain(args.split_whitespace()))
+            .map(|c| c.command)
+    }
+
+    fn drop_line(attempts: &str, concurrency: &str, rate: &str, stock: &str) -> String {
+        format!(
+            "drop --target http://a:1 --target http://b:2 --admin-token t --tokens f \
+             --stock {stock} --attempts {attempts} --concurrency {concurrency} --rate {rate} --out o"
+        )
+    }
+
+    #[test]
+    fn arguments_are_parsed_into_bounded_values() {
+        let LoadgenCommand::Drop(args) = parse(&drop_line("10", "3", "250.5", "5")).unwrap() else {
+            panic!("not a drop")
+        };
+        assert_eq!(args.load.targets.len(), 2);
+        assert_eq!(args.load.rate, Some(250.5));
+        assert_eq!(args.load.timeout_secs, 30);
+        let bad = [
+            ["0", "3", "1", "5"],
+            ["10", "0", "1", "5"],
+            ["10", "100001", "1", "5"],
+            ["10", "3", "0", "5"],
+            ["10", "3", "nan", "5"],
+            ["10", "3", "1", "-1"],
+        ];
+        for [attempts, concurrency, rate, stock] in bad {
+            let line = drop_line(attempts, concurrency, rate, stock);
+            assert!(parse(&line).is_err(), "accepted {line}");
+        }
+    }
+
+    #[test]
+    fn reads_need_no_tokens() {
+        assert!(parse("hello --target http://a:1 --requests 5 --concurrency 2 --out o").is_ok());
+        assert!(parse("browse --target http://a:1 --requests 5 --concurrency 2 --out o --path /api/v1/products").is_ok());
+        assert!(parse(
+            "browse --target http://a:1 --requests 5 --concurrency 2 --out o --path nope"
+        )
+        .is_err());
+        assert!(parse("hello --target https://a:1 --requests 5 --concurrency 2 --out o").is_err());
+    }
+}

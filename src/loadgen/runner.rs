@@ -1,0 +1,413 @@
+//! The one runner every scenario shares: closed or open loop, timing, and recording.
+//!
+//! The generator shares its two cores with the server under test, so the hot path is kept
+//! cheap: each attempt owns a slot in an array allocated before the run (latency, finish
+//! time, outcome, all atomics so tasks never lock), live counters are four atomics, and
+//! all analysis happens after the run from the slots.
+
+use super::progress::{self, Live};
+use bytes::Bytes;
+use reqwest::{RequestBuilder, StatusCode};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Most attempts in one run: every attempt owns a 12-byte slot allocated up front.
+pub const MAX_ATTEMPTS: u64 = 10_000_000;
+
+/// Most distinct rejection codes kept apart; any further ones are counted as `other`.
+const MAX_CODES: usize = 256;
+
+/// Codes the API is known to answer under load, looked up without a lock.
+const KNOWN_CODES: &[&str] = &[
+    "out_of_stock",
+    "purchase_limit",
+    "overloaded",
+    "rate_limited",
+    "not_released",
+    "unavailable",
+    "request_timeout",
+    "unauthorized",
+    "invalid_token",
+    "forbidden",
+    "not_found",
+    "validation_failed",
+    "idempotency_mismatch",
+    "internal",
+    "other",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// `concurrency` workers, each sending its next attempt when the previous one answers.
+    Closed,
+    /// Attempts launched on a fixed schedule whatever completes, at most `concurrency` in flight.
+    Open { per_second: f64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub attempts: u64,
+    pub concurrency: u32,
+    pub pace: Pace,
+}
+
+/// What one HTTP response means to a scenario.
+pub enum Reply<'a> {
+    Ok,
+    Rejected(Cow<'a, str>),
+}
+
+pub trait Scenario: Send + Sync + 'static {
+    /// The fully built request of attempt `attempt` (0-based); the runner only sends it.
+    fn request(&self, attempt: u64) -> RequestBuilder;
+    /// What a response means. Called once per response, on the hot path.
+    fn classify<'a>(&self, attempt: u64, status: StatusCode, body: &'a [u8]) -> Reply<'a>;
+}
+
+/// Why an attempt got no HTTP response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorKind {
+    Timeout,
+    Connect,
+    /// Open loop only: due while `concurrency` requests were already in flight.
+    Dropped,
+    Transport,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Dropped => "dropped",
+            ErrorKind::Transport => "transport",
+        }
+    }
+
+    fn of(e: &reqwest::Error) -> ErrorKind {
+        if e.is_timeout() {
+            ErrorKind::Timeout
+        } else if e.is_connect() {
+            ErrorKind::Connect
+        } else {
+            ErrorKind::Transport
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Never ran (only possible if the run was cut short).
+    Pending,
+    Ok,
+    /// An HTTP answer that is not a success; the index into [`Recording::codes`].
+    Rejected(u16),
+    Failed(ErrorKind),
+}
+
+const REJECTED_BASE: u16 = 16;
+
+impl Outcome {
+    fn encode(self) -> u16 {
+        match self {
+            Outcome::Pending => 0,
+            Outcome::Ok => 1,
+            Outcome::Failed(kind) => 2 + kind as u16,
+            Outcome::Rejected(code) => REJECTED_BASE + code,
+        }
+    }
+
+    fn decode(raw: u16) -> Outcome {
+        match raw {
+            0 => Outcome::Pending,
+            1 => Outcome::Ok,
+            2 => Outcome::Failed(ErrorKind::Timeout),
+            3 => Outcome::Failed(ErrorKind::Connect),
+            4 => Outcome::Failed(ErrorKind::Dropped),
+            5..REJECTED_BASE => Outcome::Failed(ErrorKind::Transport),
+            code => Outcome::Rejected(code - REJECTED_BASE),
+        }
+    }
+}
+
+/// Everything a run recorded, as plain data for the analysis.
+#[derive(Debug, Default)]
+pub struct Recording {
+    pub outcomes: Vec<Outcome>,
+    /// From the scheduled start (open loop) or the actual send (closed loop) to the end of the body.
+    pub latency_us: Vec<u32>,
+    /// When the attempt ended, since the run began.
+    pub finish_ms: Vec<u32>,
+    /// Rejection codes, indexed by [`Outcome::Rejected`].
+    pub codes: Vec<String>,
+    pub duration: Duration,
+}
+
+#[derive(Default)]
+struct Slot {
+    latency_us: AtomicU32,
+    finish_ms: AtomicU32,
+    outcome: AtomicU16,
+}
+
+/// Interns rejection codes into small numbers so a slot stays 12 bytes.
+struct CodeTable {
+    extra: Mutex<Vec<String>>,
+}
+
+impl CodeTable {
+    fn intern(&self, code: &str) -> u16 {
+        if let Some(i) = KNOWN_CODES.iter().position(|k| *k == code) {
+            return i as u16;
+        }
+        // Unknown codes are rare (a proxy's error page, a new code): a lock is fine here.
+        let mut extra = self
+            .extra
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let i = match extra.iter().position(|k| k == code) {
+            Some(i) => i,
+            None if extra.len() < MAX_CODES => {
+                extra.push(code.to_owned());
+                extra.len() - 1
+            }
+            None => return (KNOWN_CODES.len() - 1) as u16,
+        };
+        (KNOWN_CODES.len() + i) as u16
+    }
+
+    fn names(&self) -> Vec<String> {
+        let extra = self
+            .extra
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        KNOWN_CODES
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(extra.iter().cloned())
+            .collect()
+    }
+}
+
+struct Shared<S> {
+    scenario: Arc<S>,
+    slots: Box<[Slot]>,
+    codes: CodeTable,
+    live: Arc<Live>,
+    next: AtomicU64,
+    attempts: u64,
+}
+
+/// Runs `plan` against `scenario`, showing progress on stderr when it is a terminal.
+pub async fn run<S: Scenario>(
+    scenario: Arc<S>,
+    plan: Plan,
+    label: &'static str,
+    ok_label: &'static str,
+) -> anyhow::Result<Recording> {
+    anyhow::ensure!(
+        (1..=MAX_ATTEMPTS).contains(&plan.attempts),
+        "attempts must be 1..={MAX_ATTEMPTS}"
+    );
+    let slots: Box<[Slot]> = (0..plan.attempts).map(|_| Slot::default()).collect();
+    let live = Arc::new(Live::new(plan.attempts));
+    let shared = Arc::new(Shared {
+        scenario,
+        slots,
+        codes: CodeTable {
+            extra: Mutex::new(Vec::new()),
+        },
+        live: live.clone(),
+        next: AtomicU64::new(0),
+        attempts: plan.attempts,
+    });
+    let bar = progress::Bar::start(live.clone(), label, ok_label);
+    let result = match plan.pace {
+        Pace::Closed => closed_loop(&shared, plan.concurrency).await,
+        Pace::Open { per_second } => open_loop(&shared, plan.concurrency, per_second).await,
+    };
+    let duration = live.started.elapsed();
+    bar.finish();
+    result?;
+    Ok(shared.recording(duration))
+}
+
+async fn closed_loop<S: Scenario>(shared: &Arc<Shared<S>>, concurrency: u32) -> anyhow::Result<()> {
+    let workers = u64::from(concurrency).min(shared.attempts);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let shared = shared.clone();
+        set.spawn(async move {
+            // Each worker takes the next attempt number until none are left.
+            loop {
+                let n = shared.next.fetch_add(1, Relaxed);
+                if n >= shared.attempts {
+                    break;
+                }
+                shared.attempt(n, Instant::now()).await;
+            }
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.map_err(|e| anyhow::anyhow!("a load worker failed: {e}"))?;
+    }
+    Ok(())
+}
+
+async fn open_loop<S: Scenario>(
+    shared: &Arc<Shared<S>>,
+    concurrency: u32,
+    per_second: f64,
+) -> anyhow::Result<()> {
+    let in_flight = Arc::new(Semaphore::new(concurrency as usize));
+    let start = shared.live.started;
+    for n in 0..shared.attempts {
+        let due = start + Duration::from_secs_f64(n as f64 / per_second);
+        // Only sleep when ahead of schedule; above ~1000/s several attempts share a tick.
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        match in_flight.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    // Latency counts from when the attempt was due, not when it was sent,
+                    // so a launcher that falls behind cannot hide queueing (coordinated
+                    // omission).
+                    shared.attempt(n, due).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => shared.record(
+                n,
+                Outcome::Failed(ErrorKind::Dropped),
+                Duration::ZERO,
+                Instant::now(),
+            ),
+        }
+    }
+    // Every permit back means every launched attempt has finished.
+    let _all = in_flight.acquire_many(concurrency).await?;
+    Ok(())
+}
+
+impl<S: Scenario> Shared<S> {
+    async fn attempt(&self, n: u64, scheduled: Instant) {
+        let reply = send(self.scenario.request(n)).await;
+        let done = Instant::now();
+        let outcome = match &reply {
+            Ok((status, body)) => match self.scenario.classify(n, *status, body) {
+                Reply::Ok => Outcome::Ok,
+                Reply::Rejected(code) => Outcome::Rejected(self.codes.intern(&code)),
+            },
+            Err(e) => Outcome::Failed(ErrorKind::of(e)),
+        };
+        self.record(n, outcome, done.saturating_duration_since(scheduled), done);
+    }
+}
+
+impl<S> Shared<S> {
+    fn record(&self, n: u64, outcome: Outcome, latency: Duration, done: Instant) {
+        debug_assert!(
+            n < self.attempts,
+            "attempt numbers stay below the plan's attempts"
+        );
+        let slot = &self.slots[n as usize];
+        slot.latency_us
+            .store(saturating_u32(latency.as_micros()), Relaxed);
+        slot.finish_ms.store(
+            saturating_u32(
+                done.saturating_duration_since(self.live.started)
+                    .as_millis(),
+            ),
+            Relaxed,
+        );
+        slot.outcome.store(outcome.encode(), Relaxed);
+        self.live.count(outcome);
+    }
+
+    /// Called after every task has finished (joined, or its permit returned), so the
+    /// relaxed loads see every store.
+    fn recording(&self, duration: Duration) -> Recording {
+        Recording {
+            outcomes: self
+                .slots
+                .iter()
+                .map(|s| Outcome::decode(s.outcome.load(Relaxed)))
+                .collect(),
+            latency_us: self
+                .slots
+                .iter()
+                .map(|s| s.latency_us.load(Relaxed))
+                .collect(),
+            finish_ms: self
+                .slots
+                .iter()
+                .map(|s| s.finish_ms.load(Relaxed))
+                .collect(),
+            codes: self.codes.names(),
+            duration,
+        }
+    }
+}
+
+/// Sends and reads the whole body: an unread body would keep the connection from reuse.
+async fn send(request: RequestBuilder) -> reqwest::Result<(StatusCode, Bytes)> {
+    let response = request.send().await?;
+    let status = response.status();
+    Ok((status, response.bytes().await?))
+}
+
+fn saturating_u32(v: u128) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_survive_encoding() {
+        let all = [
+            Outcome::Pending,
+            Outcome::Ok,
+            Outcome::Failed(ErrorKind::Timeout),
+            Outcome::Failed(ErrorKind::Connect),
+            Outcome::Failed(ErrorKind::Dropped),
+            Outcome::Failed(ErrorKind::Transport),
+            Outcome::Rejected(0),
+            Outcome::Rejected(300),
+        ];
+        for outcome in all {
+            assert_eq!(Outcome::decode(outcome.encode()), outcome);
+        }
+    }
+
+    #[test]
+    fn codes_are_interned_once_and_named_back() {
+        let table = CodeTable {
+            extra: Mutex::new(Vec::new()),
+        };
+        let oos = table.intern("out_of_stock");
+        let teapot = table.intern("http_418");
+        assert_eq!(table.intern("http_418"), teapot);
+        let names = table.names();
+        assert_eq!(names[oos as usize], "out_of_stock");
+        assert_eq!(names[teapot as usize], "http_418");
+    }
+
+    #[test]
+    fn too_many_codes_fold_into_other() {
+        let table = CodeTable {
+            extra: Mutex::new(Vec::new()),
+        };
+        for i in 0..MAX_CODES {
+            table.intern(&format!("code_{i}"));
+        }
+        let overflow = table.intern("one_too_many");
+        assert_eq!(table.names()[overflow as usize], "other");
+    }
+}
