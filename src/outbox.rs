@@ -10,7 +10,7 @@ use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 /// Events read per outbox poll.
 const DISPATCH_BATCH_EVENTS: i64 = 1000;
@@ -84,12 +84,41 @@ pub struct Dispatcher {
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
     pub poll: Duration,
+    /// The id of the last event dispatched on this node, for [`EventSync`].
+    pub cursor: watch::Sender<i64>,
+}
+
+/// Lets a handler wait until this node has dispatched the events it just committed, so a
+/// response that says "stock is back" is never followed by a refusal from this node's
+/// sold-out gate. Used only off the hot path (cancel, inbound).
+#[derive(Clone)]
+pub struct EventSync {
+    pub store: Arc<dyn Store>,
+    pub wake: Arc<Notify>,
+    pub cursor: watch::Receiver<i64>,
+}
+
+/// Longest a handler waits for its events to be dispatched before answering anyway.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl EventSync {
+    pub async fn caught_up(&self) {
+        let Ok(target) = self.store.last_event_id().await else {
+            return;
+        };
+        self.wake.notify_one();
+        let mut cursor = self.cursor.clone();
+        let reached = tokio::time::timeout(SYNC_TIMEOUT, cursor.wait_for(|id| *id >= target)).await;
+        if reached.is_err() {
+            tracing::warn!(target, "outbox dispatcher is lagging");
+        }
+    }
 }
 
 impl Dispatcher {
     /// Tails the outbox until `stop` fires. Starts after the newest event at call time:
     /// subscribers read current state from the database when they attach.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut cursor = match self.store.last_event_id().await {
             Ok(id) => id,
             Err(e) => {
@@ -105,6 +134,7 @@ impl Dispatcher {
                         self.dispatch(event);
                         cursor = event.id;
                     }
+                    self.cursor.send_replace(cursor);
                     self.metrics.outbox_dispatched.inc_by(batch.len() as u64);
                     self.metrics.outbox_lag_events.set(if full {
                         DISPATCH_BATCH_EVENTS

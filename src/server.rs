@@ -6,7 +6,7 @@ use crate::auth::AuthService;
 use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
-use crate::outbox::{Dispatcher, Hub, SoldOutGate};
+use crate::outbox::{Dispatcher, EventSync, Hub, SoldOutGate};
 use crate::payment::{PaymentGateway, SimulatedGateway};
 use crate::placement::{Placement, PlacementConfig};
 use crate::store::{self, PoolOptions, Store};
@@ -35,6 +35,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Wakes this node's outbox dispatcher right after a commit, instead of at its next poll.
     pub outbox_wake: Arc<Notify>,
+    pub events: EventSync,
     /// Flips to `true` when the server shuts down; live streams end on it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -98,6 +99,7 @@ impl Server {
         let gate = Arc::new(SoldOutGate::default());
         let outbox_wake = Arc::new(Notify::new());
         let (stop, shutdown) = watch::channel(false);
+        let (cursor, cursor_rx) = watch::channel(0);
         let placement = Placement::start(
             store.clone(),
             PlacementConfig {
@@ -119,6 +121,12 @@ impl Server {
             metrics: metrics.clone(),
             wake: outbox_wake.clone(),
             poll: Duration::from_millis(config.outbox_poll_ms),
+            cursor,
+        };
+        let events = EventSync {
+            store: store.clone(),
+            wake: outbox_wake.clone(),
+            cursor: cursor_rx,
         };
         let sweeper = Sweeper {
             store: store.clone(),
@@ -143,6 +151,7 @@ impl Server {
             metrics,
             hub,
             outbox_wake,
+            events,
             shutdown,
         };
         Ok(Server {

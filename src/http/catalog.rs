@@ -373,7 +373,7 @@ pub async fn inbound(
         .inbound(id, quantity.get(), memo.as_deref(), Timestamp::now())
         .await?
         .ok_or_else(|| ApiError::not_found("product"))?;
-    state.outbox_wake.notify_one();
+    state.events.caught_up().await;
     Ok(axum::Json(levels.into()))
 }
 

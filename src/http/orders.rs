@@ -403,7 +403,7 @@ pub async fn cancel_order(
                     reason: reason.into(),
                 })
                 .inc();
-            state.outbox_wake.notify_one();
+            state.events.caught_up().await;
             Ok(axum::Json(order.into()))
         }
         TransitionOutcome::NotFound => Err(ApiError::not_found("order")),
