@@ -161,8 +161,13 @@ impl Dispatcher {
         let parsed = match event.event_type.as_str() {
             events::STOCK_CHANGED => serde_json::from_str::<StockChanged>(&event.payload)
                 .map(|s| self.gate.observe(s.product_id, s.available)),
-            events::SESSION_REVOKED => serde_json::from_str::<SessionRevoked>(&event.payload)
-                .map(|s| self.auth.denylist.insert(s.jti, s.expires_at)),
+            events::SESSION_REVOKED => {
+                serde_json::from_str::<SessionRevoked>(&event.payload).map(|s| {
+                    if let (Some(jti), Some(expires_at)) = (s.jti, s.expires_at) {
+                        self.auth.denylist.insert(jti, expires_at);
+                    }
+                })
+            }
             t if t.starts_with("order.") => {
                 serde_json::from_str::<OrderStatusChanged>(&event.payload)
                     .map(|c| self.hub.publish(c))

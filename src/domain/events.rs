@@ -1,13 +1,15 @@
 //! Events written to the outbox in the same transaction as the state change they describe
 //! (DESIGN §4). Payloads are built here so both stores write byte-identical JSON.
 
-use super::order::{CancelReason, OrderStatus};
+use super::order::{CancelReason, OrderStatus, Role};
 use super::values::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub const ORDER: &str = "order";
 pub const PRODUCT: &str = "product";
 pub const SESSION: &str = "session";
+pub const USER: &str = "user";
+pub const PARTNER: &str = "partner";
 
 pub const ORDER_PLACED: &str = "order.placed";
 pub const ORDER_PAID: &str = "order.paid";
@@ -18,6 +20,11 @@ pub const PRODUCT_CREATED: &str = "product.created";
 pub const PRODUCT_UPDATED: &str = "product.updated";
 pub const STOCK_CHANGED: &str = "stock.changed";
 pub const SESSION_REVOKED: &str = "session.revoked";
+pub const SESSION_STARTED: &str = "session.started";
+pub const SESSION_ROTATED: &str = "session.rotated";
+pub const USER_CREATED: &str = "user.created";
+pub const PARTNER_CREATED: &str = "partner.created";
+pub const PAYMENT_FAILED: &str = "payment.failed";
 
 /// An event about to be appended to the outbox.
 #[derive(Debug, Clone)]
@@ -58,11 +65,18 @@ pub struct StockChanged {
     pub available: i64,
 }
 
+/// A session ended: by logout (`jti` names the access token to refuse until it expires)
+/// or because its refresh token was replayed (no `jti`: the access tokens of a session are
+/// not tracked, and live at most `access_token_ttl_secs`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionRevoked {
     pub user_id: i64,
-    pub jti: String,
-    pub expires_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expires_at: Option<Timestamp>,
 }
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -126,15 +140,80 @@ pub fn product_changed(event_type: &'static str, product_id: i64) -> NewEvent {
     }
 }
 
-pub fn session_revoked(user_id: i64, jti: &str, expires_at: Timestamp) -> NewEvent {
+/// Logout: the session ends and the access token `jti` is refused until it expires.
+pub fn session_revoked(
+    user_id: i64,
+    session_id: i64,
+    jti: &str,
+    expires_at: Timestamp,
+) -> NewEvent {
     NewEvent {
         aggregate_type: SESSION,
         aggregate_id: user_id,
         event_type: SESSION_REVOKED,
         payload: json(&SessionRevoked {
             user_id,
-            jti: jti.to_owned(),
-            expires_at,
+            session_id: Some(session_id),
+            jti: Some(jti.to_owned()),
+            expires_at: Some(expires_at),
         }),
+    }
+}
+
+/// A replayed refresh token ended the session it belonged to.
+pub fn session_reuse_revoked(user_id: i64, session_id: i64) -> NewEvent {
+    NewEvent {
+        aggregate_type: SESSION,
+        aggregate_id: user_id,
+        event_type: SESSION_REVOKED,
+        payload: json(&SessionRevoked {
+            user_id,
+            session_id: Some(session_id),
+            jti: None,
+            expires_at: None,
+        }),
+    }
+}
+
+/// `session.started` (login) or `session.rotated` (refresh).
+pub fn session(event_type: &'static str, user_id: i64, session_id: i64) -> NewEvent {
+    NewEvent {
+        aggregate_type: SESSION,
+        aggregate_id: user_id,
+        event_type,
+        payload: json(&serde_json::json!({ "user_id": user_id, "session_id": session_id })),
+    }
+}
+
+/// A new account. The email stays out of events: they fan out to consumers and logs.
+pub fn user_created(user_id: i64, role: Role, partner_id: Option<i64>) -> NewEvent {
+    NewEvent {
+        aggregate_type: USER,
+        aggregate_id: user_id,
+        event_type: USER_CREATED,
+        payload: json(&serde_json::json!({
+            "user_id": user_id, "role": role, "partner_id": partner_id
+        })),
+    }
+}
+
+pub fn partner_created(partner_id: i64, commission_rate_bps: i64) -> NewEvent {
+    NewEvent {
+        aggregate_type: PARTNER,
+        aggregate_id: partner_id,
+        event_type: PARTNER_CREATED,
+        payload: json(&serde_json::json!({
+            "partner_id": partner_id, "commission_rate_bps": commission_rate_bps
+        })),
+    }
+}
+
+/// A payment attempt that changed nothing on the order (declined, wrong amount, voided).
+pub fn payment_failed(order_id: i64, outcome: &str) -> NewEvent {
+    NewEvent {
+        aggregate_type: ORDER,
+        aggregate_id: order_id,
+        event_type: PAYMENT_FAILED,
+        payload: json(&serde_json::json!({ "order_id": order_id, "outcome": outcome })),
     }
 }

@@ -9,6 +9,7 @@ mod auth;
 mod authz;
 mod bad_input;
 mod catalog;
+mod events;
 mod orders;
 mod payments;
 mod verify;

@@ -71,17 +71,9 @@ impl AuthStore for PgStore {
         refresh_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO sessions (user_id, refresh_hash, refresh_expires_at, created_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(user_id)
-        .bind(refresh_hash)
-        .bind(refresh_expires_at.millis())
-        .bind(now.millis())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        create_session(&self.pool, user_id, refresh_hash, refresh_expires_at, now)
+            .await
+            .map_err(classify)
     }
 
     #[tracing::instrument(skip_all)]
@@ -129,6 +121,7 @@ impl AuthStore for PgStore {
 }
 
 async fn insert_user(pool: &PgPool, user: &NewUser, now: Timestamp) -> StoreResult<UserRecord> {
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "INSERT INTO users (email, password_hash, role, partner_id, created_at) \
          VALUES ($1, $2, $3, $4, $5) \
@@ -139,9 +132,13 @@ async fn insert_user(pool: &PgPool, user: &NewUser, now: Timestamp) -> StoreResu
     .bind(user.role.as_str())
     .bind(user.partner_id)
     .bind(now.millis())
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
-    user_from_row(&row)
+    let record = user_from_row(&row)?;
+    let event = events::user_created(record.id, record.role, record.partner_id);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(record)
 }
 
 /// One statement for the whole list; ids are matched back by email (unique) rather than by
@@ -154,6 +151,7 @@ async fn insert_users_bulk(
     if users.is_empty() {
         return Ok(Vec::new());
     }
+    let mut tx = pool.begin().await?;
     let emails: Vec<&str> = users.iter().map(|u| u.email.as_str()).collect();
     let hashes: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
     let roles: Vec<&str> = users.iter().map(|u| u.role.as_str()).collect();
@@ -171,7 +169,7 @@ async fn insert_users_bulk(
     .bind(&roles)
     .bind(&partners)
     .bind(now.millis())
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let mut ids = HashMap::with_capacity(rows.len());
     for row in &rows {
@@ -180,14 +178,46 @@ async fn insert_users_bulk(
             row.try_get::<i64, _>("id")?,
         );
     }
-    emails
+    let ids = emails
         .iter()
         .map(|email| {
             ids.get(*email)
                 .copied()
                 .ok_or_else(|| StoreError::Corrupt(format!("no id returned for {email}")))
         })
-        .collect()
+        .collect::<StoreResult<Vec<i64>>>()?;
+    let created: Vec<_> = users
+        .iter()
+        .zip(&ids)
+        .map(|(user, id)| events::user_created(*id, user.role, user.partner_id))
+        .collect();
+    outbox::append(&mut tx, &created, now).await?;
+    tx.commit().await?;
+    Ok(ids)
+}
+
+async fn create_session(
+    pool: &PgPool,
+    user_id: i64,
+    refresh_hash: &str,
+    refresh_expires_at: Timestamp,
+    now: Timestamp,
+) -> StoreResult<i64> {
+    let mut tx = pool.begin().await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO sessions (user_id, refresh_hash, refresh_expires_at, created_at) \
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(refresh_hash)
+    .bind(refresh_expires_at.millis())
+    .bind(now.millis())
+    .fetch_one(&mut *tx)
+    .await?;
+    let event = events::session(events::SESSION_STARTED, user_id, id);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// A conditional `UPDATE` rotates the hash only while it is current, unrevoked and
@@ -216,25 +246,34 @@ async fn rotate_refresh(
     .fetch_optional(&mut *tx)
     .await?;
     let outcome = match rotated {
-        Some(row) => RotateOutcome::Rotated {
-            user_id: row.try_get("user_id")?,
-            session_id: row.try_get("id")?,
-        },
+        Some(row) => {
+            let (user_id, session_id) = (row.try_get("user_id")?, row.try_get("id")?);
+            let event = events::session(events::SESSION_ROTATED, user_id, session_id);
+            outbox::append(&mut tx, &[event], now).await?;
+            RotateOutcome::Rotated {
+                user_id,
+                session_id,
+            }
+        }
         None => {
             // A token already rotated away is being replayed: whoever holds it may have
             // stolen it, so the whole session dies (once; later replays are just invalid).
-            let reused = sqlx::query(
+            let reused: Option<(i64, i64)> = sqlx::query_as(
                 "UPDATE sessions SET revoked_at = $2 \
-                 WHERE previous_hash = $1 AND revoked_at IS NULL",
+                 WHERE previous_hash = $1 AND revoked_at IS NULL \
+                 RETURNING id, user_id",
             )
             .bind(old_hash)
             .bind(now.millis())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            if reused.rows_affected() > 0 {
-                RotateOutcome::Reused
-            } else {
-                RotateOutcome::Invalid
+            match reused {
+                Some((session_id, user_id)) => {
+                    let event = events::session_reuse_revoked(user_id, session_id);
+                    outbox::append(&mut tx, &[event], now).await?;
+                    RotateOutcome::Reused
+                }
+                None => RotateOutcome::Invalid,
             }
         }
     };
@@ -268,7 +307,7 @@ async fn revoke_session(
     .bind(access_expires_at.millis())
     .execute(&mut *tx)
     .await?;
-    let event = events::session_revoked(user_id, jti, access_expires_at);
+    let event = events::session_revoked(user_id, session_id, jti, access_expires_at);
     outbox::append(&mut tx, &[event], now).await?;
     tx.commit().await?;
     Ok(())

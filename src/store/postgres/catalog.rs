@@ -70,6 +70,7 @@ impl CatalogStore for PgStore {
         commission_rate_bps: i64,
         now: Timestamp,
     ) -> StoreResult<PartnerRecord> {
+        let mut tx = self.pool.begin().await.map_err(|e| classify(e.into()))?;
         let row = sqlx::query(
             "INSERT INTO partners (name, commission_rate_bps, created_at) VALUES ($1, $2, $3) \
              RETURNING id, name, commission_rate_bps, created_at",
@@ -77,10 +78,16 @@ impl CatalogStore for PgStore {
         .bind(name)
         .bind(commission_rate_bps)
         .bind(now.millis())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| classify(e.into()))?;
-        partner_from_row(&row)
+        let partner = partner_from_row(&row)?;
+        let event = events::partner_created(partner.id, partner.commission_rate_bps);
+        outbox::append(&mut tx, &[event], now)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(|e| classify(e.into()))?;
+        Ok(partner)
     }
 
     #[tracing::instrument(skip_all, fields(partner_id = id))]

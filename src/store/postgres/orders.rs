@@ -145,10 +145,15 @@ impl OrderStore for PgStore {
 
     #[tracing::instrument(skip_all, fields(order_id = payment.order_id))]
     async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
-        insert_payment(&mut conn, payment, now)
+        let mut tx = self.pool.begin().await.map_err(|e| classify(e.into()))?;
+        insert_payment(&mut tx, payment, now)
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        let event = events::payment_failed(payment.order_id, payment.outcome.as_str());
+        outbox::append(&mut tx, &[event], now)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(|e| classify(e.into()))
     }
 
     #[tracing::instrument(skip_all, fields(order_id = order_id))]

@@ -46,6 +46,8 @@ impl AuthStore for SqliteStore {
             }
         })?;
         let record = user_from_row(&row)?;
+        let event = events::user_created(record.id, record.role, record.partner_id);
+        write_event(&mut tx, &event, now.millis()).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(record)
     }
@@ -87,6 +89,10 @@ impl AuthStore for SqliteStore {
                     map_err(e)
                 }
             })?);
+        }
+        for (user, id) in users.iter().zip(&ids) {
+            let event = events::user_created(*id, user.role, user.partner_id);
+            write_event(&mut tx, &event, now.millis()).await?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(ids)
@@ -131,6 +137,8 @@ impl AuthStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
+        let event = events::session(events::SESSION_STARTED, user_id, id);
+        write_event(&mut tx, &event, now.millis()).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(id)
     }
@@ -157,26 +165,35 @@ impl AuthStore for SqliteStore {
         .await
         .map_err(map_err)?;
         let outcome = match rotated {
-            Some(row) => RotateOutcome::Rotated {
-                session_id: row.try_get("id")?,
-                user_id: row.try_get("user_id")?,
-            },
+            Some(row) => {
+                let (session_id, user_id) = (row.try_get("id")?, row.try_get("user_id")?);
+                let event = events::session(events::SESSION_ROTATED, user_id, session_id);
+                write_event(&mut tx, &event, now.millis()).await?;
+                RotateOutcome::Rotated {
+                    session_id,
+                    user_id,
+                }
+            }
             None => {
                 // A token that was already rotated away is being replayed: whoever holds
                 // it may have stolen it, so the whole session dies.
-                let reused = sqlx::query(
+                let reused: Option<(i64, i64)> = sqlx::query_as(
                     "UPDATE sessions SET revoked_at = $2
-                     WHERE previous_hash = $1 AND revoked_at IS NULL",
+                     WHERE previous_hash = $1 AND revoked_at IS NULL
+                     RETURNING id, user_id",
                 )
                 .bind(old_hash)
                 .bind(now.millis())
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(map_err)?;
-                if reused.rows_affected() > 0 {
-                    RotateOutcome::Reused
-                } else {
-                    RotateOutcome::Invalid
+                match reused {
+                    Some((session_id, user_id)) => {
+                        let event = events::session_reuse_revoked(user_id, session_id);
+                        write_event(&mut tx, &event, now.millis()).await?;
+                        RotateOutcome::Reused
+                    }
+                    None => RotateOutcome::Invalid,
                 }
             }
         };
@@ -213,7 +230,7 @@ impl AuthStore for SqliteStore {
         .map_err(map_err)?;
         write_event(
             &mut tx,
-            &events::session_revoked(user_id, jti, access_expires_at),
+            &events::session_revoked(user_id, session_id, jti, access_expires_at),
             now.millis(),
         )
         .await?;

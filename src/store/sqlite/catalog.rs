@@ -73,6 +73,8 @@ impl CatalogStore for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
+        let event = events::partner_created(id, commission_rate_bps);
+        write_event(&mut tx, &event, now.millis()).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(PartnerRecord {
             id,

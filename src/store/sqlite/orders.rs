@@ -479,6 +479,8 @@ impl OrderStore for SqliteStore {
     async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         insert_payment(&mut tx, payment, now).await?;
+        let event = events::payment_failed(payment.order_id, payment.outcome.as_str());
+        write_event(&mut tx, &event, now.millis()).await?;
         tx.commit().await.map_err(map_err)
     }
 
