@@ -10,6 +10,7 @@ mod authz;
 mod bad_input;
 mod catalog;
 mod events;
+mod lifecycle;
 mod orders;
 mod payments;
 mod verify;
