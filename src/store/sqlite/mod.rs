@@ -11,6 +11,7 @@ mod auth;
 mod catalog;
 mod orders;
 mod outbox;
+mod place;
 
 use super::{PoolOptions, Store, StoreError, StoreResult};
 use async_trait::async_trait;
