@@ -24,8 +24,13 @@ pub struct Config {
     pub placement_batch_max: usize,
     /// How long the writer waits for more orders after the first one of a batch arrives.
     pub placement_linger_ms: u64,
-    /// Orders waiting for the writer before new ones are refused with 503.
+    /// Orders queued for the writers (their callers wait for the answer); beyond it,
+    /// attempts go to the waiting room.
     pub placement_queue_depth: usize,
+    /// Attempts that may wait in the waiting room (202 + ticket); beyond it, 503. 0 = none.
+    pub waiting_room_depth: usize,
+    /// How long a finished waiting-room ticket's outcome stays readable.
+    pub waiting_room_ticket_ttl_secs: u64,
     /// Concurrent placement writers (SQLite serialises writes anyway; PostgreSQL can overlap
     /// batches on different products).
     pub placement_writers: usize,
@@ -37,6 +42,28 @@ pub struct Config {
     pub outbox_poll_ms: u64,
     /// `simulated` is the only gateway shipped; it is named so nobody mistakes it for money.
     pub payment_gateway: String,
+    /// `redis://…`: nodes share the sold-out gate, the listing cache, rate limits, the
+    /// token deny-list and live-update wake-ups through Redis. Unset: all in-process.
+    pub redis_url: Option<String>,
+    /// Prepended to every Redis key and channel, so deployments (and tests) can share one.
+    pub redis_prefix: String,
+    /// Longest wait for one Redis call before falling back to the in-process/database path.
+    pub redis_timeout_ms: u64,
+    /// How often an unreachable Redis is probed for reconnection.
+    pub redis_probe_ms: u64,
+    /// Life of a Redis gate counter not refreshed by a `stock.changed` event.
+    pub gate_ttl_secs: u64,
+    /// Life of a cached product page or row (a safety net: events invalidate them).
+    pub cache_ttl_secs: u64,
+    /// Cached pages and rows kept in process.
+    pub cache_max_entries: usize,
+    /// Requests per second per signed-in user, sustained; 0 disables the limit.
+    pub rate_limit_user_per_sec: u32,
+    /// Requests a user may make at once above the sustained rate.
+    pub rate_limit_user_burst: u32,
+    /// Requests per second per client IP address, sustained; 0 disables the limit.
+    pub rate_limit_ip_per_sec: u32,
+    pub rate_limit_ip_burst: u32,
 }
 
 impl Default for Config {
@@ -52,7 +79,9 @@ impl Default for Config {
             sweeper_batch_max: 500,
             placement_batch_max: 256,
             placement_linger_ms: 1,
-            placement_queue_depth: 20_000,
+            placement_queue_depth: 4096,
+            waiting_room_depth: 100_000,
+            waiting_room_ticket_ttl_secs: 300,
             placement_writers: 1,
             db_max_connections: 16,
             db_acquire_timeout_ms: 5000,
@@ -60,6 +89,17 @@ impl Default for Config {
             body_limit_bytes: 64 * 1024,
             outbox_poll_ms: 200,
             payment_gateway: "simulated".into(),
+            redis_url: None,
+            redis_prefix: "stampede:".into(),
+            redis_timeout_ms: 250,
+            redis_probe_ms: 1000,
+            gate_ttl_secs: 30,
+            cache_ttl_secs: 60,
+            cache_max_entries: 10_000,
+            rate_limit_user_per_sec: 20,
+            rate_limit_user_burst: 40,
+            rate_limit_ip_per_sec: 2000,
+            rate_limit_ip_burst: 4000,
         }
     }
 }
@@ -81,11 +121,19 @@ impl std::fmt::Debug for Config {
             .field("placement_batch_max", &self.placement_batch_max)
             .field("placement_linger_ms", &self.placement_linger_ms)
             .field("placement_queue_depth", &self.placement_queue_depth)
+            .field("waiting_room_depth", &self.waiting_room_depth)
             .field("placement_writers", &self.placement_writers)
             .field("db_max_connections", &self.db_max_connections)
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("payment_gateway", &self.payment_gateway)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("gate_ttl_secs", &self.gate_ttl_secs)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .field("rate_limit_user_per_sec", &self.rate_limit_user_per_sec)
+            .field("rate_limit_ip_per_sec", &self.rate_limit_ip_per_sec)
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +195,8 @@ impl Config {
             placement_batch_max,
             placement_linger_ms,
             placement_queue_depth,
+            waiting_room_depth,
+            waiting_room_ticket_ttl_secs,
             placement_writers,
             db_max_connections,
             db_acquire_timeout_ms,
@@ -154,7 +204,20 @@ impl Config {
             body_limit_bytes,
             outbox_poll_ms,
             payment_gateway,
+            redis_prefix,
+            redis_timeout_ms,
+            redis_probe_ms,
+            gate_ttl_secs,
+            cache_ttl_secs,
+            cache_max_entries,
+            rate_limit_user_per_sec,
+            rate_limit_user_burst,
+            rate_limit_ip_per_sec,
+            rate_limit_ip_burst,
         );
+        if let Some(url) = var("STAMPEDE_REDIS_URL") {
+            self.redis_url = Some(url).filter(|u| !u.trim().is_empty());
+        }
         if let Some(secret) = var("STAMPEDE_JWT_SECRET") {
             self.jwt_secret = Some(secret);
         }
@@ -206,6 +269,14 @@ impl Config {
             "placement_queue_depth must be 1..=1000000",
         )?;
         check(
+            self.waiting_room_depth <= 10_000_000,
+            "waiting_room_depth must be <= 10000000",
+        )?;
+        check(
+            (1..=86_400).contains(&self.waiting_room_ticket_ttl_secs),
+            "waiting_room_ticket_ttl_secs must be 1..=86400",
+        )?;
+        check(
             (1..=64).contains(&self.placement_writers),
             "placement_writers must be 1..=64",
         )?;
@@ -231,6 +302,52 @@ impl Config {
         )?;
         if let Some(secret) = &self.jwt_secret {
             check(secret.len() >= 32, "jwt_secret must be at least 32 bytes")?;
+        }
+        self.validate_shared()
+    }
+
+    /// The settings of what nodes share (`crate::cluster`).
+    fn validate_shared(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, what: &str| ok.then_some(()).ok_or(ConfigError(what.to_owned()));
+        if let Some(url) = &self.redis_url {
+            check(
+                url.starts_with("redis://") || url.starts_with("redis+unix://"),
+                "redis_url must start with redis:// (TLS is not supported)",
+            )?;
+        }
+        check(
+            (1..=64).contains(&self.redis_prefix.len())
+                && !self.redis_prefix.contains(char::is_whitespace),
+            "redis_prefix must be 1 to 64 bytes without whitespace",
+        )?;
+        check(
+            (1..=10_000).contains(&self.redis_timeout_ms),
+            "redis_timeout_ms must be 1..=10000",
+        )?;
+        check(
+            (10..=60_000).contains(&self.redis_probe_ms),
+            "redis_probe_ms must be 10..=60000",
+        )?;
+        check(
+            (1..=86_400).contains(&self.gate_ttl_secs),
+            "gate_ttl_secs must be 1..=86400",
+        )?;
+        check(
+            (1..=86_400).contains(&self.cache_ttl_secs),
+            "cache_ttl_secs must be 1..=86400",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.cache_max_entries),
+            "cache_max_entries must be 1..=1000000",
+        )?;
+        for (rate, burst, name) in [
+            (self.rate_limit_user_per_sec, self.rate_limit_user_burst, "rate_limit_user"),
+            (self.rate_limit_ip_per_sec, self.rate_limit_ip_burst, "rate_limit_ip"),
+        ] {
+            check(
+                rate <= 1_000_000 && (rate == 0 || (1..=10_000_000).contains(&burst)),
+                &format!("{name}_per_sec must be <= 1000000 and, when set, {name}_burst 1..=10000000"),
+            )?;
         }
         Ok(())
     }
@@ -266,6 +383,12 @@ mod tests {
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        let with_redis = Config {
+            redis_url: Some("redis://:s3cret@cache:6379/0".into()),
+            ..Config::default()
+        };
+        let shown = format!("{with_redis:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains(&"x".repeat(40)));
     }
 

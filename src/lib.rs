@@ -7,7 +7,9 @@
 //!   `store::postgres`), each owning its SQL and migrations. Stock is held, committed and
 //!   released in `store/*/orders.rs`.
 //! - `placement` — the batching order writer (group commit) of DESIGN §3.
-//! - `outbox` — the event dispatcher feeding live streams, the sold-out gate, the deny-list.
+//! - `outbox` — the event dispatcher feeding live streams, the gate, the cache, the deny-list.
+//! - `cluster/` — what nodes share (availability gate, listing cache, rate limits, deny-list,
+//!   live-update wake-ups): one trait per concern, in process or through Redis.
 //! - `sweeper` — releases holds whose payment deadline passed.
 //! - `http/` — the API: router, error codes (`http::error`), handlers, OpenAPI.
 //! - `server` — wires it all; `cli` and `main` only parse and call it.
@@ -16,6 +18,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -47,10 +47,21 @@ pub struct Metrics {
     pub placement_batch_size: Histogram,
     pub placement_batch_seconds: Histogram,
     pub placement_queue_full: Counter,
+    pub waiting_room_entered: Counter,
+    pub waiting_room_full: Counter,
+    pub waiting_room_depth: Gauge,
     pub sold_out_fast_rejects: Counter,
     pub outbox_dispatched: Counter,
     /// Events written but not yet dispatched on this node.
     pub outbox_lag_events: Gauge,
+    pub gate_passes: Counter,
+    pub gate_sold_out: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub rate_limited: Family<ReasonLabels, Counter>,
+    pub redis_errors: Counter,
+    /// 1 while Redis is configured and reachable.
+    pub redis_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -68,9 +79,19 @@ impl Default for Metrics {
             placement_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             placement_batch_seconds: latency_histogram(),
             placement_queue_full: Counter::default(),
+            waiting_room_entered: Counter::default(),
+            waiting_room_full: Counter::default(),
+            waiting_room_depth: Gauge::default(),
             sold_out_fast_rejects: Counter::default(),
             outbox_dispatched: Counter::default(),
             outbox_lag_events: Gauge::default(),
+            gate_passes: Counter::default(),
+            gate_sold_out: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            rate_limited: Family::default(),
+            redis_errors: Counter::default(),
+            redis_up: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,8 +146,23 @@ impl Default for Metrics {
         );
         registry.register(
             "placement_queue_full",
-            "Orders refused because the placement queue was full",
+            "Orders refused because the writers and the waiting room were full",
             m.placement_queue_full.clone(),
+        );
+        registry.register(
+            "waiting_room_entered",
+            "Order attempts that waited in the waiting room",
+            m.waiting_room_entered.clone(),
+        );
+        registry.register(
+            "waiting_room_full",
+            "Order attempts refused because the waiting room was full",
+            m.waiting_room_full.clone(),
+        );
+        registry.register(
+            "waiting_room_depth",
+            "Order attempts waiting in the waiting room now",
+            m.waiting_room_depth.clone(),
         );
         registry.register(
             "sold_out_fast_rejects",
@@ -143,8 +179,48 @@ impl Default for Metrics {
             "Outbox events not yet dispatched on this node",
             m.outbox_lag_events.clone(),
         );
+        register_shared(&mut registry, &m);
         Metrics { registry, ..m }
     }
+}
+
+/// The metrics of what nodes share (`crate::cluster`).
+fn register_shared(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "gate_passes",
+        "Order attempts the availability gate let through to the database",
+        m.gate_passes.clone(),
+    );
+    registry.register(
+        "gate_sold_out",
+        "Order attempts the availability gate refused as sold out without a database write",
+        m.gate_sold_out.clone(),
+    );
+    registry.register(
+        "cache_hits",
+        "Product listing reads answered from the cache",
+        m.cache_hits.clone(),
+    );
+    registry.register(
+        "cache_misses",
+        "Product listing reads that went to the database",
+        m.cache_misses.clone(),
+    );
+    registry.register(
+        "rate_limited",
+        "Requests refused with 429, by limit (user or ip)",
+        m.rate_limited.clone(),
+    );
+    registry.register(
+        "redis_errors",
+        "Redis calls that failed or timed out (each fell back to the in-process path)",
+        m.redis_errors.clone(),
+    );
+    registry.register(
+        "redis_up",
+        "1 while Redis is configured and reachable, else 0",
+        m.redis_up.clone(),
+    );
 }
 
 impl Metrics {

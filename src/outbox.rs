@@ -1,14 +1,18 @@
 //! The in-process event dispatcher (DESIGN §4, embedded mode). Each node tails the outbox
 //! table from the id it started at and feeds its subscribers: live order streams (SSE),
-//! the sold-out gate and the access-token deny-list. Because every node tails the same
-//! table, a change made on node B reaches a buyer connected to node A.
+//! the availability gate, the listing cache and the access-token deny-list. Because every
+//! node tails the same table, a change made on node B reaches a buyer connected to node A;
+//! with Redis, B's notice wakes A at once instead of at A's next poll.
 
 use crate::auth::AuthService;
+use crate::cluster::cache::LevelsSeen;
+use crate::cluster::gate::StockSeen;
+use crate::cluster::Cluster;
 use crate::domain::events::{self, Event, OrderStatusChanged, SessionRevoked, StockChanged};
 use crate::metrics::Metrics;
-use crate::store::Store;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use crate::store::{StockLevels, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
 
@@ -49,37 +53,16 @@ impl Hub {
     }
 }
 
-/// Products known to have nothing available, so placement can refuse them without a
-/// database round trip. Fed only from `stock.changed` events, in outbox order, so it never
-/// goes back to an older state.
-#[derive(Default)]
-pub struct SoldOutGate {
-    sold_out: RwLock<HashSet<i64>>,
-}
-
-impl SoldOutGate {
-    pub fn is_sold_out(&self, product_id: i64) -> bool {
-        self.sold_out
-            .read()
-            .map(|s| s.contains(&product_id))
-            .unwrap_or(false)
-    }
-
-    pub fn observe(&self, product_id: i64, available: i64) {
-        if let Ok(mut s) = self.sold_out.write() {
-            if available <= 0 {
-                s.insert(product_id);
-            } else {
-                s.remove(&product_id);
-            }
-        }
-    }
-}
+/// The in-process availability gate, fed from `stock.changed` events in outbox order
+/// (see `cluster::gate`; [`Cluster::gate`] is the mode-independent handle).
+pub use crate::cluster::gate::LocalGate as SoldOutGate;
 
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
-    pub gate: Arc<SoldOutGate>,
+    /// The gate and the listing cache are fed from here; `remote_wake` and `fanout` carry
+    /// wake-ups between nodes.
+    pub cluster: Cluster,
     pub auth: Arc<AuthService>,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
@@ -89,13 +72,23 @@ pub struct Dispatcher {
 }
 
 /// Lets a handler wait until this node has dispatched the events it just committed, so a
-/// response that says "stock is back" is never followed by a refusal from this node's
-/// sold-out gate. Used only off the hot path (cancel, inbound).
+/// response that says "stock is back" is never followed by a refusal from the gate, and the
+/// writer's next read of the listing is fresh. Used only off the hot path (cancel, inbound,
+/// product changes).
 #[derive(Clone)]
 pub struct EventSync {
     pub store: Arc<dyn Store>,
     pub wake: Arc<Notify>,
     pub cursor: watch::Receiver<i64>,
+}
+
+/// What one batch of events changes in the state nodes share.
+#[derive(Default)]
+struct SharedUpdates {
+    /// Newest `(event id, payload)` per product.
+    stock: HashMap<i64, (i64, StockChanged)>,
+    /// A product was created or updated: the listing cache starts a new generation.
+    catalog_changed: bool,
 }
 
 /// Longest a handler waits for its events to be dispatched before answering anyway.
@@ -126,15 +119,25 @@ impl Dispatcher {
                 0
             }
         };
+        // Woken by this node's own commit: only then does it tell the other nodes, so a
+        // notice never echoes around the cluster.
+        let mut local = false;
         loop {
             match self.store.events_after(cursor, DISPATCH_BATCH_EVENTS).await {
                 Ok(batch) => {
                     let full = batch.len() as i64 == DISPATCH_BATCH_EVENTS;
+                    let mut shared = SharedUpdates::default();
                     for event in &batch {
-                        self.dispatch(event);
+                        self.dispatch(event, &mut shared);
                         cursor = event.id;
                     }
+                    // Before the cursor moves: `EventSync` promises the gate and the cache
+                    // reflect everything up to it.
+                    self.apply(shared).await;
                     self.cursor.send_replace(cursor);
+                    if local && !batch.is_empty() {
+                        self.cluster.fanout.announce(cursor).await;
+                    }
                     self.metrics.outbox_dispatched.inc_by(batch.len() as u64);
                     self.metrics.outbox_lag_events.set(if full {
                         DISPATCH_BATCH_EVENTS
@@ -149,18 +152,58 @@ impl Dispatcher {
             }
             self.auth.denylist.prune(crate::domain::Timestamp::now());
             self.hub.prune();
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll) => {}
+            local = tokio::select! {
+                _ = self.wake.notified() => true,
+                _ = self.cluster.remote_wake.notified() => false,
+                _ = tokio::time::sleep(self.poll) => false,
                 _ = stop.changed() => return,
-            }
+            };
         }
     }
 
-    fn dispatch(&self, event: &Event) {
+    /// Feeds the gate and the listing cache once per batch: one call each, whatever the
+    /// number of events.
+    async fn apply(&self, shared: SharedUpdates) {
+        if shared.catalog_changed {
+            self.cluster.listing.invalidate().await;
+        }
+        let mut stock: Vec<(i64, StockChanged)> = shared.stock.into_values().collect();
+        stock.sort_unstable_by_key(|(id, _)| *id);
+        let gate: Vec<StockSeen> = stock
+            .iter()
+            .map(|(event_id, s)| StockSeen {
+                event_id: *event_id,
+                product_id: s.product_id,
+                available: s.available,
+            })
+            .collect();
+        let levels: Vec<LevelsSeen> = stock
+            .iter()
+            .map(|(event_id, s)| LevelsSeen {
+                event_id: *event_id,
+                levels: StockLevels {
+                    product_id: s.product_id,
+                    on_hand: s.on_hand,
+                    held: s.held,
+                },
+            })
+            .collect();
+        self.cluster.gate.observe(&gate).await;
+        self.cluster.listing.observe(&levels).await;
+    }
+
+    fn dispatch(&self, event: &Event, shared: &mut SharedUpdates) {
         let parsed = match event.event_type.as_str() {
-            events::STOCK_CHANGED => serde_json::from_str::<StockChanged>(&event.payload)
-                .map(|s| self.gate.observe(s.product_id, s.available)),
+            events::STOCK_CHANGED => {
+                serde_json::from_str::<StockChanged>(&event.payload).map(|s| {
+                    // Ascending ids: the last event of a product in the batch is its newest.
+                    shared.stock.insert(s.product_id, (event.id, s));
+                })
+            }
+            events::PRODUCT_CREATED | events::PRODUCT_UPDATED => {
+                shared.catalog_changed = true;
+                Ok(())
+            }
             events::SESSION_REVOKED => {
                 serde_json::from_str::<SessionRevoked>(&event.payload).map(|s| {
                     if let (Some(jti), Some(expires_at)) = (s.jti, s.expires_at) {

@@ -3,10 +3,11 @@
 //! [`Server::run`]; tests do the same on port 0.
 
 use crate::auth::AuthService;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
-use crate::outbox::{Dispatcher, EventSync, Hub, SoldOutGate};
+use crate::outbox::{Dispatcher, EventSync, Hub};
 use crate::payment::{PaymentGateway, SimulatedGateway};
 use crate::placement::{Placement, PlacementConfig};
 use crate::store::{self, PoolOptions, Store};
@@ -36,6 +37,9 @@ pub struct AppState {
     /// Wakes this node's outbox dispatcher right after a commit, instead of at its next poll.
     pub outbox_wake: Arc<Notify>,
     pub events: EventSync,
+    /// What nodes share: gate, listing cache, rate limits, deny-list, wake-ups; in process
+    /// or through Redis (chosen once, in [`Server::bind`]).
+    pub cluster: Cluster,
     /// Flips to `true` when the server shuts down; live streams end on it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -96,7 +100,8 @@ impl Server {
         let auth = Arc::new(auth_service(store.as_ref(), &config).await?);
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::default());
-        let gate = Arc::new(SoldOutGate::default());
+        let cluster = Cluster::build(&config, metrics.clone(), auth.clone())?;
+        let gate = cluster.local_gate.clone();
         let outbox_wake = Arc::new(Notify::new());
         let (stop, shutdown) = watch::channel(false);
         let (cursor, cursor_rx) = watch::channel(0);
@@ -108,15 +113,18 @@ impl Server {
                 queue_depth: config.placement_queue_depth,
                 writers: config.placement_writers,
                 hold_ttl_secs: config.hold_ttl_secs,
+                waiting_room_depth: config.waiting_room_depth,
+                ticket_ttl: Duration::from_secs(config.waiting_room_ticket_ttl_secs),
             },
             gate.clone(),
             metrics.clone(),
             outbox_wake.clone(),
+            shutdown.clone(),
         );
         let dispatcher = Dispatcher {
             store: store.clone(),
             hub: hub.clone(),
-            gate,
+            cluster: cluster.clone(),
             auth: auth.clone(),
             metrics: metrics.clone(),
             wake: outbox_wake.clone(),
@@ -135,10 +143,11 @@ impl Server {
             interval: Duration::from_millis(config.sweeper_interval_ms),
             batch_max: config.sweeper_batch_max,
         };
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(dispatcher.run(shutdown.clone())),
             tokio::spawn(sweeper.run(shutdown.clone())),
         ];
+        tasks.extend(cluster.start(shutdown.clone()).await);
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
@@ -152,6 +161,7 @@ impl Server {
             hub,
             outbox_wake,
             events,
+            cluster,
             shutdown,
         };
         Ok(Server {
@@ -186,7 +196,11 @@ impl Server {
         } = self;
         let store = state.store.clone();
         let app = crate::http::router(state);
-        axum::serve(listener, app)
+        // The client's address feeds the per-IP rate limit.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop.send(true);

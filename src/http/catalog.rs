@@ -277,7 +277,8 @@ pub async fn create_product(
         .store
         .insert_product(&product, Timestamp::now())
         .await?;
-    state.outbox_wake.notify_one();
+    // The listing cache changes generation on the event: the caller's next read is fresh.
+    state.events.caught_up().await;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
@@ -287,7 +288,8 @@ pub async fn list_products(
     State(state): State<AppState>,
     Page(page): Page,
 ) -> ApiResult<axum::Json<PageView<ProductView>>> {
-    Ok(axum::Json(state.store.list_products(page).await?.into()))
+    let page = state.cluster.listing.page(state.store.as_ref(), page).await?;
+    Ok(axum::Json(page.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = i64, Path)),
@@ -297,8 +299,9 @@ pub async fn get_product(
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<ProductView>> {
     let product = state
-        .store
-        .product(id)
+        .cluster
+        .listing
+        .product(state.store.as_ref(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("product"))?;
     Ok(axum::Json(product.into()))
@@ -349,7 +352,7 @@ pub async fn update_product(
         .update_product(id, &patch, Timestamp::now())
         .await?
         .ok_or_else(|| ApiError::not_found("product"))?;
-    state.outbox_wake.notify_one();
+    state.events.caught_up().await;
     Ok(axum::Json(updated.into()))
 }
 

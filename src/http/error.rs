@@ -36,6 +36,8 @@ pub enum ErrorCode {
     OrderNotPayable,
     OrderNotCancellable,
     RequestTimeout,
+    /// Too many requests from this user or address; see `Retry-After`.
+    RateLimited,
     Overloaded,
     Unavailable,
     Internal,
@@ -62,6 +64,7 @@ impl ErrorCode {
             }
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Overloaded | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,6 +104,13 @@ impl ApiError {
         Self::new(ErrorCode::Forbidden, "not allowed for this account")
     }
 
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
+
     /// Logs the cause once and answers with a generic 500.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -118,7 +128,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if self.code == ErrorCode::Overloaded {
+        if matches!(self.code, ErrorCode::Overloaded | ErrorCode::RateLimited) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -1,13 +1,15 @@
 //! The HTTP API (DESIGN §5): one router, one error type, extractors that reject bad input
-//! with stable codes, and middleware for metrics, timeouts and body limits.
+//! with stable codes, and middleware for metrics, timeouts, body limits and rate limits.
 
 pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod queue;
 
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::server::AppState;
@@ -68,7 +70,14 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}", get(orders::get_order))
         .route("/orders/{id}/pay", post(orders::pay_order))
         .route("/orders/{id}/cancel", post(orders::cancel_order))
-        .route("/orders/{id}/events", get(orders::order_events));
+        .route("/orders/{id}/events", get(orders::order_events))
+        .route("/queue/{ticket}", get(queue::get_ticket))
+        .route("/queue/{ticket}/events", get(queue::ticket_events));
+    // Matched API routes only: an unknown path is a cheap 404 either way.
+    let api = api.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        limits::rate_limit,
+    ));
     let timeout = Duration::from_millis(state.config.request_timeout_ms);
     Router::new()
         .nest("/api/v1", api)

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations, and Swagger UI.
 
-use super::{auth, catalog, error, ops, orders, PageView};
+use super::{auth, catalog, error, ops, orders, queue, PageView};
 use crate::server::AppState;
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
         catalog::create_partner, catalog::create_seller, catalog::create_product, catalog::list_products,
         catalog::get_product, catalog::update_product, catalog::inbound, catalog::stock, catalog::movements,
         orders::place_order, orders::get_order, orders::list_orders, orders::pay_order, orders::cancel_order,
-        orders::order_events, ops::healthz, ops::readyz, ops::metrics,
+        orders::order_events, queue::get_ticket, queue::ticket_events, ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<orders::OrderView>, PageView<catalog::MovementView>)),
     modifiers(&BearerAuth),

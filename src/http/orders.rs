@@ -10,11 +10,13 @@ use crate::domain::order::CancelReason;
 use crate::domain::{DomainError, OrderStatus, Quantity, Role, Timestamp};
 use crate::metrics::ReasonLabels;
 use crate::payment::GatewayOutcome;
+use crate::placement::Placed;
 use crate::server::AppState;
 use crate::store::{OrderRecord, PaymentAttempt, PaymentOutcome, PlaceOutcome, TransitionOutcome};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -154,13 +156,14 @@ fn order_lines(body: &PlaceOrderBody) -> Result<(Vec<Line>, String), DomainError
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = PlaceOrderBody,
     params(("Idempotency-Key" = String, Header, description = "required; the same key and body return the same order")),
     responses((status = 201, body = OrderView), (status = 200, description = "replay of an earlier request", body = OrderView),
+        (status = 202, description = "the writers are busy: waiting in the waiting room", body = super::queue::TicketView),
         (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)))]
 pub async fn place_order(
     State(state): State<AppState>,
     user: AuthUser,
     IdempotencyHeader(key): IdempotencyHeader,
     Json(body): Json<PlaceOrderBody>,
-) -> ApiResult<(StatusCode, axum::Json<OrderView>)> {
+) -> ApiResult<Response> {
     user.require(&[Role::Buyer])?;
     let (lines, request_hash) = order_lines(&body)?;
     let request = OrderRequest {
@@ -170,8 +173,20 @@ pub async fn place_order(
         lines,
     };
     match state.placement.place(request).await? {
-        PlaceOutcome::Placed(order) => Ok((StatusCode::CREATED, axum::Json(order.into()))),
-        PlaceOutcome::Replayed(order) => Ok((StatusCode::OK, axum::Json(order.into()))),
+        Placed::Now(outcome) => outcome_response(outcome),
+        Placed::Queued(ticket) => Ok(super::queue::queued_response(&state, &ticket)),
+    }
+}
+
+/// 201 for a new order, 200 for a replay, the rejection's error otherwise.
+pub fn outcome_response(outcome: PlaceOutcome) -> ApiResult<Response> {
+    match outcome {
+        PlaceOutcome::Placed(order) => {
+            Ok((StatusCode::CREATED, axum::Json(OrderView::from(order))).into_response())
+        }
+        PlaceOutcome::Replayed(order) => {
+            Ok((StatusCode::OK, axum::Json(OrderView::from(order))).into_response())
+        }
         PlaceOutcome::Rejected(rejection) => Err((&rejection).into()),
     }
 }

@@ -14,3 +14,4 @@ mod lifecycle;
 mod orders;
 mod payments;
 mod verify;
+mod waiting_room;

@@ -2,6 +2,10 @@
 //! batches, one transaction per batch (group commit). A batch never fails as a whole on
 //! account of one order: allocation decides each order on its own, and if the transaction
 //! itself fails the batch is retried one order at a time.
+//!
+//! When the writers' queues are full, attempts wait in the [`waiting_room`] instead.
+
+pub mod waiting_room;
 
 use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::domain::Timestamp;
@@ -10,7 +14,8 @@ use crate::outbox::SoldOutGate;
 use crate::store::{PlaceOutcome, Store, StoreError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use waiting_room::{Enqueued, Ticket, WaitingRoom};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PlacementConfig {
@@ -19,12 +24,16 @@ pub struct PlacementConfig {
     pub queue_depth: usize,
     pub writers: usize,
     pub hold_ttl_secs: u64,
+    /// Attempts that may wait for a writer; 0 refuses at once when the writers are full.
+    pub waiting_room_depth: usize,
+    /// How long a finished ticket's outcome stays readable.
+    pub ticket_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlaceError {
-    /// The queue is full: the caller should come back later (HTTP 503 + Retry-After).
-    #[error("placement queue full")]
+    /// The writers and the waiting room are full: come back later (HTTP 503 + Retry-After).
+    #[error("placement queue and waiting room full")]
     Overloaded,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -32,6 +41,14 @@ pub enum PlaceError {
 
 /// Tries of a single order that keeps losing an idempotency race to another node.
 const IDEMPOTENCY_RACE_ATTEMPTS: u32 = 3;
+
+/// What became of an attempt.
+pub enum Placed {
+    /// Decided by a writer while the caller waited.
+    Now(PlaceOutcome),
+    /// Waiting in the waiting room; follow the ticket.
+    Queued(Arc<Ticket>),
+}
 
 struct Job {
     request: OrderRequest,
@@ -41,18 +58,21 @@ struct Job {
 #[derive(Clone)]
 pub struct Placement {
     writers: Arc<[mpsc::Sender<Job>]>,
+    room: Arc<WaitingRoom>,
     gate: Arc<SoldOutGate>,
     metrics: Arc<Metrics>,
 }
 
 impl Placement {
-    /// Spawns the writer tasks. They stop when every `Placement` clone is dropped.
+    /// Spawns the writer tasks and the waiting room's pump. Writers stop when every
+    /// `Placement` clone is dropped; the pump when `stop` fires.
     pub fn start(
         store: Arc<dyn Store>,
         config: PlacementConfig,
         gate: Arc<SoldOutGate>,
         metrics: Arc<Metrics>,
         outbox_wake: Arc<Notify>,
+        stop: watch::Receiver<bool>,
     ) -> Placement {
         let depth = (config.queue_depth / config.writers).max(1);
         let writers: Vec<mpsc::Sender<Job>> = (0..config.writers)
@@ -68,16 +88,29 @@ impl Placement {
                 tx
             })
             .collect();
+        let writers: Arc<[mpsc::Sender<Job>]> = writers.into();
+        let room = Arc::new(WaitingRoom::new(
+            config.waiting_room_depth,
+            config.ticket_ttl,
+            metrics.clone(),
+        ));
+        tokio::spawn(room.clone().pump(writers.clone(), stop));
         Placement {
-            writers: writers.into(),
+            writers,
+            room,
             gate,
             metrics,
         }
     }
 
+    pub fn waiting_room(&self) -> &WaitingRoom {
+        &self.room
+    }
+
     /// Places one order. Products known to be sold out are refused here, without a
-    /// database round trip, until a `stock.changed` event says units came back.
-    pub async fn place(&self, request: OrderRequest) -> Result<PlaceOutcome, PlaceError> {
+    /// database round trip, until a `stock.changed` event says units came back. When the
+    /// writer is full (or others already wait), the attempt waits in the waiting room.
+    pub async fn place(&self, request: OrderRequest) -> Result<Placed, PlaceError> {
         if let Some(product_id) = request
             .lines
             .iter()
@@ -85,23 +118,43 @@ impl Placement {
             .find(|p| self.gate.is_sold_out(*p))
         {
             self.metrics.sold_out_fast_rejects.inc();
-            return Ok(PlaceOutcome::Rejected(Rejection::OutOfStock { product_id }));
+            let rejection = Rejection::OutOfStock { product_id };
+            return Ok(Placed::Now(PlaceOutcome::Rejected(rejection)));
         }
         // One buyer's requests always go to the same writer, so their idempotency keys are
         // decided in order on this node.
-        let writer = &self.writers[request.user_id.unsigned_abs() as usize % self.writers.len()];
-        let (reply, answer) = oneshot::channel();
-        writer.try_send(Job { request, reply }).map_err(|_| {
-            self.metrics.placement_queue_full.inc();
-            PlaceError::Overloaded
-        })?;
+        let writer = request.user_id.unsigned_abs() as usize % self.writers.len();
+        let request = if self.room.is_empty() {
+            let (reply, answer) = oneshot::channel();
+            match self.writers[writer].try_send(Job { request, reply }) {
+                Ok(()) => return Ok(Placed::Now(Self::answer(answer).await?)),
+                Err(mpsc::error::TrySendError::Full(job)) => job.request,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopped()),
+            }
+        } else {
+            request
+        };
+        match self.room.enqueue(request, writer) {
+            Enqueued::Ticket(ticket) => Ok(Placed::Queued(ticket)),
+            Enqueued::Full => {
+                self.metrics.placement_queue_full.inc();
+                Err(PlaceError::Overloaded)
+            }
+        }
+    }
+
+    async fn answer(
+        answer: oneshot::Receiver<Result<PlaceOutcome, StoreError>>,
+    ) -> Result<PlaceOutcome, PlaceError> {
         answer
             .await
-            .map_err(|_| {
-                PlaceError::Store(StoreError::Unavailable("placement writer stopped".into()))
-            })?
+            .map_err(|_| stopped())?
             .map_err(PlaceError::Store)
     }
+}
+
+fn stopped() -> PlaceError {
+    PlaceError::Store(StoreError::Unavailable("placement writer stopped".into()))
 }
 
 struct Writer {

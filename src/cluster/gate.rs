@@ -1,0 +1,428 @@
+//! The availability gate for hot products (DESIGN §3: "a product known to be sold out is
+//! rejected without touching the database until stock comes back").
+//!
+//! Per product it keeps a counter of units believed available. An attempt passes if every
+//! counter it touches covers its quantity, and takes those units off; otherwise it is
+//! refused as sold out with no database work. The database stays the truth and decides
+//! every attempt that passes. The counters are set from `stock.changed` events (which carry
+//! the database's `available`), versioned by outbox event id so an older event never
+//! overwrites a newer one. Errors are only ever allowed in the safe direction:
+//! - too high (a decrement lost to a concurrent event, a give-back after a newer event):
+//!   extra attempts reach the database, which refuses them, and each refused pass still
+//!   takes its units off, so the counter converges;
+//! - too low would refuse buyers while stock exists, so every admitted attempt that the
+//!   database did not place gives its units back ([`Gate::settle`]), and Redis counters
+//!   expire (`gate_ttl_secs`) to bound the damage of a node dying between the two.
+//!
+//! Unknown products pass: the database decides, and its `stock.changed` seeds the counter.
+
+use super::redis::{Reconnect, RedisLink};
+use crate::metrics::Metrics;
+use crate::store::PlaceOutcome;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Let the database decide.
+    Pass,
+    /// Refuse as out of stock without touching the database.
+    SoldOut { product_id: i64 },
+}
+
+/// The database's stock of one product as of one outbox event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockSeen {
+    /// The outbox event id: the version.
+    pub event_id: i64,
+    pub product_id: i64,
+    pub available: i64,
+}
+
+/// One implementation per mode, chosen once in `server.rs`.
+#[async_trait]
+pub trait StockGate: Send + Sync {
+    /// `lines` are `(product_id, quantity)` with distinct products. All or nothing: either
+    /// every known counter is decremented, or none is.
+    async fn admit(&self, lines: &[(i64, i64)]) -> Admit;
+    /// Returns units of a passed attempt that the database did not place.
+    async fn give_back(&self, lines: &[(i64, i64)]);
+    /// Newest state per product from a batch of events, ascending by event id.
+    async fn observe(&self, seen: &[StockSeen]);
+}
+
+/// What placement and the dispatcher hold: the chosen gate plus its metrics.
+#[derive(Clone)]
+pub struct Gate {
+    inner: Arc<dyn StockGate>,
+    metrics: Arc<Metrics>,
+}
+
+impl Gate {
+    pub fn new(inner: Arc<dyn StockGate>, metrics: Arc<Metrics>) -> Gate {
+        Gate { inner, metrics }
+    }
+
+    /// One round trip at most. Call before queueing an attempt; on `Pass`, call
+    /// [`Gate::settle`] with the same lines once the database has answered.
+    pub async fn admit(&self, lines: &[(i64, i64)]) -> Admit {
+        let lines = merge(lines);
+        let admit = self.inner.admit(&lines).await;
+        match admit {
+            Admit::Pass => self.metrics.gate_passes.inc(),
+            Admit::SoldOut { .. } => self.metrics.gate_sold_out.inc(),
+        };
+        admit
+    }
+
+    /// After a passed attempt: gives back the units the database did not hold. `outcome` is
+    /// `None` when the attempt never reached a decision (queue full, database error).
+    /// A product refused as out of stock keeps its decrement: the counter was too high.
+    pub async fn settle(&self, lines: &[(i64, i64)], outcome: Option<&PlaceOutcome>) {
+        let unplaced: Vec<(i64, i64)> = match outcome {
+            Some(PlaceOutcome::Placed(_)) => return,
+            Some(PlaceOutcome::Rejected(crate::domain::allocation::Rejection::OutOfStock {
+                product_id,
+            })) => merge(lines)
+                .into_iter()
+                .filter(|(p, _)| p != product_id)
+                .collect(),
+            // A replay holds nothing new; other rejections hold nothing at all.
+            Some(PlaceOutcome::Replayed(_)) | Some(PlaceOutcome::Rejected(_)) | None => {
+                merge(lines)
+            }
+        };
+        if !unplaced.is_empty() {
+            self.inner.give_back(&unplaced).await;
+        }
+    }
+
+    /// Fed by the dispatcher from `stock.changed` events.
+    pub async fn observe(&self, seen: &[StockSeen]) {
+        if !seen.is_empty() {
+            self.inner.observe(seen).await;
+        }
+    }
+}
+
+/// Sums quantities per product, ascending by product id (an order may name a product
+/// twice; the gate needs one counter decrement per product).
+fn merge(lines: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(lines.len());
+    let mut sorted = lines.to_vec();
+    sorted.sort_unstable();
+    for (product_id, quantity) in sorted {
+        match merged.last_mut() {
+            Some((p, q)) if *p == product_id => *q = q.saturating_add(quantity),
+            _ => merged.push((product_id, quantity)),
+        }
+    }
+    merged
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    event_id: i64,
+    /// `available` of that event: what a Redis counter is re-seeded from.
+    seen: i64,
+    /// Units believed available now: `seen` minus attempts admitted since.
+    units: i64,
+}
+
+/// The in-process gate (embedded mode), and the mirror the Redis gate falls back to.
+#[derive(Default)]
+pub struct LocalGate {
+    counters: RwLock<HashMap<i64, Counter>>,
+}
+
+impl LocalGate {
+    /// Known to have nothing available (the check placement made before [`Gate`]).
+    pub fn is_sold_out(&self, product_id: i64) -> bool {
+        self.counters
+            .read()
+            .map(|c| c.get(&product_id).is_some_and(|c| c.units <= 0))
+            .unwrap_or(false)
+    }
+
+    /// The newest event this node has seen for the product.
+    fn seen(&self, product_id: i64) -> Option<StockSeen> {
+        let counters = self.counters.read().ok()?;
+        counters.get(&product_id).map(|c| StockSeen {
+            event_id: c.event_id,
+            product_id,
+            available: c.seen,
+        })
+    }
+
+    fn admit_now(&self, lines: &[(i64, i64)]) -> Admit {
+        let Ok(mut counters) = self.counters.write() else {
+            return Admit::Pass;
+        };
+        for (product_id, quantity) in lines {
+            if counters.get(product_id).is_some_and(|c| c.units < *quantity) {
+                return Admit::SoldOut {
+                    product_id: *product_id,
+                };
+            }
+        }
+        for (product_id, quantity) in lines {
+            if let Some(c) = counters.get_mut(product_id) {
+                c.units -= quantity;
+            }
+        }
+        Admit::Pass
+    }
+
+    fn give_back_now(&self, lines: &[(i64, i64)]) {
+        if let Ok(mut counters) = self.counters.write() {
+            for (product_id, quantity) in lines {
+                if let Some(c) = counters.get_mut(product_id) {
+                    c.units = c.units.saturating_add(*quantity);
+                }
+            }
+        }
+    }
+
+    fn observe_now(&self, seen: &[StockSeen]) {
+        if let Ok(mut counters) = self.counters.write() {
+            for s in seen {
+                let counter = counters.entry(s.product_id).or_insert(Counter {
+                    event_id: i64::MIN,
+                    seen: 0,
+                    units: 0,
+                });
+                if s.event_id > counter.event_id {
+                    *counter = Counter {
+                        event_id: s.event_id,
+                        seen: s.available,
+                        units: s.available,
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StockGate for LocalGate {
+    async fn admit(&self, lines: &[(i64, i64)]) -> Admit {
+        self.admit_now(lines)
+    }
+
+    async fn give_back(&self, lines: &[(i64, i64)]) {
+        self.give_back_now(lines)
+    }
+
+    async fn observe(&self, seen: &[StockSeen]) {
+        self.observe_now(seen)
+    }
+}
+
+/// Checks every line, then decrements them all: all or nothing, in one round trip.
+/// Returns `{0, i…}` (pass; the i-th keys were unknown) or `{1, i}` (line i is sold out).
+const ADMIT_LUA: &str = r"
+local unknown = {}
+for i, key in ipairs(KEYS) do
+  local units = redis.call('HGET', key, 'n')
+  if not units then
+    unknown[#unknown + 1] = i
+  elseif tonumber(units) < tonumber(ARGV[i]) then
+    return {1, i}
+  end
+end
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HINCRBY', key, 'n', -tonumber(ARGV[i]))
+  end
+end
+return {0, unpack(unknown)}
+";
+
+/// Adds units back only to counters that exist: creating one would invent a stock level.
+const GIVE_BACK_LUA: &str = r"
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HINCRBY', key, 'n', tonumber(ARGV[i]))
+  end
+end
+return 0
+";
+
+/// ARGV = ttl, then (event id, available) per key. Sets a counter only from a newer event.
+const OBSERVE_LUA: &str = r"
+for i, key in ipairs(KEYS) do
+  local id = tonumber(ARGV[2 * i])
+  local version = redis.call('HGET', key, 'v')
+  if not version or tonumber(version) < id then
+    redis.call('HSET', key, 'v', id, 'n', ARGV[2 * i + 1])
+    redis.call('EXPIRE', key, ARGV[1])
+  end
+end
+return 0
+";
+
+/// The shared gate (scale-out mode): one counter per product in Redis, so all nodes
+/// together admit about as many attempts as there are units. The local gate is always fed
+/// too and takes over while Redis is away.
+pub struct RedisGate {
+    link: Arc<RedisLink>,
+    local: Arc<LocalGate>,
+    ttl_secs: u64,
+    admit: redis::Script,
+    give_back: redis::Script,
+    observe: redis::Script,
+}
+
+impl RedisGate {
+    pub fn new(link: Arc<RedisLink>, local: Arc<LocalGate>, ttl_secs: u64) -> RedisGate {
+        RedisGate {
+            link,
+            local,
+            ttl_secs,
+            admit: redis::Script::new(ADMIT_LUA),
+            give_back: redis::Script::new(GIVE_BACK_LUA),
+            observe: redis::Script::new(OBSERVE_LUA),
+        }
+    }
+
+    fn key(&self, product_id: i64) -> String {
+        self.link.key(format_args!("gate:{product_id}"))
+    }
+
+    async fn write(&self, seen: &[StockSeen]) {
+        let mut call = self.observe.prepare_invoke();
+        call.arg(self.ttl_secs);
+        for s in seen {
+            call.key(self.key(s.product_id))
+                .arg(s.event_id)
+                .arg(s.available);
+        }
+        self.link
+            .call("gate observe", |mut c| async move {
+                call.invoke_async::<()>(&mut c).await
+            })
+            .await;
+    }
+}
+
+#[async_trait]
+impl StockGate for RedisGate {
+    async fn admit(&self, lines: &[(i64, i64)]) -> Admit {
+        let mut call = self.admit.prepare_invoke();
+        for (product_id, quantity) in lines {
+            call.key(self.key(*product_id)).arg(*quantity);
+        }
+        let reply = self
+            .link
+            .call("gate admit", |mut c| async move {
+                call.invoke_async::<Vec<i64>>(&mut c).await
+            })
+            .await;
+        let Some(reply) = reply else {
+            return self.local.admit_now(lines);
+        };
+        let line = |i: i64| lines.get(usize::try_from(i - 1).ok()?).copied();
+        match reply.split_first() {
+            Some((1, [i])) => match line(*i) {
+                Some((product_id, _)) => Admit::SoldOut { product_id },
+                None => Admit::Pass,
+            },
+            Some((_, unknown)) => {
+                // A counter expired or was flushed: re-seed it from the newest event this
+                // node saw, so the next attempt is gated again.
+                let reseed: Vec<StockSeen> = unknown
+                    .iter()
+                    .filter_map(|i| self.local.seen(line(*i)?.0))
+                    .collect();
+                if !reseed.is_empty() {
+                    self.write(&reseed).await;
+                }
+                Admit::Pass
+            }
+            None => Admit::Pass,
+        }
+    }
+
+    async fn give_back(&self, lines: &[(i64, i64)]) {
+        let mut call = self.give_back.prepare_invoke();
+        for (product_id, quantity) in lines {
+            call.key(self.key(*product_id)).arg(*quantity);
+        }
+        let done = self
+            .link
+            .call("gate give back", |mut c| async move {
+                call.invoke_async::<()>(&mut c).await
+            })
+            .await;
+        if done.is_none() {
+            self.local.give_back_now(lines);
+        }
+    }
+
+    async fn observe(&self, seen: &[StockSeen]) {
+        self.local.observe_now(seen);
+        self.write(seen).await;
+    }
+}
+
+#[async_trait]
+impl Reconnect for RedisGate {
+    /// Counters may have missed events while this node was away: drop them all. Each is
+    /// re-seeded from the newest event a node saw on its next attempt.
+    async fn reconnected(&self, link: &RedisLink) {
+        link.delete_matching("gate:*").await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(event_id: i64, product_id: i64, available: i64) -> StockSeen {
+        StockSeen {
+            event_id,
+            product_id,
+            available,
+        }
+    }
+
+    #[test]
+    fn counts_down_and_refuses_without_units() {
+        let gate = LocalGate::default();
+        assert_eq!(gate.admit_now(&[(1, 5)]), Admit::Pass, "unknown passes");
+        gate.observe_now(&[seen(10, 1, 3)]);
+        assert_eq!(gate.admit_now(&[(1, 2)]), Admit::Pass);
+        assert_eq!(gate.admit_now(&[(1, 2)]), Admit::SoldOut { product_id: 1 });
+        assert_eq!(gate.admit_now(&[(1, 1)]), Admit::Pass);
+        assert!(gate.is_sold_out(1));
+        gate.give_back_now(&[(1, 1)]);
+        assert!(!gate.is_sold_out(1));
+    }
+
+    #[test]
+    fn all_or_nothing_across_lines() {
+        let gate = LocalGate::default();
+        gate.observe_now(&[seen(1, 1, 5), seen(2, 2, 0)]);
+        assert_eq!(
+            gate.admit_now(&[(1, 1), (2, 1)]),
+            Admit::SoldOut { product_id: 2 }
+        );
+        assert_eq!(gate.admit_now(&[(1, 5)]), Admit::Pass, "product 1 untouched");
+    }
+
+    #[test]
+    fn older_events_never_overwrite_newer_ones() {
+        let gate = LocalGate::default();
+        gate.observe_now(&[seen(20, 1, 0)]);
+        gate.observe_now(&[seen(19, 1, 7)]);
+        assert!(gate.is_sold_out(1));
+        gate.observe_now(&[seen(21, 1, 2)]);
+        assert!(!gate.is_sold_out(1));
+    }
+
+    #[test]
+    fn lines_of_one_product_are_merged() {
+        assert_eq!(merge(&[(2, 1), (1, 2), (2, 3)]), vec![(1, 2), (2, 4)]);
+    }
+}
