@@ -18,8 +18,10 @@ pub struct Config {
     /// How long an order's holds wait for payment before the sweeper releases them.
     pub hold_ttl_secs: u64,
     pub sweeper_interval_ms: u64,
-    /// Orders the sweeper expires per pass.
+    /// Orders the sweeper expires, and orders it confirms, per pass.
     pub sweeper_batch_max: i64,
+    /// How long after payment the sweeper confirms a purchase the buyer has not confirmed.
+    pub auto_confirm_after_secs: u64,
     /// Largest number of orders placed in one transaction; 1 is the naive baseline.
     pub placement_batch_max: usize,
     /// How long the writer waits for more orders after the first one of a batch arrives.
@@ -27,6 +29,13 @@ pub struct Config {
     /// Orders queued for the writers (their callers wait for the answer); beyond it,
     /// attempts go to the waiting room.
     pub placement_queue_depth: usize,
+    /// `batch` (the placement writer) or `lock`: the seeds' Redis-lock-per-product approach,
+    /// kept only as the benchmark baseline; it needs `redis_url`.
+    pub placement_strategy: String,
+    /// Lock baseline: longest wait for a product lock, its lease, and the pause between tries.
+    pub lock_wait_ms: u64,
+    pub lock_lease_ms: u64,
+    pub lock_retry_ms: u64,
     /// Attempts that may wait in the waiting room (202 + ticket); beyond it, 503. 0 = none.
     pub waiting_room_depth: usize,
     /// How long a finished waiting-room ticket's outcome stays readable.
@@ -77,9 +86,14 @@ impl Default for Config {
             hold_ttl_secs: 600,
             sweeper_interval_ms: 1000,
             sweeper_batch_max: 500,
+            auto_confirm_after_secs: 7 * 86_400,
             placement_batch_max: 256,
             placement_linger_ms: 1,
             placement_queue_depth: 4096,
+            placement_strategy: "batch".into(),
+            lock_wait_ms: 3000,
+            lock_lease_ms: 3000,
+            lock_retry_ms: 5,
             waiting_room_depth: 100_000,
             waiting_room_ticket_ttl_secs: 300,
             placement_writers: 1,
@@ -118,9 +132,11 @@ impl std::fmt::Debug for Config {
             .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
             .field("hold_ttl_secs", &self.hold_ttl_secs)
             .field("sweeper_interval_ms", &self.sweeper_interval_ms)
+            .field("auto_confirm_after_secs", &self.auto_confirm_after_secs)
             .field("placement_batch_max", &self.placement_batch_max)
             .field("placement_linger_ms", &self.placement_linger_ms)
             .field("placement_queue_depth", &self.placement_queue_depth)
+            .field("placement_strategy", &self.placement_strategy)
             .field("waiting_room_depth", &self.waiting_room_depth)
             .field("placement_writers", &self.placement_writers)
             .field("db_max_connections", &self.db_max_connections)
@@ -192,11 +208,16 @@ impl Config {
             hold_ttl_secs,
             sweeper_interval_ms,
             sweeper_batch_max,
+            auto_confirm_after_secs,
             placement_batch_max,
             placement_linger_ms,
             placement_queue_depth,
             waiting_room_depth,
             waiting_room_ticket_ttl_secs,
+            placement_strategy,
+            lock_wait_ms,
+            lock_lease_ms,
+            lock_retry_ms,
             placement_writers,
             db_max_connections,
             db_acquire_timeout_ms,
@@ -257,6 +278,10 @@ impl Config {
             "sweeper_batch_max must be 1..=10000",
         )?;
         check(
+            (1..=90 * 86_400).contains(&self.auto_confirm_after_secs),
+            "auto_confirm_after_secs must be 1..=7776000 (90 days)",
+        )?;
+        check(
             (1..=10_000).contains(&self.placement_batch_max),
             "placement_batch_max must be 1..=10000",
         )?;
@@ -271,6 +296,17 @@ impl Config {
         check(
             self.waiting_room_depth <= 10_000_000,
             "waiting_room_depth must be <= 10000000",
+        )?;
+        check(
+            self.placement_strategy == "batch"
+                || (self.placement_strategy == "lock" && self.redis_url.is_some()),
+            "placement_strategy must be \"batch\", or \"lock\" with redis_url set",
+        )?;
+        check(
+            (1..=60_000).contains(&self.lock_wait_ms)
+                && (1..=60_000).contains(&self.lock_lease_ms)
+                && (1..=1000).contains(&self.lock_retry_ms),
+            "lock_wait_ms and lock_lease_ms must be 1..=60000, lock_retry_ms 1..=1000",
         )?;
         check(
             (1..=86_400).contains(&self.waiting_room_ticket_ttl_secs),
@@ -341,12 +377,22 @@ impl Config {
             "cache_max_entries must be 1..=1000000",
         )?;
         for (rate, burst, name) in [
-            (self.rate_limit_user_per_sec, self.rate_limit_user_burst, "rate_limit_user"),
-            (self.rate_limit_ip_per_sec, self.rate_limit_ip_burst, "rate_limit_ip"),
+            (
+                self.rate_limit_user_per_sec,
+                self.rate_limit_user_burst,
+                "rate_limit_user",
+            ),
+            (
+                self.rate_limit_ip_per_sec,
+                self.rate_limit_ip_burst,
+                "rate_limit_ip",
+            ),
         ] {
             check(
                 rate <= 1_000_000 && (rate == 0 || (1..=10_000_000).contains(&burst)),
-                &format!("{name}_per_sec must be <= 1000000 and, when set, {name}_burst 1..=10000000"),
+                &format!(
+                    "{name}_per_sec must be <= 1000000 and, when set, {name}_burst 1..=10000000"
+                ),
             )?;
         }
         Ok(())
@@ -375,6 +421,20 @@ mod tests {
     }
 
     #[test]
+    fn auto_confirmation_is_one_second_to_ninety_days() {
+        assert_eq!(Config::default().auto_confirm_after_secs, 604_800);
+        let mut config = Config::default();
+        let env =
+            |name: &str| (name == "STAMPEDE_AUTO_CONFIRM_AFTER_SECS").then(|| "86400".to_owned());
+        config.apply_env(env).unwrap();
+        assert_eq!(config.auto_confirm_after_secs, 86_400);
+        for (secs, ok) in [(0, false), (1, true), (7_776_000, true), (7_776_001, false)] {
+            config.auto_confirm_after_secs = secs;
+            assert_eq!(config.validate().is_ok(), ok, "{secs}");
+        }
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         let config = Config {
             database_url: "postgres://app:hunter2@db/stampede".into(),
@@ -390,6 +450,41 @@ mod tests {
         let shown = format!("{with_redis:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains(&"x".repeat(40)));
+    }
+
+    #[test]
+    fn shared_state_settings_are_read_and_validated() {
+        let mut config = Config::default();
+        let env = |name: &str| match name {
+            "STAMPEDE_REDIS_URL" => Some("redis://127.0.0.1:6379".to_owned()),
+            "STAMPEDE_RATE_LIMIT_IP_PER_SEC" => Some("0".to_owned()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(config.rate_limit_ip_per_sec, 0);
+        assert!(config.validate().is_ok(), "0 disables a limit");
+        let bad = [
+            Config {
+                redis_url: Some("rediss://tls-host".into()),
+                ..Config::default()
+            },
+            Config {
+                rate_limit_user_burst: 0,
+                ..Config::default()
+            },
+            Config {
+                redis_prefix: String::new(),
+                ..Config::default()
+            },
+            Config {
+                redis_timeout_ms: 0,
+                ..Config::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
     }
 
     #[test]

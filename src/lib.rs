@@ -10,7 +10,8 @@
 //! - `outbox` — the event dispatcher feeding live streams, the gate, the cache, the deny-list.
 //! - `cluster/` — what nodes share (availability gate, listing cache, rate limits, deny-list,
 //!   live-update wake-ups): one trait per concern, in process or through Redis.
-//! - `sweeper` — releases holds whose payment deadline passed.
+//! - `sweeper` — releases holds whose payment deadline passed; confirms purchases paid
+//!   `auto_confirm_after_secs` ago.
 //! - `http/` — the API: router, error codes (`http::error`), handlers, OpenAPI.
 //! - `server` — wires it all; `cli` and `main` only parse and call it.
 //! - `loadgen` — the load generator (`stampede loadgen`), a client of the HTTP API.

@@ -42,12 +42,17 @@ pub struct Metrics {
     pub orders_rejected: Family<ReasonLabels, Counter>,
     pub orders_paid: Counter,
     pub orders_cancelled: Family<ReasonLabels, Counter>,
+    /// By who confirmed: `buyer`, `admin`, or `auto` (the sweeper, after
+    /// `auto_confirm_after_secs`).
+    pub orders_confirmed: Family<ReasonLabels, Counter>,
     pub holds_expired: Counter,
     pub payments: Family<ReasonLabels, Counter>,
     pub placement_batch_size: Histogram,
     pub placement_batch_seconds: Histogram,
     pub placement_queue_full: Counter,
     pub waiting_room_entered: Counter,
+    /// Failed `SET NX` tries of the lock baseline (`placement_strategy = "lock"`).
+    pub lock_retries: Counter,
     pub waiting_room_full: Counter,
     pub waiting_room_depth: Gauge,
     pub sold_out_fast_rejects: Counter,
@@ -74,12 +79,14 @@ impl Default for Metrics {
             orders_rejected: Family::default(),
             orders_paid: Counter::default(),
             orders_cancelled: Family::default(),
+            orders_confirmed: Family::default(),
             holds_expired: Counter::default(),
             payments: Family::default(),
             placement_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             placement_batch_seconds: latency_histogram(),
             placement_queue_full: Counter::default(),
             waiting_room_entered: Counter::default(),
+            lock_retries: Counter::default(),
             waiting_room_full: Counter::default(),
             waiting_room_depth: Gauge::default(),
             sold_out_fast_rejects: Counter::default(),
@@ -125,6 +132,11 @@ impl Default for Metrics {
             m.orders_cancelled.clone(),
         );
         registry.register(
+            "orders_confirmed",
+            "Purchases confirmed (paid → confirmed), by buyer, admin or auto",
+            m.orders_confirmed.clone(),
+        );
+        registry.register(
             "holds_expired",
             "Orders whose payment deadline passed and whose holds were released",
             m.holds_expired.clone(),
@@ -148,6 +160,11 @@ impl Default for Metrics {
             "placement_queue_full",
             "Orders refused because the writers and the waiting room were full",
             m.placement_queue_full.clone(),
+        );
+        registry.register(
+            "lock_retries",
+            "Tries of the lock baseline that found a product's lock taken",
+            m.lock_retries.clone(),
         );
         registry.register(
             "waiting_room_entered",

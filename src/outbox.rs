@@ -53,10 +53,6 @@ impl Hub {
     }
 }
 
-/// The in-process availability gate, fed from `stock.changed` events in outbox order
-/// (see `cluster::gate`; [`Cluster::gate`] is the mode-independent handle).
-pub use crate::cluster::gate::LocalGate as SoldOutGate;
-
 pub struct Dispatcher {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,

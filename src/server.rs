@@ -9,6 +9,7 @@ use crate::domain::Timestamp;
 use crate::metrics::Metrics;
 use crate::outbox::{Dispatcher, EventSync, Hub};
 use crate::payment::{PaymentGateway, SimulatedGateway};
+use crate::placement::lock::{LockConfig, LockPlacement};
 use crate::placement::{Placement, PlacementConfig};
 use crate::store::{self, PoolOptions, Store};
 use crate::sweeper::Sweeper;
@@ -101,10 +102,38 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::default());
         let cluster = Cluster::build(&config, metrics.clone(), auth.clone())?;
-        let gate = cluster.local_gate.clone();
         let outbox_wake = Arc::new(Notify::new());
         let (stop, shutdown) = watch::channel(false);
         let (cursor, cursor_rx) = watch::channel(0);
+        let lock = match (config.placement_strategy.as_str(), &config.redis_url) {
+            ("lock", Some(url)) => {
+                let lock_config = LockConfig {
+                    wait: Duration::from_millis(config.lock_wait_ms),
+                    lease: Duration::from_millis(config.lock_lease_ms),
+                    retry: Duration::from_millis(config.lock_retry_ms),
+                    hold_ttl_secs: config.hold_ttl_secs,
+                };
+                let placement = LockPlacement::connect(
+                    store.clone(),
+                    url,
+                    &config.redis_prefix,
+                    lock_config,
+                    metrics.clone(),
+                );
+                tracing::warn!("placement_strategy=lock: the seeds' baseline, for benchmarks only");
+                Some(Arc::new(
+                    placement
+                        .await
+                        .context("connecting the lock baseline to Redis")?,
+                ))
+            }
+            _ => None,
+        };
+        let events = EventSync {
+            store: store.clone(),
+            wake: outbox_wake.clone(),
+            cursor: cursor_rx,
+        };
         let placement = Placement::start(
             store.clone(),
             PlacementConfig {
@@ -116,10 +145,11 @@ impl Server {
                 waiting_room_depth: config.waiting_room_depth,
                 ticket_ttl: Duration::from_secs(config.waiting_room_ticket_ttl_secs),
             },
-            gate.clone(),
+            cluster.gate.clone(),
             metrics.clone(),
-            outbox_wake.clone(),
+            events.clone(),
             shutdown.clone(),
+            lock,
         );
         let dispatcher = Dispatcher {
             store: store.clone(),
@@ -131,17 +161,13 @@ impl Server {
             poll: Duration::from_millis(config.outbox_poll_ms),
             cursor,
         };
-        let events = EventSync {
-            store: store.clone(),
-            wake: outbox_wake.clone(),
-            cursor: cursor_rx,
-        };
         let sweeper = Sweeper {
             store: store.clone(),
             metrics: metrics.clone(),
             outbox_wake: outbox_wake.clone(),
             interval: Duration::from_millis(config.sweeper_interval_ms),
             batch_max: config.sweeper_batch_max,
+            auto_confirm_after_secs: config.auto_confirm_after_secs,
         };
         let mut tasks = vec![
             tokio::spawn(dispatcher.run(shutdown.clone())),
@@ -201,12 +227,12 @@ impl Server {
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop.send(true);
-            })
-            .await
-            .context("serving HTTP")?;
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await
+        .context("serving HTTP")?;
         for task in tasks {
             let _ = task.await;
         }

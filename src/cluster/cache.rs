@@ -78,7 +78,11 @@ impl Listing {
     }
 
     /// A page of products by `release_at`, then id.
-    pub async fn page(&self, store: &dyn Store, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
+    pub async fn page(
+        &self,
+        store: &dyn Store,
+        page: PageRequest,
+    ) -> StoreResult<Page<ProductRecord>> {
         let key = CacheKey::Page {
             page: page.page,
             size: page.size,
@@ -343,13 +347,29 @@ impl RedisCache {
 
     fn entry_key(&self, key: CacheKey) -> String {
         match key {
-            CacheKey::Page { page, size } => self.link.key(format_args!("cache:page:{page}:{size}")),
+            CacheKey::Page { page, size } => {
+                self.link.key(format_args!("cache:page:{page}:{size}"))
+            }
             CacheKey::Product(id) => self.link.key(format_args!("cache:product:{id}")),
         }
     }
 
     fn generation_key(&self) -> String {
         self.link.key("cache:generation")
+    }
+
+    /// Random, not incremented: every node bumps it for the same event, and no value may
+    /// come back. It expires after two entry lives so idle deployments leave nothing behind;
+    /// a missing generation reads as 0, under which every entry stored since has expired.
+    fn new_generation(&self) -> redis::Cmd {
+        // Never 0 (no generation yet) nor `u64::MAX` (the ticket of a read while Redis is away).
+        let generation: u64 = rand::random::<u64>() % (u64::MAX - 1) + 1;
+        let mut set = redis::cmd("SET");
+        set.arg(self.generation_key())
+            .arg(generation)
+            .arg("EX")
+            .arg(self.ttl_secs.saturating_mul(2));
+        set
     }
 }
 
@@ -411,7 +431,11 @@ impl CatalogCache for RedisCache {
         let Ok(json) = serde_json::to_string(&stored) else {
             return;
         };
-        let (key, value, ttl) = (self.entry_key(key), format!("{}\n{json}", ticket.0), self.ttl_secs);
+        let (key, value, ttl) = (
+            self.entry_key(key),
+            format!("{}\n{json}", ticket.0),
+            self.ttl_secs,
+        );
         self.link
             .call("cache put", |mut c| async move {
                 redis::cmd("SET")
@@ -467,17 +491,10 @@ impl CatalogCache for RedisCache {
     }
 
     async fn invalidate(&self) {
-        let key = self.generation_key();
-        // Random, not incremented: every node bumps it for the same event, and no value may
-        // ever come back.
-        let generation: u64 = rand::random::<u64>() % (u64::MAX - 1);
+        let set = self.new_generation();
         self.link
             .call("cache invalidate", |mut c| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(generation)
-                    .query_async::<()>(&mut c)
-                    .await
+                set.query_async::<()>(&mut c).await
             })
             .await;
     }
@@ -488,14 +505,9 @@ impl Reconnect for RedisCache {
     /// This node may have missed product and stock events while away: start a new
     /// generation and drop the levels (rows read afterwards come from the database).
     async fn reconnected(&self, link: &RedisLink) {
-        let key = self.generation_key();
-        let generation: u64 = rand::random::<u64>() % (u64::MAX - 1);
+        let set = self.new_generation();
         link.exec("cache invalidate", |mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(generation)
-                .query_async::<()>(&mut c)
-                .await
+            set.query_async::<()>(&mut c).await
         })
         .await;
         link.delete_matching("stock:*").await;

@@ -25,8 +25,12 @@ use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
-    /// Let the database decide.
+    /// Let the database decide; the attempt's units were counted.
     Pass,
+    /// This attempt (buyer + idempotency key) passed before: let the database replay it,
+    /// counting nothing. Without this, retries of an order in flight would drain the counter
+    /// and be refused as sold out instead of getting their order back.
+    Again,
     /// Refuse as out of stock without touching the database.
     SoldOut { product_id: i64 },
 }
@@ -43,9 +47,10 @@ pub struct StockSeen {
 /// One implementation per mode, chosen once in `server.rs`.
 #[async_trait]
 pub trait StockGate: Send + Sync {
-    /// `lines` are `(product_id, quantity)` with distinct products. All or nothing: either
-    /// every known counter is decremented, or none is.
-    async fn admit(&self, lines: &[(i64, i64)]) -> Admit;
+    /// `attempt` names the buyer's attempt (user and idempotency key); `lines` are
+    /// `(product_id, quantity)` with distinct products. All or nothing: either every known
+    /// counter is decremented and the attempt remembered, or nothing changes.
+    async fn admit(&self, attempt: &str, lines: &[(i64, i64)]) -> Admit;
     /// Returns units of a passed attempt that the database did not place.
     async fn give_back(&self, lines: &[(i64, i64)]);
     /// Newest state per product from a batch of events, ascending by event id.
@@ -64,13 +69,13 @@ impl Gate {
         Gate { inner, metrics }
     }
 
-    /// One round trip at most. Call before queueing an attempt; on `Pass`, call
-    /// [`Gate::settle`] with the same lines once the database has answered.
-    pub async fn admit(&self, lines: &[(i64, i64)]) -> Admit {
+    /// One round trip at most. Call before queueing an attempt; unless it is `SoldOut`,
+    /// call [`Gate::settle`] with the same answer and lines once the database has answered.
+    pub async fn admit(&self, attempt: &str, lines: &[(i64, i64)]) -> Admit {
         let lines = merge(lines);
-        let admit = self.inner.admit(&lines).await;
+        let admit = self.inner.admit(attempt, &lines).await;
         match admit {
-            Admit::Pass => self.metrics.gate_passes.inc(),
+            Admit::Pass | Admit::Again => self.metrics.gate_passes.inc(),
             Admit::SoldOut { .. } => self.metrics.gate_sold_out.inc(),
         };
         admit
@@ -79,7 +84,10 @@ impl Gate {
     /// After a passed attempt: gives back the units the database did not hold. `outcome` is
     /// `None` when the attempt never reached a decision (queue full, database error).
     /// A product refused as out of stock keeps its decrement: the counter was too high.
-    pub async fn settle(&self, lines: &[(i64, i64)], outcome: Option<&PlaceOutcome>) {
+    pub async fn settle(&self, admit: Admit, lines: &[(i64, i64)], outcome: Option<&PlaceOutcome>) {
+        if admit != Admit::Pass {
+            return; // nothing was counted
+        }
         let unplaced: Vec<(i64, i64)> = match outcome {
             Some(PlaceOutcome::Placed(_)) => return,
             Some(PlaceOutcome::Rejected(crate::domain::allocation::Rejection::OutOfStock {
@@ -131,9 +139,15 @@ struct Counter {
 }
 
 /// The in-process gate (embedded mode), and the mirror the Redis gate falls back to.
+/// How long a passed attempt is remembered, so its retries replay instead of being counted.
+const ATTEMPT_MEMORY_SECS: u64 = 3600;
+/// Most passed attempts the in-process gate remembers (it forgets the oldest beyond).
+const ATTEMPT_MEMORY_MAX: usize = 200_000;
+
 #[derive(Default)]
 pub struct LocalGate {
     counters: RwLock<HashMap<i64, Counter>>,
+    attempts: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl LocalGate {
@@ -155,12 +169,23 @@ impl LocalGate {
         })
     }
 
-    fn admit_now(&self, lines: &[(i64, i64)]) -> Admit {
+    fn admit_now(&self, attempt: &str, lines: &[(i64, i64)]) -> Admit {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let memory = std::time::Duration::from_secs(ATTEMPT_MEMORY_SECS);
+        if attempts
+            .get(attempt)
+            .is_some_and(|at| at.elapsed() < memory)
+        {
+            return Admit::Again;
+        }
         let Ok(mut counters) = self.counters.write() else {
             return Admit::Pass;
         };
         for (product_id, quantity) in lines {
-            if counters.get(product_id).is_some_and(|c| c.units < *quantity) {
+            if counters
+                .get(product_id)
+                .is_some_and(|c| c.units < *quantity)
+            {
                 return Admit::SoldOut {
                     product_id: *product_id,
                 };
@@ -171,6 +196,13 @@ impl LocalGate {
                 c.units -= quantity;
             }
         }
+        if attempts.len() >= ATTEMPT_MEMORY_MAX {
+            attempts.retain(|_, at| at.elapsed() < memory);
+            if attempts.len() >= ATTEMPT_MEMORY_MAX {
+                attempts.clear(); // degrade to counting retries, never to refusing stock
+            }
+        }
+        attempts.insert(attempt.to_owned(), std::time::Instant::now());
         Admit::Pass
     }
 
@@ -206,8 +238,8 @@ impl LocalGate {
 
 #[async_trait]
 impl StockGate for LocalGate {
-    async fn admit(&self, lines: &[(i64, i64)]) -> Admit {
-        self.admit_now(lines)
+    async fn admit(&self, attempt: &str, lines: &[(i64, i64)]) -> Admit {
+        self.admit_now(attempt, lines)
     }
 
     async fn give_back(&self, lines: &[(i64, i64)]) {
@@ -219,23 +251,30 @@ impl StockGate for LocalGate {
     }
 }
 
-/// Checks every line, then decrements them all: all or nothing, in one round trip.
-/// Returns `{0, i…}` (pass; the i-th keys were unknown) or `{1, i}` (line i is sold out).
+/// KEYS[1] is the attempt, KEYS[2..] the products' counters; ARGV[1] is how long to
+/// remember the attempt, ARGV[2..] the quantities. An attempt seen before returns `{2}`
+/// (pass uncounted). Otherwise every line is checked, then all are decremented and the
+/// attempt remembered: `{0, i…}` (pass; the i-th lines had no counter) or `{1, i}` (line i
+/// is sold out).
 const ADMIT_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {2}
+end
 local unknown = {}
-for i, key in ipairs(KEYS) do
-  local units = redis.call('HGET', key, 'n')
+for i = 2, #KEYS do
+  local units = redis.call('HGET', KEYS[i], 'n')
   if not units then
-    unknown[#unknown + 1] = i
+    unknown[#unknown + 1] = i - 1
   elseif tonumber(units) < tonumber(ARGV[i]) then
-    return {1, i}
+    return {1, i - 1}
   end
 end
-for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('HINCRBY', key, 'n', -tonumber(ARGV[i]))
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'n', -tonumber(ARGV[i]))
   end
 end
+redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
 return {0, unpack(unknown)}
 ";
 
@@ -308,8 +347,10 @@ impl RedisGate {
 
 #[async_trait]
 impl StockGate for RedisGate {
-    async fn admit(&self, lines: &[(i64, i64)]) -> Admit {
+    async fn admit(&self, attempt: &str, lines: &[(i64, i64)]) -> Admit {
         let mut call = self.admit.prepare_invoke();
+        call.key(self.link.key(format_args!("attempt:{attempt}")))
+            .arg(ATTEMPT_MEMORY_SECS);
         for (product_id, quantity) in lines {
             call.key(self.key(*product_id)).arg(*quantity);
         }
@@ -320,10 +361,11 @@ impl StockGate for RedisGate {
             })
             .await;
         let Some(reply) = reply else {
-            return self.local.admit_now(lines);
+            return self.local.admit_now(attempt, lines);
         };
         let line = |i: i64| lines.get(usize::try_from(i - 1).ok()?).copied();
         match reply.split_first() {
+            Some((2, [])) => Admit::Again,
             Some((1, [i])) => match line(*i) {
                 Some((product_id, _)) => Admit::SoldOut { product_id },
                 None => Admit::Pass,
@@ -390,11 +432,18 @@ mod tests {
     #[test]
     fn counts_down_and_refuses_without_units() {
         let gate = LocalGate::default();
-        assert_eq!(gate.admit_now(&[(1, 5)]), Admit::Pass, "unknown passes");
+        assert_eq!(
+            gate.admit_now("a", &[(1, 5)]),
+            Admit::Pass,
+            "unknown passes"
+        );
         gate.observe_now(&[seen(10, 1, 3)]);
-        assert_eq!(gate.admit_now(&[(1, 2)]), Admit::Pass);
-        assert_eq!(gate.admit_now(&[(1, 2)]), Admit::SoldOut { product_id: 1 });
-        assert_eq!(gate.admit_now(&[(1, 1)]), Admit::Pass);
+        assert_eq!(gate.admit_now("b", &[(1, 2)]), Admit::Pass);
+        assert_eq!(
+            gate.admit_now("c", &[(1, 2)]),
+            Admit::SoldOut { product_id: 1 }
+        );
+        assert_eq!(gate.admit_now("d", &[(1, 1)]), Admit::Pass);
         assert!(gate.is_sold_out(1));
         gate.give_back_now(&[(1, 1)]);
         assert!(!gate.is_sold_out(1));
@@ -405,10 +454,34 @@ mod tests {
         let gate = LocalGate::default();
         gate.observe_now(&[seen(1, 1, 5), seen(2, 2, 0)]);
         assert_eq!(
-            gate.admit_now(&[(1, 1), (2, 1)]),
+            gate.admit_now("e", &[(1, 1), (2, 1)]),
             Admit::SoldOut { product_id: 2 }
         );
-        assert_eq!(gate.admit_now(&[(1, 5)]), Admit::Pass, "product 1 untouched");
+        assert_eq!(
+            gate.admit_now("f", &[(1, 5)]),
+            Admit::Pass,
+            "product 1 untouched"
+        );
+    }
+
+    #[test]
+    fn a_passed_attempt_passes_again_uncounted() {
+        let gate = LocalGate::default();
+        gate.observe_now(&[seen(1, 1, 3)]);
+        assert_eq!(gate.admit_now("buyer:k", &[(1, 3)]), Admit::Pass);
+        assert!(gate.is_sold_out(1));
+        for _ in 0..5 {
+            assert_eq!(
+                gate.admit_now("buyer:k", &[(1, 3)]),
+                Admit::Again,
+                "retries replay"
+            );
+        }
+        assert_eq!(
+            gate.admit_now("other:k", &[(1, 1)]),
+            Admit::SoldOut { product_id: 1 }
+        );
+        assert!(gate.is_sold_out(1), "retries counted nothing");
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod revocation;
 use crate::auth::AuthService;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use cache::{LocalCache, Listing, RedisCache};
+use cache::{Listing, LocalCache, RedisCache};
 use fanout::{Fanout, LocalFanout, RedisFanout};
 use gate::{Gate, LocalGate, RedisGate};
 use rate_limit::{Limiter, LocalLimiter, Rate, RedisLimiter};
@@ -86,7 +86,11 @@ impl Cluster {
             Duration::from_millis(config.redis_probe_ms),
             metrics.clone(),
         )?);
-        let gate = Arc::new(RedisGate::new(link.clone(), local_gate.clone(), config.gate_ttl_secs));
+        let gate = Arc::new(RedisGate::new(
+            link.clone(),
+            local_gate.clone(),
+            config.gate_ttl_secs,
+        ));
         let cache = Arc::new(RedisCache::new(link.clone(), config.cache_ttl_secs));
         let revocations = Arc::new(RedisRevocations::new(link.clone(), auth));
         let fanout = Arc::new(RedisFanout::new(link.clone(), remote_wake.clone()));
@@ -94,7 +98,12 @@ impl Cluster {
             gate: Gate::new(gate.clone(), metrics.clone()),
             local_gate,
             listing: Listing::new(cache.clone(), metrics.clone()),
-            limiter: Limiter::new(Arc::new(RedisLimiter::new(link.clone())), rates.0, rates.1, metrics),
+            limiter: Limiter::new(
+                Arc::new(RedisLimiter::new(link.clone())),
+                rates.0,
+                rates.1,
+                metrics,
+            ),
             revocations: revocations.clone(),
             fanout: fanout.clone(),
             remote_wake,
@@ -114,28 +123,18 @@ impl Cluster {
             return Vec::new();
         };
         let link = parts.link.clone();
-        let subscribed = link.subscriptions();
-        if link.connect_once(&parts.hooks).await {
-            let listen = tokio::spawn(link.clone().listen(parts.listeners.clone(), stop.clone()));
-            // Wait for the subscription so that a node is woken by others from its first
+        let mut subscribed = link.subscriptions();
+        let connected = link.connect_once(&parts.hooks).await;
+        let tasks = vec![
+            tokio::spawn(link.clone().listen(parts.listeners.clone(), stop.clone())),
+            tokio::spawn(link.clone().supervise(parts.hooks.clone(), stop)),
+        ];
+        if connected {
+            // Wait for the subscription so that other nodes wake this one from its first
             // request on (bounded: Redis may fail right now).
-            let mut subscribed = subscribed;
-            let _ = tokio::time::timeout(link.connect_timeout(), subscribed.wait_for(|n| *n > 0))
-                .await;
-            vec![
-                listen,
-                tokio::spawn(link.supervise(parts.hooks.clone(), stop)),
-            ]
-        } else {
-            vec![
-                tokio::spawn(link.clone().listen(parts.listeners.clone(), stop.clone())),
-                tokio::spawn(link.supervise(parts.hooks.clone(), stop)),
-            ]
+            let _ =
+                tokio::time::timeout(link.connect_timeout(), subscribed.wait_for(|n| *n > 0)).await;
         }
-    }
-
-    /// `Some(healthy)` in scale-out mode, `None` in embedded mode.
-    pub fn redis_healthy(&self) -> Option<bool> {
-        self.redis.as_ref().map(|r| r.link.is_healthy())
+        tasks
     }
 }

@@ -101,7 +101,11 @@ impl Limiter {
     }
 
     /// `Err((scope, retry_after))` when the request must be refused.
-    pub async fn check(&self, user: Option<i64>, ip: Option<IpAddr>) -> Result<(), (Scope, Duration)> {
+    pub async fn check(
+        &self,
+        user: Option<i64>,
+        ip: Option<IpAddr>,
+    ) -> Result<(), (Scope, Duration)> {
         let mut buckets = Vec::with_capacity(2);
         let mut scopes = Vec::with_capacity(2);
         if let (Some(user), Some(rate)) = (user, self.user) {
@@ -287,7 +291,10 @@ mod tests {
         }
         let refusal = limiter.take_now(&b).expect("fourth request refused");
         assert_eq!(refusal.index, 0);
-        assert!(refusal.retry_after > Duration::from_millis(900), "{refusal:?}");
+        assert!(
+            refusal.retry_after > Duration::from_millis(900),
+            "{refusal:?}"
+        );
         assert!(refusal.retry_after <= Duration::from_secs(1));
     }
 

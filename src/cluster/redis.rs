@@ -54,8 +54,8 @@ impl RedisLink {
         probe: Duration,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<RedisLink> {
-        let client = Client::open(url)
-            .map_err(|e| anyhow::anyhow!("redis_url: {e} ({})", redact(url)))?;
+        let client =
+            Client::open(url).map_err(|e| anyhow::anyhow!("redis_url: {e} ({})", redact(url)))?;
         metrics.redis_up.set(0);
         Ok(RedisLink {
             client,
@@ -229,9 +229,10 @@ impl RedisLink {
         listeners: &[Arc<dyn Listener>],
         stop: &mut watch::Receiver<bool>,
     ) -> RedisResult<()> {
-        let mut pubsub = tokio::time::timeout(self.connect_timeout(), self.client.get_async_pubsub())
-            .await
-            .map_err(|_| timed_out())??;
+        let mut pubsub =
+            tokio::time::timeout(self.connect_timeout(), self.client.get_async_pubsub())
+                .await
+                .map_err(|_| timed_out())??;
         for listener in listeners {
             pubsub.subscribe(self.key(listener.channel())).await?;
         }
@@ -258,27 +259,24 @@ impl RedisLink {
     pub async fn delete_matching(&self, pattern: &str) {
         let pattern = self.key(pattern);
         let mut cursor: u64 = 0;
-        loop {
-            let page = self
-                .exec("scan", |mut c| async move {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_BATCH_KEYS)
-                        .query_async(&mut c)
-                        .await?;
-                    if !keys.is_empty() {
-                        redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut c).await?;
-                    }
-                    Ok(next)
-                })
-                .await;
-            match page {
-                Some(0) | None => return,
-                Some(next) => cursor = next,
+        while let Some((next, keys)) = self.scan_step(cursor, &pattern).await {
+            if !keys.is_empty() {
+                let unlinked = self
+                    .exec("unlink", |mut c| async move {
+                        redis::cmd("UNLINK")
+                            .arg(keys)
+                            .query_async::<()>(&mut c)
+                            .await
+                    })
+                    .await;
+                if unlinked.is_none() {
+                    return;
+                }
             }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
         }
     }
 
@@ -287,38 +285,44 @@ impl RedisLink {
         let pattern = self.key(pattern);
         let mut cursor: u64 = 0;
         let mut found = Vec::new();
-        loop {
-            let page = self
-                .exec("scan", |mut c| async move {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_BATCH_KEYS)
-                        .query_async(&mut c)
-                        .await?;
-                    let values: Vec<Option<String>> = if keys.is_empty() {
-                        Vec::new()
-                    } else {
-                        redis::cmd("MGET").arg(&keys).query_async(&mut c).await?
-                    };
-                    Ok((next, keys, values))
-                })
-                .await;
-            let Some((next, keys, values)) = page else {
-                return found;
-            };
-            found.extend(
-                keys.into_iter()
-                    .zip(values)
-                    .filter_map(|(k, v)| Some((k, v?))),
-            );
+        while let Some((next, keys)) = self.scan_step(cursor, &pattern).await {
+            if !keys.is_empty() {
+                let query = keys.clone();
+                let values = self
+                    .exec("mget", |mut c| async move {
+                        redis::cmd("MGET")
+                            .arg(query)
+                            .query_async::<Vec<Option<String>>>(&mut c)
+                            .await
+                    })
+                    .await
+                    .unwrap_or_default();
+                found.extend(
+                    keys.into_iter()
+                        .zip(values)
+                        .filter_map(|(k, v)| Some((k, v?))),
+                );
+            }
             if next == 0 {
-                return found;
+                break;
             }
             cursor = next;
         }
+        found
+    }
+
+    async fn scan_step(&self, cursor: u64, pattern: &str) -> Option<(u64, Vec<String>)> {
+        self.exec("scan", |mut c| async move {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH_KEYS)
+                .query_async::<(u64, Vec<String>)>(&mut c)
+                .await
+        })
+        .await
     }
 }
 

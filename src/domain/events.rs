@@ -13,6 +13,7 @@ pub const PARTNER: &str = "partner";
 
 pub const ORDER_PLACED: &str = "order.placed";
 pub const ORDER_PAID: &str = "order.paid";
+pub const ORDER_CONFIRMED: &str = "order.confirmed";
 pub const ORDER_CANCELLED: &str = "order.cancelled";
 pub const ORDER_EXPIRED: &str = "order.expired";
 pub const ORDER_REFUNDED: &str = "order.refunded";

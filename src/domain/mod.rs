@@ -10,4 +10,4 @@ pub mod values;
 
 pub use error::DomainError;
 pub use order::{OrderStatus, Role};
-pub use values::{Email, IdempotencyKey, Password, Quantity, Timestamp, Won};
+pub use values::{Email, IdempotencyKey, Password, Quantity, StockDelta, Timestamp, Won};

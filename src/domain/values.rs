@@ -50,6 +50,27 @@ impl Won {
     }
 }
 
+/// A signed correction of a stock account's `on_hand` (an `adjust` movement): never zero,
+/// at most [`MAX_QUANTITY`] units either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct StockDelta(i64);
+
+impl StockDelta {
+    pub fn new(field: &'static str, value: i64) -> Result<Self, DomainError> {
+        if value == 0 || !(-MAX_QUANTITY..=MAX_QUANTITY).contains(&value) {
+            return Err(DomainError::new(
+                field,
+                format!("must be non-zero and between -{MAX_QUANTITY} and {MAX_QUANTITY}"),
+            ));
+        }
+        Ok(StockDelta(value))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
 /// A positive count of units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Quantity(i64);
@@ -174,6 +195,10 @@ impl Timestamp {
         Timestamp(self.0.saturating_add((secs as i64).saturating_mul(1000)))
     }
 
+    pub fn minus_secs(self, secs: u64) -> Self {
+        Timestamp(self.0.saturating_sub((secs as i64).saturating_mul(1000)))
+    }
+
     pub fn parse_rfc3339(field: &'static str, raw: &str) -> Result<Self, DomainError> {
         let parsed =
             time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
@@ -225,6 +250,12 @@ mod tests {
         }
 
         #[test]
+        fn stock_delta_accepts_exactly_its_range(v in any::<i64>()) {
+            let valid = v != 0 && (-MAX_QUANTITY..=MAX_QUANTITY).contains(&v);
+            prop_assert_eq!(StockDelta::new("delta", v).is_ok(), valid);
+        }
+
+        #[test]
         fn line_total_never_overflows(price in 0..=MAX_WON, q in 1..=MAX_QUANTITY) {
             let price = Won::new("price", price).unwrap();
             let q = Quantity::new("quantity", q).unwrap();
@@ -238,6 +269,19 @@ mod tests {
         fn timestamps_round_trip_through_rfc3339(ms in 0i64..4_102_444_800_000) {
             let t = Timestamp::from_millis(ms);
             prop_assert_eq!(Timestamp::parse_rfc3339("t", &t.to_rfc3339()).unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn stock_delta_edges() {
+        for ok in [1, -1, MAX_QUANTITY, -MAX_QUANTITY] {
+            assert_eq!(StockDelta::new("delta", ok).map(StockDelta::get), Ok(ok));
+        }
+        for bad in [0, MAX_QUANTITY + 1, -MAX_QUANTITY - 1, i64::MIN, i64::MAX] {
+            assert!(
+                StockDelta::new("delta", bad).is_err(),
+                "{bad} should be refused"
+            );
         }
     }
 

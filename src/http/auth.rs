@@ -206,7 +206,11 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
     // This node refuses the token at once; the others learn it from the outbox, and at once
     // through Redis when it is configured.
     state.auth.denylist.insert(claims.jti.clone(), expires_at);
-    state.cluster.revocations.announce(&claims.jti, expires_at).await;
+    state
+        .cluster
+        .revocations
+        .announce(&claims.jti, expires_at)
+        .await;
     state.outbox_wake.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,15 +1,16 @@
 //! Partners, their sellers, products and the stock ledger.
 
 use super::auth::{create_account, UserView};
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorCode};
 use super::extract::{AuthUser, Json, Page, Path};
 use super::PageView;
 use crate::domain::order::MovementKind;
 use crate::domain::values::MAX_QUANTITY;
-use crate::domain::{DomainError, Quantity, Role, Timestamp, Won};
+use crate::domain::{DomainError, Quantity, Role, StockDelta, Timestamp, Won};
 use crate::server::AppState;
 use crate::store::{
-    MovementRecord, NewProduct, PartnerRecord, ProductPatch, ProductRecord, StockLevels,
+    AdjustOutcome, MovementRecord, NewProduct, PartnerRecord, ProductPatch, ProductRecord,
+    StockLevels,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -98,6 +99,16 @@ pub struct ProductView {
 pub struct InboundBody {
     pub quantity: i64,
     pub memo: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustBody {
+    /// Signed units added to `on_hand`: non-zero, at most 1,000,000 either way
+    /// (e.g. -2 for two damaged units).
+    pub delta: i64,
+    /// Why: 1 to 500 characters, kept on the ledger row.
+    pub memo: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -288,7 +299,11 @@ pub async fn list_products(
     State(state): State<AppState>,
     Page(page): Page,
 ) -> ApiResult<axum::Json<PageView<ProductView>>> {
-    let page = state.cluster.listing.page(state.store.as_ref(), page).await?;
+    let page = state
+        .cluster
+        .listing
+        .page(state.store.as_ref(), page)
+        .await?;
     Ok(axum::Json(page.into()))
 }
 
@@ -376,6 +391,38 @@ pub async fn inbound(
         .inbound(id, quantity.get(), memo.as_deref(), Timestamp::now())
         .await?
         .ok_or_else(|| ApiError::not_found("product"))?;
+    state.events.caught_up().await;
+    Ok(axum::Json(levels.into()))
+}
+
+#[utoipa::path(post, path = "/api/v1/products/{id}/adjust", tag = "stock", security(("bearer" = [])), params(("id" = i64, Path)),
+    request_body = AdjustBody, responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 409, description = "`insufficient_stock`: on_hand would fall below held", body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)))]
+pub async fn adjust(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+    Json(body): Json<AdjustBody>,
+) -> ApiResult<axum::Json<StockView>> {
+    managed_product(&state, &user, id).await?;
+    let delta = StockDelta::new("delta", body.delta)?;
+    let memo = text("memo", &body.memo, MAX_MEMO_CHARS)?;
+    let levels = match state
+        .store
+        .adjust(id, delta.get(), &memo, Timestamp::now())
+        .await?
+    {
+        AdjustOutcome::Done(levels) => levels,
+        AdjustOutcome::NotFound => return Err(ApiError::not_found("product")),
+        AdjustOutcome::BelowHeld => {
+            return Err(ApiError::new(
+                ErrorCode::InsufficientStock,
+                "on_hand cannot fall below the units held for open orders",
+            ))
+        }
+    };
+    // Like inbound: the sold-out gate sees the new level before the caller does.
     state.events.caught_up().await;
     Ok(axum::Json(levels.into()))
 }

@@ -29,12 +29,15 @@ pub enum ErrorCode {
     MethodNotAllowed,
     EmailTaken,
     OutOfStock,
+    /// A stock adjustment would take `on_hand` below the units held for open orders.
+    InsufficientStock,
     NotReleased,
     PurchaseLimit,
     PaymentAmountMismatch,
     PaymentDeclined,
     OrderNotPayable,
     OrderNotCancellable,
+    OrderNotConfirmable,
     RequestTimeout,
     /// Too many requests from this user or address; see `Retry-After`.
     RateLimited,
@@ -59,9 +62,8 @@ impl ErrorCode {
             Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            EmailTaken | OutOfStock | NotReleased | OrderNotPayable | OrderNotCancellable => {
-                StatusCode::CONFLICT
-            }
+            EmailTaken | OutOfStock | InsufficientStock | NotReleased | OrderNotPayable
+            | OrderNotCancellable | OrderNotConfirmable => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -173,6 +175,10 @@ impl From<PlaceError> for ApiError {
             PlaceError::Overloaded => ApiError::new(
                 ErrorCode::Overloaded,
                 "too many orders in flight, retry shortly",
+            ),
+            PlaceError::LockTimeout => ApiError::new(
+                ErrorCode::Overloaded,
+                "timed out waiting for the product lock, retry shortly",
             ),
             PlaceError::Store(e) => e.into(),
         }

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             get(catalog::get_product).patch(catalog::update_product),
         )
         .route("/products/{id}/inbound", post(catalog::inbound))
+        .route("/products/{id}/adjust", post(catalog::adjust))
         .route("/products/{id}/stock", get(catalog::stock))
         .route("/products/{id}/movements", get(catalog::movements))
         .route(
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}", get(orders::get_order))
         .route("/orders/{id}/pay", post(orders::pay_order))
         .route("/orders/{id}/cancel", post(orders::cancel_order))
+        .route("/orders/{id}/confirm", post(orders::confirm_order))
         .route("/orders/{id}/events", get(orders::order_events))
         .route("/queue/{ticket}", get(queue::get_ticket))
         .route("/queue/{ticket}/events", get(queue::ticket_events));

@@ -13,9 +13,9 @@ use utoipa_swagger_ui::SwaggerUi;
     paths(
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me,
         catalog::create_partner, catalog::create_seller, catalog::create_product, catalog::list_products,
-        catalog::get_product, catalog::update_product, catalog::inbound, catalog::stock, catalog::movements,
+        catalog::get_product, catalog::update_product, catalog::inbound, catalog::adjust, catalog::stock, catalog::movements,
         orders::place_order, orders::get_order, orders::list_orders, orders::pay_order, orders::cancel_order,
-        orders::order_events, queue::get_ticket, queue::ticket_events, ops::healthz, ops::readyz, ops::metrics,
+        orders::confirm_order, orders::order_events, queue::get_ticket, queue::ticket_events, ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<orders::OrderView>, PageView<catalog::MovementView>)),
     modifiers(&BearerAuth),

@@ -426,6 +426,43 @@ pub async fn cancel_order(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "`order_not_confirmable`: the order is not `paid`", body = super::error::ErrorBody)))]
+pub async fn confirm_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<OrderView>> {
+    let order = visible_order(&state, &user, id).await?;
+    let by = if order.user_id == user.id() {
+        "buyer"
+    } else {
+        "admin"
+    };
+    let not_confirmable = || {
+        ApiError::new(
+            ErrorCode::OrderNotConfirmable,
+            "only a paid order can be confirmed",
+        )
+    };
+    // The store decides from the order's state in its own transaction, so a confirmation
+    // racing the sweeper's (or a refund) happens at most once.
+    match state.store.confirm_order(id, Timestamp::now()).await? {
+        TransitionOutcome::Done(order) => {
+            state
+                .metrics
+                .orders_confirmed
+                .get_or_create(&ReasonLabels { reason: by.into() })
+                .inc();
+            state.outbox_wake.notify_one();
+            Ok(axum::Json(order.into()))
+        }
+        TransitionOutcome::NotFound => Err(ApiError::not_found("order")),
+        TransitionOutcome::Refused(_) => Err(not_confirmable()),
+    }
+}
+
 fn sse_event(change: &OrderStatusChanged) -> Event {
     Event::default()
         .event("status")

@@ -50,20 +50,17 @@ fn view(state: &AppState, ticket: &Ticket) -> TicketView {
         TicketStatus::Done(Ok(PlaceOutcome::Rejected(rejection))) => {
             ("rejected", None, Some(ApiError::from(&rejection).detail()))
         }
-        TicketStatus::Done(Err(cause)) => {
-            tracing::warn!(ticket = %ticket.id, error = %cause, "queued placement failed");
-            (
-                "failed",
-                None,
-                Some(
-                    ApiError::new(
-                        super::error::ErrorCode::Unavailable,
-                        "placement failed, retry with the same Idempotency-Key",
-                    )
-                    .detail(),
-                ),
-            )
-        }
+        TicketStatus::Done(Err(_)) => (
+            "failed",
+            None,
+            Some(
+                ApiError::new(
+                    super::error::ErrorCode::Unavailable,
+                    "placement failed, retry with the same Idempotency-Key",
+                )
+                .detail(),
+            ),
+        ),
     };
     TicketView {
         ticket: ticket.id.clone(),

@@ -5,16 +5,18 @@
 //!
 //! When the writers' queues are full, attempts wait in the [`waiting_room`] instead.
 
+pub mod lock;
 pub mod waiting_room;
 
+use crate::cluster::gate::{Admit, Gate};
 use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
-use crate::outbox::SoldOutGate;
+use crate::outbox::EventSync;
 use crate::store::{PlaceOutcome, Store, StoreError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use waiting_room::{Enqueued, Ticket, WaitingRoom};
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +37,9 @@ pub enum PlaceError {
     /// The writers and the waiting room are full: come back later (HTTP 503 + Retry-After).
     #[error("placement queue and waiting room full")]
     Overloaded,
+    /// The lock baseline waited too long for a product's lock.
+    #[error("timed out waiting for a product lock")]
+    LockTimeout,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,9 +62,11 @@ struct Job {
 
 #[derive(Clone)]
 pub struct Placement {
+    /// `Some` only with `STAMPEDE_PLACEMENT_STRATEGY=lock`, the seeds' baseline.
+    lock: Option<Arc<lock::LockPlacement>>,
     writers: Arc<[mpsc::Sender<Job>]>,
     room: Arc<WaitingRoom>,
-    gate: Arc<SoldOutGate>,
+    gate: Gate,
     metrics: Arc<Metrics>,
 }
 
@@ -69,10 +76,11 @@ impl Placement {
     pub fn start(
         store: Arc<dyn Store>,
         config: PlacementConfig,
-        gate: Arc<SoldOutGate>,
+        gate: Gate,
         metrics: Arc<Metrics>,
-        outbox_wake: Arc<Notify>,
+        events: EventSync,
         stop: watch::Receiver<bool>,
+        lock: Option<Arc<lock::LockPlacement>>,
     ) -> Placement {
         let depth = (config.queue_depth / config.writers).max(1);
         let writers: Vec<mpsc::Sender<Job>> = (0..config.writers)
@@ -82,7 +90,7 @@ impl Placement {
                     store: store.clone(),
                     config,
                     metrics: metrics.clone(),
-                    outbox_wake: outbox_wake.clone(),
+                    events: events.clone(),
                 };
                 tokio::spawn(writer.run(rx));
                 tx
@@ -92,10 +100,12 @@ impl Placement {
         let room = Arc::new(WaitingRoom::new(
             config.waiting_room_depth,
             config.ticket_ttl,
+            gate.clone(),
             metrics.clone(),
         ));
         tokio::spawn(room.clone().pump(writers.clone(), stop));
         Placement {
+            lock,
             writers,
             room,
             gate,
@@ -107,16 +117,21 @@ impl Placement {
         &self.room
     }
 
-    /// Places one order. Products known to be sold out are refused here, without a
-    /// database round trip, until a `stock.changed` event says units came back. When the
-    /// writer is full (or others already wait), the attempt waits in the waiting room.
+    /// Places one order. The availability gate refuses products known to be sold out
+    /// without a database round trip; what it lets through, the database decides, and the
+    /// gate is told the outcome. When the writer is full (or others already wait), the
+    /// attempt waits in the waiting room.
     pub async fn place(&self, request: OrderRequest) -> Result<Placed, PlaceError> {
-        if let Some(product_id) = request
-            .lines
-            .iter()
-            .map(|l| l.product_id)
-            .find(|p| self.gate.is_sold_out(*p))
-        {
+        if let Some(lock) = &self.lock {
+            // The seeds' baseline has no gate: every attempt takes the lock.
+            let outcome = lock.place(request).await?;
+            count(&self.metrics, &outcome);
+            return Ok(Placed::Now(outcome));
+        }
+        let lines = gate_lines(&request);
+        let attempt = format!("{}:{}", request.user_id, request.idempotency_key);
+        let admit = self.gate.admit(&attempt, &lines).await;
+        if let Admit::SoldOut { product_id } = admit {
             self.metrics.sold_out_fast_rejects.inc();
             let rejection = Rejection::OutOfStock { product_id };
             return Ok(Placed::Now(PlaceOutcome::Rejected(rejection)));
@@ -127,16 +142,24 @@ impl Placement {
         let request = if self.room.is_empty() {
             let (reply, answer) = oneshot::channel();
             match self.writers[writer].try_send(Job { request, reply }) {
-                Ok(()) => return Ok(Placed::Now(Self::answer(answer).await?)),
+                Ok(()) => {
+                    let outcome = Self::answer(answer).await;
+                    self.gate.settle(admit, &lines, outcome.as_ref().ok()).await;
+                    return Ok(Placed::Now(outcome?));
+                }
                 Err(mpsc::error::TrySendError::Full(job)) => job.request,
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopped()),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.gate.settle(admit, &lines, None).await;
+                    return Err(stopped());
+                }
             }
         } else {
             request
         };
-        match self.room.enqueue(request, writer) {
+        match self.room.enqueue(request, writer, admit) {
             Enqueued::Ticket(ticket) => Ok(Placed::Queued(ticket)),
             Enqueued::Full => {
+                self.gate.settle(admit, &lines, None).await;
                 self.metrics.placement_queue_full.inc();
                 Err(PlaceError::Overloaded)
             }
@@ -161,7 +184,7 @@ struct Writer {
     store: Arc<dyn Store>,
     config: PlacementConfig,
     metrics: Arc<Metrics>,
-    outbox_wake: Arc<Notify>,
+    events: EventSync,
 }
 
 impl Writer {
@@ -200,17 +223,26 @@ impl Writer {
             .observe(requests.len() as f64);
         match result {
             Ok(result) => {
-                for (outcome, reply) in result.outcomes.into_iter().zip(replies) {
-                    self.count(&outcome);
-                    let _ = reply.send(Ok(outcome));
+                for outcome in &result.outcomes {
+                    count(&self.metrics, outcome);
                 }
+                // Answer once this node has dispatched the batch's events, so a buyer's next
+                // read (listing, gate, live stream) already shows the order. A separate task
+                // waits, so the writer goes straight on to the next batch.
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    events.caught_up().await;
+                    for (outcome, reply) in result.outcomes.into_iter().zip(replies) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                });
             }
             Err(err) if requests.len() > 1 => {
                 tracing::warn!(error = %err, size = requests.len(), "placement batch failed; retrying its orders one by one");
                 for (request, reply) in requests.into_iter().zip(replies) {
                     let outcome = self.place_one(&request).await;
                     if let Ok(outcome) = &outcome {
-                        self.count(outcome);
+                        count(&self.metrics, outcome);
                     }
                     let _ = reply.send(outcome);
                 }
@@ -221,7 +253,7 @@ impl Writer {
                 }
             }
         }
-        self.outbox_wake.notify_one();
+        self.events.wake.notify_one();
     }
 
     /// Places one order in its own transaction. Losing an idempotency race to another
@@ -250,15 +282,25 @@ impl Writer {
             }
         }
     }
+}
 
-    fn count(&self, outcome: &PlaceOutcome) {
-        match outcome {
-            PlaceOutcome::Placed(_) => {
-                self.metrics.orders_placed.inc();
-            }
-            PlaceOutcome::Replayed(_) => {}
-            PlaceOutcome::Rejected(rejection) => self.metrics.reject(rejection_code(rejection)),
+/// `(product_id, quantity)` per line, as the gate counts them.
+fn gate_lines(request: &OrderRequest) -> Vec<(i64, i64)> {
+    request
+        .lines
+        .iter()
+        .map(|l| (l.product_id, l.quantity.get()))
+        .collect()
+}
+
+/// Counts a placement outcome in the domain metrics.
+fn count(metrics: &Metrics, outcome: &PlaceOutcome) {
+    match outcome {
+        PlaceOutcome::Placed(_) => {
+            metrics.orders_placed.inc();
         }
+        PlaceOutcome::Replayed(_) => {}
+        PlaceOutcome::Rejected(rejection) => metrics.reject(rejection_code(rejection)),
     }
 }
 

@@ -10,6 +10,7 @@
 
 use super::Job;
 use crate::auth::random_token;
+use crate::cluster::gate::{Admit, Gate};
 use crate::domain::allocation::OrderRequest;
 use crate::metrics::Metrics;
 use crate::store::{PlaceOutcome, StoreError};
@@ -43,6 +44,8 @@ struct Waiting {
     ticket: Arc<Ticket>,
     request: OrderRequest,
     writer: usize,
+    /// The gate's answer when the attempt arrived, to settle with once it is decided.
+    admit: Admit,
 }
 
 #[derive(Default)]
@@ -61,6 +64,8 @@ pub struct WaitingRoom {
     head: watch::Sender<u64>,
     depth: usize,
     ticket_ttl: Duration,
+    /// Told each admitted attempt's outcome (the attempt passed it before it queued).
+    gate: Gate,
     metrics: Arc<Metrics>,
 }
 
@@ -70,13 +75,19 @@ pub enum Enqueued {
 }
 
 impl WaitingRoom {
-    pub fn new(depth: usize, ticket_ttl: Duration, metrics: Arc<Metrics>) -> WaitingRoom {
+    pub fn new(
+        depth: usize,
+        ticket_ttl: Duration,
+        gate: Gate,
+        metrics: Arc<Metrics>,
+    ) -> WaitingRoom {
         WaitingRoom {
             room: Mutex::new(Room::default()),
             arrived: Notify::new(),
             head: watch::channel(0).0,
             depth,
             ticket_ttl,
+            gate,
             metrics,
         }
     }
@@ -91,7 +102,7 @@ impl WaitingRoom {
 
     /// Queues the attempt for `writer`, or returns the ticket already waiting for the same
     /// buyer and idempotency key.
-    pub fn enqueue(&self, request: OrderRequest, writer: usize) -> Enqueued {
+    pub fn enqueue(&self, request: OrderRequest, writer: usize, admit: Admit) -> Enqueued {
         let mut room = self.lock();
         let key = (request.user_id, request.idempotency_key.clone());
         if let Some(ticket) = room.by_key.get(&key).and_then(|id| room.tickets.get(id)) {
@@ -116,6 +127,7 @@ impl WaitingRoom {
             ticket: ticket.clone(),
             request,
             writer,
+            admit,
         });
         self.metrics.waiting_room_depth.set(room.queue.len() as i64);
         drop(room);
@@ -163,16 +175,23 @@ impl WaitingRoom {
                 continue;
             };
             let (reply, answer) = oneshot::channel();
+            let lines = super::gate_lines(&admitted.request);
+            let admit = admitted.admit;
             permit.send(Job {
                 request: admitted.request,
                 reply,
             });
             let ticket = admitted.ticket;
+            let gate = self.gate.clone();
             tokio::spawn(async move {
                 let outcome = match answer.await {
                     Ok(result) => result.map_err(|e: StoreError| e.to_string()),
                     Err(_) => Err("placement writer stopped".to_owned()),
                 };
+                if let Err(cause) = &outcome {
+                    tracing::warn!(ticket = %ticket.id, error = %cause, "queued placement failed");
+                }
+                gate.settle(admit, &lines, outcome.as_ref().ok()).await;
                 *ticket.finished_at.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(Instant::now());
                 ticket.status.send_replace(TicketStatus::Done(outcome));

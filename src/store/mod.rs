@@ -115,6 +115,16 @@ pub trait CatalogStore: Send + Sync {
         memo: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<Option<StockLevels>>;
+    /// Corrects `on_hand` by a signed `delta` with an `adjust` movement (quantity = delta)
+    /// and a `stock.changed` event, in one transaction. A guarded conditional write: refused
+    /// with [`AdjustOutcome::BelowHeld`], changing nothing, when `on_hand + delta < held`.
+    async fn adjust(
+        &self,
+        product_id: i64,
+        delta: i64,
+        memo: &str,
+        now: Timestamp,
+    ) -> StoreResult<AdjustOutcome>;
     /// Newest first.
     async fn movements(
         &self,
@@ -162,6 +172,13 @@ pub trait OrderStore: Send + Sync {
     ) -> StoreResult<TransitionOutcome>;
     /// Ids of up to `limit` pending orders whose `pay_by <= now`, oldest deadline first.
     async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
+    /// `paid → confirmed` (purchase confirmed, by the buyer or automatically): the order and
+    /// its partner orders, and an `order.confirmed` event. No stock moves: the holds were
+    /// committed at payment. Re-checks the state in its transaction, so two nodes confirming
+    /// the same order confirm it once.
+    async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome>;
+    /// Ids of up to `limit` paid orders whose `paid_at <= cutoff`, oldest payment first.
+    async fn due_confirmations(&self, cutoff: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
 }
 
 #[async_trait]

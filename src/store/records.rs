@@ -106,6 +106,17 @@ pub struct StockLevels {
     pub held: i64,
 }
 
+/// What a stock adjustment did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjustOutcome {
+    /// Applied: the account's levels after it.
+    Done(StockLevels),
+    NotFound,
+    /// Refused, nothing changed: `on_hand` would fall below `held` (the units promised to
+    /// open orders), and so possibly below zero.
+    BelowHeld,
+}
+
 #[derive(Debug, Clone)]
 pub struct MovementRecord {
     pub id: i64,

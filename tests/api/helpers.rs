@@ -246,6 +246,9 @@ where
     let mut config = Config {
         database_url: db.url().to_owned(),
         http_addr: "127.0.0.1:0".parse().expect("socket address"),
+        // A test drives one account far faster than a person would (an admin creating 50
+        // products in a blink); tests/api/rate_limits.rs sets the limits it checks.
+        rate_limit_user_per_sec: 0,
         ..Config::default()
     };
     configure(&mut config);
@@ -330,6 +333,37 @@ async fn start(
         admin: Arc::new(OnceCell::new()),
     };
     Ok((app, Running { shutdown, handle }))
+}
+
+/// A further server of the same deployment, started by a test (see [`TestApp::another_node`]).
+pub struct Node {
+    running: Running,
+}
+
+impl Node {
+    pub async fn stop(self) {
+        if let Err(problem) = self.running.stop().await {
+            panic!("second node: {problem}");
+        }
+    }
+}
+
+impl TestApp {
+    /// Another node on the same database, with this node's configuration (so the same Redis
+    /// and key prefix, if any) adjusted by `configure`. Stop it before the test ends.
+    pub async fn another_node(&self, configure: impl FnOnce(&mut Config)) -> (TestApp, Node) {
+        let mut config = (*self.state.config).clone();
+        config.http_addr = "127.0.0.1:0".parse().expect("socket address");
+        configure(&mut config);
+        let (app, running) = start(config, self.backend, self.database_url.clone())
+            .await
+            .unwrap_or_else(|e| panic!("second node failed to start: {e:#}"));
+        let app = TestApp {
+            admin: self.admin.clone(),
+            ..app
+        };
+        (app, Node { running })
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,13 +5,19 @@
 #[macro_use]
 mod helpers;
 
+mod adjust;
 mod auth;
 mod authz;
 mod bad_input;
 mod catalog;
+mod confirm;
 mod events;
 mod lifecycle;
+mod listing_cache;
+mod lock_baseline;
 mod orders;
 mod payments;
+mod rate_limits;
+mod scale_out;
 mod verify;
 mod waiting_room;

@@ -120,7 +120,13 @@ backend_tests!(ops_endpoints, |app| async move {
     let paths = openapi["paths"]
         .as_object()
         .expect("openapi.json has paths");
-    for path in ["/api/v1/orders", "/api/v1/products", "/api/v1/auth/login"] {
+    for path in [
+        "/api/v1/orders",
+        "/api/v1/products",
+        "/api/v1/auth/login",
+        "/api/v1/products/{id}/adjust",
+        "/api/v1/orders/{id}/confirm",
+    ] {
         assert!(
             paths.contains_key(path),
             "openapi.json lacks {path}: {:?}",

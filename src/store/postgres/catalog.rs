@@ -6,8 +6,8 @@ use crate::domain::events::{self, NewEvent};
 use crate::domain::order::MovementKind;
 use crate::domain::Timestamp;
 use crate::store::{
-    CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord, ProductPatch,
-    ProductRecord, StockLevels, StoreError, StoreResult,
+    AdjustOutcome, CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord,
+    ProductPatch, ProductRecord, StockLevels, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
@@ -145,6 +145,19 @@ impl CatalogStore for PgStore {
         now: Timestamp,
     ) -> StoreResult<Option<StockLevels>> {
         inbound(&self.pool, product_id, quantity, memo, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = product_id, delta = delta))]
+    async fn adjust(
+        &self,
+        product_id: i64,
+        delta: i64,
+        memo: &str,
+        now: Timestamp,
+    ) -> StoreResult<AdjustOutcome> {
+        adjust(&self.pool, product_id, delta, memo, now)
             .await
             .map_err(classify)
     }
@@ -320,6 +333,61 @@ async fn inbound(
     outbox::append(&mut tx, &[event], now).await?;
     tx.commit().await?;
     Ok(Some(levels))
+}
+
+/// The guard is the `UPDATE`'s own WHERE clause, never a read before it: the statement locks
+/// the account row, and under READ COMMITTED a concurrent writer makes it wait and then
+/// re-check `on_hand + delta >= held` against the committed row. `held >= 0`, so the same
+/// guard keeps `on_hand` from going negative.
+async fn adjust(
+    pool: &PgPool,
+    product_id: i64,
+    delta: i64,
+    memo: &str,
+    now: Timestamp,
+) -> StoreResult<AdjustOutcome> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "UPDATE stock SET on_hand = on_hand + $2 \
+         WHERE product_id = $1 AND on_hand + $2 >= held RETURNING on_hand, held",
+    )
+    .bind(product_id)
+    .bind(delta)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        // Nothing changed (the transaction rolls back when dropped); only tell a missing
+        // product from a refused correction.
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stock WHERE product_id = $1)")
+                .bind(product_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        return Ok(if exists {
+            AdjustOutcome::BelowHeld
+        } else {
+            AdjustOutcome::NotFound
+        });
+    };
+    let levels = StockLevels {
+        product_id,
+        on_hand: row.try_get("on_hand")?,
+        held: row.try_get("held")?,
+    };
+    let movement = Movement {
+        product_id,
+        kind: MovementKind::Adjust,
+        quantity: delta,
+        order_id: None,
+        memo: Some(memo),
+        on_hand_after: levels.on_hand,
+        held_after: levels.held,
+    };
+    stock::insert_movements(&mut tx, &[movement], now).await?;
+    let event = events::stock_changed(product_id, levels.on_hand, levels.held);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(AdjustOutcome::Done(levels))
 }
 
 async fn movements(

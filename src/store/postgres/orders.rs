@@ -194,6 +194,28 @@ impl OrderStore for PgStore {
         .await
         .map_err(|e| classify(e.into()))
     }
+
+    #[tracing::instrument(skip_all, fields(order_id = order_id))]
+    async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome> {
+        confirm_order(&self.pool, order_id, now)
+            .await
+            .map_err(classify)
+    }
+
+    /// A plain read, like `due_orders`: `confirm_order` re-checks the state under the row
+    /// lock.
+    #[tracing::instrument(skip_all)]
+    async fn due_confirmations(&self, cutoff: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = 'paid' AND paid_at <= $1 \
+             ORDER BY paid_at, id LIMIT $2",
+        )
+        .bind(cutoff.millis())
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))
+    }
 }
 
 /// Two statement texts rather than `($1 IS NULL OR user_id = $1)`, so a buyer's page uses
@@ -356,12 +378,70 @@ async fn cancel_order(
     Ok(TransitionOutcome::Done(order))
 }
 
+/// `paid → confirmed`. Nothing moves in the stock ledger: payment already committed the
+/// holds. Once paid, `paid_at` never changes, so the state is the only thing to re-check.
+async fn confirm_order(
+    pool: &PgPool,
+    order_id: i64,
+    now: Timestamp,
+) -> StoreResult<TransitionOutcome> {
+    let mut tx = pool.begin().await?;
+    let Some(locked) = lock_order(&mut tx, order_id).await? else {
+        return Ok(TransitionOutcome::NotFound);
+    };
+    if locked.status != OrderStatus::Paid {
+        return refused(&mut tx, order_id).await;
+    }
+    let order = set_status(&mut tx, order_id, OrderStatus::Confirmed, None, now).await?;
+    let event = events::order_status(
+        events::ORDER_CONFIRMED,
+        order.id,
+        order.user_id,
+        order.status,
+        None,
+        now,
+    );
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(TransitionOutcome::Done(order))
+}
+
 /// Nothing changes; the caller's transaction rolls back when dropped.
 async fn refused(conn: &mut PgConnection, order_id: i64) -> StoreResult<TransitionOutcome> {
     Ok(match load_order(conn, order_id).await? {
         Some(order) => TransitionOutcome::Refused(order),
         None => TransitionOutcome::NotFound,
     })
+}
+
+/// Sets the locked order and its partner orders to `to`. Entering `paid` stamps `paid_at`;
+/// later transitions keep it. Returns the order as it now is.
+async fn set_status(
+    conn: &mut PgConnection,
+    order_id: i64,
+    to: OrderStatus,
+    reason: Option<CancelReason>,
+    now: Timestamp,
+) -> StoreResult<OrderRecord> {
+    sqlx::query(
+        "UPDATE orders SET status = $2, cancel_reason = COALESCE($3, cancel_reason), \
+         updated_at = $4, paid_at = CASE WHEN $2 = 'paid' THEN $4 ELSE paid_at END \
+         WHERE id = $1",
+    )
+    .bind(order_id)
+    .bind(to.as_str())
+    .bind(reason.map(CancelReason::as_str))
+    .bind(now.millis())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE partner_orders SET status = $2 WHERE order_id = $1")
+        .bind(order_id)
+        .bind(to.as_str())
+        .execute(&mut *conn)
+        .await?;
+    load_order(conn, order_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("order {order_id} vanished under its lock")))
 }
 
 /// Applies `t` to the locked order: status of the order and its partner orders, one
@@ -373,24 +453,7 @@ async fn apply(
     t: &Transition,
     now: Timestamp,
 ) -> StoreResult<(OrderRecord, Vec<NewEvent>)> {
-    sqlx::query(
-        "UPDATE orders SET status = $2, cancel_reason = COALESCE($3, cancel_reason), \
-         updated_at = $4 WHERE id = $1",
-    )
-    .bind(order_id)
-    .bind(t.to.as_str())
-    .bind(t.reason.map(CancelReason::as_str))
-    .bind(now.millis())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("UPDATE partner_orders SET status = $2 WHERE order_id = $1")
-        .bind(order_id)
-        .bind(t.to.as_str())
-        .execute(&mut *conn)
-        .await?;
-    let order = load_order(conn, order_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("order {order_id} vanished under its lock")))?;
+    let order = set_status(conn, order_id, t.to, t.reason, now).await?;
     let mut units: Vec<(i64, i64)> = order
         .partner_orders
         .iter()

@@ -1,9 +1,9 @@
-use super::{map_err, move_stock, write_event, SqliteStore};
+use super::{insert_movement, map_err, move_stock, write_event, SqliteStore};
 use crate::domain::order::MovementKind;
 use crate::domain::{events, Timestamp};
 use crate::store::{
-    CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord, ProductPatch,
-    ProductRecord, StockLevels, StoreError, StoreResult,
+    AdjustOutcome, CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord,
+    ProductPatch, ProductRecord, StockLevels, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
@@ -262,6 +262,65 @@ impl CatalogStore for SqliteStore {
         .await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(levels))
+    }
+
+    async fn adjust(
+        &self,
+        product_id: i64,
+        delta: i64,
+        memo: &str,
+        now: Timestamp,
+    ) -> StoreResult<AdjustOutcome> {
+        let mut tx = self.write_tx().await?;
+        // The guard is the WHERE clause: no read-then-write window, and `held >= 0` makes
+        // it refuse a negative `on_hand` too.
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE stock SET on_hand = on_hand + $2
+             WHERE product_id = $1 AND on_hand + $2 >= held RETURNING on_hand, held",
+        )
+        .bind(product_id)
+        .bind(delta)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((on_hand, held)) = row else {
+            // Nothing changed; only tell a missing product from a refused correction.
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT product_id FROM stock WHERE product_id = $1")
+                    .bind(product_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(match exists {
+                Some(_) => AdjustOutcome::BelowHeld,
+                None => AdjustOutcome::NotFound,
+            });
+        };
+        let levels = StockLevels {
+            product_id,
+            on_hand,
+            held,
+        };
+        let kind = MovementKind::Adjust;
+        insert_movement(
+            &mut tx,
+            &levels,
+            kind,
+            delta,
+            None,
+            Some(memo),
+            now.millis(),
+        )
+        .await?;
+        write_event(
+            &mut tx,
+            &events::stock_changed(product_id, on_hand, held),
+            now.millis(),
+        )
+        .await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(AdjustOutcome::Done(levels))
     }
 
     async fn movements(

@@ -181,25 +181,40 @@ async fn move_stock(
     .await
     .map_err(map_err)?;
     let (on_hand, held) = row.ok_or(StoreError::NotFound)?;
+    let levels = super::StockLevels {
+        product_id,
+        on_hand,
+        held,
+    };
+    insert_movement(tx, &levels, kind, quantity, order_id, memo, now).await?;
+    Ok(levels)
+}
+
+/// Appends one ledger row; `levels` are the account's balances once it applied.
+async fn insert_movement(
+    tx: &mut Tx,
+    levels: &super::StockLevels,
+    kind: crate::domain::order::MovementKind,
+    quantity: i64,
+    order_id: Option<i64>,
+    memo: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO stock_movements
              (product_id, kind, quantity, order_id, memo, on_hand_after, held_after, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(product_id)
+    .bind(levels.product_id)
     .bind(kind.as_str())
     .bind(quantity)
     .bind(order_id)
     .bind(memo)
-    .bind(on_hand)
-    .bind(held)
+    .bind(levels.on_hand)
+    .bind(levels.held)
     .bind(now)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
-    Ok(super::StockLevels {
-        product_id,
-        on_hand,
-        held,
-    })
+    Ok(())
 }

@@ -139,7 +139,8 @@ async fn insert_payment(
 }
 
 /// Sets the order and its partner orders to `to` if the order is in `from` (and, when
-/// given, its deadline satisfies the check). Returns the order as it now is.
+/// given, its deadline satisfies the check). Entering `paid` stamps `paid_at`; later
+/// transitions keep it. Returns the order as it now is.
 async fn transition(
     tx: &mut Tx,
     order_id: i64,
@@ -154,7 +155,8 @@ async fn transition(
         None => "AND $6 IS NULL".to_owned(),
     };
     let changed = sqlx::query(&format!(
-        "UPDATE orders SET status = $2, cancel_reason = COALESCE($4, cancel_reason), updated_at = $5
+        "UPDATE orders SET status = $2, cancel_reason = COALESCE($4, cancel_reason), updated_at = $5,
+             paid_at = CASE WHEN $2 = 'paid' THEN $5 ELSE paid_at END
          WHERE id = $1 AND status = $3 {deadline_sql}"
     ))
     .bind(order_id)
@@ -362,6 +364,50 @@ impl OrderStore for SqliteStore {
              ORDER BY pay_by LIMIT $2",
         )
         .bind(now.millis())
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome> {
+        let mut tx = self.write_tx().await?;
+        let confirmed = transition(
+            &mut tx,
+            order_id,
+            OrderStatus::Paid,
+            OrderStatus::Confirmed,
+            None,
+            None,
+            now,
+        )
+        .await?;
+        let Some(order) = confirmed else {
+            return self.refused_or_missing(tx, order_id).await;
+        };
+        write_event(
+            &mut tx,
+            &events::order_status(
+                events::ORDER_CONFIRMED,
+                order.id,
+                order.user_id,
+                OrderStatus::Confirmed,
+                None,
+                now,
+            ),
+            now.millis(),
+        )
+        .await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(TransitionOutcome::Done(order))
+    }
+
+    async fn due_confirmations(&self, cutoff: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = 'paid' AND paid_at <= $1
+             ORDER BY paid_at, id LIMIT $2",
+        )
+        .bind(cutoff.millis())
         .bind(limit)
         .fetch_all(&self.reader)
         .await

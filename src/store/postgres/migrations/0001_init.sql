@@ -88,14 +88,19 @@ CREATE TABLE orders (
     points_used     BIGINT NOT NULL CHECK (points_used >= 0),
     payable         BIGINT NOT NULL CHECK (payable >= 0),
     pay_by          BIGINT NOT NULL,
+    -- When the payment was accepted; NULL until paid. Purchase confirmation is due
+    -- `auto_confirm_after_secs` later.
+    paid_at         BIGINT,
     cancel_reason   TEXT,
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL,
     UNIQUE (user_id, idempotency_key),
-    CHECK (payable = total - discount - points_used)
+    CHECK (payable = total - discount - points_used),
+    CHECK ((paid_at IS NOT NULL) = (status IN ('paid', 'confirmed', 'refunded')))
 );
 CREATE INDEX orders_user ON orders (user_id, id);
 CREATE INDEX orders_due ON orders (status, pay_by);
+CREATE INDEX orders_confirm_due ON orders (status, paid_at);
 
 CREATE TABLE partner_orders (
     id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,0 +1,233 @@
+//! Purchase confirmation (DESIGN §3): `paid → confirmed` by the buyer through
+//! `POST /orders/{id}/confirm`, or by the sweeper `auto_confirm_after_secs` after payment.
+
+use crate::helpers::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const SSE_WAIT: Duration = Duration::from_secs(10);
+
+fn confirm_path(order_id: i64) -> String {
+    format!("/orders/{order_id}/confirm")
+}
+
+async fn confirm(app: &TestApp, token: &str, order_id: i64) -> Reply {
+    app.post_empty(&confirm_path(order_id), Some(token)).await
+}
+
+/// Event types of one order, oldest first.
+async fn order_events(app: &TestApp, order_id: i64) -> Vec<String> {
+    app.state
+        .store
+        .events_after(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.aggregate_type == "order" && e.aggregate_id == order_id)
+        .map(|e| e.event_type)
+        .collect()
+}
+
+#[track_caller]
+fn partner_statuses(order: &Value) -> Vec<&str> {
+    array(order, "partner_orders")
+        .iter()
+        .map(|p| str_of(p, "status"))
+        .collect()
+}
+
+/// The value of one sample line of `/metrics`, 0 when absent.
+async fn metric(app: &TestApp, sample: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A buyer's paid order of two products of two partners; returns the buyer and the order
+/// as the pay reply showed it.
+async fn paid_split_order(app: &TestApp) -> (String, Value, [i64; 2]) {
+    let north = app.create_partner("North", 1000).await;
+    let south = app.create_partner("South", 1000).await;
+    let boots = app.product_of(north, 1_000, 5, None).await;
+    let coats = app.product_of(south, 2_000, 5, None).await;
+    let buyer = app.buyer().await;
+    let order = app.order_ok(&buyer, &[(boots, 1), (coats, 2)]).await;
+    let paid = expect(&app.pay(&buyer, &order).await, 200).clone();
+    assert_eq!(paid["status"], "paid", "{paid}");
+    (buyer, paid, [boots, coats])
+}
+
+backend_tests!(buyer_confirms_a_paid_order, |app| async move {
+    let (buyer, paid, products) = paid_split_order(&app).await;
+    let order_id = int(&paid, "id");
+    assert_eq!(partner_statuses(&paid), ["paid", "paid"]);
+    let movements = [
+        app.movements(products[0]).await,
+        app.movements(products[1]).await,
+    ];
+
+    let mut stream = SseReader::new(app.subscribe(&buyer, order_id).await);
+    assert_eq!(stream.next_event(SSE_WAIT).await["status"], "paid");
+
+    let confirmed = expect(&confirm(&app, &buyer, order_id).await, 200).clone();
+    assert_eq!(confirmed["status"], "confirmed", "{confirmed}");
+    assert_eq!(int(&confirmed, "id"), order_id);
+    assert_eq!(partner_statuses(&confirmed), ["confirmed", "confirmed"]);
+    let fetched = app.order(&buyer, order_id).await;
+    assert_eq!(fetched["status"], "confirmed");
+    assert_eq!(partner_statuses(&fetched), ["confirmed", "confirmed"]);
+
+    let live = stream.next_event(SSE_WAIT).await;
+    assert_eq!(live["status"], "confirmed", "{live}");
+    assert_eq!(
+        order_events(&app, order_id).await,
+        ["order.placed", "order.paid", "order.confirmed"]
+    );
+    // Payment committed the stock; confirming moves none.
+    assert_eq!(app.movements(products[0]).await, movements[0]);
+    assert_eq!(app.movements(products[1]).await, movements[1]);
+
+    // Confirmed is final here: not again, and no refund any more.
+    expect_error(
+        &confirm(&app, &buyer, order_id).await,
+        409,
+        "order_not_confirmable",
+    );
+    expect_error(
+        &app.cancel(&buyer, order_id).await,
+        409,
+        "order_not_cancellable",
+    );
+    assert_eq!(app.order(&buyer, order_id).await["status"], "confirmed");
+    assert_eq!(
+        metric(&app, "orders_confirmed_total{reason=\"buyer\"}").await,
+        1.0
+    );
+    app.assert_verify_clean().await;
+});
+
+backend_tests!(only_paid_orders_can_be_confirmed, |app| async move {
+    let product = app.simple_product(1_000, 10).await;
+    let buyer = app.buyer().await;
+
+    let pending = app.order_ok(&buyer, &[(product, 1)]).await;
+    let pending_id = int(&pending, "id");
+    let cancelled = app.order_ok(&buyer, &[(product, 1)]).await;
+    let cancelled_id = int(&cancelled, "id");
+    expect(&app.cancel(&buyer, cancelled_id).await, 200);
+    let refunded = app.order_ok(&buyer, &[(product, 1)]).await;
+    let refunded_id = int(&refunded, "id");
+    expect(&app.pay(&buyer, &refunded).await, 200);
+    expect(&app.cancel(&buyer, refunded_id).await, 200);
+
+    for (id, status) in [
+        (pending_id, "pending_payment"),
+        (cancelled_id, "cancelled"),
+        (refunded_id, "refunded"),
+    ] {
+        let before = order_events(&app, id).await;
+        expect_error(
+            &confirm(&app, &buyer, id).await,
+            409,
+            "order_not_confirmable",
+        );
+        let now = app.order(&buyer, id).await;
+        assert_eq!(now["status"], status, "{now}");
+        assert_eq!(
+            order_events(&app, id).await,
+            before,
+            "no event for a refusal"
+        );
+    }
+    assert_eq!(
+        app.stock(product).await.held,
+        1,
+        "the pending order still holds"
+    );
+    app.assert_verify_clean().await;
+});
+
+backend_tests!(confirm_is_for_the_owner_and_admins, |app| async move {
+    let (buyer, paid, _) = paid_split_order(&app).await;
+    let order_id = int(&paid, "id");
+
+    let stranger = app.buyer().await;
+    expect_error(&confirm(&app, &stranger, order_id).await, 404, "not_found");
+    let seller = app
+        .create_seller(int(&array(&paid, "partner_orders")[0], "partner_id"))
+        .await;
+    expect_error(&confirm(&app, &seller, order_id).await, 404, "not_found");
+    let anonymous = app.post_empty(&confirm_path(order_id), None).await;
+    expect_error(&anonymous, 401, "unauthorized");
+    expect_error(&confirm(&app, &buyer, 987_654_321).await, 404, "not_found");
+    assert_eq!(app.order(&buyer, order_id).await["status"], "paid");
+
+    let admin = app.admin_token().await;
+    let confirmed = confirm(&app, &admin, order_id).await;
+    assert_eq!(expect(&confirmed, 200)["status"], "confirmed");
+    assert_eq!(
+        metric(&app, "orders_confirmed_total{reason=\"admin\"}").await,
+        1.0
+    );
+    app.assert_verify_clean().await;
+});
+
+backend_tests!(
+    paid_orders_are_confirmed_automatically,
+    config = |c| {
+        c.auto_confirm_after_secs = 1;
+        c.sweeper_interval_ms = 100;
+    },
+    |app| async move {
+        let (buyer, paid, _) = paid_split_order(&app).await;
+        let order_id = int(&paid, "id");
+        let product = app.simple_product(1_000, 5).await;
+        let unpaid = app.order_ok(&buyer, &[(product, 1)]).await;
+
+        let confirmed = eventually(
+            Duration::from_secs(10),
+            "the sweeper to confirm the paid order",
+            || {
+                let (app, buyer) = (app.clone(), buyer.clone());
+                async move {
+                    let order = app.order(&buyer, order_id).await;
+                    (order["status"] == "confirmed").then_some(order)
+                }
+            },
+        )
+        .await;
+        assert_eq!(partner_statuses(&confirmed), ["confirmed", "confirmed"]);
+        // Payment stamped `updated_at` with the moment it was accepted.
+        let waited = parse_time(&confirmed, "updated_at") - parse_time(&paid, "updated_at");
+        assert!(
+            waited >= time::Duration::seconds(1),
+            "confirmed {waited} after payment, before auto_confirm_after_secs"
+        );
+        assert_eq!(
+            order_events(&app, order_id).await,
+            ["order.placed", "order.paid", "order.confirmed"],
+            "confirmed exactly once"
+        );
+        let unpaid_now = app.order(&buyer, int(&unpaid, "id")).await;
+        assert_eq!(unpaid_now["status"], "pending_payment", "only paid orders");
+        expect_error(
+            &confirm(&app, &buyer, order_id).await,
+            409,
+            "order_not_confirmable",
+        );
+        assert_eq!(
+            metric(&app, "orders_confirmed_total{reason=\"auto\"}").await,
+            1.0
+        );
+        app.assert_verify_clean().await;
+    }
+);

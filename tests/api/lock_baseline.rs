@@ -1,0 +1,45 @@
+//! The seeds' Redis-lock-per-product strategy, kept as the benchmark baseline, must still
+//! be correct: exactly the stock sold under a burst.
+
+use crate::helpers::*;
+use std::sync::Arc;
+
+fn redis_url() -> Option<String> {
+    std::env::var("STAMPEDE_TEST_REDIS_URL").ok()
+}
+
+backend_tests!(
+    lock_baseline_sells_exactly_the_stock,
+    config = |c| {
+        if let Some(url) = redis_url() {
+            c.placement_strategy = "lock".into();
+            c.redis_url = Some(url);
+            c.redis_prefix = format!("{}:", unique("locktest"));
+        }
+    },
+    |app| async move {
+        if app.state.config.placement_strategy != "lock" {
+            assert!(
+                std::env::var("STAMPEDE_TEST_REQUIRE_PG").is_err(),
+                "STAMPEDE_TEST_REDIS_URL is required in CI"
+            );
+            eprintln!("skipped: STAMPEDE_TEST_REDIS_URL is not set");
+            return;
+        }
+        let product = app.simple_product(1_000, 20).await;
+        let buyers: Vec<Arc<String>> = app.buyers(200).await.into_iter().map(Arc::new).collect();
+        let replies = all_at_once(buyers.len(), |i| {
+            let (app, buyer) = (app.clone(), buyers[i].clone());
+            async move { app.place_order(&buyer, &[(product, 1)]).await }
+        })
+        .await;
+        let sold = replies.iter().filter(|r| r.0 == 201).count();
+        let out = replies
+            .iter()
+            .filter(|r| r.0 == 409 && r.1["error"]["code"] == "out_of_stock")
+            .count();
+        assert_eq!((sold, out), (20, 180), "{replies:?}");
+        assert_eq!(app.stock(product).await.held, 20);
+        app.assert_verify_clean().await;
+    }
+);
