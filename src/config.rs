@@ -22,6 +22,12 @@ pub struct Config {
     pub sweeper_batch_max: i64,
     /// How long after payment the sweeper confirms a purchase the buyer has not confirmed.
     pub auto_confirm_after_secs: u64,
+    /// How long a waitlist offer (a held order) waits for payment before it lapses and
+    /// passes to the next in line.
+    pub waitlist_offer_ttl_secs: u64,
+    /// How often the waitlist worker looks for offers to make or settle when no event woke
+    /// it (a safety net: `stock.changed` and `order.*` events wake it at once).
+    pub waitlist_interval_ms: u64,
     /// Largest number of orders placed in one transaction; 1 is the naive baseline.
     pub placement_batch_max: usize,
     /// How long the writer waits for more orders after the first one of a batch arrives.
@@ -87,6 +93,8 @@ impl Default for Config {
             sweeper_interval_ms: 1000,
             sweeper_batch_max: 500,
             auto_confirm_after_secs: 7 * 86_400,
+            waitlist_offer_ttl_secs: 300,
+            waitlist_interval_ms: 5000,
             placement_batch_max: 256,
             placement_linger_ms: 1,
             placement_queue_depth: 4096,
@@ -133,6 +141,8 @@ impl std::fmt::Debug for Config {
             .field("hold_ttl_secs", &self.hold_ttl_secs)
             .field("sweeper_interval_ms", &self.sweeper_interval_ms)
             .field("auto_confirm_after_secs", &self.auto_confirm_after_secs)
+            .field("waitlist_offer_ttl_secs", &self.waitlist_offer_ttl_secs)
+            .field("waitlist_interval_ms", &self.waitlist_interval_ms)
             .field("placement_batch_max", &self.placement_batch_max)
             .field("placement_linger_ms", &self.placement_linger_ms)
             .field("placement_queue_depth", &self.placement_queue_depth)
@@ -209,6 +219,8 @@ impl Config {
             sweeper_interval_ms,
             sweeper_batch_max,
             auto_confirm_after_secs,
+            waitlist_offer_ttl_secs,
+            waitlist_interval_ms,
             placement_batch_max,
             placement_linger_ms,
             placement_queue_depth,
@@ -280,6 +292,14 @@ impl Config {
         check(
             (1..=90 * 86_400).contains(&self.auto_confirm_after_secs),
             "auto_confirm_after_secs must be 1..=7776000 (90 days)",
+        )?;
+        check(
+            (1..=7 * 86_400).contains(&self.waitlist_offer_ttl_secs),
+            "waitlist_offer_ttl_secs must be 1..=604800",
+        )?;
+        check(
+            (10..=3_600_000).contains(&self.waitlist_interval_ms),
+            "waitlist_interval_ms must be 10..=3600000",
         )?;
         check(
             (1..=10_000).contains(&self.placement_batch_max),
@@ -431,6 +451,34 @@ mod tests {
         for (secs, ok) in [(0, false), (1, true), (7_776_000, true), (7_776_001, false)] {
             config.auto_confirm_after_secs = secs;
             assert_eq!(config.validate().is_ok(), ok, "{secs}");
+        }
+    }
+
+    #[test]
+    fn waitlist_settings_are_read_and_validated() {
+        let config = Config::default();
+        assert_eq!(
+            (config.waitlist_offer_ttl_secs, config.waitlist_interval_ms),
+            (300, 5000)
+        );
+        let mut config = Config::default();
+        let env = |name: &str| match name {
+            "STAMPEDE_WAITLIST_OFFER_TTL_SECS" => Some("60".to_owned()),
+            "STAMPEDE_WAITLIST_INTERVAL_MS" => Some("250".to_owned()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!(config.waitlist_offer_ttl_secs, 60);
+        assert_eq!(config.waitlist_interval_ms, 250);
+        for (ttl, interval, ok) in [
+            (0, 5000, false),
+            (604_801, 5000, false),
+            (1, 9, false),
+            (1, 10, true),
+        ] {
+            config.waitlist_offer_ttl_secs = ttl;
+            config.waitlist_interval_ms = interval;
+            assert_eq!(config.validate().is_ok(), ok, "{ttl} {interval}");
         }
     }
 

@@ -12,6 +12,7 @@
 //!   live-update wake-ups): one trait per concern, in process or through Redis.
 //! - `sweeper` — releases holds whose payment deadline passed; confirms purchases paid
 //!   `auto_confirm_after_secs` ago.
+//! - `waitlist` — offers returned units to the buyers waiting for a sold-out product.
 //! - `http/` — the API: router, error codes (`http::error`), handlers, OpenAPI.
 //! - `server` — wires it all; `cli` and `main` only parse and call it.
 //! - `loadgen` — the load generator (`stampede loadgen`), a client of the HTTP API.
@@ -32,3 +33,4 @@ pub mod server;
 pub mod store;
 pub mod sweeper;
 pub mod verify;
+pub mod waitlist;

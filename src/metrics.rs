@@ -67,6 +67,13 @@ pub struct Metrics {
     pub redis_errors: Counter,
     /// 1 while Redis is configured and reachable.
     pub redis_up: Gauge,
+    pub waitlist_joins: Counter,
+    /// Offers made (an order placed for the first buyer in line).
+    pub waitlist_offers: Counter,
+    /// Offers whose order was cancelled or expired unpaid.
+    pub waitlist_lapses: Counter,
+    /// Buyers passed over, by the rejection code of their offer's order.
+    pub waitlist_skips: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -99,6 +106,10 @@ impl Default for Metrics {
             rate_limited: Family::default(),
             redis_errors: Counter::default(),
             redis_up: Gauge::default(),
+            waitlist_joins: Counter::default(),
+            waitlist_offers: Counter::default(),
+            waitlist_lapses: Counter::default(),
+            waitlist_skips: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -197,6 +208,7 @@ impl Default for Metrics {
             m.outbox_lag_events.clone(),
         );
         register_shared(&mut registry, &m);
+        register_waitlist(&mut registry, &m);
         Metrics { registry, ..m }
     }
 }
@@ -237,6 +249,30 @@ fn register_shared(registry: &mut Registry, m: &Metrics) {
         "redis_up",
         "1 while Redis is configured and reachable, else 0",
         m.redis_up.clone(),
+    );
+}
+
+/// The metrics of the waitlist (`crate::waitlist`).
+fn register_waitlist(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "waitlist_joins",
+        "Buyers who joined a product's waitlist",
+        m.waitlist_joins.clone(),
+    );
+    registry.register(
+        "waitlist_offers",
+        "Waitlist offers made: orders placed for the first buyer in line",
+        m.waitlist_offers.clone(),
+    );
+    registry.register(
+        "waitlist_lapses",
+        "Waitlist offers whose order was cancelled or expired unpaid",
+        m.waitlist_lapses.clone(),
+    );
+    registry.register(
+        "waitlist_skips",
+        "Waiting buyers passed over, by the rejection of their offer's order",
+        m.waitlist_skips.clone(),
     );
 }
 

@@ -1,6 +1,7 @@
 //! The in-process event dispatcher (DESIGN §4, embedded mode). Each node tails the outbox
 //! table from the id it started at and feeds its subscribers: live order streams (SSE),
-//! the availability gate, the listing cache and the access-token deny-list. Because every
+//! the availability gate, the listing cache, the access-token deny-list and the waitlist
+//! worker (`crate::waitlist`). Because every
 //! node tails the same table, a change made on node B reaches a buyer connected to node A;
 //! with Redis, B's notice wakes A at once instead of at A's next poll.
 
@@ -8,7 +9,9 @@ use crate::auth::AuthService;
 use crate::cluster::cache::LevelsSeen;
 use crate::cluster::gate::StockSeen;
 use crate::cluster::Cluster;
-use crate::domain::events::{self, Event, OrderStatusChanged, SessionRevoked, StockChanged};
+use crate::domain::events::{
+    self, Event, OrderStatusChanged, SessionRevoked, StockChanged, WaitlistChanged,
+};
 use crate::metrics::Metrics;
 use crate::store::{StockLevels, Store};
 use std::collections::HashMap;
@@ -21,10 +24,23 @@ const DISPATCH_BATCH_EVENTS: i64 = 1000;
 /// Buffered status events per live order stream; a slower client skips ahead.
 const STREAM_BUFFER_EVENTS: usize = 16;
 
-/// Per-order broadcast channels for `GET /orders/{id}/events`.
+/// Per-order broadcast channels for `GET /orders/{id}/events`, and per-user ones for
+/// `GET /me/events`.
 #[derive(Default)]
 pub struct Hub {
     topics: Mutex<HashMap<i64, broadcast::Sender<Arc<OrderStatusChanged>>>>,
+    users: Mutex<HashMap<i64, broadcast::Sender<Arc<UserEvent>>>>,
+}
+
+/// One event of a user's own stream: every `order.*` of their orders and every
+/// `waitlist.*` of their entries, as written to the outbox.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserEvent {
+    /// The outbox id: increasing, so a client can tell what it has seen.
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub payload: serde_json::Value,
 }
 
 impl Hub {
@@ -46,10 +62,40 @@ impl Hub {
         }
     }
 
+    pub fn subscribe_user(&self, user_id: i64) -> broadcast::Receiver<Arc<UserEvent>> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .entry(user_id)
+            .or_insert_with(|| broadcast::channel(STREAM_BUFFER_EVENTS).0)
+            .subscribe()
+    }
+
+    /// Builds the event (parsing its payload) only when the user has a live stream here.
+    fn publish_user(&self, user_id: i64, event: &Event) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = users.get(&user_id) else {
+            return;
+        };
+        let Ok(payload) = serde_json::from_str(&event.payload) else {
+            return;
+        };
+        let event = UserEvent {
+            id: event.id,
+            event_type: event.event_type.clone(),
+            payload,
+        };
+        if sender.send(Arc::new(event)).is_err() {
+            users.remove(&user_id);
+        }
+    }
+
     /// Drops channels whose streams have all gone; once per dispatch pass, not per event.
     fn prune(&self) {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
         topics.retain(|_, s| s.receiver_count() > 0);
+        drop(topics);
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users.retain(|_, s| s.receiver_count() > 0);
     }
 }
 
@@ -61,6 +107,8 @@ pub struct Dispatcher {
     pub cluster: Cluster,
     pub auth: Arc<AuthService>,
     pub metrics: Arc<Metrics>,
+    /// Wakes this node's waitlist worker when units come back or an order settles.
+    pub waitlist: Arc<crate::waitlist::Signal>,
     pub wake: Arc<Notify>,
     pub poll: Duration,
     /// The id of the last event dispatched on this node, for [`EventSync`].
@@ -192,6 +240,9 @@ impl Dispatcher {
         let parsed = match event.event_type.as_str() {
             events::STOCK_CHANGED => {
                 serde_json::from_str::<StockChanged>(&event.payload).map(|s| {
+                    if s.available > 0 {
+                        self.waitlist.stock_available(s.product_id);
+                    }
                     // Ascending ids: the last event of a product in the batch is its newest.
                     shared.stock.insert(s.product_id, (event.id, s));
                 })
@@ -208,8 +259,23 @@ impl Dispatcher {
                 })
             }
             t if t.starts_with("order.") => {
-                serde_json::from_str::<OrderStatusChanged>(&event.payload)
-                    .map(|c| self.hub.publish(c))
+                serde_json::from_str::<OrderStatusChanged>(&event.payload).map(|c| {
+                    if matches!(
+                        t,
+                        events::ORDER_PAID
+                            | events::ORDER_CANCELLED
+                            | events::ORDER_EXPIRED
+                            | events::ORDER_REFUNDED
+                    ) {
+                        self.waitlist.order_settled();
+                    }
+                    self.hub.publish_user(c.user_id, event);
+                    self.hub.publish(c)
+                })
+            }
+            t if t.starts_with("waitlist.") => {
+                serde_json::from_str::<WaitlistChanged>(&event.payload)
+                    .map(|w| self.hub.publish_user(w.user_id, event))
             }
             _ => Ok(()),
         };

@@ -1,5 +1,5 @@
-//! Wires the parts together: store, auth, placement writer, outbox dispatcher, sweeper and
-//! the HTTP router. `main` only parses configuration and calls [`Server::bind`] and
+//! Wires the parts together: store, auth, placement writer, outbox dispatcher, sweeper,
+//! waitlist worker and the HTTP router. `main` only parses configuration and calls [`Server::bind`] and
 //! [`Server::run`]; tests do the same on port 0.
 
 use crate::auth::AuthService;
@@ -13,6 +13,7 @@ use crate::placement::lock::{LockConfig, LockPlacement};
 use crate::placement::{Placement, PlacementConfig};
 use crate::store::{self, PoolOptions, Store};
 use crate::sweeper::Sweeper;
+use crate::waitlist::{Signal, WaitlistWorker};
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub cluster: Cluster,
     /// Flips to `true` when the server shuts down; live streams end on it.
     pub shutdown: watch::Receiver<bool>,
+    /// Wakes this node's waitlist worker (a buyer joined a line with units available).
+    pub waitlist: Arc<Signal>,
 }
 
 pub struct Server {
@@ -103,6 +106,7 @@ impl Server {
         let hub = Arc::new(Hub::default());
         let cluster = Cluster::build(&config, metrics.clone(), auth.clone())?;
         let outbox_wake = Arc::new(Notify::new());
+        let waitlist = Arc::new(Signal::default());
         let (stop, shutdown) = watch::channel(false);
         let (cursor, cursor_rx) = watch::channel(0);
         let lock = match (config.placement_strategy.as_str(), &config.redis_url) {
@@ -157,6 +161,7 @@ impl Server {
             cluster: cluster.clone(),
             auth: auth.clone(),
             metrics: metrics.clone(),
+            waitlist: waitlist.clone(),
             wake: outbox_wake.clone(),
             poll: Duration::from_millis(config.outbox_poll_ms),
             cursor,
@@ -169,9 +174,18 @@ impl Server {
             batch_max: config.sweeper_batch_max,
             auto_confirm_after_secs: config.auto_confirm_after_secs,
         };
+        let waitlist_worker = WaitlistWorker {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            signal: waitlist.clone(),
+            outbox_wake: outbox_wake.clone(),
+            interval: Duration::from_millis(config.waitlist_interval_ms),
+            offer_ttl_secs: config.waitlist_offer_ttl_secs,
+        };
         let mut tasks = vec![
             tokio::spawn(dispatcher.run(shutdown.clone())),
             tokio::spawn(sweeper.run(shutdown.clone())),
+            tokio::spawn(waitlist_worker.run(shutdown.clone())),
         ];
         tasks.extend(cluster.start(shutdown.clone()).await);
         let listener = TcpListener::bind(config.http_addr)
@@ -189,6 +203,7 @@ impl Server {
             events,
             cluster,
             shutdown,
+            waitlist,
         };
         Ok(Server {
             listener,

@@ -10,6 +10,8 @@ pub const PRODUCT: &str = "product";
 pub const SESSION: &str = "session";
 pub const USER: &str = "user";
 pub const PARTNER: &str = "partner";
+/// Aggregate id: the waitlist entry.
+pub const WAITLIST: &str = "waitlist";
 
 pub const ORDER_PLACED: &str = "order.placed";
 pub const ORDER_PAID: &str = "order.paid";
@@ -26,6 +28,12 @@ pub const SESSION_ROTATED: &str = "session.rotated";
 pub const USER_CREATED: &str = "user.created";
 pub const PARTNER_CREATED: &str = "partner.created";
 pub const PAYMENT_FAILED: &str = "payment.failed";
+pub const WAITLIST_JOINED: &str = "waitlist.joined";
+pub const WAITLIST_LEFT: &str = "waitlist.left";
+pub const WAITLIST_OFFERED: &str = "waitlist.offered";
+pub const WAITLIST_LAPSED: &str = "waitlist.lapsed";
+pub const WAITLIST_SKIPPED: &str = "waitlist.skipped";
+pub const WAITLIST_FULFILLED: &str = "waitlist.fulfilled";
 
 /// An event about to be appended to the outbox.
 #[derive(Debug, Clone)]
@@ -216,5 +224,33 @@ pub fn payment_failed(order_id: i64, outcome: &str) -> NewEvent {
         aggregate_id: order_id,
         event_type: PAYMENT_FAILED,
         payload: json(&serde_json::json!({ "order_id": order_id, "outcome": outcome })),
+    }
+}
+
+/// Payload of every `waitlist.*` event. `order_id` names the offer's order once there is
+/// one; `pay_by` is its payment deadline (on `waitlist.offered`); `reason` says why a
+/// buyer was skipped (the order's rejection code).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WaitlistChanged {
+    pub entry_id: i64,
+    pub product_id: i64,
+    pub user_id: i64,
+    pub quantity: i64,
+    pub status: super::waitlist::WaitlistStatus,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub order_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pay_by: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+/// A waitlist entry entered `change.status` (the event type follows from it).
+pub fn waitlist_changed(change: &WaitlistChanged) -> NewEvent {
+    NewEvent {
+        aggregate_type: WAITLIST,
+        aggregate_id: change.entry_id,
+        event_type: change.status.event_type(),
+        payload: json(change),
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod order;
 pub mod values;
+pub mod waitlist;
 
 pub use error::DomainError;
 pub use order::{OrderStatus, Role};

@@ -38,6 +38,8 @@ pub enum ErrorCode {
     OrderNotPayable,
     OrderNotCancellable,
     OrderNotConfirmable,
+    /// The buyer already waits for (or holds an offer of) this product.
+    AlreadyWaitlisted,
     RequestTimeout,
     /// Too many requests from this user or address; see `Retry-After`.
     RateLimited,
@@ -63,7 +65,7 @@ impl ErrorCode {
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | OutOfStock | InsufficientStock | NotReleased | OrderNotPayable
-            | OrderNotCancellable | OrderNotConfirmable => StatusCode::CONFLICT,
+            | OrderNotCancellable | OrderNotConfirmable | AlreadyWaitlisted => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,

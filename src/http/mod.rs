@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod queue;
+pub mod waitlist;
 
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::server::AppState;
@@ -64,6 +65,12 @@ pub fn router(state: AppState) -> Router {
         .route("/products/{id}/adjust", post(catalog::adjust))
         .route("/products/{id}/stock", get(catalog::stock))
         .route("/products/{id}/movements", get(catalog::movements))
+        .route(
+            "/products/{id}/waitlist",
+            post(waitlist::join_waitlist).delete(waitlist::leave_waitlist),
+        )
+        .route("/me/waitlist", get(waitlist::my_waitlist))
+        .route("/me/events", get(waitlist::my_events))
         .route(
             "/orders",
             post(orders::place_order).get(orders::list_orders),

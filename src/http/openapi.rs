@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations, and Swagger UI.
 
-use super::{auth, catalog, error, ops, orders, queue, PageView};
+use super::{auth, catalog, error, ops, orders, queue, waitlist, PageView};
 use crate::server::AppState;
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -16,8 +16,9 @@ use utoipa_swagger_ui::SwaggerUi;
         catalog::get_product, catalog::update_product, catalog::inbound, catalog::adjust, catalog::stock, catalog::movements,
         orders::place_order, orders::get_order, orders::list_orders, orders::pay_order, orders::cancel_order,
         orders::confirm_order, orders::order_events, queue::get_ticket, queue::ticket_events, ops::healthz, ops::readyz, ops::metrics,
+        waitlist::join_waitlist, waitlist::leave_waitlist, waitlist::my_waitlist, waitlist::my_events,
     ),
-    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<orders::OrderView>, PageView<catalog::MovementView>)),
+    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<orders::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -76,6 +76,9 @@ pub struct OrderView {
     pub payable: i64,
     #[schema(value_type = String, format = DateTime)]
     pub pay_by: Timestamp,
+    /// When the payment was accepted; `null` until the order is paid.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub paid_at: Option<Timestamp>,
     pub cancel_reason: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -95,6 +98,7 @@ impl From<OrderRecord> for OrderView {
             points_used: o.points_used,
             payable: o.payable,
             pay_by: o.pay_by,
+            paid_at: o.paid_at,
             cancel_reason: o.cancel_reason,
             created_at: o.created_at,
             updated_at: o.updated_at,
@@ -370,6 +374,26 @@ pub async fn pay_order(
     }
 }
 
+/// Returns a refunded order's money through the gateway. The order is already refunded in
+/// the books (stock returned, `order.refunded` written); a gateway failure is logged and
+/// counted for reconciliation rather than undoing that.
+async fn refund(state: &AppState, order: &OrderRecord) {
+    let outcome = match state.gateway.refund(order.id, order.payable).await {
+        Ok(()) => "refunded",
+        Err(e) => {
+            tracing::error!(order_id = order.id, error = %e, "gateway refund failed; reconcile by hand");
+            "refund_failed"
+        }
+    };
+    state
+        .metrics
+        .payments
+        .get_or_create(&ReasonLabels {
+            reason: outcome.into(),
+        })
+        .inc();
+}
+
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 409, body = super::error::ErrorBody)))]
 pub async fn cancel_order(
@@ -384,22 +408,14 @@ pub async fn cancel_order(
             "order can no longer be cancelled",
         )
     };
-    match order.status {
-        OrderStatus::PendingPayment => {}
-        // Money first: if the gateway cannot refund, nothing changes and the caller retries.
-        OrderStatus::Paid => state
-            .gateway
-            .refund(order.id, order.payable)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "refund failed");
-                ApiError::new(
-                    ErrorCode::Unavailable,
-                    "payment gateway unavailable, retry shortly",
-                )
-            })?,
-        _ => return Err(not_cancellable()),
+    if !matches!(
+        order.status,
+        OrderStatus::PendingPayment | OrderStatus::Paid
+    ) {
+        return Err(not_cancellable());
     }
+    // The transition comes first: exactly one caller can move an order out of `paid`, so the
+    // money goes back at most once, and never for an order a confirm got to first.
     match state
         .store
         .cancel_order(id, CancelReason::Requested, Timestamp::now())
@@ -407,6 +423,7 @@ pub async fn cancel_order(
     {
         TransitionOutcome::Done(order) => {
             let reason = if order.status == OrderStatus::Refunded {
+                refund(&state, &order).await;
                 "refunded"
             } else {
                 "requested"

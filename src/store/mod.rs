@@ -194,9 +194,71 @@ pub trait AuditStore: Send + Sync {
     async fn audit(&self) -> StoreResult<Audit>;
 }
 
+/// The waitlists of sold-out products (`crate::waitlist`). Every status change is a
+/// conditional write on the entry's current status, with its `waitlist.*` event in the
+/// same transaction, so two nodes racing on one entry change it once.
+#[async_trait]
+pub trait WaitlistStore: Send + Sync {
+    /// Puts the buyer at the end of the product's line (`waitlist.joined`).
+    async fn join_waitlist(
+        &self,
+        product_id: i64,
+        user_id: i64,
+        quantity: i64,
+        now: Timestamp,
+    ) -> StoreResult<JoinOutcome>;
+    /// `waiting → left` (`waitlist.left`); `None` when the buyer is not waiting.
+    async fn leave_waitlist(
+        &self,
+        product_id: i64,
+        user_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<Option<WaitlistEntryRecord>>;
+    /// The buyer's entries, newest first, waiting ones with their position.
+    async fn user_waitlist(
+        &self,
+        user_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<WaitlistEntryRecord>>;
+    async fn waitlist_entry(&self, id: i64) -> StoreResult<Option<WaitlistEntryRecord>>;
+    /// The product's first waiting entry (lowest id).
+    async fn next_waiting(&self, product_id: i64) -> StoreResult<Option<WaitlistEntryRecord>>;
+    /// Up to `limit` products, ascending, that have waiting entries and available stock.
+    async fn products_to_offer(&self, limit: i64) -> StoreResult<Vec<i64>>;
+    /// `waiting → status` (normally `offered`) linked to the offer's `order_id`, with its
+    /// event (`pay_by` goes into it); `None`, changing nothing, if the entry is not waiting.
+    async fn link_offer(
+        &self,
+        entry_id: i64,
+        order_id: i64,
+        status: crate::domain::waitlist::WaitlistStatus,
+        pay_by: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<WaitlistEntryRecord>>;
+    /// `waiting → skipped` (`waitlist.skipped` with `reason`); `None` if not waiting.
+    async fn skip_waiting(
+        &self,
+        entry_id: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<WaitlistEntryRecord>>;
+    /// Moves up to `limit` `offered` entries whose order left `pending_payment` to `lapsed`
+    /// (cancelled or expired) or `fulfilled` (paid), with their events; returns them.
+    async fn settle_offers(
+        &self,
+        limit: i64,
+        now: Timestamp,
+    ) -> StoreResult<Vec<WaitlistEntryRecord>>;
+    /// Entries linked to an order that is not that buyer's order of that product and
+    /// quantity, or offered/fulfilled without an order.
+    async fn waitlist_audit(&self) -> StoreResult<Vec<WaitlistBreach>>;
+}
+
 /// The whole store. One implementation per backend.
 #[async_trait]
-pub trait Store: AuthStore + CatalogStore + OrderStore + OutboxStore + AuditStore {
+pub trait Store:
+    AuthStore + CatalogStore + OrderStore + OutboxStore + AuditStore + WaitlistStore
+{
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;

@@ -157,6 +157,8 @@ pub struct OrderRecord {
     pub points_used: i64,
     pub payable: i64,
     pub pay_by: Timestamp,
+    /// When the payment was accepted; `None` until the order is paid.
+    pub paid_at: Option<Timestamp>,
     pub cancel_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -261,4 +263,59 @@ pub struct Audit {
     pub stock: Vec<StockAudit>,
     pub orders: Vec<OrderAudit>,
     pub limit_breaches: Vec<LimitBreach>,
+}
+
+/// One buyer's place in one product's waitlist.
+#[derive(Debug, Clone)]
+pub struct WaitlistEntryRecord {
+    pub id: i64,
+    pub product_id: i64,
+    pub user_id: i64,
+    pub quantity: i64,
+    pub status: crate::domain::waitlist::WaitlistStatus,
+    /// The offer's order, once offered (kept when the offer lapses or is fulfilled).
+    pub order_id: Option<i64>,
+    /// 1-based place among the product's waiting entries; `None` unless waiting (and on
+    /// rows returned by a status change).
+    pub position: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl WaitlistEntryRecord {
+    /// The event announcing the entry's current status.
+    pub fn event(
+        &self,
+        pay_by: Option<Timestamp>,
+        reason: Option<&str>,
+    ) -> crate::domain::events::NewEvent {
+        crate::domain::events::waitlist_changed(&crate::domain::events::WaitlistChanged {
+            entry_id: self.id,
+            product_id: self.product_id,
+            user_id: self.user_id,
+            quantity: self.quantity,
+            status: self.status,
+            order_id: self.order_id,
+            pay_by,
+            reason: reason.map(str::to_owned),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum JoinOutcome {
+    Joined(WaitlistEntryRecord),
+    UnknownProduct,
+    /// The buyer already waits for, or holds an offer of, this product.
+    AlreadyWaitlisted,
+}
+
+/// A waitlist entry whose order is not an order of that buyer for that product and
+/// quantity (found by `stampede verify`).
+#[derive(Debug, Clone)]
+pub struct WaitlistBreach {
+    pub entry_id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub order_id: Option<i64>,
 }

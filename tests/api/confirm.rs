@@ -61,14 +61,19 @@ async fn paid_split_order(app: &TestApp) -> (String, Value, [i64; 2]) {
     let coats = app.product_of(south, 2_000, 5, None).await;
     let buyer = app.buyer().await;
     let order = app.order_ok(&buyer, &[(boots, 1), (coats, 2)]).await;
+    assert!(order["paid_at"].is_null(), "not paid yet: {order}");
     let paid = expect(&app.pay(&buyer, &order).await, 200).clone();
     assert_eq!(paid["status"], "paid", "{paid}");
     (buyer, paid, [boots, coats])
 }
 
 backend_tests!(buyer_confirms_a_paid_order, |app| async move {
+    let before = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
     let (buyer, paid, products) = paid_split_order(&app).await;
     let order_id = int(&paid, "id");
+    let paid_at = parse_time(&paid, "paid_at");
+    let after = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    assert!(before <= paid_at && paid_at <= after, "paid_at {paid_at}");
     assert_eq!(partner_statuses(&paid), ["paid", "paid"]);
     let movements = [
         app.movements(products[0]).await,
@@ -82,9 +87,11 @@ backend_tests!(buyer_confirms_a_paid_order, |app| async move {
     assert_eq!(confirmed["status"], "confirmed", "{confirmed}");
     assert_eq!(int(&confirmed, "id"), order_id);
     assert_eq!(partner_statuses(&confirmed), ["confirmed", "confirmed"]);
+    assert_eq!(confirmed["paid_at"], paid["paid_at"], "paid_at is kept");
     let fetched = app.order(&buyer, order_id).await;
     assert_eq!(fetched["status"], "confirmed");
     assert_eq!(partner_statuses(&fetched), ["confirmed", "confirmed"]);
+    assert_eq!(fetched["paid_at"], paid["paid_at"]);
 
     let live = stream.next_event(SSE_WAIT).await;
     assert_eq!(live["status"], "confirmed", "{live}");
@@ -148,6 +155,10 @@ backend_tests!(only_paid_orders_can_be_confirmed, |app| async move {
             "no event for a refusal"
         );
     }
+    assert!(app.order(&buyer, pending_id).await["paid_at"].is_null());
+    assert!(app.order(&buyer, cancelled_id).await["paid_at"].is_null());
+    // A refund keeps the record of when the order was paid.
+    parse_time(&app.order(&buyer, refunded_id).await, "paid_at");
     assert_eq!(
         app.stock(product).await.held,
         1,
@@ -206,8 +217,8 @@ backend_tests!(
         )
         .await;
         assert_eq!(partner_statuses(&confirmed), ["confirmed", "confirmed"]);
-        // Payment stamped `updated_at` with the moment it was accepted.
-        let waited = parse_time(&confirmed, "updated_at") - parse_time(&paid, "updated_at");
+        assert_eq!(confirmed["paid_at"], paid["paid_at"]);
+        let waited = parse_time(&confirmed, "updated_at") - parse_time(&paid, "paid_at");
         assert!(
             waited >= time::Duration::seconds(1),
             "confirmed {waited} after payment, before auto_confirm_after_secs"

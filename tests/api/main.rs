@@ -21,3 +21,4 @@ mod rate_limits;
 mod scale_out;
 mod verify;
 mod waiting_room;
+mod waitlist;

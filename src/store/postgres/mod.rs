@@ -17,6 +17,7 @@ mod place;
 mod stock;
 #[cfg(test)]
 mod tests;
+mod waitlist;
 
 use super::{PoolOptions, Store, StoreError, StoreResult};
 use crate::domain::Timestamp;
@@ -25,7 +26,10 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::Row;
 
 /// Migrations in the order they apply; a version is never edited once released.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_waitlist.sql")),
+];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment
 /// (ASCII "stampmig").

@@ -30,6 +30,9 @@ fn order_from_row(row: &PgRow) -> StoreResult<OrderRecord> {
         points_used: row.try_get("points_used")?,
         payable: row.try_get("payable")?,
         pay_by: ts(row, "pay_by")?,
+        paid_at: row
+            .try_get::<Option<i64>, _>("paid_at")?
+            .map(Timestamp::from_millis),
         cancel_reason: row.try_get("cancel_reason")?,
         created_at: ts(row, "created_at")?,
         updated_at: ts(row, "updated_at")?,
@@ -51,7 +54,7 @@ pub(super) async fn load_orders(
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT id, user_id, status, total, discount, points_used, payable, pay_by, \
+        "SELECT id, user_id, status, total, discount, points_used, payable, pay_by, paid_at, \
          cancel_reason, created_at, updated_at FROM orders WHERE id = ANY($1) ORDER BY id",
     )
     .bind(ids)

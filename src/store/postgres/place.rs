@@ -485,6 +485,7 @@ fn placed_record(
         points_used: 0,
         payable: total,
         pay_by,
+        paid_at: None,
         cancel_reason: None,
         created_at: now,
         updated_at: now,

@@ -12,6 +12,7 @@ mod catalog;
 mod orders;
 mod outbox;
 mod place;
+mod waitlist;
 
 use super::{PoolOptions, Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -20,7 +21,10 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_waitlist.sql")),
+];
 /// How long a connection waits for another process holding the write lock (e.g. a CLI
 /// command run beside the server).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

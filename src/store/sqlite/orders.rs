@@ -12,7 +12,7 @@ use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 
 const ORDER_COLUMNS: &str = "id, user_id, status, total, discount, points_used, payable, pay_by,
-    cancel_reason, created_at, updated_at";
+    paid_at, cancel_reason, created_at, updated_at";
 
 fn order_from_row(row: &SqliteRow) -> StoreResult<OrderRecord> {
     let status: String = row.try_get("status")?;
@@ -26,6 +26,9 @@ fn order_from_row(row: &SqliteRow) -> StoreResult<OrderRecord> {
         points_used: row.try_get("points_used")?,
         payable: row.try_get("payable")?,
         pay_by: Timestamp::from_millis(row.try_get("pay_by")?),
+        paid_at: row
+            .try_get::<Option<i64>, _>("paid_at")?
+            .map(Timestamp::from_millis),
         cancel_reason: row.try_get("cancel_reason")?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),

@@ -339,6 +339,7 @@ impl<'a> BatchRows<'a> {
             points_used: 0,
             payable: total,
             pay_by,
+            paid_at: None,
             cancel_reason: None,
             created_at: now,
             updated_at: now,

@@ -1,0 +1,382 @@
+//! Waitlists on PostgreSQL. Every status change is `UPDATE … WHERE status = <expected>`:
+//! two nodes changing one entry at once queue on its row lock, and the second re-checks the
+//! condition against the first's committed row and changes nothing. Several entries are
+//! changed in ascending id order, so two such transactions cannot deadlock. The event is
+//! appended last, as `outbox::append` requires.
+
+use super::{classify, outbox, ts, PgStore};
+use crate::domain::waitlist::WaitlistStatus;
+use crate::domain::{OrderStatus, Timestamp};
+use crate::store::{
+    JoinOutcome, Page, PageRequest, StoreError, StoreResult, WaitlistBreach, WaitlistEntryRecord,
+    WaitlistStore,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::Row;
+
+const COLUMNS: &str = "id, product_id, user_id, quantity, status, order_id, created_at, updated_at";
+
+/// The entry's columns (table alias `e`) and, for a waiting entry, its place in line.
+const SELECT_WITH_POSITION: &str = "SELECT e.id, e.product_id, e.user_id, e.quantity, \
+         e.status, e.order_id, e.created_at, e.updated_at, \
+         CASE WHEN e.status = 'waiting' THEN \
+             (SELECT COUNT(*) FROM waitlist_entries w \
+              WHERE w.product_id = e.product_id AND w.status = 'waiting' AND w.id <= e.id) \
+         END AS position \
+     FROM waitlist_entries e";
+
+fn entry_from_row(row: &PgRow) -> StoreResult<WaitlistEntryRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(WaitlistEntryRecord {
+        id: row.try_get("id")?,
+        product_id: row.try_get("product_id")?,
+        user_id: row.try_get("user_id")?,
+        quantity: row.try_get("quantity")?,
+        status: WaitlistStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("waitlist status {status:?}")))?,
+        order_id: row.try_get("order_id")?,
+        position: None,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+fn positioned_from_row(row: &PgRow) -> StoreResult<WaitlistEntryRecord> {
+    let mut entry = entry_from_row(row)?;
+    entry.position = row.try_get("position")?;
+    Ok(entry)
+}
+
+async fn load_entry(conn: &mut PgConnection, id: i64) -> StoreResult<Option<WaitlistEntryRecord>> {
+    let row = sqlx::query(&format!("{SELECT_WITH_POSITION} WHERE e.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(positioned_from_row).transpose()
+}
+
+/// `waiting|offered → to`, returning the entry as it now is, or `None` when it was not in
+/// `from`. `order_id` is set when given, else kept.
+async fn change_status(
+    conn: &mut PgConnection,
+    entry_id: i64,
+    from: WaitlistStatus,
+    to: WaitlistStatus,
+    order_id: Option<i64>,
+    now: Timestamp,
+) -> StoreResult<Option<WaitlistEntryRecord>> {
+    let row = sqlx::query(&format!(
+        "UPDATE waitlist_entries SET status = $3, order_id = COALESCE($4, order_id), \
+             updated_at = $5 \
+         WHERE id = $1 AND status = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(entry_id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(order_id)
+    .bind(now.millis())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(entry_from_row).transpose()
+}
+
+/// One conditional status change and its event, in one transaction.
+async fn change_and_announce(
+    pool: &PgPool,
+    entry_id: i64,
+    (from, to): (WaitlistStatus, WaitlistStatus),
+    order_id: Option<i64>,
+    (pay_by, reason): (Option<Timestamp>, Option<&str>),
+    now: Timestamp,
+) -> StoreResult<Option<WaitlistEntryRecord>> {
+    let mut tx = pool.begin().await?;
+    let Some(entry) = change_status(&mut tx, entry_id, from, to, order_id, now).await? else {
+        return Ok(None);
+    };
+    outbox::append(&mut tx, &[entry.event(pay_by, reason)], now).await?;
+    tx.commit().await?;
+    Ok(Some(entry))
+}
+
+async fn join(
+    pool: &PgPool,
+    product_id: i64,
+    user_id: i64,
+    quantity: i64,
+    now: Timestamp,
+) -> StoreResult<JoinOutcome> {
+    let mut tx = pool.begin().await?;
+    // A concurrent second join of the same buyer waits on the partial UNIQUE index entry
+    // of the first, then does nothing.
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO waitlist_entries \
+             (product_id, user_id, quantity, status, created_at, updated_at) \
+         SELECT id, $2, $3, 'waiting', $4, $4 FROM products WHERE id = $1 \
+         ON CONFLICT (product_id, user_id) WHERE status IN ('waiting', 'offered') DO NOTHING \
+         RETURNING id",
+    )
+    .bind(product_id)
+    .bind(user_id)
+    .bind(quantity)
+    .bind(now.millis())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        let known: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM products WHERE id = $1)")
+                .bind(product_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        return Ok(if known {
+            JoinOutcome::AlreadyWaitlisted
+        } else {
+            JoinOutcome::UnknownProduct
+        });
+    };
+    let entry = load_entry(&mut tx, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("waitlist entry {id} vanished")))?;
+    outbox::append(&mut tx, &[entry.event(None, None)], now).await?;
+    tx.commit().await?;
+    Ok(JoinOutcome::Joined(entry))
+}
+
+async fn user_waitlist(
+    pool: &PgPool,
+    user_id: i64,
+    page: PageRequest,
+) -> StoreResult<Page<WaitlistEntryRecord>> {
+    let mut conn = pool.acquire().await?;
+    let rows = sqlx::query(&format!(
+        "{SELECT_WITH_POSITION} WHERE e.user_id = $1 ORDER BY e.id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(user_id)
+    .bind(page.size)
+    .bind(page.offset())
+    .fetch_all(&mut *conn)
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM waitlist_entries WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Page {
+        items: rows
+            .iter()
+            .map(positioned_from_row)
+            .collect::<StoreResult<_>>()?,
+        page: page.page,
+        size: page.size,
+        total,
+    })
+}
+
+/// See `WaitlistStore::settle_offers`. An order leaves `pending_payment` for good and
+/// `for_offer` maps every later status the same way, so deciding from a plain read is safe;
+/// each update re-checks that its entry is still `offered`.
+async fn settle_offers(
+    pool: &PgPool,
+    limit: i64,
+    now: Timestamp,
+) -> StoreResult<Vec<WaitlistEntryRecord>> {
+    let due: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT e.id, o.status FROM waitlist_entries e JOIN orders o ON o.id = e.order_id \
+         WHERE e.status = 'offered' AND o.status <> 'pending_payment' \
+         ORDER BY e.id LIMIT $1",
+    )
+    .bind(limit.max(0))
+    .fetch_all(pool)
+    .await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await?;
+    let mut settled = Vec::with_capacity(due.len());
+    for (entry_id, order_status) in due {
+        let order_status = OrderStatus::parse(&order_status)
+            .ok_or_else(|| StoreError::Corrupt(format!("order status {order_status:?}")))?;
+        let to = WaitlistStatus::for_offer(order_status);
+        let from = WaitlistStatus::Offered;
+        if let Some(entry) = change_status(&mut tx, entry_id, from, to, None, now).await? {
+            settled.push(entry);
+        }
+    }
+    let events: Vec<_> = settled.iter().map(|e| e.event(None, None)).collect();
+    outbox::append(&mut tx, &events, now).await?;
+    tx.commit().await?;
+    Ok(settled)
+}
+
+/// Entries that reference an order (or must: offered, fulfilled) which is not that buyer's
+/// order of exactly that product and quantity.
+async fn waitlist_audit(pool: &PgPool) -> StoreResult<Vec<WaitlistBreach>> {
+    let rows: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(
+        "SELECT e.id, e.user_id, e.status, e.order_id \
+         FROM waitlist_entries e \
+         LEFT JOIN orders o ON o.id = e.order_id AND o.user_id = e.user_id \
+         LEFT JOIN order_items oi ON oi.order_id = o.id AND oi.product_id = e.product_id \
+             AND oi.quantity = e.quantity \
+         WHERE (e.order_id IS NOT NULL OR e.status IN ('offered', 'fulfilled')) \
+           AND oi.id IS NULL \
+         ORDER BY e.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(entry_id, user_id, status, order_id)| WaitlistBreach {
+            entry_id,
+            user_id,
+            status,
+            order_id,
+        })
+        .collect())
+}
+
+#[async_trait]
+impl WaitlistStore for PgStore {
+    #[tracing::instrument(skip_all, fields(product_id = product_id, user_id = user_id))]
+    async fn join_waitlist(
+        &self,
+        product_id: i64,
+        user_id: i64,
+        quantity: i64,
+        now: Timestamp,
+    ) -> StoreResult<JoinOutcome> {
+        join(&self.pool, product_id, user_id, quantity, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = product_id, user_id = user_id))]
+    async fn leave_waitlist(
+        &self,
+        product_id: i64,
+        user_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<Option<WaitlistEntryRecord>> {
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM waitlist_entries \
+             WHERE product_id = $1 AND user_id = $2 AND status = 'waiting'",
+        )
+        .bind(product_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))?;
+        let Some(entry_id) = waiting else {
+            return Ok(None);
+        };
+        let change = (WaitlistStatus::Waiting, WaitlistStatus::Left);
+        change_and_announce(&self.pool, entry_id, change, None, (None, None), now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = user_id))]
+    async fn user_waitlist(
+        &self,
+        user_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<WaitlistEntryRecord>> {
+        user_waitlist(&self.pool, user_id, page)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(entry_id = id))]
+    async fn waitlist_entry(&self, id: i64) -> StoreResult<Option<WaitlistEntryRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
+        load_entry(&mut conn, id).await.map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = product_id))]
+    async fn next_waiting(&self, product_id: i64) -> StoreResult<Option<WaitlistEntryRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM waitlist_entries \
+             WHERE product_id = $1 AND status = 'waiting' ORDER BY id LIMIT 1"
+        ))
+        .bind(product_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))?;
+        let mut entry = row.as_ref().map(entry_from_row).transpose()?;
+        if let Some(entry) = &mut entry {
+            entry.position = Some(1);
+        }
+        Ok(entry)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn products_to_offer(&self, limit: i64) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT e.product_id FROM waitlist_entries e \
+             JOIN stock s ON s.product_id = e.product_id \
+             WHERE e.status = 'waiting' AND s.on_hand > s.held \
+             ORDER BY e.product_id LIMIT $1",
+        )
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(entry_id = entry_id, order_id = order_id))]
+    async fn link_offer(
+        &self,
+        entry_id: i64,
+        order_id: i64,
+        status: WaitlistStatus,
+        pay_by: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Option<WaitlistEntryRecord>> {
+        let pay_by = (status == WaitlistStatus::Offered).then_some(pay_by);
+        let change = (WaitlistStatus::Waiting, status);
+        change_and_announce(
+            &self.pool,
+            entry_id,
+            change,
+            Some(order_id),
+            (pay_by, None),
+            now,
+        )
+        .await
+        .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all, fields(entry_id = entry_id, reason = reason))]
+    async fn skip_waiting(
+        &self,
+        entry_id: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<WaitlistEntryRecord>> {
+        let change = (WaitlistStatus::Waiting, WaitlistStatus::Skipped);
+        change_and_announce(
+            &self.pool,
+            entry_id,
+            change,
+            None,
+            (None, Some(reason)),
+            now,
+        )
+        .await
+        .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn settle_offers(
+        &self,
+        limit: i64,
+        now: Timestamp,
+    ) -> StoreResult<Vec<WaitlistEntryRecord>> {
+        settle_offers(&self.pool, limit, now)
+            .await
+            .map_err(classify)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn waitlist_audit(&self) -> StoreResult<Vec<WaitlistBreach>> {
+        waitlist_audit(&self.pool).await.map_err(classify)
+    }
+}
