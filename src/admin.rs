@@ -66,3 +66,32 @@ pub async fn provision_buyers(
     }
     Ok(tokens)
 }
+
+pub const MAX_SEEDED_PRODUCTS: usize = 1_000_000;
+
+/// Creates a partner and `count` products for load tests, released one minute apart going
+/// back from now (so `GET /products` sorted by `release_at` has a deep, realistic order),
+/// each with `stock` units. Goes through the store like any product: ledger rows and events
+/// included. Returns the partner id.
+pub async fn seed_catalog(store: &dyn Store, count: usize, stock: i64) -> anyhow::Result<i64> {
+    if !(1..=MAX_SEEDED_PRODUCTS).contains(&count) {
+        anyhow::bail!("count must be 1..={MAX_SEEDED_PRODUCTS}");
+    }
+    if !(0..=crate::domain::values::MAX_QUANTITY).contains(&stock) {
+        anyhow::bail!("stock must be 0..={}", crate::domain::values::MAX_QUANTITY);
+    }
+    let now = Timestamp::now();
+    let partner = store.insert_partner("Seeded catalog", 1000, now).await?;
+    for i in 0..count {
+        let product = crate::store::NewProduct {
+            partner_id: partner.id,
+            name: format!("Seeded product {i}"),
+            price: 10_000 + (i as i64 % 500) * 1_000,
+            stock,
+            release_at: Timestamp::from_millis(now.millis() - i as i64 * 60_000),
+            max_per_user: None,
+        };
+        store.insert_product(&product, now).await?;
+    }
+    Ok(partner.id)
+}

@@ -50,6 +50,14 @@ pub enum AdminCommand {
         #[arg(long)]
         partner: Option<i64>,
     },
+    /// Create a partner and COUNT products (released a minute apart) for load tests.
+    SeedCatalog {
+        #[arg(long)]
+        count: usize,
+        /// Units of stock per product.
+        #[arg(long, default_value_t = 100)]
+        stock: i64,
+    },
     /// Bulk-create buyers for a load test and write one access token per line to FILE.
     ProvisionBuyers {
         #[arg(long)]
@@ -114,6 +122,14 @@ async fn admin(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
             let id =
                 crate::admin::create_user(store.as_ref(), &email, &password, role, partner).await?;
             println!("created {} user {id} <{email}>", role.as_str());
+        }
+        AdminCommand::SeedCatalog { count, stock } => {
+            let started = std::time::Instant::now();
+            let partner = crate::admin::seed_catalog(store.as_ref(), count, stock).await?;
+            println!(
+                "seeded partner {partner} with {count} products in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
         }
         AdminCommand::ProvisionBuyers {
             count,

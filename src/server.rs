@@ -27,8 +27,20 @@ const JWT_SECRET_SETTING: &str = "jwt_secret";
 /// Bytes of a generated signing secret (256 bits).
 const GENERATED_SECRET_BYTES: usize = 32;
 
+/// What every handler shares. Axum clones the state for each request (and each middleware
+/// that reads it), so it is a single `Arc`: one atomic increment per clone, not a dozen.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub auth: Arc<AuthService>,
@@ -44,6 +56,8 @@ pub struct AppState {
     pub cluster: Cluster,
     /// Flips to `true` when the server shuts down; live streams end on it.
     pub shutdown: watch::Receiver<bool>,
+    /// Rendered bodies of the hottest public reads (see `http::rendered`).
+    pub rendered: crate::http::rendered::RenderedCache,
     /// Wakes this node's waitlist worker (a buyer joined a line with units available).
     pub waitlist: Arc<Signal>,
 }
@@ -191,7 +205,8 @@ impl Server {
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
+            rendered: crate::http::rendered::RenderedCache::new(config.redis_url.is_none()),
             config: Arc::new(config),
             store,
             auth,
@@ -204,7 +219,7 @@ impl Server {
             cluster,
             shutdown,
             waitlist,
-        };
+        }));
         Ok(Server {
             listener,
             state,

@@ -165,7 +165,10 @@ impl WaitlistWorker {
             }
         }
         if full {
-            match self.store.products_to_offer(PRODUCTS_PER_PASS_MAX).await {
+            let products_due = self
+                .store
+                .products_to_offer(Timestamp::now(), PRODUCTS_PER_PASS_MAX);
+            match products_due.await {
                 Ok(ids) => products.extend(ids),
                 Err(e) => failure = failure.or(Some(e)),
             }

@@ -3,6 +3,7 @@
 use super::auth::{create_account, UserView};
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::extract::{AuthUser, Json, Page, Path};
+use super::rendered::RenderKey;
 use super::PageView;
 use crate::domain::order::MovementKind;
 use crate::domain::values::MAX_QUANTITY;
@@ -12,8 +13,10 @@ use crate::store::{
     AdjustOutcome, MovementRecord, NewProduct, PartnerRecord, ProductPatch, ProductRecord,
     StockLevels,
 };
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -295,16 +298,22 @@ pub async fn create_product(
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(super::extract::PageQuery),
     responses((status = 200, body = PageView<ProductView>)))]
-pub async fn list_products(
-    State(state): State<AppState>,
-    Page(page): Page,
-) -> ApiResult<axum::Json<PageView<ProductView>>> {
-    let page = state
-        .cluster
-        .listing
-        .page(state.store.as_ref(), page)
-        .await?;
-    Ok(axum::Json(page.into()))
+pub async fn list_products(State(state): State<AppState>, Page(page): Page) -> ApiResult<Response> {
+    let key = RenderKey::Page {
+        page: page.page,
+        size: page.size,
+    };
+    rendered(&state, key, || async {
+        let page = state
+            .cluster
+            .listing
+            .page(state.store.as_ref(), page)
+            .await?;
+        Ok(Some(serde_json::to_vec(&PageView::<ProductView>::from(
+            page,
+        ))))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", params(("id" = i64, Path)),
@@ -312,14 +321,49 @@ pub async fn list_products(
 pub async fn get_product(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-) -> ApiResult<axum::Json<ProductView>> {
-    let product = state
-        .cluster
-        .listing
-        .product(state.store.as_ref(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("product"))?;
-    Ok(axum::Json(product.into()))
+) -> ApiResult<Response> {
+    rendered(&state, RenderKey::Product(id), || async {
+        let product = state
+            .cluster
+            .listing
+            .product(state.store.as_ref(), id)
+            .await?;
+        Ok(product.map(|p| serde_json::to_vec(&ProductView::from(p))))
+    })
+    .await
+}
+
+/// Serves a rendered body while it is current, else renders, keeps and serves a new one.
+/// `render` answers `None` for "not found".
+async fn rendered<F, Fut>(state: &AppState, key: RenderKey, render: F) -> ApiResult<Response>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ApiResult<Option<serde_json::Result<Vec<u8>>>>>,
+{
+    // Read the cursor before rendering: the body then reflects at least every event up to it.
+    let cursor = *state.events.cursor.borrow();
+    let body = match state.rendered.get(key, cursor) {
+        Some(body) => {
+            state.metrics.cache_hits.inc();
+            body
+        }
+        None => {
+            let rendered = render()
+                .await?
+                .ok_or_else(|| ApiError::not_found("product"))?;
+            let body = Bytes::from(rendered.map_err(ApiError::internal)?);
+            state.rendered.put(key, cursor, body.clone());
+            body
+        }
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// Loads a product the caller may manage: 404 if it does not exist, 403 if it belongs to

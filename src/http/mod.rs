@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod queue;
+pub mod rendered;
 pub mod waitlist;
 
 use crate::metrics::{HttpLabels, RouteLabels};

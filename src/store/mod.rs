@@ -223,8 +223,9 @@ pub trait WaitlistStore: Send + Sync {
     async fn waitlist_entry(&self, id: i64) -> StoreResult<Option<WaitlistEntryRecord>>;
     /// The product's first waiting entry (lowest id).
     async fn next_waiting(&self, product_id: i64) -> StoreResult<Option<WaitlistEntryRecord>>;
-    /// Up to `limit` products, ascending, that have waiting entries and available stock.
-    async fn products_to_offer(&self, limit: i64) -> StoreResult<Vec<i64>>;
+    /// Up to `limit` products, ascending, released by `now`, that have waiting entries and
+    /// available stock.
+    async fn products_to_offer(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
     /// `waiting → status` (normally `offered`) linked to the offer's `order_id`, with its
     /// event (`pay_by` goes into it); `None`, changing nothing, if the entry is not waiting.
     async fn link_offer(

@@ -458,3 +458,40 @@ backend_tests!(a_buyer_stream_ends_on_shutdown, |app| async move {
     assert!(ended.is_ok(), "the buyer's stream ends on shutdown");
     stopping.await.expect("the node stops");
 });
+
+backend_tests!(
+    a_line_waits_for_the_release,
+    config = |c| c.waitlist_interval_ms = 100,
+    |app| async move {
+        let partner = app.create_partner(&unique("partner"), 1000).await;
+        let admin = app.admin_token().await;
+        let release_at = stampede::domain::Timestamp::now().plus_secs(2);
+        let body = json!({
+            "name": unique("product"), "price": 5_000, "stock": 0, "partner_id": partner,
+            "release_at": release_at.to_rfc3339(),
+        });
+        let product = int(&app.create_product(&admin, &body).await, "id");
+        let buyer = app.buyer().await;
+        expect(&join(&app, &buyer, product, None).await, 201);
+        let inbound = app
+            .post(
+                &format!("/products/{product}/inbound"),
+                Some(&admin),
+                &json!({"quantity": 1}),
+            )
+            .await;
+        expect(&inbound, 200);
+
+        // Not released: nobody in line is passed over, and nothing is offered yet.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(entry(&app, &buyer, product).await["status"], "waiting");
+        assert!(
+            stampede::domain::Timestamp::now() < release_at,
+            "test too slow"
+        );
+        let offered = entry_with_status(&app, &buyer, product, "offered").await;
+        let order = app.order(&buyer, int(&offered, "order_id")).await;
+        assert!(parse_time(&order, "created_at") >= parse_time(&body, "release_at"));
+        app.assert_verify_clean().await;
+    }
+);

@@ -308,14 +308,16 @@ impl WaitlistStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn products_to_offer(&self, limit: i64) -> StoreResult<Vec<i64>> {
+    async fn products_to_offer(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
         sqlx::query_scalar(
             "SELECT DISTINCT e.product_id FROM waitlist_entries e \
              JOIN stock s ON s.product_id = e.product_id \
-             WHERE e.status = 'waiting' AND s.on_hand > s.held \
+             JOIN products p ON p.id = e.product_id \
+             WHERE e.status = 'waiting' AND s.on_hand > s.held AND p.release_at <= $2 \
              ORDER BY e.product_id LIMIT $1",
         )
         .bind(limit.max(0))
+        .bind(now.millis())
         .fetch_all(&self.pool)
         .await
         .map_err(|e| classify(e.into()))

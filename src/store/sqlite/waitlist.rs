@@ -95,7 +95,7 @@ impl SqliteStore {
         from: WaitlistStatus,
         to: WaitlistStatus,
         order_id: Option<i64>,
-        details: (Option<Timestamp>, Option<&str>),
+        (pay_by, reason): (Option<Timestamp>, Option<&str>),
         now: Timestamp,
     ) -> StoreResult<Option<WaitlistEntryRecord>> {
         let mut tx = self.write_tx().await?;
@@ -103,7 +103,7 @@ impl SqliteStore {
             tx.rollback().await.map_err(map_err)?;
             return Ok(None);
         };
-        write_event(&mut tx, &entry.event(details.0, details.1), now.millis()).await?;
+        write_event(&mut tx, &entry.event(pay_by, reason), now.millis()).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(Some(entry))
     }
@@ -222,14 +222,16 @@ impl WaitlistStore for SqliteStore {
         Ok(entry)
     }
 
-    async fn products_to_offer(&self, limit: i64) -> StoreResult<Vec<i64>> {
+    async fn products_to_offer(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
         sqlx::query_scalar(
             "SELECT DISTINCT e.product_id FROM waitlist_entries e
              JOIN stock s ON s.product_id = e.product_id
-             WHERE e.status = 'waiting' AND s.on_hand > s.held
+             JOIN products p ON p.id = e.product_id
+             WHERE e.status = 'waiting' AND s.on_hand > s.held AND p.release_at <= $2
              ORDER BY e.product_id LIMIT $1",
         )
         .bind(limit)
+        .bind(now.millis())
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)
