@@ -116,6 +116,40 @@ pub struct Allocation {
     pub available_after: HashMap<ProductId, i64>,
 }
 
+/// The distinct products a batch names, ascending: the order their rows are locked in.
+pub fn product_ids(batch: &[OrderRequest]) -> Vec<ProductId> {
+    let ids: std::collections::BTreeSet<ProductId> = batch
+        .iter()
+        .flat_map(|r| r.lines.iter().map(|l| l.product_id))
+        .collect();
+    ids.into_iter().collect()
+}
+
+/// The buyers of a batch who order one of `limited`, ascending: whose past purchases the
+/// store must count for the purchase limit.
+pub fn buyers_of(batch: &[OrderRequest], limited: &[ProductId]) -> Vec<UserId> {
+    let users: std::collections::BTreeSet<UserId> = batch
+        .iter()
+        .filter(|r| r.lines.iter().any(|l| limited.contains(&l.product_id)))
+        .map(|r| r.user_id)
+        .collect();
+    users.into_iter().collect()
+}
+
+impl BatchState {
+    /// Products of the batch that have a purchase limit, ascending.
+    pub fn limited_products(&self) -> Vec<ProductId> {
+        let mut limited: Vec<ProductId> = self
+            .products
+            .iter()
+            .filter(|(_, p)| p.max_per_user.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        limited.sort_unstable();
+        limited
+    }
+}
+
 /// Decides each request in arrival order against the state the batch has locked.
 pub fn allocate(requests: &[OrderRequest], state: &BatchState, now: Timestamp) -> Allocation {
     let mut available: HashMap<ProductId, i64> = state

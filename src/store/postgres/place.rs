@@ -15,8 +15,8 @@
 
 use super::{orders, outbox, stock};
 use crate::domain::allocation::{
-    allocate, Allocation, BatchState, Decision, ExistingOrder, OrderRequest, PlannedOrder,
-    ProductState,
+    allocate, buyers_of, product_ids, Allocation, BatchState, Decision, ExistingOrder,
+    OrderRequest, PlannedOrder, ProductState,
 };
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::MovementKind;
@@ -83,21 +83,10 @@ async fn load_state(
     conn: &mut PgConnection,
     batch: &[OrderRequest],
 ) -> StoreResult<(BatchState, BTreeMap<i64, stock::Levels>)> {
-    let product_ids: Vec<i64> = batch
-        .iter()
-        .flat_map(|r| r.lines.iter().map(|l| l.product_id))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
     let mut state = BatchState::default();
-    let levels = lock_products(conn, &product_ids, &mut state).await?;
+    let levels = lock_products(conn, &product_ids(batch), &mut state).await?;
     state.existing = existing_orders(conn, batch).await?;
-    let limited: BTreeSet<i64> = state
-        .products
-        .iter()
-        .filter(|(_, p)| p.max_per_user.is_some())
-        .map(|(id, _)| *id)
-        .collect();
+    let limited = state.limited_products();
     if !limited.is_empty() {
         state.purchased = purchased_units(conn, batch, &limited).await?;
     }
@@ -178,16 +167,9 @@ async fn existing_orders(
 async fn purchased_units(
     conn: &mut PgConnection,
     batch: &[OrderRequest],
-    limited: &BTreeSet<i64>,
+    limited: &[i64],
 ) -> StoreResult<HashMap<(i64, i64), i64>> {
-    let users: Vec<i64> = batch
-        .iter()
-        .filter(|r| r.lines.iter().any(|l| limited.contains(&l.product_id)))
-        .map(|r| r.user_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let products: Vec<i64> = limited.iter().copied().collect();
+    let users = buyers_of(batch, limited);
     let rows = sqlx::query(
         "SELECT oi.user_id, oi.product_id, SUM(oi.quantity)::BIGINT AS units \
          FROM order_items oi JOIN orders o ON o.id = oi.order_id \
@@ -195,7 +177,7 @@ async fn purchased_units(
            AND o.status IN ('pending_payment', 'paid', 'confirmed') \
          GROUP BY oi.user_id, oi.product_id",
     )
-    .bind(&products)
+    .bind(limited)
     .bind(&users)
     .fetch_all(conn)
     .await?;

@@ -14,8 +14,8 @@
 use super::orders::load_order;
 use super::{json_ids, map_err, SqliteStore, Tx};
 use crate::domain::allocation::{
-    allocate, Allocation, BatchState, Decision, ExistingOrder, OrderRequest, PlannedOrder,
-    ProductState,
+    allocate, buyers_of, product_ids, Allocation, BatchState, Decision, ExistingOrder,
+    OrderRequest, PlannedOrder, ProductState,
 };
 use crate::domain::events::{self, NewEvent};
 use crate::domain::{OrderStatus, Timestamp, Won};
@@ -25,7 +25,7 @@ use crate::store::{
 };
 use serde::Serialize;
 use sqlx::Row;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// Orders in these states count against a purchase limit (see `OrderStatus::counts_toward_limit`).
 const LIMIT_STATUSES: &str = "('pending_payment', 'paid', 'confirmed')";
@@ -81,19 +81,10 @@ async fn outcomes(
 }
 
 async fn load_state(tx: &mut Tx, batch: &[OrderRequest]) -> StoreResult<(BatchState, Levels)> {
-    let product_ids: BTreeSet<i64> = batch
-        .iter()
-        .flat_map(|r| r.lines.iter().map(|l| l.product_id))
-        .collect();
     let mut state = BatchState::default();
-    let levels = load_products(tx, &product_ids, &mut state).await?;
+    let levels = load_products(tx, &product_ids(batch), &mut state).await?;
     state.existing = existing_orders(tx, batch).await?;
-    let limited: BTreeSet<i64> = state
-        .products
-        .iter()
-        .filter(|(_, p)| p.max_per_user.is_some())
-        .map(|(id, _)| *id)
-        .collect();
+    let limited = state.limited_products();
     if !limited.is_empty() {
         state.purchased = purchased_units(tx, batch, &limited).await?;
     }
@@ -102,7 +93,7 @@ async fn load_state(tx: &mut Tx, batch: &[OrderRequest]) -> StoreResult<(BatchSt
 
 async fn load_products(
     tx: &mut Tx,
-    product_ids: &BTreeSet<i64>,
+    product_ids: &[i64],
     state: &mut BatchState,
 ) -> StoreResult<Levels> {
     let rows = sqlx::query(
@@ -168,13 +159,9 @@ async fn existing_orders(
 async fn purchased_units(
     tx: &mut Tx,
     batch: &[OrderRequest],
-    limited: &BTreeSet<i64>,
+    limited: &[i64],
 ) -> StoreResult<HashMap<(i64, i64), i64>> {
-    let users: BTreeSet<i64> = batch
-        .iter()
-        .filter(|r| r.lines.iter().any(|l| limited.contains(&l.product_id)))
-        .map(|r| r.user_id)
-        .collect();
+    let users = buyers_of(batch, limited);
     let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
         "SELECT oi.user_id, oi.product_id, SUM(oi.quantity) FROM order_items oi
          JOIN orders o ON o.id = oi.order_id
