@@ -1,0 +1,74 @@
+//! The load generator against a real server: it runs a drop, checks the result itself and
+//! writes its summary and report.
+
+use crate::helpers::*;
+use clap::Parser;
+use stampede::cli::{Cli, Command};
+use std::process::ExitCode;
+
+async fn loadgen(args: &[&str]) -> ExitCode {
+    let cli = Cli::try_parse_from(std::iter::once("stampede").chain(args.iter().copied()))
+        .expect("valid arguments");
+    let Some(Command::Loadgen(command)) = cli.command else {
+        panic!("not a loadgen command")
+    };
+    stampede::loadgen::run(command)
+        .await
+        .expect("the run completes")
+}
+
+backend_tests!(a_drop_run_checks_itself_and_reports, |app| async move {
+    let dir = std::env::temp_dir().join(unique("loadgen"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens.txt");
+    std::fs::write(&tokens, app.buyers(200).await.join("\n")).unwrap();
+    let out = dir.join("out");
+    let admin = app.admin_token().await;
+    let (tokens, out) = (tokens.display().to_string(), out.display().to_string());
+    let args = [
+        "loadgen",
+        "drop",
+        "--target",
+        &app.root,
+        "--admin-token",
+        &admin,
+        "--tokens",
+        &tokens,
+        "--stock",
+        "25",
+        "--attempts",
+        "400",
+        "--concurrency",
+        "50",
+        "--out",
+        &out,
+    ];
+    assert_eq!(
+        loadgen(&args).await,
+        ExitCode::SUCCESS,
+        "the drop was judged correct"
+    );
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{out}/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(int(&summary, "attempts"), 400);
+    assert_eq!(int(&summary, "sold"), 25);
+    assert_eq!(int(&summary, "oversold"), 0);
+    assert_eq!(summary["rejected_by_code"]["out_of_stock"], 375);
+    for field in ["p50", "p95", "p99", "max"] {
+        assert!(
+            summary["latency_ms"][field].as_f64().is_some(),
+            "latency_ms.{field} in {summary}"
+        );
+    }
+    assert!(summary["throughput_per_s"].as_f64().unwrap() > 0.0);
+    let report = std::fs::read_to_string(format!("{out}/report.html")).unwrap();
+    assert!(report.contains("<svg"), "charts are inline SVG");
+    assert!(
+        !report.contains("<script src=") && !report.contains("<link"),
+        "self-contained"
+    );
+    app.assert_verify_clean().await;
+    let _ = std::fs::remove_dir_all(&dir);
+});
