@@ -25,8 +25,13 @@ pub enum Command {
     Serve,
     /// Bring the database schema up to date and exit.
     Migrate,
-    /// Recompute every balance from its ledger; exit non-zero if anything differs.
-    Verify,
+    /// Recompute every balance from its ledger; exit non-zero if anything differs. With
+    /// Redis configured, also compare the coupon gate with the database.
+    Verify {
+        /// First reset the Redis coupon gate from the database (the database is right).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -82,20 +87,48 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
             server::open_store(&config).await?.close().await;
             println!("database is up to date");
         }
-        Command::Verify => return verify(&config).await,
+        Command::Verify { repair } => return verify(&config, repair).await,
         Command::Admin(command) => admin(command, &config).await?,
         Command::Loadgen(command) => return crate::loadgen::run(command).await,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn verify(config: &Config) -> anyhow::Result<std::process::ExitCode> {
+async fn verify(config: &Config, repair: bool) -> anyhow::Result<std::process::ExitCode> {
     let store = server::open_store(config).await?;
-    let report = crate::verify::run(store.as_ref()).await?;
+    let gate = match crate::cluster::coupon_gate::CouponGate::connect(config).await {
+        Ok(gate) => gate,
+        // The ledgers can still be checked; only a repair needs Redis.
+        Err(e) if !repair => {
+            println!("warning: {e:#}; the coupon gate is not compared");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if repair {
+        match &gate {
+            Some(gate) => {
+                let reset = crate::verify::repair_coupon_gate(store.as_ref(), gate).await?;
+                for line in &reset {
+                    println!("REPAIRED {line}");
+                }
+                println!(
+                    "repair: reset {} coupon gate(s) from the database",
+                    reset.len()
+                );
+            }
+            None => println!("repair: no redis_url configured, nothing to reset"),
+        }
+    }
+    let mut report = crate::verify::run(store.as_ref()).await?;
+    if let Some(gate) = &gate {
+        let differences = crate::verify::coupon_gate(store.as_ref(), gate).await?;
+        report.problems.extend(differences);
+    }
     store.close().await;
     println!(
-        "checked {} products and {} orders",
-        report.products, report.orders
+        "checked {} products, {} orders and {} coupon campaigns",
+        report.products, report.orders, report.campaigns
     );
     for problem in &report.problems {
         println!("DIFF {problem}");

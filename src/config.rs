@@ -28,6 +28,12 @@ pub struct Config {
     /// How often the waitlist worker looks for offers to make or settle when no event woke
     /// it (a safety net: `stock.changed` and `order.*` events wake it at once).
     pub waitlist_interval_ms: u64,
+    /// Points a confirmed purchase earns, in basis points of its `payable` (100 = 1%).
+    pub points_earn_rate_bps: i64,
+    /// How long earned (and, by default, granted) points stay valid.
+    pub points_valid_days: u64,
+    /// How often the points expiry job runs (on the one node holding its lease).
+    pub points_expiry_interval_secs: u64,
     /// Largest number of orders placed in one transaction; 1 is the naive baseline.
     pub placement_batch_max: usize,
     /// How long the writer waits for more orders after the first one of a batch arrives.
@@ -95,6 +101,9 @@ impl Default for Config {
             auto_confirm_after_secs: 7 * 86_400,
             waitlist_offer_ttl_secs: 300,
             waitlist_interval_ms: 5000,
+            points_earn_rate_bps: 100,
+            points_valid_days: 365,
+            points_expiry_interval_secs: 86_400,
             placement_batch_max: 256,
             placement_linger_ms: 1,
             placement_queue_depth: 4096,
@@ -143,6 +152,12 @@ impl std::fmt::Debug for Config {
             .field("auto_confirm_after_secs", &self.auto_confirm_after_secs)
             .field("waitlist_offer_ttl_secs", &self.waitlist_offer_ttl_secs)
             .field("waitlist_interval_ms", &self.waitlist_interval_ms)
+            .field("points_earn_rate_bps", &self.points_earn_rate_bps)
+            .field("points_valid_days", &self.points_valid_days)
+            .field(
+                "points_expiry_interval_secs",
+                &self.points_expiry_interval_secs,
+            )
             .field("placement_batch_max", &self.placement_batch_max)
             .field("placement_linger_ms", &self.placement_linger_ms)
             .field("placement_queue_depth", &self.placement_queue_depth)
@@ -221,6 +236,9 @@ impl Config {
             auto_confirm_after_secs,
             waitlist_offer_ttl_secs,
             waitlist_interval_ms,
+            points_earn_rate_bps,
+            points_valid_days,
+            points_expiry_interval_secs,
             placement_batch_max,
             placement_linger_ms,
             placement_queue_depth,
@@ -300,6 +318,18 @@ impl Config {
         check(
             (10..=3_600_000).contains(&self.waitlist_interval_ms),
             "waitlist_interval_ms must be 10..=3600000",
+        )?;
+        check(
+            (0..=10_000).contains(&self.points_earn_rate_bps),
+            "points_earn_rate_bps must be 0..=10000",
+        )?;
+        check(
+            (1..=3650).contains(&self.points_valid_days),
+            "points_valid_days must be 1..=3650",
+        )?;
+        check(
+            (1..=7 * 86_400).contains(&self.points_expiry_interval_secs),
+            "points_expiry_interval_secs must be 1..=604800",
         )?;
         check(
             (1..=10_000).contains(&self.placement_batch_max),
@@ -479,6 +509,42 @@ mod tests {
             config.waitlist_offer_ttl_secs = ttl;
             config.waitlist_interval_ms = interval;
             assert_eq!(config.validate().is_ok(), ok, "{ttl} {interval}");
+        }
+    }
+
+    #[test]
+    fn points_settings_are_read_and_validated() {
+        let config = Config::default();
+        assert_eq!(
+            (
+                config.points_earn_rate_bps,
+                config.points_valid_days,
+                config.points_expiry_interval_secs
+            ),
+            (100, 365, 86_400)
+        );
+        let mut config = Config::default();
+        let env = |name: &str| match name {
+            "STAMPEDE_POINTS_EARN_RATE_BPS" => Some("250".to_owned()),
+            "STAMPEDE_POINTS_EXPIRY_INTERVAL_SECS" => Some("1".to_owned()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!(config.points_earn_rate_bps, 250);
+        assert_eq!(config.points_expiry_interval_secs, 1);
+        assert!(config.validate().is_ok());
+        for (bps, days, secs, ok) in [
+            (-1, 365, 60, false),
+            (10_001, 365, 60, false),
+            (0, 365, 60, true),
+            (100, 0, 60, false),
+            (100, 365, 0, false),
+            (100, 365, 604_801, false),
+        ] {
+            config.points_earn_rate_bps = bps;
+            config.points_valid_days = days;
+            config.points_expiry_interval_secs = secs;
+            assert_eq!(config.validate().is_ok(), ok, "{bps} {days} {secs}");
         }
     }
 

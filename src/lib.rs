@@ -13,6 +13,11 @@
 //! - `sweeper` — releases holds whose payment deadline passed; confirms purchases paid
 //!   `auto_confirm_after_secs` ago.
 //! - `waitlist` — offers returned units to the buyers waiting for a sold-out product.
+//! - `coupons` — first-come coupon claims in front of the database (gate in
+//!   `cluster::coupon_gate`, SQL in `store/*/coupons.rs`, arithmetic in `domain::coupon`).
+//! - `points` — loyalty points: earning on purchase confirmation (exactly once, by event
+//!   id), the expiry job (one node, by lease), holds (rules in `domain::points`, SQL in
+//!   `store/*/points.rs`).
 //! - `http/` — the API: router, error codes (`http::error`), handlers, OpenAPI.
 //! - `server` — wires it all; `cli` and `main` only parse and call it.
 //! - `loadgen` — the load generator (`stampede loadgen`), a client of the HTTP API.
@@ -22,6 +27,7 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod coupons;
 pub mod domain;
 pub mod http;
 pub mod loadgen;
@@ -29,6 +35,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod payment;
 pub mod placement;
+pub mod points;
 pub mod server;
 pub mod store;
 pub mod sweeper;

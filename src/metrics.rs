@@ -74,6 +74,28 @@ pub struct Metrics {
     pub waitlist_lapses: Counter,
     /// Buyers passed over, by the rejection code of their offer's order.
     pub waitlist_skips: Family<ReasonLabels, Counter>,
+    /// User coupons handed out by first-come campaigns.
+    pub coupons_issued: Counter,
+    /// Coupon claims refused, by reason (`sold_out`, `already_issued`, `not_issuable`,
+    /// `unknown_campaign`).
+    pub coupons_refused: Family<ReasonLabels, Counter>,
+    /// Coupon claims the coupon gate let through to the database.
+    pub coupon_gate_passes: Counter,
+    /// Coupon claims the coupon gate refused without a database write, by reason.
+    pub coupon_gate_refused: Family<ReasonLabels, Counter>,
+    /// Points given by confirmed purchases (`crate::points`).
+    pub points_earned: Counter,
+    /// Points given by admins' grants and positive adjustments.
+    pub points_granted: Counter,
+    /// Points taken by admins' negative adjustments.
+    pub points_deducted: Counter,
+    pub points_expired: Counter,
+    pub points_held: Counter,
+    pub points_released: Counter,
+    pub points_spent: Counter,
+    pub points_refunded: Counter,
+    /// Expiry runs this node made while holding the lease.
+    pub points_expiry_runs: Counter,
 }
 
 impl Default for Metrics {
@@ -110,6 +132,19 @@ impl Default for Metrics {
             waitlist_offers: Counter::default(),
             waitlist_lapses: Counter::default(),
             waitlist_skips: Family::default(),
+            coupons_issued: Counter::default(),
+            coupons_refused: Family::default(),
+            coupon_gate_passes: Counter::default(),
+            coupon_gate_refused: Family::default(),
+            points_earned: Counter::default(),
+            points_granted: Counter::default(),
+            points_deducted: Counter::default(),
+            points_expired: Counter::default(),
+            points_held: Counter::default(),
+            points_released: Counter::default(),
+            points_spent: Counter::default(),
+            points_refunded: Counter::default(),
+            points_expiry_runs: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -209,6 +244,8 @@ impl Default for Metrics {
         );
         register_shared(&mut registry, &m);
         register_waitlist(&mut registry, &m);
+        register_coupons(&mut registry, &m);
+        register_points(&mut registry, &m);
         Metrics { registry, ..m }
     }
 }
@@ -274,6 +311,80 @@ fn register_waitlist(registry: &mut Registry, m: &Metrics) {
         "Waiting buyers passed over, by the rejection of their offer's order",
         m.waitlist_skips.clone(),
     );
+}
+
+/// The metrics of coupon campaigns (`crate::coupons`, `cluster::coupon_gate`).
+fn register_coupons(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "coupons_issued",
+        "User coupons issued by first-come campaigns",
+        m.coupons_issued.clone(),
+    );
+    registry.register(
+        "coupons_refused",
+        "Coupon claims refused, by reason",
+        m.coupons_refused.clone(),
+    );
+    registry.register(
+        "coupon_gate_passes",
+        "Coupon claims the coupon gate let through to the database",
+        m.coupon_gate_passes.clone(),
+    );
+    registry.register(
+        "coupon_gate_refused",
+        "Coupon claims the coupon gate refused without a database write, by reason",
+        m.coupon_gate_refused.clone(),
+    );
+}
+
+/// The metrics of loyalty points (`crate::points`), each counting points, not operations.
+fn register_points(registry: &mut Registry, m: &Metrics) {
+    let counters = [
+        (
+            "points_earned",
+            "Points earned by confirmed purchases",
+            &m.points_earned,
+        ),
+        (
+            "points_granted",
+            "Points granted or added by admins",
+            &m.points_granted,
+        ),
+        (
+            "points_deducted",
+            "Points taken by admins' negative adjustments",
+            &m.points_deducted,
+        ),
+        (
+            "points_expired",
+            "Points expired by the expiry job",
+            &m.points_expired,
+        ),
+        ("points_held", "Points held for orders", &m.points_held),
+        (
+            "points_released",
+            "Held points given back (order cancelled or expired)",
+            &m.points_released,
+        ),
+        (
+            "points_spent",
+            "Held points spent (order paid)",
+            &m.points_spent,
+        ),
+        (
+            "points_refunded",
+            "Spent points given back (order refunded)",
+            &m.points_refunded,
+        ),
+        (
+            "points_expiry_runs",
+            "Points expiry runs made by this node as lease holder",
+            &m.points_expiry_runs,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        registry.register(name, help, counter.clone());
+    }
 }
 
 impl Metrics {

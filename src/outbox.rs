@@ -1,7 +1,7 @@
 //! The in-process event dispatcher (DESIGN §4, embedded mode). Each node tails the outbox
 //! table from the id it started at and feeds its subscribers: live order streams (SSE),
-//! the availability gate, the listing cache, the access-token deny-list and the waitlist
-//! worker (`crate::waitlist`). Because every
+//! the availability gate, the listing cache, the access-token deny-list, the waitlist
+//! worker (`crate::waitlist`) and the points earner (`crate::points`). Because every
 //! node tails the same table, a change made on node B reaches a buyer connected to node A;
 //! with Redis, B's notice wakes A at once instead of at A's next poll.
 
@@ -32,8 +32,8 @@ pub struct Hub {
     users: Mutex<HashMap<i64, broadcast::Sender<Arc<UserEvent>>>>,
 }
 
-/// One event of a user's own stream: every `order.*` of their orders and every
-/// `waitlist.*` of their entries, as written to the outbox.
+/// One event of a user's own stream: every `order.*` of their orders, every `waitlist.*`
+/// of their entries and every `points.*` of their account, as written to the outbox.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserEvent {
     /// The outbox id: increasing, so a client can tell what it has seen.
@@ -109,6 +109,8 @@ pub struct Dispatcher {
     pub metrics: Arc<Metrics>,
     /// Wakes this node's waitlist worker when units come back or an order settles.
     pub waitlist: Arc<crate::waitlist::Signal>,
+    /// Hands `order.confirmed` to this node's points earner (`crate::points`).
+    pub points: Arc<crate::points::EarnQueue>,
     pub wake: Arc<Notify>,
     pub poll: Duration,
     /// The id of the last event dispatched on this node, for [`EventSync`].
@@ -269,9 +271,16 @@ impl Dispatcher {
                     ) {
                         self.waitlist.order_settled();
                     }
+                    if t == events::ORDER_CONFIRMED {
+                        self.points.push(event);
+                    }
                     self.hub.publish_user(c.user_id, event);
                     self.hub.publish(c)
                 })
+            }
+            t if t.starts_with("points.") => {
+                serde_json::from_str::<events::PointsChanged>(&event.payload)
+                    .map(|p| self.hub.publish_user(p.user_id, event))
             }
             t if t.starts_with("waitlist.") => {
                 serde_json::from_str::<WaitlistChanged>(&event.payload)

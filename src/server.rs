@@ -1,6 +1,7 @@
 //! Wires the parts together: store, auth, placement writer, outbox dispatcher, sweeper,
-//! waitlist worker and the HTTP router. `main` only parses configuration and calls [`Server::bind`] and
-//! [`Server::run`]; tests do the same on port 0.
+//! waitlist worker, points earner and expiry job, and the HTTP router. `main` only parses
+//! configuration and calls [`Server::bind`] and [`Server::run`]; tests do the same on
+//! port 0.
 
 use crate::auth::AuthService;
 use crate::cluster::Cluster;
@@ -60,6 +61,8 @@ pub struct Shared {
     pub rendered: crate::http::rendered::RenderedCache,
     /// Wakes this node's waitlist worker (a buyer joined a line with units available).
     pub waitlist: Arc<Signal>,
+    /// First-come coupon claims.
+    pub coupons: Arc<crate::coupons::Coupons>,
 }
 
 pub struct Server {
@@ -169,6 +172,7 @@ impl Server {
             shutdown.clone(),
             lock,
         );
+        let earn_queue = Arc::new(crate::points::EarnQueue::default());
         let dispatcher = Dispatcher {
             store: store.clone(),
             hub: hub.clone(),
@@ -176,6 +180,7 @@ impl Server {
             auth: auth.clone(),
             metrics: metrics.clone(),
             waitlist: waitlist.clone(),
+            points: earn_queue.clone(),
             wake: outbox_wake.clone(),
             poll: Duration::from_millis(config.outbox_poll_ms),
             cursor,
@@ -196,15 +201,38 @@ impl Server {
             interval: Duration::from_millis(config.waitlist_interval_ms),
             offer_ttl_secs: config.waitlist_offer_ttl_secs,
         };
+        let earner = crate::points::Earner {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            queue: earn_queue,
+            outbox_wake: outbox_wake.clone(),
+            rate_bps: config.points_earn_rate_bps,
+            valid_days: config.points_valid_days,
+        };
+        let points_expiry = crate::points::ExpiryJob {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            outbox_wake: outbox_wake.clone(),
+            interval: Duration::from_secs(config.points_expiry_interval_secs),
+            // Unique per process: the lease tells nodes apart by it.
+            holder: format!("node-{}", crate::auth::random_token(12)),
+        };
         let mut tasks = vec![
             tokio::spawn(dispatcher.run(shutdown.clone())),
             tokio::spawn(sweeper.run(shutdown.clone())),
             tokio::spawn(waitlist_worker.run(shutdown.clone())),
+            tokio::spawn(earner.run(shutdown.clone())),
+            tokio::spawn(points_expiry.run(shutdown.clone())),
         ];
         tasks.extend(cluster.start(shutdown.clone()).await);
         let listener = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
+        let coupons = Arc::new(crate::coupons::Coupons::new(
+            store.clone(),
+            cluster.coupons.clone(),
+            metrics.clone(),
+        ));
         let state = AppState(Arc::new(Shared {
             rendered: crate::http::rendered::RenderedCache::new(config.redis_url.is_none()),
             config: Arc::new(config),
@@ -219,6 +247,7 @@ impl Server {
             cluster,
             shutdown,
             waitlist,
+            coupons,
         }));
         Ok(Server {
             listener,

@@ -1,14 +1,16 @@
 //! `stampede verify`: recomputes every balance from its ledger and every count from its
 //! rows, and lists each difference (DESIGN §1). Clean means no problems at all.
 
+use crate::cluster::coupon_gate::CouponGate;
 use crate::domain::order::MovementKind;
 use crate::domain::OrderStatus;
-use crate::store::{Audit, OrderAudit, StockAudit, Store};
+use crate::store::{Audit, CouponAudit, OrderAudit, StockAudit, Store};
 
 #[derive(Debug, Default)]
 pub struct Report {
     pub products: usize,
     pub orders: usize,
+    pub campaigns: usize,
     pub problems: Vec<String>,
 }
 
@@ -28,7 +30,52 @@ pub async fn run(store: &dyn Store) -> anyhow::Result<Report> {
             b.entry_id, b.status, b.user_id, b.order_id
         ));
     }
+    let campaigns = store.coupon_audit().await?;
+    report.campaigns = campaigns.len();
+    for campaign in &campaigns {
+        check_campaign(campaign, &mut report.problems);
+    }
+    // Points: accounts, lots and holds against their ledger (rules in `crate::points`).
+    crate::points::check_audit(&store.points_audit().await?, &mut report.problems);
     Ok(report)
+}
+
+/// A campaign's count must equal its rows and never exceed its total; nobody holds two.
+fn check_campaign(c: &CouponAudit, problems: &mut Vec<String>) {
+    let id = c.campaign_id;
+    if c.issued != c.rows {
+        problems.push(format!(
+            "coupon campaign {id}: issued is {} but {} user coupons exist",
+            c.issued, c.rows
+        ));
+    }
+    if c.issued < 0 || c.issued > c.total_quantity {
+        problems.push(format!(
+            "coupon campaign {id}: issued {} of a total of {}",
+            c.issued, c.total_quantity
+        ));
+    }
+    if c.duplicates > 0 {
+        problems.push(format!(
+            "coupon campaign {id}: {} coupon(s) held beyond one per buyer",
+            c.duplicates
+        ));
+    }
+}
+
+/// Differences between the Redis coupon gate and the database, one line each; none
+/// without Redis. The database is right: `stampede verify --repair` resets the gate.
+pub async fn coupon_gate(store: &dyn Store, gate: &CouponGate) -> anyhow::Result<Vec<String>> {
+    gate.differences(store).await
+}
+
+/// What `stampede verify --repair` does: resets the Redis coupon gate from the database;
+/// returns one line per campaign it changed.
+pub async fn repair_coupon_gate(
+    store: &dyn Store,
+    gate: &CouponGate,
+) -> anyhow::Result<Vec<String>> {
+    gate.repair(store).await
 }
 
 fn sum(entries: &[(MovementKind, i64)], kind: MovementKind) -> i64 {
@@ -56,6 +103,7 @@ pub fn check(audit: &Audit) -> Report {
     Report {
         products: audit.stock.len(),
         orders: audit.orders.len(),
+        campaigns: 0,
         problems,
     }
 }
@@ -179,6 +227,37 @@ mod tests {
         };
         let report = check(&audit);
         assert!(report.is_clean(), "{:?}", report.problems);
+    }
+
+    #[test]
+    fn coupon_counts_must_match_their_rows() {
+        let mut problems = Vec::new();
+        let clean = CouponAudit {
+            campaign_id: 3,
+            total_quantity: 10,
+            issued: 4,
+            rows: 4,
+            duplicates: 0,
+        };
+        check_campaign(&clean, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let broken = CouponAudit {
+            issued: 11,
+            rows: 9,
+            duplicates: 1,
+            ..clean
+        };
+        check_campaign(&broken, &mut problems);
+        let text = problems.join("\n");
+        assert!(
+            text.contains("issued is 11 but 9 user coupons exist"),
+            "{text}"
+        );
+        assert!(text.contains("issued 11 of a total of 10"), "{text}");
+        assert!(
+            text.contains("1 coupon(s) held beyond one per buyer"),
+            "{text}"
+        );
     }
 
     #[test]

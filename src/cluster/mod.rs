@@ -8,6 +8,7 @@
 //! concern falls back to its in-process or database path (see [`redis`]).
 
 pub mod cache;
+pub mod coupon_gate;
 pub mod fanout;
 pub mod gate;
 pub mod rate_limit;
@@ -18,6 +19,7 @@ use crate::auth::AuthService;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use cache::{Listing, LocalCache, RedisCache};
+use coupon_gate::CouponGate;
 use fanout::{Fanout, LocalFanout, RedisFanout};
 use gate::{Gate, LocalGate, RedisGate};
 use rate_limit::{Limiter, LocalLimiter, Rate, RedisLimiter};
@@ -38,6 +40,8 @@ pub struct Cluster {
     pub limiter: Limiter,
     pub revocations: Arc<dyn Revocations>,
     pub fanout: Arc<dyn Fanout>,
+    /// First-come coupon claims: sold-out flags, and the Redis gate when configured.
+    pub coupons: Arc<CouponGate>,
     /// Woken when another node announces that the outbox advanced.
     pub remote_wake: Arc<Notify>,
     redis: Option<RedisParts>,
@@ -68,6 +72,7 @@ impl Cluster {
                 Duration::from_secs(config.cache_ttl_secs),
                 config.cache_max_entries,
             );
+            let coupons = Arc::new(CouponGate::new(None, metrics.clone()));
             return Ok(Cluster {
                 gate: Gate::new(local_gate.clone(), metrics.clone()),
                 local_gate,
@@ -75,6 +80,7 @@ impl Cluster {
                 limiter: Limiter::new(Arc::new(LocalLimiter::default()), rates.0, rates.1, metrics),
                 revocations: Arc::new(LocalRevocations),
                 fanout: Arc::new(LocalFanout),
+                coupons,
                 remote_wake,
                 redis: None,
             });
@@ -94,6 +100,7 @@ impl Cluster {
         let cache = Arc::new(RedisCache::new(link.clone(), config.cache_ttl_secs));
         let revocations = Arc::new(RedisRevocations::new(link.clone(), auth));
         let fanout = Arc::new(RedisFanout::new(link.clone(), remote_wake.clone()));
+        let coupons = Arc::new(CouponGate::new(Some(link.clone()), metrics.clone()));
         Ok(Cluster {
             gate: Gate::new(gate.clone(), metrics.clone()),
             local_gate,
@@ -106,6 +113,7 @@ impl Cluster {
             ),
             revocations: revocations.clone(),
             fanout: fanout.clone(),
+            coupons,
             remote_wake,
             redis: Some(RedisParts {
                 link,

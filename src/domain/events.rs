@@ -12,6 +12,8 @@ pub const USER: &str = "user";
 pub const PARTNER: &str = "partner";
 /// Aggregate id: the waitlist entry.
 pub const WAITLIST: &str = "waitlist";
+/// Aggregate id: the coupon campaign (so one campaign's events stay in order).
+pub const COUPON: &str = "coupon";
 
 pub const ORDER_PLACED: &str = "order.placed";
 pub const ORDER_PAID: &str = "order.paid";
@@ -34,6 +36,8 @@ pub const WAITLIST_OFFERED: &str = "waitlist.offered";
 pub const WAITLIST_LAPSED: &str = "waitlist.lapsed";
 pub const WAITLIST_SKIPPED: &str = "waitlist.skipped";
 pub const WAITLIST_FULFILLED: &str = "waitlist.fulfilled";
+pub const COUPON_CAMPAIGN_CREATED: &str = "coupon.campaign_created";
+pub const COUPON_ISSUED: &str = "coupon.issued";
 
 /// An event about to be appended to the outbox.
 #[derive(Debug, Clone)]
@@ -251,6 +255,77 @@ pub fn waitlist_changed(change: &WaitlistChanged) -> NewEvent {
         aggregate_type: WAITLIST,
         aggregate_id: change.entry_id,
         event_type: change.status.event_type(),
+        payload: json(change),
+    }
+}
+
+/// Payload of `coupon.issued`: one user coupon handed out by a campaign.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CouponIssued {
+    pub user_coupon_id: i64,
+    pub campaign_id: i64,
+    pub user_id: i64,
+    /// The campaign's `issued` count after this coupon.
+    pub issued: i64,
+    pub issued_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+pub fn coupon_issued(issued: &CouponIssued) -> NewEvent {
+    NewEvent {
+        aggregate_type: COUPON,
+        aggregate_id: issued.campaign_id,
+        event_type: COUPON_ISSUED,
+        payload: json(issued),
+    }
+}
+
+pub fn coupon_campaign_created(campaign_id: i64, total_quantity: i64) -> NewEvent {
+    NewEvent {
+        aggregate_type: COUPON,
+        aggregate_id: campaign_id,
+        event_type: COUPON_CAMPAIGN_CREATED,
+        payload: json(&serde_json::json!({
+            "campaign_id": campaign_id, "total_quantity": total_quantity
+        })),
+    }
+}
+
+/// Aggregate id: the buyer whose points changed.
+pub const POINTS: &str = "points";
+pub const POINTS_EARNED: &str = "points.earned";
+pub const POINTS_GRANTED: &str = "points.granted";
+pub const POINTS_ADJUSTED: &str = "points.adjusted";
+pub const POINTS_EXPIRED: &str = "points.expired";
+pub const POINTS_HELD: &str = "points.held";
+pub const POINTS_RELEASED: &str = "points.released";
+pub const POINTS_SPENT: &str = "points.spent";
+pub const POINTS_REFUNDED: &str = "points.refunded";
+
+/// Payload of every `points.*` event: the change and the account after it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PointsChanged {
+    pub user_id: i64,
+    /// Signed only for `points.adjusted`.
+    pub amount: i64,
+    pub balance: i64,
+    pub held: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub order_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lot_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expires_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+pub fn points_changed(event_type: &'static str, change: &PointsChanged) -> NewEvent {
+    NewEvent {
+        aggregate_type: POINTS,
+        aggregate_id: change.user_id,
+        event_type,
         payload: json(change),
     }
 }

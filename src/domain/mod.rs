@@ -3,9 +3,11 @@
 //! placement batch is a pure function so it can be property-tested.
 
 pub mod allocation;
+pub mod coupon;
 pub mod error;
 pub mod events;
 pub mod order;
+pub mod points;
 pub mod values;
 pub mod waitlist;
 

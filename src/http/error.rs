@@ -40,6 +40,14 @@ pub enum ErrorCode {
     OrderNotConfirmable,
     /// The buyer already waits for (or holds an offer of) this product.
     AlreadyWaitlisted,
+    /// A points deduction (or hold) larger than the buyer's unheld points.
+    InsufficientPoints,
+    /// The coupon campaign has issued all its coupons.
+    CouponSoldOut,
+    /// The buyer already holds a coupon of this campaign.
+    CouponAlreadyIssued,
+    /// The coupon campaign's issue window has not opened yet or has closed.
+    CouponNotIssuable,
     RequestTimeout,
     /// Too many requests from this user or address; see `Retry-After`.
     RateLimited,
@@ -65,7 +73,10 @@ impl ErrorCode {
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | OutOfStock | InsufficientStock | NotReleased | OrderNotPayable
-            | OrderNotCancellable | OrderNotConfirmable | AlreadyWaitlisted => StatusCode::CONFLICT,
+            | OrderNotCancellable | OrderNotConfirmable | AlreadyWaitlisted
+            | InsufficientPoints | CouponSoldOut | CouponAlreadyIssued | CouponNotIssuable => {
+                StatusCode::CONFLICT
+            }
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -3,12 +3,14 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod coupons;
 pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod points;
 pub mod queue;
 pub mod rendered;
 pub mod waitlist;
@@ -71,7 +73,15 @@ pub fn router(state: AppState) -> Router {
             post(waitlist::join_waitlist).delete(waitlist::leave_waitlist),
         )
         .route("/me/waitlist", get(waitlist::my_waitlist))
+        .route("/coupons", post(coupons::create_campaign))
+        .route("/coupons/{id}", get(coupons::get_campaign))
+        .route("/coupons/{id}/issue", post(coupons::issue_coupon))
+        .route("/me/coupons", get(coupons::my_coupons))
         .route("/me/events", get(waitlist::my_events))
+        .route("/me/points", get(points::my_points))
+        .route("/me/points/history", get(points::my_points_history))
+        .route("/admin/points/grant", post(points::grant_points))
+        .route("/admin/points/adjust", post(points::adjust_points))
         .route(
             "/orders",
             post(orders::place_order).get(orders::list_orders),

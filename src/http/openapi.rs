@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations, and Swagger UI.
 
-use super::{auth, catalog, error, ops, orders, queue, waitlist, PageView};
+use super::{auth, catalog, coupons, error, ops, orders, points, queue, waitlist, PageView};
 use crate::server::AppState;
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -17,8 +17,10 @@ use utoipa_swagger_ui::SwaggerUi;
         orders::place_order, orders::get_order, orders::list_orders, orders::pay_order, orders::cancel_order,
         orders::confirm_order, orders::order_events, queue::get_ticket, queue::ticket_events, ops::healthz, ops::readyz, ops::metrics,
         waitlist::join_waitlist, waitlist::leave_waitlist, waitlist::my_waitlist, waitlist::my_events,
+        coupons::create_campaign, coupons::get_campaign, coupons::issue_coupon, coupons::my_coupons,
+        points::my_points, points::my_points_history, points::grant_points, points::adjust_points,
     ),
-    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<orders::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>)),
+    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<orders::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

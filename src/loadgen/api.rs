@@ -162,6 +162,23 @@ impl Admin {
         serde_json::from_slice(&body).with_context(|| format!("{what}: unexpected answer"))
     }
 
+    /// POSTs `body` to `path` (under `/api/v1`…, as given) and parses the answer.
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let request = self.client.post(self.target.endpoint(path)?).json(body);
+        self.call(request, what).await
+    }
+
+    /// GETs `path` and parses the answer.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str, what: &str) -> anyhow::Result<T> {
+        let request = self.client.get(self.target.endpoint(path)?);
+        self.call(request, what).await
+    }
+
     pub async fn create_partner(&self, name: &str) -> anyhow::Result<i64> {
         let body = serde_json::json!({ "name": name, "commission_rate_bps": 1000 });
         let request = self

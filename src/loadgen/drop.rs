@@ -234,7 +234,7 @@ fn write(
 }
 
 /// One `Bearer` header per non-empty line, built once so attempts only clone them.
-fn read_tokens(path: &std::path::Path) -> anyhow::Result<Vec<HeaderValue>> {
+pub(super) fn read_tokens(path: &std::path::Path) -> anyhow::Result<Vec<HeaderValue>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading tokens from {}", path.display()))?;
     let tokens = text

@@ -5,10 +5,12 @@
 //! A scenario only says how to build attempt n and what an answer means
 //! ([`runner::Scenario`]); everything else is shared: the closed/open loop runner
 //! (`runner`), the analysis (`stats`), `summary.json` (`summary`) and `report.html`
-//! (`report`, drawn by `svg`). `drop` adds the setup and the correctness check (`verdict`).
+//! (`report`, drawn by `svg`). `drop` adds the setup and the correctness check (`verdict`);
+//! `coupon` does the same for a first-come coupon campaign.
 
 mod api;
 mod browse;
+mod coupon;
 mod drop;
 mod progress;
 mod report;
@@ -32,6 +34,10 @@ pub enum LoadgenCommand {
     /// A limited-edition drop: create a product with --stock units, fire --attempts
     /// purchases at it from many buyers, then check that nothing was oversold.
     Drop(drop::DropArgs),
+    /// A first-come coupon campaign: create one with --total coupons, fire --attempts claims
+    /// from the buyers (round-robin, so buyers may claim twice), then check that exactly
+    /// min(total, buyers) were issued and nobody got two.
+    CouponBurst(coupon::CouponBurstArgs),
     /// Listing reads (no tokens needed).
     Browse(browse::BrowseArgs),
     /// GET /healthz: the trivial-endpoint ceiling, measured with the same client.
@@ -41,6 +47,7 @@ pub enum LoadgenCommand {
 pub async fn run(command: LoadgenCommand) -> anyhow::Result<ExitCode> {
     match command {
         LoadgenCommand::Drop(args) => drop::run(args).await,
+        LoadgenCommand::CouponBurst(args) => coupon::run(args).await,
         LoadgenCommand::Browse(args) => browse::run_browse(args).await,
         LoadgenCommand::Hello(args) => browse::run_hello(args).await,
     }
@@ -158,6 +165,15 @@ mod tests {
             let line = drop_line(attempts, concurrency, rate, stock);
             assert!(parse(&line).is_err(), "accepted {line}");
         }
+    }
+
+    #[test]
+    fn a_coupon_burst_needs_a_total_and_attempts() {
+        let line = "coupon-burst --target http://a:1 --admin-token t --tokens f --total 1000 \
+                    --attempts 50000 --concurrency 200 --out o";
+        assert!(matches!(parse(line), Ok(LoadgenCommand::CouponBurst(_))));
+        assert!(parse(&line.replace("--total 1000", "--total 0")).is_err());
+        assert!(parse(&line.replace("--attempts 50000", "--attempts 0")).is_err());
     }
 
     #[test]

@@ -36,6 +36,9 @@ const KNOWN_CODES: &[&str] = &[
     "validation_failed",
     "idempotency_mismatch",
     "internal",
+    "coupon_sold_out",
+    "coupon_already_issued",
+    "coupon_not_issuable",
     "other",
 ];
 

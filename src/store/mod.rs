@@ -255,10 +255,125 @@ pub trait WaitlistStore: Send + Sync {
     async fn waitlist_audit(&self) -> StoreResult<Vec<WaitlistBreach>>;
 }
 
+/// First-come coupon campaigns (`crate::coupons`). The database decides every claim: one
+/// transaction makes the conditional count (`issued < total_quantity`, inside the issue
+/// window), inserts the user coupon under `UNIQUE (campaign_id, user_id)` and appends
+/// `coupon.issued`; a refused claim writes nothing.
+#[async_trait]
+pub trait CouponStore: Send + Sync {
+    /// Creates the campaign with a `coupon.campaign_created` event.
+    async fn insert_campaign(
+        &self,
+        campaign: &NewCampaign,
+        now: Timestamp,
+    ) -> StoreResult<CampaignRecord>;
+    async fn campaign(&self, id: i64) -> StoreResult<Option<CampaignRecord>>;
+    /// Issues one coupon of `coupon.campaign_id` to `coupon.user_id` at `now`, or says why
+    /// not, changing nothing.
+    async fn issue_coupon(
+        &self,
+        coupon: &NewUserCoupon,
+        now: Timestamp,
+    ) -> StoreResult<IssueOutcome>;
+    /// The buyer's coupons, newest first.
+    async fn user_coupons(
+        &self,
+        user_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<UserCouponRecord>>;
+    /// Ids of the buyers holding a coupon of the campaign (to reset the Redis gate).
+    async fn coupon_holders(&self, campaign_id: i64) -> StoreResult<Vec<i64>>;
+    /// Every campaign's `issued` beside its rows, ascending by id.
+    async fn coupon_audit(&self) -> StoreResult<Vec<CouponAudit>>;
+}
+
+/// Loyalty points (`crate::points`, rules in `crate::domain::points`). Every change is a
+/// conditional write on the account (`balance - held >= amount`), the lots and, for an
+/// order's hold, the hold's status, with its ledger rows and `points.*` event in the same
+/// transaction; the CHECKs (`0 <= held <= balance`, `0 <= held <= remaining <= amount`)
+/// are the last line of defence. Writers lock the account before its lots.
+#[async_trait]
+pub trait PointsStore: Send + Sync {
+    /// The account and what of it expires by `horizon` (unheld remainders, soonest first).
+    async fn points_summary(&self, user_id: i64, horizon: Timestamp) -> StoreResult<PointsSummary>;
+    /// The buyer's ledger, newest first.
+    async fn points_history(
+        &self,
+        user_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<PointsLedgerRecord>>;
+    /// An admin's grant or adjustment, once per `(admin_id, idempotency_key)`.
+    async fn apply_points_operation(
+        &self,
+        operation: &NewPointsOperation,
+        now: Timestamp,
+    ) -> StoreResult<PointsOperationOutcome>;
+    /// Records `(consumer, event_id)` as processed and, the first time only, gives the
+    /// buyer of the confirmed order their points as a lot, in one transaction.
+    async fn earn_points(&self, earning: &Earning, now: Timestamp) -> StoreResult<EarnOutcome>;
+    /// Holds `amount` of the buyer's unheld points for their order `order_id`, taken from
+    /// the lots that expire first (`points.held`).
+    async fn hold_points(
+        &self,
+        user_id: i64,
+        amount: i64,
+        order_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<HoldOutcome>;
+    /// `held → released`: the lots get their points back (`points.released`). `None`,
+    /// changing nothing, when the order has no open hold.
+    async fn release_points(
+        &self,
+        order_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<Option<PointsHold>>;
+    /// `held → spent`: balance and lots go down by the hold (`points.spent`). `None` when
+    /// the order has no open hold.
+    async fn spend_points(&self, order_id: i64, now: Timestamp) -> StoreResult<Option<PointsHold>>;
+    /// `spent → refunded`: the spent points go back to the lots they came from, with their
+    /// original expiry (`points.refunded`). `None` when the order's points are not spent.
+    async fn refund_points(&self, order_id: i64, now: Timestamp)
+        -> StoreResult<Option<PointsHold>>;
+    /// Up to `limit` buyers, ascending, with unheld points in lots whose `expires_at <= now`.
+    async fn users_with_expired_points(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
+    /// Expires the unheld part of the buyer's lots due by `now` (`points.expired`); `None`
+    /// when nothing was due.
+    async fn expire_points(
+        &self,
+        user_id: i64,
+        now: Timestamp,
+    ) -> StoreResult<Option<ExpiredPoints>>;
+    /// Takes or renews the lease `name` for `holder` until `until`: one conditional upsert
+    /// that succeeds when the lease is free, expired, or already `holder`'s.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Up to `limit` `order.confirmed` events, oldest first, that `consumer` has not
+    /// processed (the earning consumer's safety net for events no running node saw).
+    async fn unprocessed_confirmations(
+        &self,
+        consumer: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<crate::domain::events::Event>>;
+    /// Accounts, lots and holds beside their ledger rows, from one snapshot.
+    async fn points_audit(&self) -> StoreResult<PointsAudit>;
+}
+
 /// The whole store. One implementation per backend.
 #[async_trait]
 pub trait Store:
-    AuthStore + CatalogStore + OrderStore + OutboxStore + AuditStore + WaitlistStore
+    AuthStore
+    + CatalogStore
+    + OrderStore
+    + OutboxStore
+    + AuditStore
+    + WaitlistStore
+    + CouponStore
+    + PointsStore
 {
     fn backend(&self) -> &'static str;
     async fn migrate(&self) -> StoreResult<()>;

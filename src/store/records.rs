@@ -319,3 +319,409 @@ pub struct WaitlistBreach {
     pub status: String,
     pub order_id: Option<i64>,
 }
+
+/// A first-come coupon campaign to create; its values were checked by `domain::coupon`.
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    pub name: String,
+    pub discount_type: crate::domain::coupon::DiscountType,
+    pub discount_value: i64,
+    pub max_discount: Option<i64>,
+    pub min_order_amount: Option<i64>,
+    pub total_quantity: i64,
+    pub issue_starts_at: Timestamp,
+    pub issue_ends_at: Option<Timestamp>,
+    pub valid_days: Option<i64>,
+}
+
+/// A coupon campaign: its terms never change after creation; `issued` counts the user
+/// coupons handed out (`issued <= total_quantity`, enforced by a CHECK).
+#[derive(Debug, Clone)]
+pub struct CampaignRecord {
+    pub id: i64,
+    pub name: String,
+    pub discount_type: crate::domain::coupon::DiscountType,
+    pub discount_value: i64,
+    pub max_discount: Option<i64>,
+    pub min_order_amount: Option<i64>,
+    pub total_quantity: i64,
+    pub issued: i64,
+    pub issue_starts_at: Timestamp,
+    pub issue_ends_at: Option<Timestamp>,
+    pub valid_days: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+impl CampaignRecord {
+    pub fn window(&self) -> crate::domain::coupon::IssueWindow {
+        crate::domain::coupon::IssueWindow {
+            starts_at: self.issue_starts_at,
+            ends_at: self.issue_ends_at,
+        }
+    }
+}
+
+/// A user coupon to write: who, from which campaign, and when it expires.
+#[derive(Debug, Clone)]
+pub struct NewUserCoupon {
+    pub campaign_id: i64,
+    pub user_id: i64,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// One user coupon with the name and terms of its campaign.
+#[derive(Debug, Clone)]
+pub struct UserCouponRecord {
+    pub id: i64,
+    pub campaign_id: i64,
+    pub user_id: i64,
+    /// As stored (`issued`, `held`, `used`); `expired` is derived when shown.
+    pub status: crate::domain::coupon::CouponStatus,
+    pub order_id: Option<i64>,
+    pub issued_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub campaign_name: String,
+    pub discount_type: crate::domain::coupon::DiscountType,
+    pub discount_value: i64,
+    pub max_discount: Option<i64>,
+    pub min_order_amount: Option<i64>,
+}
+
+/// What one claim of a coupon did.
+#[derive(Debug, Clone)]
+pub enum IssueOutcome {
+    /// Issued; `remaining` is what the campaign has left after it.
+    Issued {
+        coupon: UserCouponRecord,
+        remaining: i64,
+    },
+    UnknownCampaign,
+    /// Outside the campaign's issue window.
+    NotIssuable,
+    SoldOut,
+    /// The buyer already holds a coupon of this campaign.
+    AlreadyIssued,
+}
+
+/// One campaign's count beside its rows (found by `stampede verify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponAudit {
+    pub campaign_id: i64,
+    pub total_quantity: i64,
+    pub issued: i64,
+    /// `user_coupons` rows of the campaign.
+    pub rows: i64,
+    /// Coupons held beyond one per buyer (the UNIQUE constraint keeps it at 0).
+    pub duplicates: i64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Loyalty points (`PointsStore`; rules in `crate::domain::points`)
+// ---------------------------------------------------------------------------------------
+
+/// A buyer's points account; all zeros when the buyer never had points.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PointsAccount {
+    pub user_id: i64,
+    pub balance: i64,
+    pub held: i64,
+}
+
+/// Points that expire at one instant (unheld remainders of lots), soonest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointsExpiring {
+    pub amount: i64,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct PointsSummary {
+    pub account: PointsAccount,
+    pub expiring: Vec<PointsExpiring>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PointsLedgerRecord {
+    pub id: i64,
+    pub user_id: i64,
+    pub kind: crate::domain::points::PointsKind,
+    /// Positive, except a negative `adjust`.
+    pub amount: i64,
+    pub lot_id: Option<i64>,
+    pub order_id: Option<i64>,
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// `grant` (a lot that expires) or `adjust` (a signed correction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointsOperationKind {
+    Grant,
+    Adjust,
+}
+
+impl PointsOperationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PointsOperationKind::Grant => "grant",
+            PointsOperationKind::Adjust => "adjust",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "grant" => Some(PointsOperationKind::Grant),
+            "adjust" => Some(PointsOperationKind::Adjust),
+            _ => None,
+        }
+    }
+}
+
+/// An admin's grant or adjustment, keyed by `(admin_id, idempotency_key)`.
+#[derive(Debug, Clone)]
+pub struct NewPointsOperation {
+    pub admin_id: i64,
+    pub idempotency_key: String,
+    /// Hash of the request as sent: a replay must match it.
+    pub request_hash: String,
+    pub user_id: i64,
+    pub kind: PointsOperationKind,
+    /// Positive for a grant; signed, non-zero for an adjustment.
+    pub amount: i64,
+    pub reason: String,
+    /// The grant's lot expiry (`None`: never; adjustments never expire).
+    pub expires_at: Option<Timestamp>,
+}
+
+/// An applied operation, with the account as it left it (a replay answers the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointsOperationRecord {
+    pub id: i64,
+    pub admin_id: i64,
+    pub user_id: i64,
+    pub kind: PointsOperationKind,
+    pub amount: i64,
+    pub reason: String,
+    pub expires_at: Option<Timestamp>,
+    pub balance_after: i64,
+    pub held_after: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub enum PointsOperationOutcome {
+    Done(PointsOperationRecord),
+    /// The key was used before with the same request: its original result.
+    Replayed(PointsOperationRecord),
+    /// The key was used before with another request; nothing changed.
+    Mismatch,
+    /// No such buyer; nothing changed.
+    UnknownUser,
+    /// A negative adjustment larger than the unheld balance; nothing changed.
+    Insufficient,
+}
+
+/// Points held for one order, and the account after the change that returned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointsHold {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub amount: i64,
+    pub status: crate::domain::points::HoldStatus,
+    pub balance: i64,
+    pub held: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldOutcome {
+    Held(PointsHold),
+    /// The buyer's unheld balance is smaller than the amount; nothing changed.
+    Insufficient,
+    /// The order already has (or had) a points hold; nothing changed.
+    AlreadyHeld,
+    /// No order of that buyer with that id; nothing changed.
+    UnknownOrder,
+}
+
+/// One delivery of an `order.confirmed` event to the earning consumer.
+#[derive(Debug, Clone)]
+pub struct Earning {
+    /// The consumer's name in `processed_events` (`points-earn`).
+    pub consumer: &'static str,
+    pub event_id: i64,
+    pub order_id: i64,
+    pub rate_bps: i64,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarnOutcome {
+    Earned {
+        user_id: i64,
+        amount: i64,
+        lot_id: i64,
+    },
+    /// Recorded as processed, but the purchase earns nothing (too small, or no such order).
+    Nothing,
+    /// This consumer processed this event before (another node, or a redelivery).
+    AlreadyProcessed,
+}
+
+/// What one expiry of a buyer's due lots took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiredPoints {
+    pub user_id: i64,
+    pub amount: i64,
+    pub lots: usize,
+    pub balance: i64,
+    pub held: i64,
+}
+
+/// One account beside its ledger and its lots (see `crate::verify`).
+#[derive(Debug, Clone, Default)]
+pub struct PointsAccountAudit {
+    pub user_id: i64,
+    pub balance: i64,
+    pub held: i64,
+    /// Sum of ledger amounts per kind.
+    pub ledger: Vec<(crate::domain::points::PointsKind, i64)>,
+    pub lots_remaining: i64,
+    pub lots_held: i64,
+}
+
+/// One lot beside the ledger rows that reference it.
+#[derive(Debug, Clone)]
+pub struct PointsLotAudit {
+    pub lot_id: i64,
+    pub user_id: i64,
+    pub amount: i64,
+    pub remaining: i64,
+    pub held: i64,
+    pub ledger: Vec<(crate::domain::points::PointsKind, i64)>,
+}
+
+/// One order's points hold beside the ledger rows of that order.
+#[derive(Debug, Clone)]
+pub struct PointsHoldAudit {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub amount: i64,
+    pub status: crate::domain::points::HoldStatus,
+    pub ledger: Vec<(crate::domain::points::PointsKind, i64)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PointsAudit {
+    pub accounts: Vec<PointsAccountAudit>,
+    pub lots: Vec<PointsLotAudit>,
+    pub holds: Vec<PointsHoldAudit>,
+}
+
+/// The rows a points audit reads, each backend in its own dialect, from one snapshot;
+/// [`PointsAudit::assemble`] puts them together the same way for both.
+#[derive(Debug, Clone, Default)]
+pub struct PointsAuditRows {
+    /// `(user_id, balance, held)`.
+    pub accounts: Vec<(i64, i64, i64)>,
+    /// `(user_id, kind, Σ amount)`.
+    pub ledger_by_user: Vec<(i64, String, i64)>,
+    /// `(user_id, Σ remaining, Σ held)` of the user's lots.
+    pub lot_sums: Vec<(i64, i64, i64)>,
+    /// `(lot_id, user_id, amount, remaining, held)`.
+    pub lots: Vec<(i64, i64, i64, i64, i64)>,
+    /// `(lot_id, kind, Σ amount)`.
+    pub ledger_by_lot: Vec<(i64, String, i64)>,
+    /// `(order_id, user_id, amount, status)`.
+    pub holds: Vec<(i64, i64, i64, String)>,
+    /// `(order_id, kind, Σ amount)` of hold, release, spend and refund rows.
+    pub ledger_by_order: Vec<(i64, String, i64)>,
+}
+
+type KindSums = std::collections::BTreeMap<i64, Vec<(crate::domain::points::PointsKind, i64)>>;
+
+fn points_kind_sums(rows: Vec<(i64, String, i64)>) -> super::StoreResult<KindSums> {
+    let mut sums = KindSums::new();
+    for (key, raw, sum) in rows {
+        let kind = crate::domain::points::PointsKind::parse(&raw)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("points kind {raw:?}")))?;
+        sums.entry(key).or_default().push((kind, sum));
+    }
+    Ok(sums)
+}
+
+impl PointsAudit {
+    /// Every account that has a row anywhere (account, ledger or lot), every lot and every
+    /// hold, each with its ledger sums.
+    pub fn assemble(rows: PointsAuditRows) -> super::StoreResult<PointsAudit> {
+        use std::collections::BTreeMap;
+        let by_user = points_kind_sums(rows.ledger_by_user)?;
+        let mut by_lot = points_kind_sums(rows.ledger_by_lot)?;
+        let mut by_order = points_kind_sums(rows.ledger_by_order)?;
+        let lot_sums: BTreeMap<i64, (i64, i64)> = rows
+            .lot_sums
+            .into_iter()
+            .map(|(u, r, h)| (u, (r, h)))
+            .collect();
+        let balances: BTreeMap<i64, (i64, i64)> = rows
+            .accounts
+            .into_iter()
+            .map(|(u, b, h)| (u, (b, h)))
+            .collect();
+        let mut users: Vec<i64> = balances.keys().copied().collect();
+        users.extend(by_user.keys().copied());
+        users.extend(lot_sums.keys().copied());
+        users.sort_unstable();
+        users.dedup();
+        let accounts = users
+            .into_iter()
+            .map(|user_id| {
+                let (balance, held) = balances.get(&user_id).copied().unwrap_or_default();
+                let (lots_remaining, lots_held) =
+                    lot_sums.get(&user_id).copied().unwrap_or_default();
+                PointsAccountAudit {
+                    user_id,
+                    balance,
+                    held,
+                    ledger: by_user.get(&user_id).cloned().unwrap_or_default(),
+                    lots_remaining,
+                    lots_held,
+                }
+            })
+            .collect();
+        let lots = rows
+            .lots
+            .into_iter()
+            .map(
+                |(lot_id, user_id, amount, remaining, held)| PointsLotAudit {
+                    lot_id,
+                    user_id,
+                    amount,
+                    remaining,
+                    held,
+                    ledger: by_lot.remove(&lot_id).unwrap_or_default(),
+                },
+            )
+            .collect();
+        let holds = rows
+            .holds
+            .into_iter()
+            .map(|(order_id, user_id, amount, raw)| {
+                let status = crate::domain::points::HoldStatus::parse(&raw).ok_or_else(|| {
+                    super::StoreError::Corrupt(format!("points hold status {raw:?}"))
+                })?;
+                Ok(PointsHoldAudit {
+                    order_id,
+                    user_id,
+                    amount,
+                    status,
+                    ledger: by_order.remove(&order_id).unwrap_or_default(),
+                })
+            })
+            .collect::<super::StoreResult<_>>()?;
+        Ok(PointsAudit {
+            accounts,
+            lots,
+            holds,
+        })
+    }
+}

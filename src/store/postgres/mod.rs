@@ -11,9 +11,11 @@
 mod audit;
 mod auth;
 mod catalog;
+mod coupons;
 mod orders;
 mod outbox;
 mod place;
+mod points;
 mod stock;
 #[cfg(test)]
 mod tests;
@@ -29,6 +31,8 @@ use sqlx::Row;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_waitlist.sql")),
+    (3, include_str!("migrations/0003_coupons.sql")),
+    (4, include_str!("migrations/0004_points.sql")),
 ];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment

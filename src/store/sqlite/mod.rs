@@ -9,9 +9,11 @@
 mod audit;
 mod auth;
 mod catalog;
+mod coupons;
 mod orders;
 mod outbox;
 mod place;
+mod points;
 mod waitlist;
 
 use super::{PoolOptions, Store, StoreError, StoreResult};
@@ -24,6 +26,8 @@ use std::time::Duration;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_waitlist.sql")),
+    (3, include_str!("migrations/0003_coupons.sql")),
+    (4, include_str!("migrations/0004_points.sql")),
 ];
 /// How long a connection waits for another process holding the write lock (e.g. a CLI
 /// command run beside the server).

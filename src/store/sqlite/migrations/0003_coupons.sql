@@ -1,0 +1,38 @@
+-- First-come coupon campaigns (issue 4, item 1), SQLite dialect. Same tables, checks and
+-- indexes as postgres/migrations/0003_coupons.sql.
+
+-- The campaign account: `issued` of `total_quantity`. Terms never change after creation.
+CREATE TABLE coupon_campaigns (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT    NOT NULL,
+    discount_type    TEXT    NOT NULL CHECK (discount_type IN ('fixed', 'percent')),
+    discount_value   INTEGER NOT NULL CHECK (discount_value > 0),
+    max_discount     INTEGER CHECK (max_discount IS NULL OR max_discount > 0),
+    min_order_amount INTEGER CHECK (min_order_amount IS NULL OR min_order_amount >= 0),
+    total_quantity   INTEGER NOT NULL CHECK (total_quantity > 0),
+    issued           INTEGER NOT NULL DEFAULT 0 CHECK (issued >= 0 AND issued <= total_quantity),
+    issue_starts_at  INTEGER NOT NULL,
+    issue_ends_at    INTEGER,
+    valid_days       INTEGER CHECK (valid_days IS NULL OR valid_days BETWEEN 1 AND 3650),
+    created_at       INTEGER NOT NULL,
+    CHECK (discount_type = 'fixed' OR discount_value <= 100),
+    CHECK (discount_type = 'percent' OR max_discount IS NULL),
+    CHECK (issue_ends_at IS NULL OR issue_ends_at > issue_starts_at)
+);
+
+-- The campaign's ledger: one row per issued coupon, never two per buyer. `expired` is not
+-- stored: it is derived from `expires_at` when read.
+CREATE TABLE user_coupons (
+    id          INTEGER PRIMARY KEY,
+    campaign_id INTEGER NOT NULL REFERENCES coupon_campaigns (id),
+    user_id     INTEGER NOT NULL REFERENCES users (id),
+    status      TEXT    NOT NULL CHECK (status IN ('issued', 'held', 'used')),
+    -- The order holding or having used the coupon (orders take coupons in a later step).
+    order_id    INTEGER REFERENCES orders (id),
+    issued_at   INTEGER NOT NULL,
+    expires_at  INTEGER,
+    updated_at  INTEGER NOT NULL,
+    UNIQUE (campaign_id, user_id),
+    CHECK (order_id IS NOT NULL OR status = 'issued')
+);
+CREATE INDEX user_coupons_user ON user_coupons (user_id, id);
