@@ -1,0 +1,233 @@
+//! The buyer's account and lots: crediting, moving, taking from lots soonest-expiring
+//! first, and earning points for a confirmed order.
+
+use super::{append_ledger, LedgerRow};
+use crate::domain::events::{self, PointsChanged};
+use crate::domain::points::{take_soonest_expiring, LotFree, PointsKind};
+use crate::domain::Timestamp;
+use crate::store::postgres::outbox;
+use crate::store::{EarnOutcome, Earning, StoreError, StoreResult};
+use sqlx::postgres::{PgConnection, PgPool};
+
+/// Adds `amount` (> 0) to the buyer's balance, opening the account if needed; takes the
+/// account's row lock.
+pub(super) async fn credit_account(
+    conn: &mut PgConnection,
+    user_id: i64,
+    amount: i64,
+    now: Timestamp,
+) -> StoreResult<(i64, i64)> {
+    debug_assert!(amount > 0, "a credit is positive");
+    Ok(sqlx::query_as(
+        "INSERT INTO point_accounts (user_id, balance, held, updated_at) VALUES ($1, $2, 0, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET balance = point_accounts.balance + excluded.balance, \
+             updated_at = excluded.updated_at \
+         RETURNING balance, held",
+    )
+    .bind(user_id)
+    .bind(amount)
+    .bind(now.millis())
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Applies `(Δbalance, Δheld)` to the account if the unheld balance stays `>= 0`; `None`,
+/// changing nothing, otherwise (or when there is no account). A concurrent writer waits on
+/// the row lock and re-checks the condition against the committed row.
+pub(super) async fn move_account(
+    conn: &mut PgConnection,
+    user_id: i64,
+    (d_balance, d_held): (i64, i64),
+    now: Timestamp,
+) -> StoreResult<Option<(i64, i64)>> {
+    Ok(sqlx::query_as(
+        "UPDATE point_accounts SET balance = balance + $2, held = held + $3, updated_at = $4 \
+         WHERE user_id = $1 AND (balance + $2) - (held + $3) >= 0 \
+         RETURNING balance, held",
+    )
+    .bind(user_id)
+    .bind(d_balance)
+    .bind(d_held)
+    .bind(now.millis())
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Applies `(Δremaining, Δheld)` to one lot; the CHECKs refuse anything out of range.
+pub(super) async fn move_lot(
+    conn: &mut PgConnection,
+    lot_id: i64,
+    (d_remaining, d_held): (i64, i64),
+) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE point_lots SET remaining = remaining + $2, held = held + $3 WHERE id = $1",
+    )
+    .bind(lot_id)
+    .bind(d_remaining)
+    .bind(d_held)
+    .execute(conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!("point lot {lot_id} vanished")));
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_lot(
+    conn: &mut PgConnection,
+    user_id: i64,
+    amount: i64,
+    expires_at: Option<Timestamp>,
+    (source, order_id): (&str, Option<i64>),
+    now: Timestamp,
+) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO point_lots (user_id, amount, remaining, held, expires_at, source, order_id, \
+             created_at) \
+         VALUES ($1, $2, $2, 0, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(amount)
+    .bind(expires_at.map(Timestamp::millis))
+    .bind(source)
+    .bind(order_id)
+    .bind(now.millis())
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Takes `amount` from the buyer's unheld lot remainders, soonest-expiring first, applying
+/// `kind`'s effect to each lot and appending one row per lot. Called with the account's row
+/// lock held and the account already moved (and guarded), so the lots must cover it.
+pub(super) async fn take_from_lots(
+    conn: &mut PgConnection,
+    user_id: i64,
+    amount: i64,
+    (kind, order_id): (PointsKind, Option<i64>),
+    (reason, key): (Option<&str>, Option<&str>),
+    now: Timestamp,
+) -> StoreResult<()> {
+    let rows: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, remaining - held, expires_at FROM point_lots \
+         WHERE user_id = $1 AND remaining > 0 AND remaining > held \
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let lots: Vec<LotFree> = rows
+        .into_iter()
+        .map(|(lot_id, free, expires_at)| LotFree {
+            lot_id,
+            free,
+            expires_at: expires_at.map(Timestamp::from_millis),
+        })
+        .collect();
+    let taken = take_soonest_expiring(&lots, amount).ok_or_else(|| {
+        StoreError::Corrupt(format!("lots of user {user_id} hold less than its account"))
+    })?;
+    for (lot_id, take) in taken {
+        // A negative adjustment's row is signed; its effect on the lot is `-take` either way.
+        let signed = if kind == PointsKind::Adjust {
+            -take
+        } else {
+            take
+        };
+        move_lot(conn, lot_id, kind.effect(signed)).await?;
+        let row = LedgerRow {
+            user_id,
+            kind,
+            amount: signed,
+            lot_id: Some(lot_id),
+            order_id,
+            reason,
+            idempotency_key: key,
+        };
+        append_ledger(conn, &row, now).await?;
+    }
+    Ok(())
+}
+
+/// The buyer and the points their confirmed order earns; `None` when it earns nothing
+/// (too small, not confirmed, no such order, or it already earned).
+async fn earnable(conn: &mut PgConnection, earning: &Earning) -> StoreResult<Option<(i64, i64)>> {
+    let order: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT user_id, payable FROM orders WHERE id = $1 AND status = 'confirmed'",
+    )
+    .bind(earning.order_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    // Belt and braces beside the event id: an order earns once (UNIQUE index too).
+    let earned_before: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM point_lots WHERE order_id = $1 AND source = 'earn')",
+    )
+    .bind(earning.order_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(order
+        .filter(|_| !earned_before)
+        .map(|(user_id, payable)| {
+            let amount = crate::domain::points::earned_points(payable, earning.rate_bps);
+            (user_id, amount)
+        })
+        .filter(|(_, amount)| *amount > 0))
+}
+
+pub(super) async fn earn(
+    pool: &PgPool,
+    earning: &Earning,
+    now: Timestamp,
+) -> StoreResult<EarnOutcome> {
+    let mut tx = pool.begin().await?;
+    // Several nodes handling the same event: the second waits on the first's key, then
+    // inserts nothing.
+    let first = sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (consumer, event_id) DO NOTHING",
+    )
+    .bind(earning.consumer)
+    .bind(earning.event_id)
+    .bind(now.millis())
+    .execute(&mut *tx)
+    .await?;
+    if first.rows_affected() == 0 {
+        return Ok(EarnOutcome::AlreadyProcessed);
+    }
+    let Some((user_id, amount)) = earnable(&mut tx, earning).await? else {
+        // Recorded as processed all the same: the event is done with.
+        tx.commit().await?;
+        return Ok(EarnOutcome::Nothing);
+    };
+    let (balance, held) = credit_account(&mut tx, user_id, amount, now).await?;
+    let expires_at = Some(earning.expires_at);
+    let source = ("earn", Some(earning.order_id));
+    let lot_id = insert_lot(&mut tx, user_id, amount, expires_at, source, now).await?;
+    let row = LedgerRow {
+        user_id,
+        kind: PointsKind::Earn,
+        amount,
+        lot_id: Some(lot_id),
+        order_id: Some(earning.order_id),
+        reason: None,
+        idempotency_key: None,
+    };
+    append_ledger(&mut tx, &row, now).await?;
+    let change = PointsChanged {
+        user_id,
+        amount,
+        balance,
+        held,
+        order_id: Some(earning.order_id),
+        lot_id: Some(lot_id),
+        expires_at,
+        reason: None,
+    };
+    let event = events::points_changed(events::POINTS_EARNED, &change);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(EarnOutcome::Earned {
+        user_id,
+        amount,
+        lot_id,
+    })
+}
