@@ -33,7 +33,8 @@ pub struct Hub {
 }
 
 /// One event of a user's own stream: every `order.*` of their orders, every `waitlist.*`
-/// of their entries and every `points.*` of their account, as written to the outbox.
+/// of their entries, every `points.*` of their account and every coupon issued to them, as
+/// written to the outbox.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserEvent {
     /// The outbox id: increasing, so a client can tell what it has seen.
@@ -286,6 +287,8 @@ impl Dispatcher {
                 serde_json::from_str::<WaitlistChanged>(&event.payload)
                     .map(|w| self.hub.publish_user(w.user_id, event))
             }
+            events::COUPON_ISSUED => serde_json::from_str::<events::CouponIssued>(&event.payload)
+                .map(|c| self.hub.publish_user(c.user_id, event)),
             _ => Ok(()),
         };
         if let Err(e) = parsed {

@@ -404,3 +404,16 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+backend_tests!(
+    an_issued_coupon_reaches_the_buyers_own_stream,
+    |app| async move {
+        let campaign = create_campaign(&app, &fixed_campaign(5)).await;
+        let buyer = app.buyer().await;
+        let user_id = app.user_id(&buyer).await;
+        let mut stream = crate::waitlist::my_events(&app, &buyer).await;
+        expect(&claim(&app, int(&campaign, "id"), &buyer).await, 201);
+        let event = crate::waitlist::next_of_type(&mut stream, user_id, "coupon.issued").await;
+        assert_eq!(event["payload"]["campaign_id"], campaign["id"], "{event}");
+    }
+);

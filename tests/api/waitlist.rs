@@ -43,7 +43,7 @@ async fn entry_with_status(app: &TestApp, token: &str, product: i64, status: &st
 }
 
 /// Opens `GET /me/events` and reads its `ready` event: from here on nothing is missed.
-async fn my_events(app: &TestApp, token: &str) -> SseReader {
+pub(crate) async fn my_events(app: &TestApp, token: &str) -> SseReader {
     let response = app
         .client
         .get(app.api("/me/events"))
@@ -61,7 +61,7 @@ async fn my_events(app: &TestApp, token: &str) -> SseReader {
 
 /// The next event of type `kind` on `user`'s own stream, skipping others; every event
 /// read on the way must be about `user`.
-async fn next_of_type(stream: &mut SseReader, user: i64, kind: &str) -> Value {
+pub(crate) async fn next_of_type(stream: &mut SseReader, user: i64, kind: &str) -> Value {
     let deadline = tokio::time::Instant::now() + WITHIN;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
