@@ -90,6 +90,7 @@ pub struct Metrics {
     /// Points taken by admins' negative adjustments.
     pub points_deducted: Counter,
     pub points_expired: Counter,
+    /// Points held, released, spent and refunded by orders (`Metrics::order_points`).
     pub points_held: Counter,
     pub points_released: Counter,
     pub points_spent: Counter,
@@ -388,6 +389,20 @@ fn register_points(registry: &mut Registry, m: &Metrics) {
 }
 
 impl Metrics {
+    /// Counts the points of an order that has just entered its status: held when placed,
+    /// spent when paid, released when cancelled or expired, refunded when refunded.
+    pub fn order_points(&self, order: &crate::store::OrderRecord) {
+        use crate::domain::OrderStatus;
+        let counter = match order.status {
+            OrderStatus::PendingPayment => &self.points_held,
+            OrderStatus::Paid => &self.points_spent,
+            OrderStatus::Cancelled => &self.points_released,
+            OrderStatus::Refunded => &self.points_refunded,
+            OrderStatus::Confirmed => return,
+        };
+        counter.inc_by(u64::try_from(order.points_used).unwrap_or(0));
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -33,7 +33,7 @@ pub struct Hub {
 }
 
 /// One event of a user's own stream: every `order.*` of their orders, every `waitlist.*`
-/// of their entries, every `points.*` of their account and every coupon issued to them, as
+/// of their entries, every `points.*` of their account and every change of their coupons, as
 /// written to the outbox.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserEvent {
@@ -289,6 +289,10 @@ impl Dispatcher {
             }
             events::COUPON_ISSUED => serde_json::from_str::<events::CouponIssued>(&event.payload)
                 .map(|c| self.hub.publish_user(c.user_id, event)),
+            events::COUPON_HELD | events::COUPON_USED | events::COUPON_RETURNED => {
+                serde_json::from_str::<events::CouponMoved>(&event.payload)
+                    .map(|c| self.hub.publish_user(c.user_id, event))
+            }
             _ => Ok(()),
         };
         if let Err(e) = parsed {

@@ -19,12 +19,10 @@
 //! taken from under it; if that order releases them, they expire at the next run.
 
 use crate::domain::events::{self, Event};
-use crate::domain::points::{HoldStatus, PointsKind};
+use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
-use crate::store::{
-    EarnOutcome, Earning, HoldOutcome, PointsAudit, PointsHold, Store, StoreResult,
-};
+use crate::store::{EarnOutcome, Earning, PointsAudit, Store, StoreResult};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -210,52 +208,6 @@ impl ExpiryJob {
     }
 }
 
-/// Holds the buyer's points for their order (see `PointsStore::hold_points`), counted in
-/// `points_held_total`.
-pub async fn hold(
-    store: &dyn Store,
-    metrics: &Metrics,
-    (user_id, amount, order_id): (i64, i64, i64),
-    now: Timestamp,
-) -> StoreResult<HoldOutcome> {
-    let outcome = store.hold_points(user_id, amount, order_id, now).await?;
-    if let HoldOutcome::Held(h) = &outcome {
-        metrics.points_held.inc_by(points_u64(h.amount));
-    }
-    Ok(outcome)
-}
-
-/// Moves the order's hold to `to`: `Released` (cancelled, expired), `Spent` (paid) or
-/// `Refunded`; counted in `points_released_total`, `points_spent_total`,
-/// `points_refunded_total`. `None` when the hold was not in the status `to` needs.
-pub async fn settle(
-    store: &dyn Store,
-    metrics: &Metrics,
-    order_id: i64,
-    to: HoldStatus,
-    now: Timestamp,
-) -> StoreResult<Option<PointsHold>> {
-    let (settled, counter) = match to {
-        HoldStatus::Held => return Ok(None),
-        HoldStatus::Released => (
-            store.release_points(order_id, now).await?,
-            &metrics.points_released,
-        ),
-        HoldStatus::Spent => (
-            store.spend_points(order_id, now).await?,
-            &metrics.points_spent,
-        ),
-        HoldStatus::Refunded => (
-            store.refund_points(order_id, now).await?,
-            &metrics.points_refunded,
-        ),
-    };
-    if let Some(h) = &settled {
-        counter.inc_by(points_u64(h.amount));
-    }
-    Ok(settled)
-}
-
 fn points_u64(amount: i64) -> u64 {
     u64::try_from(amount).unwrap_or(0)
 }
@@ -348,6 +300,7 @@ pub fn check_audit(audit: &PointsAudit, problems: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::points::HoldStatus;
     use crate::store::{PointsAccountAudit, PointsHoldAudit, PointsLotAudit};
 
     fn books() -> PointsAudit {

@@ -62,12 +62,13 @@ impl Sweeper {
         let due = self.store.due_orders(now, self.batch_max).await?;
         let mut expired = 0;
         for order_id in due {
-            if let TransitionOutcome::Done(_) = self
+            if let TransitionOutcome::Done(order) = self
                 .store
                 .cancel_order(order_id, CancelReason::Expired, now)
                 .await?
             {
                 expired += 1;
+                self.metrics.order_points(&order);
                 self.metrics.holds_expired.inc();
                 self.metrics
                     .orders_cancelled

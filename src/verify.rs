@@ -2,9 +2,13 @@
 //! rows, and lists each difference (DESIGN §1). Clean means no problems at all.
 
 use crate::cluster::coupon_gate::CouponGate;
+use crate::domain::coupon::CouponStatus;
 use crate::domain::order::MovementKind;
-use crate::domain::OrderStatus;
-use crate::store::{Audit, CouponAudit, OrderAudit, StockAudit, Store};
+use crate::domain::points::HoldStatus;
+use crate::domain::{OrderStatus, Won};
+use crate::store::{
+    Audit, BenefitsAudit, CouponAudit, OrderAudit, OrderBenefitsAudit, StockAudit, Store,
+};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -37,7 +41,90 @@ pub async fn run(store: &dyn Store) -> anyhow::Result<Report> {
     }
     // Points: accounts, lots and holds against their ledger (rules in `crate::points`).
     crate::points::check_audit(&store.points_audit().await?, &mut report.problems);
+    check_benefits(&store.benefits_audit().await?, &mut report.problems);
     Ok(report)
+}
+
+/// Where an order's coupon and points hold must be for the order's status: the coupon held
+/// by (or used by) the order while it is open (or paid), and no longer linked to it once
+/// cancelled or refunded; the points hold in the matching status.
+fn expected_benefits(status: OrderStatus) -> (Option<CouponStatus>, HoldStatus) {
+    match status {
+        OrderStatus::PendingPayment => (Some(CouponStatus::Held), HoldStatus::Held),
+        OrderStatus::Paid | OrderStatus::Confirmed => (Some(CouponStatus::Used), HoldStatus::Spent),
+        OrderStatus::Cancelled => (None, HoldStatus::Released),
+        OrderStatus::Refunded => (None, HoldStatus::Refunded),
+    }
+}
+
+/// Each order's discount equals its coupon's terms applied to its total, its coupon and
+/// points hold follow its status, and no coupon is held or used by an order that does not
+/// name it.
+fn check_benefits(audit: &BenefitsAudit, problems: &mut Vec<String>) {
+    for o in &audit.orders {
+        check_order_benefits(o, problems);
+    }
+    for c in &audit.stray_coupons {
+        problems.push(format!(
+            "user coupon {} is {} by order {:?}, which does not name it",
+            c.coupon_id,
+            c.status.as_str(),
+            c.order_id
+        ));
+    }
+}
+
+fn check_order_benefits(o: &OrderBenefitsAudit, problems: &mut Vec<String>) {
+    let id = o.order_id;
+    let (coupon_status, hold_status) = expected_benefits(o.status);
+    match &o.coupon {
+        Some(c) => {
+            let expected = Won::new("total", o.total)
+                .ok()
+                .and_then(|total| c.terms.discount_for(total).ok())
+                .map(Won::get);
+            if expected != Some(o.discount) {
+                problems.push(format!(
+                    "order {id}: discount {} but coupon {} gives {expected:?}",
+                    o.discount, c.coupon_id
+                ));
+            }
+            let linked = c.order_id == Some(id);
+            let fine = match coupon_status {
+                Some(status) => linked && c.status == status,
+                None => !linked,
+            };
+            if !fine {
+                problems.push(format!(
+                    "order {id} ({}): coupon {} is {} for order {:?}",
+                    o.status.as_str(),
+                    c.coupon_id,
+                    c.status.as_str(),
+                    c.order_id
+                ));
+            }
+        }
+        None if o.discount != 0 => {
+            problems.push(format!(
+                "order {id}: discount {} without a coupon",
+                o.discount
+            ));
+        }
+        None => {}
+    }
+    let hold = o.points_hold;
+    let fine = match hold {
+        Some((status, amount)) => amount == o.points_used && status == hold_status,
+        None => o.points_used == 0,
+    };
+    if !fine {
+        problems.push(format!(
+            "order {id} ({}): uses {} points but its hold is {:?}",
+            o.status.as_str(),
+            o.points_used,
+            hold
+        ));
+    }
 }
 
 /// A campaign's count must equal its rows and never exceed its total; nobody holds two.
@@ -256,6 +343,89 @@ mod tests {
         assert!(text.contains("issued 11 of a total of 10"), "{text}");
         assert!(
             text.contains("1 coupon(s) held beyond one per buyer"),
+            "{text}"
+        );
+    }
+
+    fn benefits(status: OrderStatus) -> OrderBenefitsAudit {
+        use crate::domain::coupon::{CouponTerms, Discount, DiscountType};
+        let (coupon, hold) = expected_benefits(status);
+        OrderBenefitsAudit {
+            order_id: 5,
+            status,
+            total: 10_000,
+            discount: 1_000,
+            points_used: 300,
+            coupon: Some(crate::store::OrderCouponAudit {
+                coupon_id: 9,
+                status: coupon.unwrap_or(CouponStatus::Issued),
+                order_id: coupon.map(|_| 5),
+                terms: CouponTerms {
+                    discount: Discount::new(DiscountType::Percent, 10, None).unwrap(),
+                    min_order_amount: None,
+                },
+            }),
+            points_hold: Some((hold, 300)),
+        }
+    }
+
+    #[test]
+    fn coupons_and_points_follow_their_order() {
+        let statuses = [
+            OrderStatus::PendingPayment,
+            OrderStatus::Paid,
+            OrderStatus::Confirmed,
+            OrderStatus::Cancelled,
+            OrderStatus::Refunded,
+        ];
+        let clean = BenefitsAudit {
+            orders: statuses.into_iter().map(benefits).collect(),
+            stray_coupons: vec![],
+        };
+        let mut problems = Vec::new();
+        check_benefits(&clean, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+
+        let mut wrong_discount = benefits(OrderStatus::Paid);
+        wrong_discount.discount = 999;
+        let mut coupon_left_held = benefits(OrderStatus::Cancelled);
+        if let Some(c) = coupon_left_held.coupon.as_mut() {
+            c.status = CouponStatus::Held;
+            c.order_id = Some(5);
+        }
+        let mut points_unspent = benefits(OrderStatus::Paid);
+        points_unspent.points_hold = Some((HoldStatus::Held, 300));
+        let mut no_hold = benefits(OrderStatus::PendingPayment);
+        no_hold.points_hold = None;
+        let broken = BenefitsAudit {
+            orders: vec![wrong_discount, coupon_left_held, points_unspent, no_hold],
+            stray_coupons: vec![crate::store::StrayCoupon {
+                coupon_id: 4,
+                status: CouponStatus::Used,
+                order_id: Some(8),
+            }],
+        };
+        check_benefits(&broken, &mut problems);
+        let text = problems.join("\n");
+        assert_eq!(problems.len(), 5, "{text}");
+        assert!(
+            text.contains("discount 999 but coupon 9 gives Some(1000)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(cancelled): coupon 9 is held for order Some(5)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(paid): uses 300 points but its hold is Some((Held, 300))"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(pending_payment): uses 300 points but its hold is None"),
+            "{text}"
+        );
+        assert!(
+            text.contains("user coupon 4 is used by order Some(8)"),
             "{text}"
         );
     }

@@ -101,6 +101,8 @@ pub fn offer_request(entry: &WaitlistEntryRecord) -> Result<OrderRequest, Domain
             product_id: entry.product_id,
             quantity,
         }],
+        coupon_id: None,
+        points: 0,
     })
 }
 

@@ -2,9 +2,15 @@
 //! locked stock and limits) to a decision per request. The store loads the inputs and writes
 //! the outputs inside one transaction; everything in between lives here so it can be
 //! property-tested without a database.
+//!
+//! An order may also use one of the buyer's coupons and some of their points (DESIGN §1):
+//! the batch reads those accounts under the same lock, and `allocate` holds them in
+//! arrival order exactly as it holds stock, so a coupon goes to one order and points never
+//! go below zero, whatever the batch holds.
 
+use super::coupon::CouponTerms;
 use super::values::{Quantity, Timestamp, Won};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub type ProductId = i64;
 pub type UserId = i64;
@@ -24,6 +30,10 @@ pub struct OrderRequest {
     /// SHA-256 of the canonical request body: the same key with another body is refused.
     pub request_hash: String,
     pub lines: Vec<Line>,
+    /// A user coupon of the buyer's to take off the total.
+    pub coupon_id: Option<i64>,
+    /// Points (1 point = 1 won) to take off what is left; 0 for none.
+    pub points: i64,
 }
 
 /// A product's catalogue facts and its stock account, read under the batch's lock.
@@ -43,12 +53,26 @@ pub struct ExistingOrder {
     pub request_hash: String,
 }
 
+/// A user coupon named by the batch, read under the batch's lock.
+#[derive(Debug, Clone)]
+pub struct CouponState {
+    pub user_id: UserId,
+    /// `issued` and not held by an order; a held or used coupon is not.
+    pub free: bool,
+    pub expires_at: Option<Timestamp>,
+    pub terms: CouponTerms,
+}
+
 #[derive(Debug, Default)]
 pub struct BatchState {
     pub products: HashMap<ProductId, ProductState>,
     /// Units each buyer already holds or bought, for products with a purchase limit.
     pub purchased: HashMap<(UserId, ProductId), i64>,
     pub existing: HashMap<(UserId, String), ExistingOrder>,
+    /// The coupons the batch names, by user coupon id.
+    pub coupons: HashMap<i64, CouponState>,
+    /// Points each buyer who spends points can hold: unheld and not yet expired.
+    pub points: HashMap<UserId, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +92,22 @@ pub enum Rejection {
     },
     IdempotencyMismatch,
     TotalTooLarge,
+    /// No such user coupon, or another buyer's.
+    CouponNotFound,
+    CouponExpired,
+    /// Held by another open order, or used.
+    CouponInUse,
+    CouponMinOrderNotMet {
+        min_order_amount: Won,
+    },
+    /// More points than the buyer can hold (unheld, unexpired).
+    InsufficientPoints {
+        available: i64,
+    },
+    /// More points than the total left after the coupon.
+    PointsExceedPayable {
+        payable: Won,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +128,11 @@ pub struct PlannedPartnerOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedOrder {
     pub total: Won,
+    pub coupon_id: Option<i64>,
+    pub discount: Won,
+    pub points: Won,
+    /// `total - discount - points`.
+    pub payable: Won,
     /// One per partner, ascending by partner id.
     pub partner_orders: Vec<PlannedPartnerOrder>,
 }
@@ -136,6 +181,22 @@ pub fn buyers_of(batch: &[OrderRequest], limited: &[ProductId]) -> Vec<UserId> {
     users.into_iter().collect()
 }
 
+/// The distinct user coupons a batch names, ascending: the order their rows are locked in.
+pub fn coupon_ids(batch: &[OrderRequest]) -> Vec<i64> {
+    let ids: std::collections::BTreeSet<i64> = batch.iter().filter_map(|r| r.coupon_id).collect();
+    ids.into_iter().collect()
+}
+
+/// The buyers of a batch who spend points, ascending: whose accounts the batch locks.
+pub fn point_spenders(batch: &[OrderRequest]) -> Vec<UserId> {
+    let users: std::collections::BTreeSet<UserId> = batch
+        .iter()
+        .filter(|r| r.points > 0)
+        .map(|r| r.user_id)
+        .collect();
+    users.into_iter().collect()
+}
+
 impl BatchState {
     /// Products of the batch that have a purchase limit, ascending.
     pub fn limited_products(&self) -> Vec<ProductId> {
@@ -160,6 +221,8 @@ pub fn allocate(requests: &[OrderRequest], state: &BatchState, now: Timestamp) -
     let mut purchased = state.purchased.clone();
     let mut seen_keys: HashMap<(UserId, &str), (usize, &str)> = HashMap::new();
     let mut holds: HashMap<ProductId, i64> = HashMap::new();
+    let mut coupons_taken: HashSet<i64> = HashSet::new();
+    let mut points = state.points.clone();
     let mut decisions = Vec::with_capacity(requests.len());
 
     for (index, request) in requests.iter().enumerate() {
@@ -185,8 +248,16 @@ pub fn allocate(requests: &[OrderRequest], state: &BatchState, now: Timestamp) -
         }
         seen_keys.insert(batch_key, (index, request.request_hash.as_str()));
 
-        let decision = match plan_order(request, state, &available, &purchased, now) {
+        let planned = plan_order(request, state, &available, &purchased, now)
+            .and_then(|plan| apply_benefits(plan, request, state, (&coupons_taken, &points), now));
+        let decision = match planned {
             Ok(plan) => {
+                if let Some(coupon_id) = plan.coupon_id {
+                    coupons_taken.insert(coupon_id);
+                }
+                if plan.points > Won::ZERO {
+                    *points.entry(request.user_id).or_default() -= plan.points.get();
+                }
                 for line in &request.lines {
                     let q = line.quantity.get();
                     *available.entry(line.product_id).or_default() -= q;
@@ -271,8 +342,57 @@ fn plan_order(
     }
     Ok(PlannedOrder {
         total,
+        coupon_id: None,
+        discount: Won::ZERO,
+        points: Won::ZERO,
+        payable: total,
         partner_orders: by_partner.into_values().collect(),
     })
+}
+
+/// Takes the request's coupon, then its points, off a priced order; changes nothing.
+/// `coupons_taken` and `points` are what earlier orders of the batch left.
+fn apply_benefits(
+    mut plan: PlannedOrder,
+    request: &OrderRequest,
+    state: &BatchState,
+    (coupons_taken, points): (&HashSet<i64>, &HashMap<UserId, i64>),
+    now: Timestamp,
+) -> Result<PlannedOrder, Rejection> {
+    if let Some(coupon_id) = request.coupon_id {
+        let coupon = state
+            .coupons
+            .get(&coupon_id)
+            .filter(|c| c.user_id == request.user_id)
+            .ok_or(Rejection::CouponNotFound)?;
+        if !coupon.free || coupons_taken.contains(&coupon_id) {
+            return Err(Rejection::CouponInUse);
+        }
+        if coupon.expires_at.is_some_and(|at| at <= now) {
+            return Err(Rejection::CouponExpired);
+        }
+        plan.discount = coupon
+            .terms
+            .discount_for(plan.total)
+            .map_err(|min_order_amount| Rejection::CouponMinOrderNotMet { min_order_amount })?;
+        plan.coupon_id = Some(coupon_id);
+    }
+    // discount <= total (`Discount::amount_off`), so this cannot fail.
+    let after_coupon = plan.total.checked_sub(plan.discount).unwrap_or(Won::ZERO);
+    if request.points > 0 {
+        if request.points > after_coupon.get() {
+            return Err(Rejection::PointsExceedPayable {
+                payable: after_coupon,
+            });
+        }
+        let available = points.get(&request.user_id).copied().unwrap_or(0);
+        if request.points > available {
+            return Err(Rejection::InsufficientPoints { available });
+        }
+        plan.points = Won::new("points", request.points).map_err(|_| Rejection::TotalTooLarge)?;
+    }
+    plan.payable = after_coupon.checked_sub(plan.points).unwrap_or(Won::ZERO);
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -302,6 +422,8 @@ mod tests {
                     quantity: Quantity::new("quantity", *q).unwrap(),
                 })
                 .collect(),
+            coupon_id: None,
+            points: 0,
         }
     }
 
@@ -394,7 +516,168 @@ mod tests {
         assert!(a.holds.is_empty());
     }
 
+    fn coupon(user_id: i64, percent: i64, min: Option<i64>) -> CouponState {
+        use crate::domain::coupon::{Discount, DiscountType};
+        CouponState {
+            user_id,
+            free: true,
+            expires_at: None,
+            terms: CouponTerms {
+                discount: Discount::new(DiscountType::Percent, percent, Some(3_000)).unwrap(),
+                min_order_amount: min.map(|m| Won::new("min", m).unwrap()),
+            },
+        }
+    }
+
+    fn with_benefits(mut r: OrderRequest, coupon_id: Option<i64>, points: i64) -> OrderRequest {
+        r.coupon_id = coupon_id;
+        r.points = points;
+        r
+    }
+
+    #[test]
+    fn coupon_then_points_come_off_the_total() {
+        let mut state = BatchState::default();
+        state.products.insert(1, product(10, 9_999, 5, None));
+        state.coupons.insert(7, coupon(1, 15, Some(9_999)));
+        state.points.insert(1, 500);
+        let a = allocate(
+            &[with_benefits(request(1, "k", &[(1, 1)]), Some(7), 500)],
+            &state,
+            NOW,
+        );
+        let Decision::Accept(plan) = &a.decisions[0] else {
+            panic!("expected accept, got {:?}", a.decisions[0]);
+        };
+        // floor(9,999 × 15%) = 1,499 (1,499.85 rounds down), under the 3,000 cap.
+        assert_eq!(plan.discount.get(), 1_499);
+        assert_eq!(plan.points.get(), 500);
+        assert_eq!(plan.payable.get(), 9_999 - 1_499 - 500);
+        assert_eq!(plan.coupon_id, Some(7));
+    }
+
+    #[test]
+    fn a_coupon_goes_to_one_order_and_only_its_owner() {
+        let mut state = BatchState::default();
+        state.products.insert(1, product(10, 1_000, 5, None));
+        state.coupons.insert(7, coupon(1, 10, None));
+        let mut used = coupon(1, 10, None);
+        used.free = false;
+        state.coupons.insert(8, used);
+        let mut expired = coupon(1, 10, None);
+        expired.expires_at = Some(NOW);
+        state.coupons.insert(9, expired);
+        state.coupons.insert(10, coupon(1, 10, Some(1_001)));
+        let batch = [
+            with_benefits(request(1, "a", &[(1, 1)]), Some(7), 0),
+            with_benefits(request(1, "b", &[(1, 1)]), Some(7), 0),
+            with_benefits(request(2, "c", &[(1, 1)]), Some(7), 0),
+            with_benefits(request(1, "d", &[(1, 1)]), Some(99), 0),
+            with_benefits(request(1, "e", &[(1, 1)]), Some(8), 0),
+            with_benefits(request(1, "f", &[(1, 1)]), Some(9), 0),
+            with_benefits(request(1, "g", &[(1, 1)]), Some(10), 0),
+        ];
+        let a = allocate(&batch, &state, NOW);
+        assert!(matches!(a.decisions[0], Decision::Accept(_)));
+        let rejected: Vec<_> = a.decisions[1..].to_vec();
+        let min_order_amount = Won::new("min", 1_001).unwrap();
+        assert_eq!(
+            rejected,
+            vec![
+                Decision::Reject(Rejection::CouponInUse),
+                Decision::Reject(Rejection::CouponNotFound),
+                Decision::Reject(Rejection::CouponNotFound),
+                Decision::Reject(Rejection::CouponInUse),
+                Decision::Reject(Rejection::CouponExpired),
+                Decision::Reject(Rejection::CouponMinOrderNotMet { min_order_amount }),
+            ]
+        );
+        // Refused orders hold no stock.
+        assert_eq!(a.holds, vec![(1, 1)]);
+    }
+
+    #[test]
+    fn points_are_held_in_arrival_order_until_they_run_out() {
+        let mut state = BatchState::default();
+        state.products.insert(1, product(10, 1_000, 100, None));
+        state.points.insert(1, 250);
+        let batch: Vec<OrderRequest> = (0..4)
+            .map(|i| with_benefits(request(1, &format!("k{i}"), &[(1, 1)]), None, 100))
+            .collect();
+        let mut too_many = with_benefits(request(1, "x", &[(1, 1)]), None, 1_001);
+        too_many.idempotency_key = "x".into();
+        let mut batch = batch;
+        batch.push(too_many);
+        batch.push(with_benefits(request(2, "y", &[(1, 1)]), None, 1));
+        let a = allocate(&batch, &state, NOW);
+        let accepted = a
+            .decisions
+            .iter()
+            .filter(|d| matches!(d, Decision::Accept(_)))
+            .count();
+        assert_eq!(accepted, 2);
+        assert_eq!(
+            a.decisions[2],
+            Decision::Reject(Rejection::InsufficientPoints { available: 50 })
+        );
+        assert_eq!(
+            a.decisions[4],
+            Decision::Reject(Rejection::PointsExceedPayable {
+                payable: Won::new("p", 1_000).unwrap()
+            })
+        );
+        assert_eq!(
+            a.decisions[5],
+            Decision::Reject(Rejection::InsufficientPoints { available: 0 })
+        );
+    }
+
     proptest! {
+        /// Points never go below zero, a coupon goes to one order of its owner, and
+        /// every accepted order's payable is its total less its discount and points.
+        #[test]
+        fn points_and_coupons_are_never_overspent(
+            balances in proptest::collection::vec(0i64..500, 3),
+            requests in proptest::collection::vec(
+                (0i64..3, proptest::option::of(0i64..4), 0i64..300, 1i64..4), 0..40),
+        ) {
+            let mut state = BatchState::default();
+            state.products.insert(1, product(1, 250, 1_000, None));
+            for (user, balance) in balances.iter().enumerate() {
+                state.points.insert(user as i64, *balance);
+            }
+            for id in 0..4 {
+                state.coupons.insert(id, coupon(id % 3, 20, None));
+            }
+            let batch: Vec<OrderRequest> = requests
+                .iter()
+                .enumerate()
+                .map(|(i, (user, coupon_id, points, q))| {
+                    with_benefits(request(*user, &format!("k{i}"), &[(1, *q)]), *coupon_id, *points)
+                })
+                .collect();
+            let a = allocate(&batch, &state, NOW);
+            let mut spent: HashMap<i64, i64> = HashMap::new();
+            let mut coupons_used = HashSet::new();
+            for (request, decision) in batch.iter().zip(&a.decisions) {
+                if let Decision::Accept(plan) = decision {
+                    *spent.entry(request.user_id).or_default() += plan.points.get();
+                    prop_assert_eq!(plan.points.get(), request.points);
+                    prop_assert_eq!(
+                        plan.payable.get(),
+                        plan.total.get() - plan.discount.get() - plan.points.get()
+                    );
+                    if let Some(id) = plan.coupon_id {
+                        prop_assert!(coupons_used.insert(id), "coupon {} used twice", id);
+                        prop_assert_eq!(state.coupons[&id].user_id, request.user_id);
+                    }
+                }
+            }
+            for (user, total) in spent {
+                prop_assert!(total <= state.points[&user], "user {} overspent", user);
+            }
+        }
+
         /// Whatever arrives, nothing is oversold, nobody exceeds their limit, holds equal
         /// the accepted lines, and stock is only refused when it really ran out.
         #[test]

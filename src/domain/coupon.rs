@@ -127,11 +127,12 @@ pub struct CouponTerms {
 }
 
 impl CouponTerms {
-    /// The discount on an order of `amount`: zero below `min_order_amount`.
-    pub fn discount_for(self, amount: Won) -> Won {
+    /// The discount on an order of `amount`, or `Err(minimum)` when the order is below the
+    /// campaign's `min_order_amount` (the coupon cannot be used on it at all).
+    pub fn discount_for(self, amount: Won) -> Result<Won, Won> {
         match self.min_order_amount {
-            Some(min) if amount < min => Won::ZERO,
-            _ => self.discount.amount_off(amount),
+            Some(min) if amount < min => Err(min),
+            _ => Ok(self.discount.amount_off(amount)),
         }
     }
 }
@@ -208,7 +209,7 @@ pub fn expires_at(
 #[serde(rename_all = "snake_case")]
 pub enum CouponStatus {
     Issued,
-    /// Held by an order awaiting payment (orders take coupons in a later step).
+    /// Held by an order awaiting payment.
     Held,
     Used,
     Expired,
@@ -280,7 +281,7 @@ mod tests {
         }
 
         #[test]
-        fn below_the_minimum_there_is_no_discount(
+        fn below_the_minimum_the_coupon_is_refused(
             amount in 0..=MAX_WON,
             min in 0..=MAX_WON,
             value in 1..=MAX_WON,
@@ -289,11 +290,11 @@ mod tests {
                 discount: Discount::new(DiscountType::Fixed, value, None).unwrap(),
                 min_order_amount: Some(won(min)),
             };
-            let off = terms.discount_for(won(amount)).get();
+            let off = terms.discount_for(won(amount)).map(Won::get);
             if amount < min {
-                prop_assert_eq!(off, 0);
+                prop_assert_eq!(off, Err(won(min)));
             } else {
-                prop_assert_eq!(off, value.min(amount));
+                prop_assert_eq!(off, Ok(value.min(amount)));
             }
         }
 

@@ -38,6 +38,12 @@ pub const WAITLIST_SKIPPED: &str = "waitlist.skipped";
 pub const WAITLIST_FULFILLED: &str = "waitlist.fulfilled";
 pub const COUPON_CAMPAIGN_CREATED: &str = "coupon.campaign_created";
 pub const COUPON_ISSUED: &str = "coupon.issued";
+/// A user coupon taken by an order (`issued → held`).
+pub const COUPON_HELD: &str = "coupon.held";
+/// The order holding the coupon was paid (`held → used`).
+pub const COUPON_USED: &str = "coupon.used";
+/// The order was cancelled, expired or refunded: the coupon is the buyer's again.
+pub const COUPON_RETURNED: &str = "coupon.returned";
 
 /// An event about to be appended to the outbox.
 #[derive(Debug, Clone)]
@@ -278,6 +284,25 @@ pub fn coupon_issued(issued: &CouponIssued) -> NewEvent {
         aggregate_id: issued.campaign_id,
         event_type: COUPON_ISSUED,
         payload: json(issued),
+    }
+}
+
+/// Payload of `coupon.held`, `coupon.used` and `coupon.returned`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CouponMoved {
+    pub user_coupon_id: i64,
+    pub campaign_id: i64,
+    pub user_id: i64,
+    pub order_id: i64,
+}
+
+/// Aggregate id: the campaign, like `coupon.issued`.
+pub fn coupon_moved(event_type: &'static str, moved: &CouponMoved) -> NewEvent {
+    NewEvent {
+        aggregate_type: COUPON,
+        aggregate_id: moved.campaign_id,
+        event_type,
+        payload: json(moved),
     }
 }
 

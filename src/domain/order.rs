@@ -1,3 +1,6 @@
+use super::coupon::CouponStatus;
+use super::events::{COUPON_RETURNED, COUPON_USED};
+use super::points::HoldStatus;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -67,6 +70,46 @@ impl OrderStatus {
             self,
             OrderStatus::PendingPayment | OrderStatus::Paid | OrderStatus::Confirmed
         )
+    }
+}
+
+/// What an order's transition does to the coupon and the points it holds (DESIGN §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenefitStep {
+    /// The coupon's status before and after.
+    pub coupon: (CouponStatus, CouponStatus),
+    pub coupon_event: &'static str,
+    /// Where the points hold goes (`HoldStatus::step` says from where).
+    pub points: HoldStatus,
+}
+
+impl OrderStatus {
+    /// Entering `paid` uses the coupon and spends the points; `cancelled` (asked for or
+    /// expired) gives both back; `refunded` restores the coupon and refunds the points.
+    pub fn benefit_step(self) -> Option<BenefitStep> {
+        let (coupon, coupon_event, points) = match self {
+            OrderStatus::Paid => (
+                (CouponStatus::Held, CouponStatus::Used),
+                COUPON_USED,
+                HoldStatus::Spent,
+            ),
+            OrderStatus::Cancelled => (
+                (CouponStatus::Held, CouponStatus::Issued),
+                COUPON_RETURNED,
+                HoldStatus::Released,
+            ),
+            OrderStatus::Refunded => (
+                (CouponStatus::Used, CouponStatus::Issued),
+                COUPON_RETURNED,
+                HoldStatus::Refunded,
+            ),
+            OrderStatus::PendingPayment | OrderStatus::Confirmed => return None,
+        };
+        Some(BenefitStep {
+            coupon,
+            coupon_event,
+            points,
+        })
     }
 }
 

@@ -215,6 +215,14 @@ pub struct LotFree {
     pub expires_at: Option<Timestamp>,
 }
 
+impl LotFree {
+    /// A hold may take from a lot only before it expires; past `expires_at` the points wait
+    /// for the expiry job (an admin's negative adjustment may still take them).
+    pub fn holdable_at(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 /// The order in which lots are used: soonest `expires_at` first, lots that never expire
 /// last, then by id (oldest first).
 fn use_order(lot: &LotFree) -> (bool, Option<Timestamp>, i64) {

@@ -42,6 +42,11 @@ impl Won {
             .map(Won)
     }
 
+    /// `self - other`, `None` when it would go below zero.
+    pub fn checked_sub(self, other: Won) -> Option<Won> {
+        self.0.checked_sub(other.0).filter(|v| *v >= 0).map(Won)
+    }
+
     pub fn checked_add(self, other: Won) -> Option<Won> {
         self.0
             .checked_add(other.0)

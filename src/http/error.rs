@@ -48,6 +48,16 @@ pub enum ErrorCode {
     CouponAlreadyIssued,
     /// The coupon campaign's issue window has not opened yet or has closed.
     CouponNotIssuable,
+    /// An order names a user coupon that does not exist or is another buyer's.
+    CouponNotFound,
+    /// An order names a coupon past its expiry.
+    CouponExpired,
+    /// An order names a coupon held by another open order, or already used.
+    CouponInUse,
+    /// The order total is below the coupon campaign's minimum order amount.
+    CouponMinOrderNotMet,
+    /// An order spends more points than is left to pay after its coupon.
+    PointsExceedPayable,
     RequestTimeout,
     /// Too many requests from this user or address; see `Retry-After`.
     RateLimited,
@@ -63,20 +73,22 @@ impl ErrorCode {
             MalformedJson | InvalidPath | InvalidQuery | IdempotencyKeyRequired => {
                 StatusCode::BAD_REQUEST
             }
-            ValidationFailed | IdempotencyMismatch | PurchaseLimit | PaymentAmountMismatch => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ValidationFailed
+            | IdempotencyMismatch
+            | PurchaseLimit
+            | PaymentAmountMismatch
+            | CouponMinOrderNotMet
+            | PointsExceedPayable => StatusCode::UNPROCESSABLE_ENTITY,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized | InvalidToken | InvalidCredentials => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
-            NotFound => StatusCode::NOT_FOUND,
+            NotFound | CouponNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | OutOfStock | InsufficientStock | NotReleased | OrderNotPayable
             | OrderNotCancellable | OrderNotConfirmable | AlreadyWaitlisted
-            | InsufficientPoints | CouponSoldOut | CouponAlreadyIssued | CouponNotIssuable => {
-                StatusCode::CONFLICT
-            }
+            | InsufficientPoints | CouponSoldOut | CouponAlreadyIssued | CouponNotIssuable
+            | CouponExpired | CouponInUse => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -226,6 +238,31 @@ impl From<&Rejection> for ApiError {
             Rejection::TotalTooLarge => {
                 ApiError::new(ErrorCode::ValidationFailed, "order total is too large")
             }
+            Rejection::CouponNotFound => {
+                ApiError::new(ErrorCode::CouponNotFound, "coupon not found")
+            }
+            Rejection::CouponExpired => {
+                ApiError::new(ErrorCode::CouponExpired, "the coupon has expired")
+            }
+            Rejection::CouponInUse => ApiError::new(
+                ErrorCode::CouponInUse,
+                "the coupon is held by another order or already used",
+            ),
+            Rejection::CouponMinOrderNotMet { min_order_amount } => ApiError::new(
+                ErrorCode::CouponMinOrderNotMet,
+                format!(
+                    "the coupon needs an order of at least {} won",
+                    min_order_amount.get()
+                ),
+            ),
+            Rejection::InsufficientPoints { available } => ApiError::new(
+                ErrorCode::InsufficientPoints,
+                format!("only {available} points are available"),
+            ),
+            Rejection::PointsExceedPayable { payable } => ApiError::new(
+                ErrorCode::PointsExceedPayable,
+                format!("at most {} points can be used on this order", payable.get()),
+            ),
         }
     }
 }

@@ -7,7 +7,7 @@ use super::PageView;
 use crate::domain::allocation::{Line, OrderRequest};
 use crate::domain::events::OrderStatusChanged;
 use crate::domain::order::CancelReason;
-use crate::domain::{DomainError, OrderStatus, Quantity, Role, Timestamp};
+use crate::domain::{DomainError, OrderStatus, Quantity, Role, Timestamp, Won};
 use crate::metrics::ReasonLabels;
 use crate::payment::GatewayOutcome;
 use crate::placement::Placed;
@@ -37,6 +37,12 @@ pub struct OrderItemBody {
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
     pub items: Vec<OrderItemBody>,
+    /// One of the buyer's coupons (a user coupon id from `GET /me/coupons`): held with the
+    /// order, used when it is paid, returned when it is cancelled, expires or is refunded.
+    pub coupon_id: Option<i64>,
+    /// Points to spend (1 point = 1 won), taken after the coupon from the lots that expire
+    /// first; held, spent, released and refunded with the order.
+    pub points: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -71,6 +77,8 @@ pub struct OrderView {
     pub user_id: i64,
     pub status: OrderStatus,
     pub total: i64,
+    /// The user coupon the order holds or used; `null` when none.
+    pub coupon_id: Option<i64>,
     pub discount: i64,
     pub points_used: i64,
     pub payable: i64,
@@ -94,6 +102,7 @@ impl From<OrderRecord> for OrderView {
             user_id: o.user_id,
             status: o.status,
             total: o.total,
+            coupon_id: o.coupon_id,
             discount: o.discount,
             points_used: o.points_used,
             payable: o.payable,
@@ -126,9 +135,9 @@ impl From<OrderRecord> for OrderView {
     }
 }
 
-/// Parses the body into sorted, distinct lines and a hash of that canonical form, so the
-/// same items in another order count as the same request.
-fn order_lines(body: &PlaceOrderBody) -> Result<(Vec<Line>, String), DomainError> {
+/// Parses the body into sorted, distinct lines, the coupon and the points, and a hash of
+/// that canonical form, so the same items in another order count as the same request.
+fn order_request(body: &PlaceOrderBody) -> Result<ParsedOrder, DomainError> {
     if body.items.is_empty() || body.items.len() > MAX_ORDER_ITEMS {
         return Err(DomainError::new(
             "items",
@@ -149,12 +158,35 @@ fn order_lines(body: &PlaceOrderBody) -> Result<(Vec<Line>, String), DomainError
     if lines.windows(2).any(|w| w[0].product_id == w[1].product_id) {
         return Err(DomainError::new("items", "each product may appear once"));
     }
-    let canonical: Vec<String> = lines
+    if body.coupon_id.is_some_and(|id| id <= 0) {
+        return Err(DomainError::new("coupon_id", "must be a positive id"));
+    }
+    let points = Won::new("points", body.points.unwrap_or(0))?.get();
+    let mut canonical: Vec<String> = lines
         .iter()
         .map(|l| format!("{}x{}", l.product_id, l.quantity.get()))
         .collect();
+    // Appended only when present, so orders without them keep their earlier hashes.
+    if let Some(coupon_id) = body.coupon_id {
+        canonical.push(format!("c{coupon_id}"));
+    }
+    if points > 0 {
+        canonical.push(format!("p{points}"));
+    }
     let digest = Sha256::digest(canonical.join(",").as_bytes());
-    Ok((lines, digest.iter().map(|b| format!("{b:02x}")).collect()))
+    Ok(ParsedOrder {
+        lines,
+        coupon_id: body.coupon_id,
+        points,
+        request_hash: digest.iter().map(|b| format!("{b:02x}")).collect(),
+    })
+}
+
+struct ParsedOrder {
+    lines: Vec<Line>,
+    coupon_id: Option<i64>,
+    points: i64,
+    request_hash: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = PlaceOrderBody,
@@ -169,12 +201,14 @@ pub async fn place_order(
     Json(body): Json<PlaceOrderBody>,
 ) -> ApiResult<Response> {
     user.require(&[Role::Buyer])?;
-    let (lines, request_hash) = order_lines(&body)?;
+    let parsed = order_request(&body)?;
     let request = OrderRequest {
         user_id: user.id(),
         idempotency_key: key.as_str().to_owned(),
-        request_hash,
-        lines,
+        request_hash: parsed.request_hash,
+        lines: parsed.lines,
+        coupon_id: parsed.coupon_id,
+        points: parsed.points,
     };
     match state.placement.place(request).await? {
         Placed::Now(outcome) => outcome_response(outcome),
@@ -352,6 +386,7 @@ pub async fn pay_order(
         TransitionOutcome::Done(paid) => {
             count_payment(&state, PaymentOutcome::Approved);
             state.metrics.orders_paid.inc();
+            state.metrics.order_points(&paid);
             state.outbox_wake.notify_one();
             Ok(axum::Json(paid.into()))
         }
@@ -422,6 +457,7 @@ pub async fn cancel_order(
         .await?
     {
         TransitionOutcome::Done(order) => {
+            state.metrics.order_points(&order);
             let reason = if order.status == OrderStatus::Refunded {
                 refund(&state, &order).await;
                 "refunded"

@@ -296,8 +296,9 @@ fn gate_lines(request: &OrderRequest) -> Vec<(i64, i64)> {
 /// Counts a placement outcome in the domain metrics.
 fn count(metrics: &Metrics, outcome: &PlaceOutcome) {
     match outcome {
-        PlaceOutcome::Placed(_) => {
+        PlaceOutcome::Placed(order) => {
             metrics.orders_placed.inc();
+            metrics.order_points(order);
         }
         PlaceOutcome::Replayed(_) => {}
         PlaceOutcome::Rejected(rejection) => metrics.reject(rejection_code(rejection)),
@@ -313,5 +314,11 @@ pub fn rejection_code(rejection: &Rejection) -> &'static str {
         Rejection::PurchaseLimit { .. } => "purchase_limit",
         Rejection::IdempotencyMismatch => "idempotency_mismatch",
         Rejection::TotalTooLarge => "validation_failed",
+        Rejection::CouponNotFound => "coupon_not_found",
+        Rejection::CouponExpired => "coupon_expired",
+        Rejection::CouponInUse => "coupon_in_use",
+        Rejection::CouponMinOrderNotMet { .. } => "coupon_min_order_not_met",
+        Rejection::InsufficientPoints { .. } => "insufficient_points",
+        Rejection::PointsExceedPayable { .. } => "points_exceed_payable",
     }
 }

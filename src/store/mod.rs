@@ -12,6 +12,8 @@ use crate::domain::order::CancelReason;
 use crate::domain::{Role, Timestamp};
 use async_trait::async_trait;
 pub use records::*;
+
+pub(crate) mod benefits_audit;
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -192,6 +194,9 @@ pub trait OutboxStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     /// Everything `stampede verify` compares, recomputed from the rows (see [`Audit`]).
     async fn audit(&self) -> StoreResult<Audit>;
+    /// Orders that use a coupon or points beside their coupon and points hold, and held or
+    /// used coupons no order names, from one snapshot.
+    async fn benefits_audit(&self) -> StoreResult<BenefitsAudit>;
 }
 
 /// The waitlists of sold-out products (`crate::waitlist`). Every status change is a
@@ -311,29 +316,6 @@ pub trait PointsStore: Send + Sync {
     /// Records `(consumer, event_id)` as processed and, the first time only, gives the
     /// buyer of the confirmed order their points as a lot, in one transaction.
     async fn earn_points(&self, earning: &Earning, now: Timestamp) -> StoreResult<EarnOutcome>;
-    /// Holds `amount` of the buyer's unheld points for their order `order_id`, taken from
-    /// the lots that expire first (`points.held`).
-    async fn hold_points(
-        &self,
-        user_id: i64,
-        amount: i64,
-        order_id: i64,
-        now: Timestamp,
-    ) -> StoreResult<HoldOutcome>;
-    /// `held → released`: the lots get their points back (`points.released`). `None`,
-    /// changing nothing, when the order has no open hold.
-    async fn release_points(
-        &self,
-        order_id: i64,
-        now: Timestamp,
-    ) -> StoreResult<Option<PointsHold>>;
-    /// `held → spent`: balance and lots go down by the hold (`points.spent`). `None` when
-    /// the order has no open hold.
-    async fn spend_points(&self, order_id: i64, now: Timestamp) -> StoreResult<Option<PointsHold>>;
-    /// `spent → refunded`: the spent points go back to the lots they came from, with their
-    /// original expiry (`points.refunded`). `None` when the order's points are not spent.
-    async fn refund_points(&self, order_id: i64, now: Timestamp)
-        -> StoreResult<Option<PointsHold>>;
     /// Up to `limit` buyers, ascending, with unheld points in lots whose `expires_at <= now`.
     async fn users_with_expired_points(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
     /// Expires the unheld part of the buyer's lots due by `now` (`points.expired`); `None`

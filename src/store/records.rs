@@ -153,6 +153,8 @@ pub struct OrderRecord {
     pub user_id: i64,
     pub status: OrderStatus,
     pub total: i64,
+    /// The user coupon the order holds or used.
+    pub coupon_id: Option<i64>,
     pub discount: i64,
     pub points_used: i64,
     pub payable: i64,
@@ -387,6 +389,81 @@ pub struct UserCouponRecord {
     pub min_order_amount: Option<i64>,
 }
 
+impl UserCouponRecord {
+    /// The coupon as order placement weighs it: whose it is, whether it is free, when it
+    /// expires and what it takes off.
+    pub fn placement_state(&self) -> super::StoreResult<crate::domain::allocation::CouponState> {
+        use crate::domain::coupon::CouponStatus;
+        let terms = coupon_terms(
+            self.discount_type,
+            self.discount_value,
+            self.max_discount,
+            self.min_order_amount,
+        )
+        .map_err(|e| super::StoreError::Corrupt(format!("user coupon {}: {e}", self.id)))?;
+        Ok(crate::domain::allocation::CouponState {
+            user_id: self.user_id,
+            free: self.status == CouponStatus::Issued,
+            expires_at: self.expires_at,
+            terms,
+        })
+    }
+}
+
+/// A campaign's terms from its stored columns.
+pub fn coupon_terms(
+    discount_type: crate::domain::coupon::DiscountType,
+    discount_value: i64,
+    max_discount: Option<i64>,
+    min_order_amount: Option<i64>,
+) -> Result<crate::domain::coupon::CouponTerms, crate::domain::DomainError> {
+    use crate::domain::coupon::{CouponTerms, Discount};
+    Ok(CouponTerms {
+        discount: Discount::new(discount_type, discount_value, max_discount)?,
+        min_order_amount: min_order_amount
+            .map(|m| crate::domain::Won::new("min_order_amount", m))
+            .transpose()?,
+    })
+}
+
+/// An order that uses a coupon or points, beside the coupon and points hold it names
+/// (`verify`).
+#[derive(Debug, Clone)]
+pub struct OrderBenefitsAudit {
+    pub order_id: i64,
+    pub status: OrderStatus,
+    pub total: i64,
+    pub discount: i64,
+    pub points_used: i64,
+    pub coupon: Option<OrderCouponAudit>,
+    /// The order's points hold: status and amount.
+    pub points_hold: Option<(crate::domain::points::HoldStatus, i64)>,
+}
+
+/// The user coupon an order names, as stored.
+#[derive(Debug, Clone)]
+pub struct OrderCouponAudit {
+    pub coupon_id: i64,
+    pub status: crate::domain::coupon::CouponStatus,
+    /// The order the coupon names back (held or used), if any.
+    pub order_id: Option<i64>,
+    pub terms: crate::domain::coupon::CouponTerms,
+}
+
+/// A held or used coupon whose order does not name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrayCoupon {
+    pub coupon_id: i64,
+    pub status: crate::domain::coupon::CouponStatus,
+    pub order_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BenefitsAudit {
+    pub orders: Vec<OrderBenefitsAudit>,
+    pub stray_coupons: Vec<StrayCoupon>,
+}
+
 /// What one claim of a coupon did.
 #[derive(Debug, Clone)]
 pub enum IssueOutcome {
@@ -530,17 +607,6 @@ pub struct PointsHold {
     pub status: crate::domain::points::HoldStatus,
     pub balance: i64,
     pub held: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HoldOutcome {
-    Held(PointsHold),
-    /// The buyer's unheld balance is smaller than the amount; nothing changed.
-    Insufficient,
-    /// The order already has (or had) a points hold; nothing changed.
-    AlreadyHeld,
-    /// No order of that buyer with that id; nothing changed.
-    UnknownOrder,
 }
 
 /// One delivery of an `order.confirmed` event to the earning consumer.

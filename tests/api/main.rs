@@ -17,6 +17,7 @@ mod lifecycle;
 mod listing_cache;
 mod loadgen;
 mod lock_baseline;
+mod order_benefits;
 mod orders;
 mod payments;
 mod points;

@@ -1,14 +1,13 @@
 //! Loyalty points (issue 4, item 3): admins' grants and adjustments, the buyer's balance and
-//! ledger, holds taken from the lots that expire first (through the store, as order
-//! placement will), earning exactly once on purchase confirmation, and expiry on one node.
+//! ledger, earning exactly once on purchase confirmation, and expiry on one node. Holds,
+//! spending, releases and refunds happen through orders: see `order_benefits.rs`.
 
 use crate::helpers::*;
 use serde_json::{json, Value};
-use stampede::domain::points::HoldStatus;
 use stampede::domain::Timestamp;
 use stampede::points::{EarnQueue, Earner, ExpiryJob};
 use stampede::store::{
-    EarnOutcome, HoldOutcome, NewPointsOperation, PointsOperationKind, PointsOperationOutcome,
+    EarnOutcome, NewPointsOperation, PointsOperationKind, PointsOperationOutcome,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use std::time::Duration;
 const DAY_SECS: u64 = 86_400;
 const EARN_WAIT: Duration = Duration::from_secs(15);
 
-fn in_days(days: u64) -> String {
+pub(crate) fn in_days(days: u64) -> String {
     Timestamp::now().plus_secs(days * DAY_SECS).to_rfc3339()
 }
 
@@ -25,7 +24,7 @@ async fn grant(app: &TestApp, token: &str, key: &str, body: &Value) -> Reply {
         .await
 }
 
-async fn adjust(app: &TestApp, token: &str, key: &str, body: &Value) -> Reply {
+pub(crate) async fn adjust(app: &TestApp, token: &str, key: &str, body: &Value) -> Reply {
     app.post_idem("/admin/points/adjust", Some(token), key, body)
         .await
 }
@@ -35,7 +34,7 @@ async fn points(app: &TestApp, token: &str) -> Value {
 }
 
 /// `(balance, held, available)` as `GET /me/points` shows them.
-async fn levels(app: &TestApp, token: &str) -> (i64, i64, i64) {
+pub(crate) async fn levels(app: &TestApp, token: &str) -> (i64, i64, i64) {
     let p = points(app, token).await;
     let levels = (int(&p, "balance"), int(&p, "held"), int(&p, "available"));
     assert_eq!(
@@ -47,7 +46,7 @@ async fn levels(app: &TestApp, token: &str) -> (i64, i64, i64) {
 }
 
 /// The buyer's whole ledger, newest first.
-async fn history(app: &TestApp, token: &str) -> Vec<Value> {
+pub(crate) async fn history(app: &TestApp, token: &str) -> Vec<Value> {
     let reply = app
         .get("/me/points/history?page=1&size=100", Some(token))
         .await;
@@ -75,7 +74,12 @@ fn rows(history: &[Value]) -> Vec<(String, i64, Option<i64>)> {
 }
 
 /// Grants `amount` to the buyer through the API; returns the new lot's id.
-async fn grant_lot(app: &TestApp, buyer: &str, amount: i64, expires_at: Option<String>) -> i64 {
+pub(crate) async fn grant_lot(
+    app: &TestApp,
+    buyer: &str,
+    amount: i64,
+    expires_at: Option<String>,
+) -> i64 {
     let admin = app.admin_token().await;
     let user_id = app.user_id(buyer).await;
     let mut body = json!({"user_id": user_id, "amount": amount, "reason": "welcome"});
@@ -88,18 +92,22 @@ async fn grant_lot(app: &TestApp, buyer: &str, amount: i64, expires_at: Option<S
     int(&newest, "lot_id")
 }
 
-/// `n` real pending orders of the buyer (one unit each of a fresh product).
-async fn orders_of(app: &TestApp, buyer: &str, n: usize) -> Vec<i64> {
-    let product = app.simple_product(1_000, n as i64).await;
-    let mut ids = Vec::with_capacity(n);
-    for _ in 0..n {
-        ids.push(int(&app.order_ok(buyer, &[(product, 1)]).await, "id"));
-    }
-    ids
+/// A pending order of the buyer (one 1,000-won unit of a fresh product) that holds
+/// `points` of their points; returns its id.
+async fn order_with_points(app: &TestApp, buyer: &str, points: i64) -> i64 {
+    let product = app.simple_product(1_000, 1).await;
+    let mut body = order_body(&[(product, 1)]);
+    body["points"] = json!(points);
+    let reply = app
+        .post_idem("/orders", Some(buyer), &unique("order"), &body)
+        .await;
+    let order = expect(&reply, 201);
+    assert_eq!(int(order, "points_used"), points, "{order}");
+    int(order, "id")
 }
 
 /// The value of one sample line of `/metrics`, 0 when absent.
-async fn metric(app: &TestApp, sample: &str) -> f64 {
+pub(crate) async fn metric(app: &TestApp, sample: &str) -> f64 {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     let text = response.text().await.unwrap();
     text.lines()
@@ -108,7 +116,7 @@ async fn metric(app: &TestApp, sample: &str) -> f64 {
 }
 
 /// Event types of the buyer's points, oldest first.
-async fn points_events(app: &TestApp, user_id: i64) -> Vec<String> {
+pub(crate) async fn points_events(app: &TestApp, user_id: i64) -> Vec<String> {
     app.state
         .store
         .events_after(0, 100_000)
@@ -118,29 +126,6 @@ async fn points_events(app: &TestApp, user_id: i64) -> Vec<String> {
         .filter(|e| e.aggregate_type == "points" && e.aggregate_id == user_id)
         .map(|e| e.event_type)
         .collect()
-}
-
-async fn hold(app: &TestApp, user_id: i64, amount: i64, order_id: i64) -> HoldOutcome {
-    let s = &app.state;
-    stampede::points::hold(
-        &*s.store,
-        &s.metrics,
-        (user_id, amount, order_id),
-        Timestamp::now(),
-    )
-    .await
-    .expect("hold_points")
-}
-
-async fn settle(app: &TestApp, order_id: i64, to: HoldStatus) -> Option<i64> {
-    let s = &app.state;
-    stampede::points::settle(&*s.store, &s.metrics, order_id, to, Timestamp::now())
-        .await
-        .expect("settle points")
-        .map(|h| {
-            assert_eq!(h.status, to);
-            h.amount
-        })
 }
 
 backend_tests!(grants_adjustments_history_and_balance, |app| async move {
@@ -295,11 +280,7 @@ backend_tests!(bad_points_requests_change_nothing, |app| async move {
 
     // Never below what open orders hold: 800 held leaves 200 to deduct.
     expect(&adjust(&app, &admin, &unique("k"), &body(1000)).await, 201);
-    let order = orders_of(&app, &buyer, 1).await[0];
-    assert!(matches!(
-        hold(&app, user_id, 800, order).await,
-        HoldOutcome::Held(_)
-    ));
+    order_with_points(&app, &buyer, 800).await;
     expect_error(
         &adjust(&app, &admin, &unique("k"), &body(-201)).await,
         409,
@@ -309,36 +290,6 @@ backend_tests!(bad_points_requests_change_nothing, |app| async move {
     assert_eq!(levels(&app, &buyer).await, (800, 800, 0));
     app.assert_verify_clean().await;
 });
-
-backend_tests!(
-    thirty_concurrent_holds_of_a_thousand_points,
-    |app| async move {
-        let buyer = app.buyer().await;
-        let user_id = app.user_id(&buyer).await;
-        grant_lot(&app, &buyer, 1000, Some(in_days(20))).await;
-        let orders = Arc::new(orders_of(&app, &buyer, 30).await);
-
-        let outcomes = all_at_once(30, |i| {
-            let (app, orders) = (app.clone(), orders.clone());
-            async move { hold(&app, user_id, 100, orders[i]).await }
-        })
-        .await;
-        let held = outcomes
-            .iter()
-            .filter(|o| matches!(o, HoldOutcome::Held(_)))
-            .count();
-        let refused = outcomes
-            .iter()
-            .filter(|o| matches!(o, HoldOutcome::Insufficient))
-            .count();
-        assert_eq!((held, refused), (10, 20), "{outcomes:?}");
-        assert_eq!(levels(&app, &buyer).await, (1000, 1000, 0));
-        let holds = history(&app, &buyer).await;
-        assert_eq!(holds.iter().filter(|r| r["kind"] == "hold").count(), 10);
-        assert_eq!(metric(&app, "points_held_total").await, 1000.0);
-        app.assert_verify_clean().await;
-    }
-);
 
 backend_tests!(verify_notices_tampered_points, |app| async move {
     let buyer = app.buyer().await;
@@ -355,127 +306,6 @@ backend_tests!(verify_notices_tampered_points, |app| async move {
     assert!(text.contains(&account), "{text}");
     let lot = "remaining/held are 1000/1 but its ledger rows sum to 1000/0";
     assert!(text.contains(lot), "{text}");
-});
-
-backend_tests!(holds_spend_release_and_refund, |app| async move {
-    let admin = app.admin_token().await;
-    let buyer = app.buyer().await;
-    let user_id = app.user_id(&buyer).await;
-    let later = grant_lot(&app, &buyer, 100, Some(in_days(20))).await;
-    let sooner = grant_lot(&app, &buyer, 100, Some(in_days(5))).await;
-    let body = json!({"user_id": user_id, "amount": 100, "reason": "never expires"});
-    expect(&adjust(&app, &admin, &unique("k"), &body).await, 201);
-    let forever = history(&app, &buyer).await[0]["lot_id"].as_i64().unwrap();
-    let orders = orders_of(&app, &buyer, 3).await;
-    let rows_after = |ledger: Vec<Value>, n: usize| rows(&ledger[..n]);
-
-    // The hold takes the lot expiring in 5 days, then the one in 20; never the forever lot.
-    assert!(matches!(
-        hold(&app, user_id, 150, orders[0]).await,
-        HoldOutcome::Held(_)
-    ));
-    assert_eq!(
-        rows_after(history(&app, &buyer).await, 2),
-        [
-            ("hold".to_owned(), 50, Some(later)),
-            ("hold".to_owned(), 100, Some(sooner))
-        ]
-    );
-    assert_eq!(levels(&app, &buyer).await, (300, 150, 150));
-    assert_eq!(
-        hold(&app, user_id, 1, orders[0]).await,
-        HoldOutcome::AlreadyHeld
-    );
-
-    assert_eq!(settle(&app, orders[0], HoldStatus::Spent).await, Some(150));
-    assert_eq!(levels(&app, &buyer).await, (150, 0, 150));
-    assert_eq!(
-        rows_after(history(&app, &buyer).await, 2),
-        [
-            ("spend".to_owned(), 50, Some(later)),
-            ("spend".to_owned(), 100, Some(sooner))
-        ]
-    );
-    assert_eq!(
-        settle(&app, orders[0], HoldStatus::Released).await,
-        None,
-        "spent, not held"
-    );
-    assert_eq!(
-        settle(&app, orders[0], HoldStatus::Refunded).await,
-        Some(150)
-    );
-    assert_eq!(levels(&app, &buyer).await, (300, 0, 300));
-    assert_eq!(
-        rows_after(history(&app, &buyer).await, 2),
-        [
-            ("refund".to_owned(), 50, Some(later)),
-            ("refund".to_owned(), 100, Some(sooner))
-        ]
-    );
-    assert_eq!(
-        settle(&app, orders[0], HoldStatus::Refunded).await,
-        None,
-        "refunded once"
-    );
-
-    // Refunded points went back to their lots: the next hold finds the 5-day lot again.
-    assert!(matches!(
-        hold(&app, user_id, 120, orders[1]).await,
-        HoldOutcome::Held(_)
-    ));
-    assert_eq!(
-        rows_after(history(&app, &buyer).await, 2),
-        [
-            ("hold".to_owned(), 20, Some(later)),
-            ("hold".to_owned(), 100, Some(sooner))
-        ]
-    );
-    assert_eq!(
-        settle(&app, orders[1], HoldStatus::Released).await,
-        Some(120)
-    );
-    assert_eq!(levels(&app, &buyer).await, (300, 0, 300));
-    assert_eq!(
-        rows_after(history(&app, &buyer).await, 2),
-        [
-            ("release".to_owned(), 20, Some(later)),
-            ("release".to_owned(), 100, Some(sooner))
-        ]
-    );
-    assert_eq!(
-        settle(&app, orders[1], HoldStatus::Spent).await,
-        None,
-        "released, not held"
-    );
-
-    assert_eq!(
-        hold(&app, user_id, 301, orders[2]).await,
-        HoldOutcome::Insufficient
-    );
-    let stranger = app.buyer().await;
-    let foreign = orders_of(&app, &stranger, 1).await[0];
-    assert_eq!(
-        hold(&app, user_id, 10, foreign).await,
-        HoldOutcome::UnknownOrder
-    );
-    assert_eq!(levels(&app, &buyer).await, (300, 0, 300));
-    assert_eq!(
-        points_events(&app, user_id).await[3..],
-        [
-            "points.held",
-            "points.spent",
-            "points.refunded",
-            "points.held",
-            "points.released"
-        ]
-    );
-    let never_held = history(&app, &buyer)
-        .await
-        .iter()
-        .all(|r| r["kind"] != "hold" || r["lot_id"].as_i64() != Some(forever));
-    assert!(never_held, "the lot that never expires is used last");
-    app.assert_verify_clean().await;
 });
 
 /// A buyer's order of one 10,000-won unit, paid and confirmed; returns the buyer and id.
@@ -556,36 +386,12 @@ backend_tests!(
     |app| async move {
         let buyer = app.buyer().await;
         let user_id = app.user_id(&buyer).await;
-        let admin = app.admin_token().await;
-        let admin_id = app.user_id(&admin).await;
-        // A lot that expired an hour ago (only the store accepts a past expiry).
-        let past = Timestamp::now().minus_secs(3600);
-        let op = NewPointsOperation {
-            admin_id,
-            idempotency_key: unique("past"),
-            request_hash: "test".into(),
-            user_id,
-            kind: PointsOperationKind::Grant,
-            amount: 300,
-            reason: "old".into(),
-            expires_at: Some(past),
-        };
-        let outcome = app
-            .state
-            .store
-            .apply_points_operation(&op, Timestamp::now())
-            .await;
-        assert!(
-            matches!(outcome, Ok(PointsOperationOutcome::Done(_))),
-            "{outcome:?}"
-        );
+        // A lot due in an hour and one in 10 days.
+        let due = Timestamp::now().plus_secs(3600).to_rfc3339();
+        grant_lot(&app, &buyer, 300, Some(due)).await;
         grant_lot(&app, &buyer, 200, Some(in_days(10))).await;
-        // An open order holds 100 of the due lot: that part must not expire under it.
-        let order = orders_of(&app, &buyer, 1).await[0];
-        assert!(matches!(
-            hold(&app, user_id, 100, order).await,
-            HoldOutcome::Held(_)
-        ));
+        // An open order holds 100 of the lot due first: that part must not expire under it.
+        let order = order_with_points(&app, &buyer, 100).await;
 
         let job = ExpiryJob {
             store: app.state.store.clone(),
@@ -594,7 +400,8 @@ backend_tests!(
             interval: Duration::from_secs(3600),
             holder: "unused".into(),
         };
-        let now = Timestamp::now();
+        // The runs happen two hours from now, when the first lot is due.
+        let now = Timestamp::now().plus_secs(7200);
         let (a, b) = tokio::join!(job.run_once("node-a", now), job.run_once("node-b", now));
         let runs: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
         assert_eq!(runs.len(), 1, "exactly one node runs the expiry: {runs:?}");
@@ -609,7 +416,9 @@ backend_tests!(
 
         // Released, the held part of the due lot expires at the next run, on the node
         // that holds the lease; the other still finds it taken.
-        assert_eq!(settle(&app, order, HoldStatus::Released).await, Some(100));
+        let cancelled = app.cancel(&buyer, order).await;
+        assert_eq!(expect(&cancelled, 200)["status"], "cancelled");
+        assert_eq!(levels(&app, &buyer).await, (300, 0, 300));
         let winner = if job.run_once("node-a", now).await.unwrap().is_some() {
             "node-a"
         } else {

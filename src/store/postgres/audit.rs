@@ -4,7 +4,8 @@
 use super::{classify, orders::parse_status, PgStore};
 use crate::domain::order::MovementKind;
 use crate::store::{
-    Audit, AuditStore, LimitBreach, OrderAudit, StockAudit, StoreError, StoreResult,
+    benefits_audit, Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, StockAudit,
+    StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
@@ -21,6 +22,26 @@ impl AuditStore for PgStore {
     async fn audit(&self) -> StoreResult<Audit> {
         audit(&self.pool).await.map_err(classify)
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn benefits_audit(&self) -> StoreResult<BenefitsAudit> {
+        benefits(&self.pool).await.map_err(classify)
+    }
+}
+
+async fn benefits(pool: &PgPool) -> StoreResult<BenefitsAudit> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let orders: Vec<benefits_audit::OrderRow> = sqlx::query_as(benefits_audit::ORDERS)
+        .fetch_all(&mut *tx)
+        .await?;
+    let strays: Vec<benefits_audit::StrayRow> = sqlx::query_as(benefits_audit::STRAY_COUPONS)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    benefits_audit::assemble(orders, strays)
 }
 
 /// REPEATABLE READ gives every statement below the same snapshot, so balances, ledgers and

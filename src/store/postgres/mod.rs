@@ -10,6 +10,7 @@
 
 mod audit;
 mod auth;
+mod benefits;
 mod catalog;
 mod coupons;
 mod orders;
@@ -33,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_waitlist.sql")),
     (3, include_str!("migrations/0003_coupons.sql")),
     (4, include_str!("migrations/0004_points.sql")),
+    (5, include_str!("migrations/0005_order_benefits.sql")),
 ];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment

@@ -5,7 +5,7 @@
 //! then locks the stock rows in ascending product id order. Placement never locks an order
 //! row, so the two paths cannot wait on each other in a cycle.
 
-use super::{classify, outbox, place, stock, ts, PgStore};
+use super::{benefits, classify, outbox, place, stock, ts, PgStore};
 use crate::domain::allocation::OrderRequest;
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::{CancelReason, MovementKind};
@@ -26,6 +26,7 @@ fn order_from_row(row: &PgRow) -> StoreResult<OrderRecord> {
         user_id: row.try_get("user_id")?,
         status: parse_status(&status)?,
         total: row.try_get("total")?,
+        coupon_id: row.try_get("coupon_id")?,
         discount: row.try_get("discount")?,
         points_used: row.try_get("points_used")?,
         payable: row.try_get("payable")?,
@@ -54,8 +55,9 @@ pub(super) async fn load_orders(
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT id, user_id, status, total, discount, points_used, payable, pay_by, paid_at, \
-         cancel_reason, created_at, updated_at FROM orders WHERE id = ANY($1) ORDER BY id",
+        "SELECT id, user_id, status, total, coupon_id, discount, points_used, payable, pay_by, \
+         paid_at, cancel_reason, created_at, updated_at FROM orders WHERE id = ANY($1) \
+         ORDER BY id",
     )
     .bind(ids)
     .fetch_all(&mut *conn)
@@ -448,8 +450,9 @@ async fn set_status(
 }
 
 /// Applies `t` to the locked order: status of the order and its partner orders, one
-/// movement per line. Returns the order as it now is and the events to append, in SQLite's
-/// order (`stock.changed` per product, then the order event).
+/// movement per line, its coupon and points. Returns the order as it now is and the events
+/// to append, in SQLite's order (`stock.changed` per product, the coupon and points, then
+/// the order event).
 async fn apply(
     conn: &mut PgConnection,
     order_id: i64,
@@ -464,6 +467,7 @@ async fn apply(
         .collect();
     units.sort_unstable();
     let mut outgoing = stock::move_order_units(conn, order_id, t.movement, &units, now).await?;
+    outgoing.extend(benefits::settle(conn, &order, now).await?);
     outgoing.push(events::order_status(
         t.event_type,
         order.id,

@@ -2,10 +2,12 @@
 //! statements whatever the batch size.
 //!
 //! 1. Lock the batch's stock rows, ascending by product id (no deadlocks between batches),
-//!    and read what allocation needs: products, existing orders for the batch's
-//!    idempotency keys, units already bought under a purchase limit.
+//!    then the point accounts and user coupons it names (each ascending), and read what
+//!    allocation needs: products, existing orders for the batch's idempotency keys, units
+//!    already bought under a purchase limit, holdable points, coupons.
 //! 2. [`allocate`] decides every request — the same pure function SQLite uses.
-//! 3. Write accepted orders with one bulk statement per table, then commit.
+//! 3. Write accepted orders with one bulk statement per table, then, order by order, the
+//!    points and coupons they hold (few orders use them), then commit.
 //!
 //! Idempotency keys are guarded by `UNIQUE (user_id, idempotency_key)`, not by the stock
 //! locks: two nodes may place the same key for different products at once. The order
@@ -13,10 +15,10 @@
 //! batch rolls back with `Conflict("idempotency_race")` and the placement writer retries
 //! its requests one by one, where the retry finds the stored order and replays it.
 
-use super::{orders, outbox, stock};
+use super::{benefits, orders, outbox, stock};
 use crate::domain::allocation::{
-    allocate, buyers_of, product_ids, Allocation, BatchState, Decision, ExistingOrder,
-    OrderRequest, PlannedOrder, ProductState,
+    allocate, buyers_of, coupon_ids, point_spenders, product_ids, Allocation, BatchState, Decision,
+    ExistingOrder, OrderRequest, PlannedOrder, ProductState,
 };
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::MovementKind;
@@ -51,7 +53,7 @@ pub(super) async fn place_batch(
         });
     }
     let mut tx = pool.begin().await?;
-    let (state, levels) = load_state(&mut tx, batch).await?;
+    let (state, levels) = load_state(&mut tx, batch, now).await?;
     let allocation = allocate(batch, &state, now);
     let accepted: Vec<Accepted> = allocation
         .decisions
@@ -82,9 +84,12 @@ pub(super) async fn place_batch(
 async fn load_state(
     conn: &mut PgConnection,
     batch: &[OrderRequest],
+    now: Timestamp,
 ) -> StoreResult<(BatchState, BTreeMap<i64, stock::Levels>)> {
     let mut state = BatchState::default();
     let levels = lock_products(conn, &product_ids(batch), &mut state).await?;
+    state.points = benefits::lock_spendable_points(conn, &point_spenders(batch), now).await?;
+    state.coupons = benefits::lock_coupons(conn, &coupon_ids(batch)).await?;
     state.existing = existing_orders(conn, batch).await?;
     let limited = state.limited_products();
     if !limited.is_empty() {
@@ -209,8 +214,7 @@ async fn write_accepted(
         .map(|((i, _), id)| events::order_placed(*id, batch[*i].user_id, now))
         .collect();
     outgoing.extend(changed);
-    outbox::append(conn, &outgoing, now).await?;
-    let records = accepted
+    let records: Vec<(usize, OrderRecord)> = accepted
         .iter()
         .zip(&order_ids)
         .map(|((i, plan), id)| {
@@ -218,7 +222,13 @@ async fn write_accepted(
             (*i, record)
         })
         .collect();
-    Ok(records)
+    for (_, order) in &records {
+        if order.coupon_id.is_some() || order.points_used > 0 {
+            outgoing.extend(benefits::hold(conn, order, now).await?);
+        }
+    }
+    outbox::append(conn, &outgoing, now).await?;
+    Ok(records.into_iter().collect())
 }
 
 /// Inserts the orders in arrival order (so ids follow arrival) and returns their ids,
@@ -239,14 +249,23 @@ async fn insert_orders(
         .iter()
         .map(|(i, _)| batch[*i].request_hash.as_str())
         .collect();
-    let totals: Vec<i64> = accepted.iter().map(|(_, plan)| plan.total.get()).collect();
+    let money = |f: fn(&PlannedOrder) -> i64| -> Vec<i64> {
+        accepted.iter().map(|(_, plan)| f(plan)).collect()
+    };
+    let totals = money(|p| p.total.get());
+    let discounts = money(|p| p.discount.get());
+    let points = money(|p| p.points.get());
+    let payables = money(|p| p.payable.get());
+    let coupons: Vec<Option<i64>> = accepted.iter().map(|(_, plan)| plan.coupon_id).collect();
     let result = sqlx::query(
-        "INSERT INTO orders (user_id, idempotency_key, request_hash, status, total, discount, \
-             points_used, payable, pay_by, created_at, updated_at) \
-         SELECT o.user_id, o.idempotency_key, o.request_hash, 'pending_payment', o.total, 0, 0, \
-                o.total, $5, $6, $6 \
-         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) \
-              WITH ORDINALITY AS o(user_id, idempotency_key, request_hash, total, ord) \
+        "INSERT INTO orders (user_id, idempotency_key, request_hash, status, total, coupon_id, \
+             discount, points_used, payable, pay_by, created_at, updated_at) \
+         SELECT o.user_id, o.idempotency_key, o.request_hash, 'pending_payment', o.total, \
+                o.coupon_id, o.discount, o.points_used, o.payable, $9, $10, $10 \
+         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], \
+                     $6::bigint[], $7::bigint[], $8::bigint[]) \
+              WITH ORDINALITY AS o(user_id, idempotency_key, request_hash, total, coupon_id, \
+                                   discount, points_used, payable, ord) \
          ORDER BY o.ord \
          ON CONFLICT (user_id, idempotency_key) DO NOTHING \
          RETURNING id, user_id, idempotency_key",
@@ -255,6 +274,10 @@ async fn insert_orders(
     .bind(&keys)
     .bind(&hashes)
     .bind(&totals)
+    .bind(&coupons)
+    .bind(&discounts)
+    .bind(&points)
+    .bind(&payables)
     .bind(pay_by.millis())
     .bind(now.millis())
     .fetch_all(&mut *conn)
@@ -457,15 +480,15 @@ fn placed_record(
                 .collect(),
         })
         .collect();
-    let total = plan.total.get();
     OrderRecord {
         id: order_id,
         user_id: request.user_id,
         status: OrderStatus::PendingPayment,
-        total,
-        discount: 0,
-        points_used: 0,
-        payable: total,
+        total: plan.total.get(),
+        coupon_id: plan.coupon_id,
+        discount: plan.discount.get(),
+        points_used: plan.points.get(),
+        payable: plan.payable.get(),
         pay_by,
         paid_at: None,
         cancel_reason: None,

@@ -102,6 +102,8 @@ fn request(user_id: i64, key: &str, lines: &[(i64, i64)]) -> OrderRequest {
         idempotency_key: key.to_owned(),
         request_hash: format!("{lines:?}"),
         lines,
+        coupon_id: None,
+        points: 0,
     }
 }
 

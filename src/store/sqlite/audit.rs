@@ -2,7 +2,8 @@ use super::{map_err, SqliteStore};
 use crate::domain::order::MovementKind;
 use crate::domain::OrderStatus;
 use crate::store::{
-    Audit, AuditStore, LimitBreach, OrderAudit, StockAudit, StoreError, StoreResult,
+    benefits_audit, Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, StockAudit,
+    StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -13,6 +14,19 @@ fn kind(raw: &str) -> StoreResult<MovementKind> {
 
 #[async_trait]
 impl AuditStore for SqliteStore {
+    async fn benefits_audit(&self) -> StoreResult<BenefitsAudit> {
+        let mut tx = self.reader.begin().await.map_err(map_err)?;
+        let orders: Vec<benefits_audit::OrderRow> = sqlx::query_as(benefits_audit::ORDERS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let strays: Vec<benefits_audit::StrayRow> = sqlx::query_as(benefits_audit::STRAY_COUPONS)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        benefits_audit::assemble(orders, strays)
+    }
+
     async fn audit(&self) -> StoreResult<Audit> {
         // One read transaction: every number below comes from the same snapshot.
         let mut tx = self.reader.begin().await.map_err(map_err)?;

@@ -20,7 +20,8 @@ const CAMPAIGN_COLUMNS: &str = "id, name, discount_type, discount_value, max_dis
      created_at";
 
 /// A user coupon (alias `u`) with its campaign's name and terms (alias `c`).
-const SELECT_COUPON: &str = "SELECT u.id, u.campaign_id, u.user_id, u.status, u.order_id,
+pub(super) const SELECT_COUPON: &str =
+    "SELECT u.id, u.campaign_id, u.user_id, u.status, u.order_id,
          u.issued_at, u.expires_at, c.name, c.discount_type, c.discount_value, c.max_discount,
          c.min_order_amount
      FROM user_coupons u JOIN coupon_campaigns c ON c.id = u.campaign_id";
@@ -56,7 +57,7 @@ fn campaign_from_row(row: &SqliteRow) -> StoreResult<CampaignRecord> {
     })
 }
 
-fn coupon_from_row(row: &SqliteRow) -> StoreResult<UserCouponRecord> {
+pub(super) fn coupon_from_row(row: &SqliteRow) -> StoreResult<UserCouponRecord> {
     let status: String = row.try_get("status")?;
     Ok(UserCouponRecord {
         id: row.try_get("id")?,

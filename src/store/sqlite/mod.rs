@@ -8,6 +8,7 @@
 
 mod audit;
 mod auth;
+mod benefits;
 mod catalog;
 mod coupons;
 mod orders;
@@ -28,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_waitlist.sql")),
     (3, include_str!("migrations/0003_coupons.sql")),
     (4, include_str!("migrations/0004_points.sql")),
+    (5, include_str!("migrations/0005_order_benefits.sql")),
 ];
 /// How long a connection waits for another process holding the write lock (e.g. a CLI
 /// command run beside the server).

@@ -1,4 +1,4 @@
-use super::{json_ids, map_err, move_stock, write_event, SqliteStore, Tx};
+use super::{benefits, json_ids, map_err, move_stock, write_event, SqliteStore, Tx};
 use crate::domain::allocation::OrderRequest;
 use crate::domain::order::{CancelReason, MovementKind};
 use crate::domain::{events, OrderStatus, Timestamp};
@@ -11,8 +11,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashMap;
 
-const ORDER_COLUMNS: &str = "id, user_id, status, total, discount, points_used, payable, pay_by,
-    paid_at, cancel_reason, created_at, updated_at";
+const ORDER_COLUMNS: &str = "id, user_id, status, total, coupon_id, discount, points_used,
+    payable, pay_by, paid_at, cancel_reason, created_at, updated_at";
 
 fn order_from_row(row: &SqliteRow) -> StoreResult<OrderRecord> {
     let status: String = row.try_get("status")?;
@@ -22,6 +22,7 @@ fn order_from_row(row: &SqliteRow) -> StoreResult<OrderRecord> {
         status: OrderStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("order status {status:?}")))?,
         total: row.try_get("total")?,
+        coupon_id: row.try_get("coupon_id")?,
         discount: row.try_get("discount")?,
         points_used: row.try_get("points_used")?,
         payable: row.try_get("payable")?,
@@ -116,6 +117,14 @@ async fn move_order_stock(
             now,
         )
         .await?;
+    }
+    Ok(())
+}
+
+/// Moves the order's coupon and points along with the status it just entered.
+async fn settle_benefits(tx: &mut Tx, order: &OrderRecord, now: Timestamp) -> StoreResult<()> {
+    for event in benefits::settle(tx, order, now).await? {
+        write_event(tx, &event, now.millis()).await?;
     }
     Ok(())
 }
@@ -279,6 +288,7 @@ impl OrderStore for SqliteStore {
             return self.refused_or_missing(tx, order_id).await;
         };
         move_order_stock(&mut tx, &order, MovementKind::Commit, now.millis()).await?;
+        settle_benefits(&mut tx, &order, now).await?;
         insert_payment(&mut tx, payment, now).await?;
         write_event(
             &mut tx,
@@ -344,6 +354,7 @@ impl OrderStore for SqliteStore {
             None => return self.refused_or_missing(tx, order_id).await,
         };
         move_order_stock(&mut tx, &order, kind, now.millis()).await?;
+        settle_benefits(&mut tx, &order, now).await?;
         write_event(
             &mut tx,
             &events::order_status(

@@ -7,15 +7,17 @@
 //! worker thread per batch, whatever its size.
 //!
 //! 1. Read the batch's products and stock, the orders already stored under its
-//!    idempotency keys, and units already bought under a purchase limit.
+//!    idempotency keys, units already bought under a purchase limit, and the coupons and
+//!    holdable points the batch names.
 //! 2. [`allocate`] decides every request — the same pure function PostgreSQL uses.
-//! 3. Write the accepted orders, their partner orders, items, hold movements and events.
+//! 3. Write the accepted orders, their partner orders, items, hold movements and events;
+//!    then, order by order, the coupons and points they hold (few orders use them).
 
 use super::orders::load_order;
-use super::{json_ids, map_err, SqliteStore, Tx};
+use super::{benefits, json_ids, map_err, write_event, SqliteStore, Tx};
 use crate::domain::allocation::{
-    allocate, buyers_of, product_ids, Allocation, BatchState, Decision, ExistingOrder,
-    OrderRequest, PlannedOrder, ProductState,
+    allocate, buyers_of, coupon_ids, point_spenders, product_ids, Allocation, BatchState, Decision,
+    ExistingOrder, OrderRequest, PlannedOrder, ProductState,
 };
 use crate::domain::events::{self, NewEvent};
 use crate::domain::{OrderStatus, Timestamp, Won};
@@ -40,7 +42,7 @@ pub(super) async fn place_batch(
     now: Timestamp,
 ) -> StoreResult<BatchResult> {
     let mut tx = store.write_tx().await?;
-    let (state, levels) = load_state(&mut tx, batch).await?;
+    let (state, levels) = load_state(&mut tx, batch, now).await?;
     let allocation = allocate(batch, &state, now);
     let placed = write_accepted(&mut tx, batch, &allocation, levels, pay_by, now).await?;
     let outcomes = outcomes(&mut tx, &allocation, placed).await?;
@@ -80,7 +82,11 @@ async fn outcomes(
     Ok(outcomes)
 }
 
-async fn load_state(tx: &mut Tx, batch: &[OrderRequest]) -> StoreResult<(BatchState, Levels)> {
+async fn load_state(
+    tx: &mut Tx,
+    batch: &[OrderRequest],
+    now: Timestamp,
+) -> StoreResult<(BatchState, Levels)> {
     let mut state = BatchState::default();
     let levels = load_products(tx, &product_ids(batch), &mut state).await?;
     state.existing = existing_orders(tx, batch).await?;
@@ -88,6 +94,8 @@ async fn load_state(tx: &mut Tx, batch: &[OrderRequest]) -> StoreResult<(BatchSt
     if !limited.is_empty() {
         state.purchased = purchased_units(tx, batch, &limited).await?;
     }
+    state.coupons = benefits::coupons(tx, &coupon_ids(batch)).await?;
+    state.points = benefits::spendable_points(tx, &point_spenders(batch), now).await?;
     Ok((state, levels))
 }
 
@@ -225,11 +233,14 @@ fn take(next: &mut i64) -> i64 {
     id
 }
 
+/// id, user_id, idempotency_key, request_hash, total, coupon_id, discount, points_used,
+/// payable
+type OrderRow<'a> = (i64, i64, &'a str, &'a str, i64, Option<i64>, i64, i64, i64);
+
 /// Everything one batch writes, row by row, as JSON-serialisable tuples.
 #[derive(Default)]
 struct BatchRows<'a> {
-    /// id, user_id, idempotency_key, request_hash, total
-    orders: Vec<(i64, i64, &'a str, &'a str, i64)>,
+    orders: Vec<OrderRow<'a>>,
     /// id, order_id, partner_id, subtotal
     partner_orders: Vec<[i64; 4]>,
     /// id, order_id, partner_order_id, user_id, product_id, quantity, unit_price, line_total
@@ -269,7 +280,19 @@ impl<'a> BatchRows<'a> {
             request.idempotency_key.as_str(),
             request.request_hash.as_str(),
         );
-        self.orders.push((order_id, user_id, key, hash, total));
+        let (discount, points_used, payable) =
+            (plan.discount.get(), plan.points.get(), plan.payable.get());
+        self.orders.push((
+            order_id,
+            user_id,
+            key,
+            hash,
+            total,
+            plan.coupon_id,
+            discount,
+            points_used,
+            payable,
+        ));
         let mut partner_orders = Vec::with_capacity(plan.partner_orders.len());
         for planned in &plan.partner_orders {
             let partner_order_id = take(&mut ids.partner_order);
@@ -322,9 +345,10 @@ impl<'a> BatchRows<'a> {
             user_id,
             status: OrderStatus::PendingPayment,
             total,
-            discount: 0,
-            points_used: 0,
-            payable: total,
+            coupon_id: plan.coupon_id,
+            discount,
+            points_used,
+            payable,
             pay_by,
             paid_at: None,
             cancel_reason: None,
@@ -370,6 +394,16 @@ async fn write_accepted(
             .await
             .map_err(map_err)?;
     }
+    let mut holders: Vec<&OrderRecord> = placed
+        .values()
+        .filter(|o| o.coupon_id.is_some() || o.points_used > 0)
+        .collect();
+    holders.sort_unstable_by_key(|o| o.id);
+    for order in holders {
+        for event in benefits::hold(tx, order, now).await? {
+            write_event(tx, &event, now.millis()).await?;
+        }
+    }
     Ok(placed)
 }
 
@@ -384,9 +418,9 @@ async fn insert_rows(
     let statements: [(&str, String, Option<i64>); 5] = [
         (
             "INSERT INTO orders (id, user_id, idempotency_key, request_hash, status, total,
-                 discount, points_used, payable, pay_by, created_at, updated_at)
+                 coupon_id, discount, points_used, payable, pay_by, created_at, updated_at)
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 'pending_payment',
-                 value ->> 4, 0, 0, value ->> 4, $3, $2, $2
+                 value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, $3, $2, $2
              FROM json_each($1)",
             to_json(&rows.orders),
             Some(pay_by.millis()),

@@ -18,17 +18,16 @@ mod reads;
 
 use super::{classify, PgStore};
 use crate::domain::events::Event;
-use crate::domain::points::{HoldStatus, PointsKind};
+use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
 use crate::store::{
-    EarnOutcome, Earning, ExpiredPoints, HoldOutcome, NewPointsOperation, Page, PageRequest,
-    PointsAudit, PointsHold, PointsLedgerRecord, PointsOperationOutcome, PointsStore,
-    PointsSummary, StoreResult,
+    EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, Page, PageRequest, PointsAudit,
+    PointsLedgerRecord, PointsOperationOutcome, PointsStore, PointsSummary, StoreResult,
 };
 use admin::run_operation;
 use async_trait::async_trait;
 use expiry::expire;
-use holds::{hold, step_hold};
+pub(super) use holds::{hold_in, step_hold_in};
 use lots::earn;
 use reads::{history, points_audit, summary, unprocessed_confirmations};
 use sqlx::postgres::PgConnection;
@@ -99,48 +98,6 @@ impl PointsStore for PgStore {
     #[tracing::instrument(skip_all, fields(event_id = earning.event_id, order_id = earning.order_id))]
     async fn earn_points(&self, earning: &Earning, now: Timestamp) -> StoreResult<EarnOutcome> {
         earn(&self.pool, earning, now).await.map_err(classify)
-    }
-
-    #[tracing::instrument(skip_all, fields(user_id = user_id, order_id = order_id))]
-    async fn hold_points(
-        &self,
-        user_id: i64,
-        amount: i64,
-        order_id: i64,
-        now: Timestamp,
-    ) -> StoreResult<HoldOutcome> {
-        hold(&self.pool, user_id, amount, order_id, now)
-            .await
-            .map_err(classify)
-    }
-
-    #[tracing::instrument(skip_all, fields(order_id = order_id))]
-    async fn release_points(
-        &self,
-        order_id: i64,
-        now: Timestamp,
-    ) -> StoreResult<Option<PointsHold>> {
-        step_hold(&self.pool, order_id, HoldStatus::Released, now)
-            .await
-            .map_err(classify)
-    }
-
-    #[tracing::instrument(skip_all, fields(order_id = order_id))]
-    async fn spend_points(&self, order_id: i64, now: Timestamp) -> StoreResult<Option<PointsHold>> {
-        step_hold(&self.pool, order_id, HoldStatus::Spent, now)
-            .await
-            .map_err(classify)
-    }
-
-    #[tracing::instrument(skip_all, fields(order_id = order_id))]
-    async fn refund_points(
-        &self,
-        order_id: i64,
-        now: Timestamp,
-    ) -> StoreResult<Option<PointsHold>> {
-        step_hold(&self.pool, order_id, HoldStatus::Refunded, now)
-            .await
-            .map_err(classify)
     }
 
     #[tracing::instrument(skip_all)]

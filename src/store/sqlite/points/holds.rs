@@ -5,8 +5,8 @@ use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, NewEvent, PointsChanged};
 use crate::domain::points::{HoldStatus, PointsKind};
 use crate::domain::Timestamp;
-use crate::store::sqlite::{map_err, write_event, SqliteStore, Tx};
-use crate::store::{HoldOutcome, PointsHold, StoreError, StoreResult};
+use crate::store::sqlite::{map_err, Tx};
+use crate::store::{PointsHold, StoreError, StoreResult};
 
 fn hold_event(event_type: &'static str, hold: &PointsHold) -> NewEvent {
     events::points_changed(
@@ -24,21 +24,20 @@ fn hold_event(event_type: &'static str, hold: &PointsHold) -> NewEvent {
     )
 }
 
-/// Holds `amount` for the buyer's order inside `tx`: the hold row (`UNIQUE order_id`), the
-/// guarded account, the lots that expire first, one `hold` row per lot.
+/// Holds `amount` for the buyer's new order inside the placement's transaction: the hold
+/// row, the guarded account, the unexpired lots that expire first, one `hold` row per lot.
+/// Placement has checked the buyer's holdable points under the same lock, so a refusal here
+/// is corruption.
 pub(in crate::store::sqlite) async fn hold_in(
     tx: &mut Tx,
     user_id: i64,
     amount: i64,
     order_id: i64,
     now: Timestamp,
-) -> StoreResult<Result<(PointsHold, NewEvent), HoldOutcome>> {
-    let inserted = sqlx::query(
-        "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at)
-         SELECT o.id, o.user_id, $3, 'held', $4, $4 FROM orders o
-         JOIN point_accounts a ON a.user_id = o.user_id
-         WHERE o.id = $1 AND o.user_id = $2
-         ON CONFLICT (order_id) DO NOTHING",
+) -> StoreResult<(PointsHold, NewEvent)> {
+    sqlx::query(
+        "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'held', $4, $4)",
     )
     .bind(order_id)
     .bind(user_id)
@@ -47,33 +46,11 @@ pub(in crate::store::sqlite) async fn hold_in(
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
-    if inserted.rows_affected() == 0 {
-        let known: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM point_holds WHERE order_id = $1)")
-                .bind(order_id)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(map_err)?;
-        let mine: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1 AND user_id = $2)",
-        )
-        .bind(order_id)
-        .bind(user_id)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(map_err)?;
-        return Ok(Err(match (known, mine) {
-            (true, _) => HoldOutcome::AlreadyHeld,
-            // The buyer's own order, but no account: nothing to hold.
-            (false, true) => HoldOutcome::Insufficient,
-            (false, false) => HoldOutcome::UnknownOrder,
-        }));
-    }
-    let Some((balance, held)) =
-        move_account(tx, user_id, PointsKind::Hold.effect(amount), now).await?
-    else {
-        return Ok(Err(HoldOutcome::Insufficient));
-    };
+    let (balance, held) = move_account(tx, user_id, PointsKind::Hold.effect(amount), now)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("points of user {user_id} cannot hold {amount}"))
+        })?;
     let how = (PointsKind::Hold, Some(order_id));
     take_from_lots(tx, user_id, amount, how, (None, None), now).await?;
     let hold = PointsHold {
@@ -85,7 +62,7 @@ pub(in crate::store::sqlite) async fn hold_in(
         held,
     };
     let event = hold_event(events::POINTS_HELD, &hold);
-    Ok(Ok((hold, event)))
+    Ok((hold, event))
 }
 
 /// Moves the order's hold to `to` (released, spent or refunded) inside `tx`: a conditional
@@ -155,22 +132,4 @@ pub(in crate::store::sqlite) async fn step_hold_in(
     };
     let event = hold_event(event_type, &hold);
     Ok(Some((hold, event)))
-}
-
-impl SqliteStore {
-    pub(super) async fn step_hold(
-        &self,
-        order_id: i64,
-        to: HoldStatus,
-        now: Timestamp,
-    ) -> StoreResult<Option<PointsHold>> {
-        let mut tx = self.write_tx().await?;
-        let Some((hold, event)) = step_hold_in(&mut tx, order_id, to, now).await? else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(None);
-        };
-        write_event(&mut tx, &event, now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(hold))
-    }
 }

@@ -124,6 +124,7 @@ pub(super) async fn take_from_lots(
             free,
             expires_at: expires_at.map(Timestamp::from_millis),
         })
+        .filter(|lot| kind != PointsKind::Hold || lot.holdable_at(now))
         .collect();
     let taken = take_soonest_expiring(&lots, amount).ok_or_else(|| {
         StoreError::Corrupt(format!("lots of user {user_id} hold less than its account"))

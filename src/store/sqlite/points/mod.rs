@@ -12,17 +12,17 @@ mod holds;
 mod lots;
 mod reads;
 
-use super::{map_err, write_event, SqliteStore};
+use super::{map_err, SqliteStore};
 use crate::domain::events::Event;
-use crate::domain::points::{HoldStatus, PointsKind};
+use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
 use crate::store::{
-    EarnOutcome, Earning, ExpiredPoints, HoldOutcome, NewPointsOperation, Page, PageRequest,
-    PointsAccount, PointsAudit, PointsExpiring, PointsHold, PointsLedgerRecord,
-    PointsOperationOutcome, PointsStore, PointsSummary, StoreResult,
+    EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, Page, PageRequest, PointsAccount,
+    PointsAudit, PointsExpiring, PointsLedgerRecord, PointsOperationOutcome, PointsStore,
+    PointsSummary, StoreResult,
 };
 use async_trait::async_trait;
-use holds::hold_in;
+pub(super) use holds::{hold_in, step_hold_in};
 use reads::{ledger_from_row, points_audit};
 use sqlx::SqliteConnection;
 
@@ -141,47 +141,6 @@ impl PointsStore for SqliteStore {
 
     async fn earn_points(&self, earning: &Earning, now: Timestamp) -> StoreResult<EarnOutcome> {
         self.earn(earning, now).await
-    }
-
-    async fn hold_points(
-        &self,
-        user_id: i64,
-        amount: i64,
-        order_id: i64,
-        now: Timestamp,
-    ) -> StoreResult<HoldOutcome> {
-        let mut tx = self.write_tx().await?;
-        match hold_in(&mut tx, user_id, amount, order_id, now).await? {
-            Ok((hold, event)) => {
-                write_event(&mut tx, &event, now.millis()).await?;
-                tx.commit().await.map_err(map_err)?;
-                Ok(HoldOutcome::Held(hold))
-            }
-            Err(refused) => {
-                tx.rollback().await.map_err(map_err)?;
-                Ok(refused)
-            }
-        }
-    }
-
-    async fn release_points(
-        &self,
-        order_id: i64,
-        now: Timestamp,
-    ) -> StoreResult<Option<PointsHold>> {
-        self.step_hold(order_id, HoldStatus::Released, now).await
-    }
-
-    async fn spend_points(&self, order_id: i64, now: Timestamp) -> StoreResult<Option<PointsHold>> {
-        self.step_hold(order_id, HoldStatus::Spent, now).await
-    }
-
-    async fn refund_points(
-        &self,
-        order_id: i64,
-        now: Timestamp,
-    ) -> StoreResult<Option<PointsHold>> {
-        self.step_hold(order_id, HoldStatus::Refunded, now).await
     }
 
     async fn users_with_expired_points(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {

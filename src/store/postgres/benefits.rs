@@ -1,0 +1,163 @@
+//! The coupon and points an order holds (DESIGN §1): read and held by placement in the
+//! batch's transaction, then used and spent, or given back, in the transaction of each
+//! order transition. Every write is conditional on the state it expects; allocation has
+//! already decided under the same lock, so a write that finds anything else is corruption.
+
+use super::coupons::{coupon_from_row, SELECT_COUPON};
+use super::points::{hold_in, step_hold_in};
+use crate::domain::allocation::CouponState;
+use crate::domain::coupon::CouponStatus;
+use crate::domain::events::{self, CouponMoved, NewEvent};
+use crate::domain::Timestamp;
+use crate::store::{OrderRecord, StoreError, StoreResult};
+use sqlx::postgres::PgConnection;
+use std::collections::HashMap;
+
+/// Locks the user coupons `ids`, ascending (after the batch's stock rows: every writer
+/// takes stock, then point accounts, then coupons), and reads them as placement weighs them.
+pub(super) async fn lock_coupons(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> StoreResult<HashMap<i64, CouponState>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(&format!(
+        "{SELECT_COUPON} WHERE u.id = ANY($1) ORDER BY u.id FOR UPDATE OF u"
+    ))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut coupons = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let coupon = coupon_from_row(row)?;
+        coupons.insert(coupon.id, coupon.placement_state()?);
+    }
+    Ok(coupons)
+}
+
+/// Locks the point accounts of `users`, ascending (before their lots, like every points
+/// writer), and returns what each can hold at `now`: the unheld remainders of lots not yet
+/// expired (a lot past its expiry waits for the expiry job but is no longer spendable).
+pub(super) async fn lock_spendable_points(
+    conn: &mut PgConnection,
+    users: &[i64],
+    now: Timestamp,
+) -> StoreResult<HashMap<i64, i64>> {
+    if users.is_empty() {
+        return Ok(HashMap::new());
+    }
+    sqlx::query(
+        "SELECT user_id FROM point_accounts WHERE user_id = ANY($1) ORDER BY user_id \
+         FOR UPDATE",
+    )
+    .bind(users)
+    .execute(&mut *conn)
+    .await?;
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT user_id, SUM(remaining - held)::BIGINT FROM point_lots \
+         WHERE user_id = ANY($1) AND remaining > held \
+           AND (expires_at IS NULL OR expires_at > $2) \
+         GROUP BY user_id",
+    )
+    .bind(users)
+    .bind(now.millis())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Holds the placed order's points and coupon; returns their events.
+pub(super) async fn hold(
+    conn: &mut PgConnection,
+    order: &OrderRecord,
+    now: Timestamp,
+) -> StoreResult<Vec<NewEvent>> {
+    let mut outgoing = Vec::new();
+    if order.points_used > 0 {
+        let (_, event) = hold_in(conn, order.user_id, order.points_used, order.id, now).await?;
+        outgoing.push(event);
+    }
+    if let Some(coupon_id) = order.coupon_id {
+        let moved = move_coupon(
+            conn,
+            "id = $1 AND user_id = $5",
+            (coupon_id, order.user_id),
+            (CouponStatus::Issued, CouponStatus::Held),
+            order.id,
+            now,
+        )
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("coupon {coupon_id} not free to hold")))?;
+        outgoing.push(events::coupon_moved(events::COUPON_HELD, &moved));
+    }
+    Ok(outgoing)
+}
+
+/// Moves the points and coupon of `order`, which just entered its status, along with it
+/// (`OrderStatus::benefit_step`); returns their events. Points before the coupon: the
+/// order in which placement locks them.
+pub(super) async fn settle(
+    conn: &mut PgConnection,
+    order: &OrderRecord,
+    now: Timestamp,
+) -> StoreResult<Vec<NewEvent>> {
+    let Some(step) = order.status.benefit_step() else {
+        return Ok(Vec::new());
+    };
+    let mut outgoing = Vec::new();
+    if order.points_used > 0 {
+        let (_, event) = step_hold_in(conn, order.id, step.points, now)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("points of order {} moved", order.id)))?;
+        outgoing.push(event);
+    }
+    if let Some(coupon_id) = order.coupon_id {
+        let moved = move_coupon(
+            conn,
+            "id = $1 AND order_id = $5",
+            (coupon_id, order.id),
+            step.coupon,
+            order.id,
+            now,
+        )
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("coupon {coupon_id} of order {} moved", order.id))
+        })?;
+        outgoing.push(events::coupon_moved(step.coupon_event, &moved));
+    }
+    Ok(outgoing)
+}
+
+/// `from → to` on the user coupon matched by `filter` (over `$1` and `$5`); the coupon
+/// names `order_id` while held or used and nothing once issued again.
+async fn move_coupon(
+    conn: &mut PgConnection,
+    filter: &str,
+    (id, owner_or_order): (i64, i64),
+    (from, to): (CouponStatus, CouponStatus),
+    order_id: i64,
+    now: Timestamp,
+) -> StoreResult<Option<CouponMoved>> {
+    let linked = (to != CouponStatus::Issued).then_some(order_id);
+    let moved: Option<(i64, i64)> = sqlx::query_as(&format!(
+        "UPDATE user_coupons SET status = $3, order_id = $4, updated_at = $6 \
+         WHERE {filter} AND status = $2 \
+         RETURNING campaign_id, user_id"
+    ))
+    .bind(id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(linked)
+    .bind(owner_or_order)
+    .bind(now.millis())
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(moved.map(|(campaign_id, user_id)| CouponMoved {
+        user_coupon_id: id,
+        campaign_id,
+        user_id,
+        order_id,
+    }))
+}
