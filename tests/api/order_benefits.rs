@@ -21,7 +21,7 @@ const MAX_WON: i64 = 1_000_000_000_000;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn fixed(value: i64) -> Value {
+pub(crate) fn fixed(value: i64) -> Value {
     json!({
         "name": unique("campaign"),
         "discount_type": "fixed",
@@ -68,7 +68,7 @@ async fn claim(app: &TestApp, campaign_id: i64, buyer: &str) -> i64 {
 }
 
 /// A new campaign of `body` and the buyer's coupon of it; returns the user coupon's id.
-async fn coupon(app: &TestApp, buyer: &str, body: &Value) -> i64 {
+pub(crate) async fn coupon(app: &TestApp, buyer: &str, body: &Value) -> i64 {
     let id = campaign(app, body).await;
     claim(app, id, buyer).await
 }

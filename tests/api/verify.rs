@@ -145,3 +145,76 @@ backend_tests!(ops_endpoints, |app| async move {
     // Unknown API routes answer in the error format too.
     expect_error(&app.get("/no-such-thing", None).await, 404, "not_found");
 });
+
+/// Tampers with one row, expects a problem naming `expected`, then undoes the tampering.
+async fn assert_caught_and_undo(app: &TestApp, tamper: &str, undo: &str, expected: &str) {
+    execute_sql(app, tamper).await;
+    let report = stampede::verify::run(&*app.state.store)
+        .await
+        .expect("verify::run");
+    let text = report.problems.join("\n");
+    assert!(text.contains(expected), "verify missed {tamper:?}: {text}");
+    execute_sql(app, undo).await;
+    app.assert_verify_clean().await;
+}
+
+backend_tests!(
+    verify_notices_coupons_and_points_out_of_step_with_their_order,
+    |app| async move {
+        let buyer = app.buyer().await;
+        let product = app.simple_product(10_000, 5).await;
+        let coupon_id =
+            crate::order_benefits::coupon(&app, &buyer, &crate::order_benefits::fixed(1_000)).await;
+        crate::points::grant_lot(&app, &buyer, 500, None).await;
+        let mut body = order_body(&[(product, 1)]);
+        body["coupon_id"] = serde_json::json!(coupon_id);
+        body["points"] = serde_json::json!(300);
+        let reply = app.post_idem("/orders", Some(&buyer), "v-1", &body).await;
+        let order = expect(&reply, 201).clone();
+        let id = int(&order, "id");
+        assert_eq!(int(&order, "payable"), 10_000 - 1_000 - 300, "{order}");
+        app.assert_verify_clean().await;
+
+        assert_caught_and_undo(
+            &app,
+            &format!(
+                "UPDATE user_coupons SET status = 'issued', order_id = NULL WHERE id = {coupon_id}"
+            ),
+            &format!(
+                "UPDATE user_coupons SET status = 'held', order_id = {id} WHERE id = {coupon_id}"
+            ),
+            &format!("coupon {coupon_id} is issued for order None"),
+        )
+        .await;
+        assert_caught_and_undo(
+            &app,
+            &format!("UPDATE point_holds SET status = 'spent' WHERE order_id = {id}"),
+            &format!("UPDATE point_holds SET status = 'held' WHERE order_id = {id}"),
+            "uses 300 points but its hold is Some((Spent, 300))",
+        )
+        .await;
+        assert_caught_and_undo(
+            &app,
+            &format!("UPDATE orders SET discount = 900, payable = payable + 100 WHERE id = {id}"),
+            &format!("UPDATE orders SET discount = 1000, payable = payable - 100 WHERE id = {id}"),
+            &format!("order {id}: discount 900 but coupon {coupon_id} gives Some(1000)"),
+        )
+        .await;
+
+        // Paid, the coupon is used and the points spent; a coupon marked used behind the
+        // order's back is a stray.
+        expect(&app.pay(&buyer, &order).await, 200);
+        app.assert_verify_clean().await;
+        let other =
+            crate::order_benefits::coupon(&app, &buyer, &crate::order_benefits::fixed(5)).await;
+        assert_caught_and_undo(
+            &app,
+            &format!("UPDATE user_coupons SET status = 'used', order_id = {id} WHERE id = {other}"),
+            &format!(
+                "UPDATE user_coupons SET status = 'issued', order_id = NULL WHERE id = {other}"
+            ),
+            &format!("user coupon {other} is used by order Some({id})"),
+        )
+        .await;
+    }
+);
