@@ -1,9 +1,10 @@
 //! The coupon gate: what absorbs a first-come burst before the database.
 //!
-//! Per node, a "sold out" flag per campaign, set only when the database said so (a claim
-//! refused as sold out, or the claim that took the last coupon). Campaign totals never
-//! change and coupons never return to a campaign, so the flag is never cleared, and later
-//! claims are refused without touching the database.
+//! Per node, a "sold out" flag per campaign, set only when a database said so (a claim
+//! refused as sold out, or the claim that took the last coupon — on this node, or on
+//! another that left the marker in Redis). Campaign totals never change and coupons never
+//! return to a campaign, so the flag is never cleared, and later claims are refused without
+//! touching the database or Redis.
 //!
 //! With Redis (`STAMPEDE_REDIS_URL`), one Lua script per claim does what seed 002's script
 //! does, plus the duplicate check, in one round trip: a claim of a buyer already in the
@@ -50,10 +51,11 @@ pub enum CouponAdmit {
 }
 
 /// KEYS: counter, issued-users set, sold-out marker. ARGV: user id, total, ttl.
-/// Returns 0 pass (counted and added), 1 sold out, 2 already issued.
+/// Returns 0 pass (counted and added), 1 sold out by the counter, 2 already issued, 3 sold
+/// out by the marker (a database said so: the node may remember it).
 const ADMIT_LUA: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  return 1
+  return 3
 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   return 2
@@ -207,6 +209,11 @@ impl CouponGate {
             Some(0) => CouponAdmit::Pass,
             Some(1) => CouponAdmit::SoldOut,
             Some(2) => CouponAdmit::AlreadyIssued,
+            Some(3) => {
+                // The marker is written only after a database answer: as good as our own.
+                self.remember_sold_out(campaign_id);
+                CouponAdmit::SoldOut
+            }
             // Redis away (or an answer this code does not know): the database decides.
             _ => CouponAdmit::Ungated,
         }
@@ -261,13 +268,17 @@ impl CouponGate {
         }
     }
 
-    /// Sets the flag on this node and the marker in Redis (for the other nodes).
-    async fn mark_sold_out(&self, campaign_id: i64) {
-        let newly = self
-            .sold_out
+    /// Sets this node's flag; `true` when it was not set before.
+    fn remember_sold_out(&self, campaign_id: i64) -> bool {
+        self.sold_out
             .write()
             .map(|mut s| s.insert(campaign_id))
-            .unwrap_or(false);
+            .unwrap_or(false)
+    }
+
+    /// Sets the flag on this node and the marker in Redis (for the other nodes).
+    async fn mark_sold_out(&self, campaign_id: i64) {
+        let newly = self.remember_sold_out(campaign_id);
         let Some(redis) = &self.redis else { return };
         if !newly {
             return; // this node wrote the marker already

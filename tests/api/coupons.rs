@@ -417,3 +417,29 @@ backend_tests!(
         assert_eq!(event["payload"]["campaign_id"], campaign["id"], "{event}");
     }
 );
+
+backend_tests!(
+    another_node_learns_a_sold_out_campaign_from_the_redis_marker,
+    config = |c| with_redis(c),
+    |app| async move {
+        if !on_redis(&app) {
+            return;
+        }
+        let (other, node) = app.another_node(|_| {}).await;
+        let id = int(&create_campaign(&app, &fixed_campaign(2)).await, "id");
+        for buyer in app.buyers(2).await {
+            expect(&claim(&app, id, &buyer).await, 201);
+        }
+        // The claim that took the last coupon told this node and left the marker.
+        assert!(app.state.cluster.coupons.is_sold_out(id));
+        let gate = other.state.cluster.coupons.clone();
+        assert!(!gate.is_sold_out(id), "the other node has not asked yet");
+        let late = other.buyer().await;
+        expect_error(&claim(&other, id, &late).await, 409, "coupon_sold_out");
+        // One look at the marker: from now on the other node refuses without Redis.
+        assert!(gate.is_sold_out(id));
+        assert_eq!(issued(&other, id).await, 2);
+        node.stop().await;
+        app.assert_verify_clean().await;
+    }
+);
