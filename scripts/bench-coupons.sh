@@ -50,7 +50,8 @@ run_one() {
   esac
   export STAMPEDE_RATE_LIMIT_IP_PER_SEC=0 STAMPEDE_RATE_LIMIT_USER_PER_SEC=0
   unset STAMPEDE_REDIS_URL
-  [ "$mode" = redis ] && export STAMPEDE_REDIS_URL=$REDIS_URL STAMPEDE_REDIS_PREFIX="$name:"
+  # A prefix of its own per run: keys of an earlier run (same names, other database) live on.
+  [ "$mode" = redis ] && export STAMPEDE_REDIS_URL=$REDIS_URL STAMPEDE_REDIS_PREFIX="$name-$(date +%s%N):"
   "$BIN" admin create-user --email admin@bench.invalid --password bench-admin-1 --role admin >/dev/null
   "$BIN" admin provision-buyers --count "$BUYERS" --out "$OUT/tokens.txt" >/dev/null
   local targets=()

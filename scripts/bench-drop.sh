@@ -58,7 +58,7 @@ run_one() {
   unset STAMPEDE_REDIS_URL
   case "$config" in
     batch*) STAMPEDE_PLACEMENT_BATCH_MAX=${config#batch} ;;
-    lock) STAMPEDE_PLACEMENT_STRATEGY=lock; export STAMPEDE_REDIS_URL=$REDIS_URL STAMPEDE_REDIS_PREFIX="$name:" ;;
+    lock) STAMPEDE_PLACEMENT_STRATEGY=lock; export STAMPEDE_REDIS_URL=$REDIS_URL STAMPEDE_REDIS_PREFIX="$name-$(date +%s%N):" ;;
   esac
   "$BIN" admin create-user --email admin@bench.invalid --password bench-admin-1 --role admin >/dev/null
   "$BIN" admin provision-buyers --count $BUYERS --out "$OUT/tokens.txt" >/dev/null
