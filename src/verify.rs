@@ -45,15 +45,24 @@ pub async fn run(store: &dyn Store) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Where an order's coupon and points hold must be for the order's status: the coupon held
-/// by (or used by) the order while it is open (or paid), and no longer linked to it once
-/// cancelled or refunded; the points hold in the matching status.
+/// Where an order's coupon and points hold must be for the order's status, derived from
+/// the steps that moved them there (`OrderStatus::benefit_step`): held while the order is
+/// open; used and spent once paid (and still when confirmed); the coupon no longer linked
+/// to the order once it is issued again, the points released or refunded.
 fn expected_benefits(status: OrderStatus) -> (Option<CouponStatus>, HoldStatus) {
-    match status {
-        OrderStatus::PendingPayment => (Some(CouponStatus::Held), HoldStatus::Held),
-        OrderStatus::Paid | OrderStatus::Confirmed => (Some(CouponStatus::Used), HoldStatus::Spent),
-        OrderStatus::Cancelled => (None, HoldStatus::Released),
-        OrderStatus::Refunded => (None, HoldStatus::Refunded),
+    let entered = match status {
+        OrderStatus::Confirmed => OrderStatus::Paid,
+        other => other,
+    };
+    match entered.benefit_step() {
+        None => (Some(CouponStatus::Held), HoldStatus::Held),
+        Some(step) => {
+            let coupon = step.coupon.1;
+            (
+                (coupon != CouponStatus::Issued).then_some(coupon),
+                step.points,
+            )
+        }
     }
 }
 

@@ -75,7 +75,7 @@ pub(super) async fn hold(
 ) -> StoreResult<Vec<NewEvent>> {
     let mut outgoing = Vec::new();
     if order.points_used > 0 {
-        let (_, event) = hold_in(conn, order.user_id, order.points_used, order.id, now).await?;
+        let event = hold_in(conn, order.user_id, order.points_used, order.id, now).await?;
         outgoing.push(event);
     }
     if let Some(coupon_id) = order.coupon_id {
@@ -107,7 +107,7 @@ pub(super) async fn settle(
     };
     let mut outgoing = Vec::new();
     if order.points_used > 0 {
-        let (_, event) = step_hold_in(conn, order.id, step.points, now)
+        let event = step_hold_in(conn, order.id, step.points, now)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("points of order {} moved", order.id)))?;
         outgoing.push(event);

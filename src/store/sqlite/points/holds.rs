@@ -34,7 +34,7 @@ pub(in crate::store::sqlite) async fn hold_in(
     amount: i64,
     order_id: i64,
     now: Timestamp,
-) -> StoreResult<(PointsHold, NewEvent)> {
+) -> StoreResult<NewEvent> {
     sqlx::query(
         "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at) \
          VALUES ($1, $2, $3, 'held', $4, $4)",
@@ -61,8 +61,7 @@ pub(in crate::store::sqlite) async fn hold_in(
         balance,
         held,
     };
-    let event = hold_event(events::POINTS_HELD, &hold);
-    Ok((hold, event))
+    Ok(hold_event(events::POINTS_HELD, &hold))
 }
 
 /// Moves the order's hold to `to` (released, spent or refunded) inside `tx`: a conditional
@@ -73,7 +72,7 @@ pub(in crate::store::sqlite) async fn step_hold_in(
     order_id: i64,
     to: HoldStatus,
     now: Timestamp,
-) -> StoreResult<Option<(PointsHold, NewEvent)>> {
+) -> StoreResult<Option<NewEvent>> {
     let Some((from, kind, source_kind)) = to.step() else {
         return Ok(None);
     };
@@ -130,6 +129,5 @@ pub(in crate::store::sqlite) async fn step_hold_in(
         HoldStatus::Spent => events::POINTS_SPENT,
         HoldStatus::Held | HoldStatus::Refunded => events::POINTS_REFUNDED,
     };
-    let event = hold_event(event_type, &hold);
-    Ok(Some((hold, event)))
+    Ok(Some(hold_event(event_type, &hold)))
 }
