@@ -1,43 +1,36 @@
 //! Stampede: a commerce backend for limited-edition drops and flash sales.
 //!
-//! Where things live:
-//! - `domain/` — pure rules and values: money, quantities, the order lifecycle, and the
-//!   allocation of a placement batch (`domain::allocation`).
-//! - `store/` — the storage traits and one module per backend (`store::sqlite`,
-//!   `store::postgres`), each owning its SQL and migrations. Stock is held, committed and
-//!   released in `store/*/orders.rs`.
-//! - `placement` — the batching order writer (group commit) of DESIGN §3.
-//! - `outbox` — the event dispatcher feeding live streams, the gate, the cache, the deny-list.
-//! - `cluster/` — what nodes share (availability gate, listing cache, rate limits, deny-list,
-//!   live-update wake-ups): one trait per concern, in process or through Redis.
-//! - `sweeper` — releases holds whose payment deadline passed; confirms purchases paid
-//!   `auto_confirm_after_secs` ago.
-//! - `waitlist` — offers returned units to the buyers waiting for a sold-out product.
-//! - `coupons` — first-come coupon claims in front of the database (gate in
-//!   `cluster::coupon_gate`, SQL in `store/*/coupons.rs`, arithmetic in `domain::coupon`).
-//! - `points` — loyalty points: earning on purchase confirmation (exactly once, by event
-//!   id), the expiry job (one node, by lease), holds (rules in `domain::points`, SQL in
-//!   `store/*/points.rs`).
-//! - `http/` — the API: router, error codes (`http::error`), handlers, OpenAPI.
-//! - `server` — wires it all; `cli` and `main` only parse and call it.
-//! - `loadgen` — the load generator (`stampede loadgen`), a client of the HTTP API.
+//! The layers, top to bottom; each imports only the layers below it (checked by
+//! `tests/architecture.rs`):
+//!
+//! - `main`, [`cli`] — the one binary's commands; [`wiring`] builds a node from the
+//!   configuration and is imported by nothing else.
+//! - [`http`] — the API: router, error codes (`http::error`), handlers, OpenAPI. Handlers
+//!   translate between JSON and the use cases.
+//! - [`jobs`] — background work under one scheduler (leases for once-per-cluster jobs).
+//! - [`app`] — the use cases: accounts, catalog, placement (where orders are placed),
+//!   orders, payments, coupons, points, waitlists, and the audit behind `stampede verify`.
+//! - [`events`] — the outbox dispatcher and the live-update hub.
+//! - Adapters: [`store`] (the storage traits; `store/sqlite/` and `store/postgres/` each own
+//!   their SQL and migrations — stock is held in the backends' `place.rs`), [`cluster`]
+//!   (what nodes share, in process or through Redis), [`payment`] (the gateway), [`auth`]
+//!   (passwords and tokens), [`metrics`], [`config`], [`clock`] (the one reader of the wall
+//!   clock).
+//! - [`domain`] — pure rules and values: money, quantities, the order lifecycle, the
+//!   allocation of a placement batch, event names and payloads.
 
-pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod coupons;
 pub mod domain;
+pub mod events;
 pub mod http;
+pub mod jobs;
 pub mod loadgen;
 pub mod metrics;
-pub mod outbox;
 pub mod payment;
-pub mod placement;
-pub mod points;
-pub mod server;
 pub mod store;
-pub mod sweeper;
-pub mod verify;
-pub mod waitlist;
+pub mod wiring;

@@ -1,6 +1,7 @@
 //! Every metric Stampede exports, declared in one place (STYLE §10). Counters get the
 //! `_total` suffix from the encoder: `orders_placed` is exported as `orders_placed_total`.
 
+use crate::domain::OrderStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -391,16 +392,15 @@ fn register_points(registry: &mut Registry, m: &Metrics) {
 impl Metrics {
     /// Counts the points of an order that has just entered its status: held when placed,
     /// spent when paid, released when cancelled or expired, refunded when refunded.
-    pub fn order_points(&self, order: &crate::store::OrderRecord) {
-        use crate::domain::OrderStatus;
-        let counter = match order.status {
+    pub fn order_points(&self, status: OrderStatus, points_used: i64) {
+        let counter = match status {
             OrderStatus::PendingPayment => &self.points_held,
             OrderStatus::Paid => &self.points_spent,
             OrderStatus::Cancelled => &self.points_released,
             OrderStatus::Refunded => &self.points_refunded,
             OrderStatus::Confirmed => return,
         };
-        counter.inc_by(u64::try_from(order.points_used).unwrap_or(0));
+        counter.inc_by(u64::try_from(points_used).unwrap_or(0));
     }
 
     pub fn encode(&self) -> String {

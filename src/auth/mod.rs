@@ -1,12 +1,14 @@
 //! Passwords (Argon2id), access tokens (short-lived HS256 JWTs) and refresh tokens (random,
 //! stored only as a SHA-256 hash, rotated on every use). Logout deny-lists the access token's
-//! `jti` on every node through the outbox (see `outbox::Dispatcher`).
+//! `jti` on every node through the outbox (see `events::Dispatcher`). Token lifetimes are
+//! judged by the application's clock, not by the JWT library's own read of the wall clock.
 
 mod denylist;
 
 pub use denylist::DenyList;
 
-use crate::domain::{Role, Timestamp};
+use crate::clock::SharedClock;
+use crate::domain::Role;
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
@@ -59,13 +61,21 @@ pub struct AuthService {
     /// Verified against when the email is unknown, so a login takes as long either way and
     /// does not reveal which emails exist.
     dummy_hash: String,
+    clock: SharedClock,
 }
 
 impl AuthService {
-    pub fn new(secret: &[u8], access_ttl_secs: u64, refresh_ttl_secs: u64) -> Self {
+    pub fn new(
+        secret: &[u8],
+        access_ttl_secs: u64,
+        refresh_ttl_secs: u64,
+        clock: SharedClock,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // Expiry is checked against `clock` in `verify_access`, like every other deadline.
+        validation.validate_exp = false;
         AuthService {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -74,6 +84,7 @@ impl AuthService {
             refresh_ttl_secs,
             denylist: DenyList::default(),
             dummy_hash: hash_password_blocking("stampede-dummy-password").unwrap_or_default(),
+            clock,
         }
     }
 
@@ -85,7 +96,7 @@ impl AuthService {
         session_id: i64,
         ttl_secs: u64,
     ) -> String {
-        let now = Timestamp::now().millis() / 1000;
+        let now = self.clock.now().millis() / 1000;
         let claims = Claims {
             sub: user_id,
             role,
@@ -126,6 +137,10 @@ impl AuthService {
     pub fn verify_access(&self, token: &str) -> Result<Claims, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
+        // The JWT rule with no leeway: expired once `exp` is in the past.
+        if data.claims.exp < self.clock.now().millis() / 1000 {
+            return Err(TokenError::Invalid);
+        }
         if self.denylist.contains(&data.claims.jti) {
             return Err(TokenError::Revoked);
         }
@@ -194,9 +209,12 @@ mod string_id {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::domain::Timestamp;
+    use std::time::Duration;
 
     fn service() -> AuthService {
-        AuthService::new(&[7u8; 32], 60, 120)
+        AuthService::new(&[7u8; 32], 60, 120, ManualClock::starting_now())
     }
 
     #[test]
@@ -212,7 +230,7 @@ mod tests {
         let last = tampered.pop().unwrap();
         tampered.push(if last == 'A' { 'B' } else { 'A' });
         assert!(auth.verify_access(&tampered).is_err());
-        let other = AuthService::new(&[8u8; 32], 60, 120);
+        let other = AuthService::new(&[8u8; 32], 60, 120, ManualClock::starting_now());
         assert!(other.verify_access(&token).is_err());
     }
 
@@ -222,10 +240,27 @@ mod tests {
         let token = auth.issue_access(1, Role::Buyer, None, 1, 60);
         let claims = auth.verify_access(&token).unwrap();
         auth.denylist
-            .insert(claims.jti, Timestamp::now().plus_secs(60));
+            .insert(claims.jti, Timestamp::from_millis(i64::MAX));
         assert!(matches!(
             auth.verify_access(&token),
             Err(TokenError::Revoked)
+        ));
+    }
+
+    #[test]
+    fn tokens_expire_by_the_clock() {
+        let clock = ManualClock::starting_now();
+        let auth = AuthService::new(&[7u8; 32], 60, 120, clock.clone());
+        let token = auth.issue_access(1, Role::Buyer, None, 1, 60);
+        clock.advance(Duration::from_secs(60));
+        assert!(
+            auth.verify_access(&token).is_ok(),
+            "valid through its last second"
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(matches!(
+            auth.verify_access(&token),
+            Err(TokenError::Invalid)
         ));
     }
 

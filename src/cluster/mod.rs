@@ -16,6 +16,7 @@ pub mod redis;
 pub mod revocation;
 
 use crate::auth::AuthService;
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use cache::{Listing, LocalCache, RedisCache};
@@ -60,6 +61,7 @@ impl Cluster {
         config: &Config,
         metrics: Arc<Metrics>,
         auth: Arc<AuthService>,
+        clock: SharedClock,
     ) -> anyhow::Result<Cluster> {
         let local_gate = Arc::new(LocalGate::default());
         let remote_wake = Arc::new(Notify::new());
@@ -98,7 +100,7 @@ impl Cluster {
             config.gate_ttl_secs,
         ));
         let cache = Arc::new(RedisCache::new(link.clone(), config.cache_ttl_secs));
-        let revocations = Arc::new(RedisRevocations::new(link.clone(), auth));
+        let revocations = Arc::new(RedisRevocations::new(link.clone(), auth, clock));
         let fanout = Arc::new(RedisFanout::new(link.clone(), remote_wake.clone()));
         let coupons = Arc::new(CouponGate::new(Some(link.clone()), metrics.clone()));
         Ok(Cluster {

@@ -8,11 +8,12 @@
 
 use super::redis::{Listener, Reconnect, RedisLink};
 use crate::auth::AuthService;
+use crate::clock::SharedClock;
 use crate::domain::Timestamp;
 use async_trait::async_trait;
 use std::sync::Arc;
 
-/// One implementation per mode, chosen once in `server.rs`.
+/// One implementation per mode, chosen once in `cluster::Cluster::build`.
 #[async_trait]
 pub trait Revocations: Send + Sync {
     /// Tells the other nodes at once that `jti` is revoked until `expires_at`.
@@ -32,11 +33,16 @@ const CHANNEL: &str = "revoked";
 pub struct RedisRevocations {
     link: Arc<RedisLink>,
     auth: Arc<AuthService>,
+    clock: SharedClock,
 }
 
 impl RedisRevocations {
-    pub fn new(link: Arc<RedisLink>, auth: Arc<AuthService>) -> RedisRevocations {
-        RedisRevocations { link, auth }
+    pub fn new(
+        link: Arc<RedisLink>,
+        auth: Arc<AuthService>,
+        clock: SharedClock,
+    ) -> RedisRevocations {
+        RedisRevocations { link, auth, clock }
     }
 
     fn insert(&self, jti: &str, expires_ms: &str) {
@@ -51,7 +57,7 @@ impl RedisRevocations {
 #[async_trait]
 impl Revocations for RedisRevocations {
     async fn announce(&self, jti: &str, expires_at: Timestamp) {
-        let remaining_ms = expires_at.millis() - Timestamp::now().millis();
+        let remaining_ms = expires_at.millis() - self.clock.now().millis();
         if remaining_ms <= 0 {
             return;
         }

@@ -110,6 +110,26 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// The stable error code of the refusal, as the API and the metrics name it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::UnknownProduct { .. } => "not_found",
+            Rejection::NotReleased { .. } => "not_released",
+            Rejection::OutOfStock { .. } => "out_of_stock",
+            Rejection::PurchaseLimit { .. } => "purchase_limit",
+            Rejection::IdempotencyMismatch => "idempotency_mismatch",
+            Rejection::TotalTooLarge => "validation_failed",
+            Rejection::CouponNotFound => "coupon_not_found",
+            Rejection::CouponExpired => "coupon_expired",
+            Rejection::CouponInUse => "coupon_in_use",
+            Rejection::CouponMinOrderNotMet { .. } => "coupon_min_order_not_met",
+            Rejection::InsufficientPoints { .. } => "insufficient_points",
+            Rejection::PointsExceedPayable { .. } => "points_exceed_payable",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedLine {
     pub product_id: ProductId,

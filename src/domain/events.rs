@@ -5,45 +5,9 @@ use super::order::{CancelReason, OrderStatus, Role};
 use super::values::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub const ORDER: &str = "order";
-pub const PRODUCT: &str = "product";
-pub const SESSION: &str = "session";
-pub const USER: &str = "user";
-pub const PARTNER: &str = "partner";
-/// Aggregate id: the waitlist entry.
-pub const WAITLIST: &str = "waitlist";
-/// Aggregate id: the coupon campaign (so one campaign's events stay in order).
-pub const COUPON: &str = "coupon";
-
-pub const ORDER_PLACED: &str = "order.placed";
-pub const ORDER_PAID: &str = "order.paid";
-pub const ORDER_CONFIRMED: &str = "order.confirmed";
-pub const ORDER_CANCELLED: &str = "order.cancelled";
-pub const ORDER_EXPIRED: &str = "order.expired";
-pub const ORDER_REFUNDED: &str = "order.refunded";
-pub const PRODUCT_CREATED: &str = "product.created";
-pub const PRODUCT_UPDATED: &str = "product.updated";
-pub const STOCK_CHANGED: &str = "stock.changed";
-pub const SESSION_REVOKED: &str = "session.revoked";
-pub const SESSION_STARTED: &str = "session.started";
-pub const SESSION_ROTATED: &str = "session.rotated";
-pub const USER_CREATED: &str = "user.created";
-pub const PARTNER_CREATED: &str = "partner.created";
-pub const PAYMENT_FAILED: &str = "payment.failed";
-pub const WAITLIST_JOINED: &str = "waitlist.joined";
-pub const WAITLIST_LEFT: &str = "waitlist.left";
-pub const WAITLIST_OFFERED: &str = "waitlist.offered";
-pub const WAITLIST_LAPSED: &str = "waitlist.lapsed";
-pub const WAITLIST_SKIPPED: &str = "waitlist.skipped";
-pub const WAITLIST_FULFILLED: &str = "waitlist.fulfilled";
-pub const COUPON_CAMPAIGN_CREATED: &str = "coupon.campaign_created";
-pub const COUPON_ISSUED: &str = "coupon.issued";
-/// A user coupon taken by an order (`issued → held`).
-pub const COUPON_HELD: &str = "coupon.held";
-/// The order holding the coupon was paid (`held → used`).
-pub const COUPON_USED: &str = "coupon.used";
-/// The order was cancelled, expired or refunded: the coupon is the buyer's again.
-pub const COUPON_RETURNED: &str = "coupon.returned";
+// The names, in a leaf module so that any module (the order lifecycle, the waitlist) can
+// name an event without importing the payload builders below.
+pub use super::event_names::*;
 
 /// An event about to be appended to the outbox.
 #[derive(Debug, Clone)]
@@ -316,17 +280,6 @@ pub fn coupon_campaign_created(campaign_id: i64, total_quantity: i64) -> NewEven
         })),
     }
 }
-
-/// Aggregate id: the buyer whose points changed.
-pub const POINTS: &str = "points";
-pub const POINTS_EARNED: &str = "points.earned";
-pub const POINTS_GRANTED: &str = "points.granted";
-pub const POINTS_ADJUSTED: &str = "points.adjusted";
-pub const POINTS_EXPIRED: &str = "points.expired";
-pub const POINTS_HELD: &str = "points.held";
-pub const POINTS_RELEASED: &str = "points.released";
-pub const POINTS_SPENT: &str = "points.spent";
-pub const POINTS_REFUNDED: &str = "points.refunded";
 
 /// Payload of every `points.*` event: the change and the account after it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 use super::coupon::CouponStatus;
-use super::events::{COUPON_RETURNED, COUPON_USED};
+use super::event_names::{COUPON_RETURNED, COUPON_USED};
 use super::points::HoldStatus;
 use serde::{Deserialize, Serialize};
 

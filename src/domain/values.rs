@@ -187,11 +187,6 @@ impl Timestamp {
         Timestamp(ms)
     }
 
-    pub fn now() -> Self {
-        let ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-        Timestamp((ns / 1_000_000) as i64)
-    }
-
     pub fn millis(self) -> i64 {
         self.0
     }

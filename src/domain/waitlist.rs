@@ -4,7 +4,7 @@
 //! worker that makes offers lives in `crate::waitlist`.
 
 use super::error::DomainError;
-use super::events;
+use super::event_names as events;
 use super::order::OrderStatus;
 use super::values::Quantity;
 use serde::{Deserialize, Serialize};

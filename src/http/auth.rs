@@ -1,16 +1,17 @@
-use super::error::{ApiError, ApiResult, ErrorCode};
+//! Signing up, logging in, refreshing and ending sessions, and who the caller is. The use
+//! cases are `app::accounts`.
+
+use super::error::ApiResult;
 use super::extract::{AuthUser, Json};
-use crate::auth::{random_token, token_hash, TokenPair};
-use crate::domain::{Email, Password, Role, Timestamp};
-use crate::server::AppState;
-use crate::store::{NewUser, RotateOutcome, UserRecord};
+use super::state::AppState;
+use crate::app::accounts::Session;
+use crate::auth::TokenPair;
+use crate::domain::Role;
+use crate::store::UserRecord;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-/// Random bytes in a refresh token (256 bits).
-const REFRESH_TOKEN_BYTES: usize = 32;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,61 +64,17 @@ impl From<TokenPair> for TokenView {
     }
 }
 
-/// Creates an account with a freshly hashed password (used by signup, seller creation and
-/// the `admin create-user` command).
-pub async fn create_account(
-    store: &dyn crate::store::Store,
-    email: &str,
-    password: String,
-    role: Role,
-    partner_id: Option<i64>,
-) -> ApiResult<UserRecord> {
-    let email = Email::parse(email)?;
-    let password = Password::parse(password)?;
-    let password_hash = crate::auth::hash_password(password.expose().to_owned())
-        .await
-        .map_err(ApiError::internal)?;
-    let user = NewUser {
-        email: email.as_str().to_owned(),
-        password_hash,
-        role,
-        partner_id,
-    };
-    Ok(store.insert_user(&user, Timestamp::now()).await?)
-}
-
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = Credentials,
     responses((status = 201, body = UserView), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn signup(
     State(state): State<AppState>,
     Json(body): Json<Credentials>,
 ) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
-    let user = create_account(
-        state.store.as_ref(),
-        &body.email,
-        body.password,
-        Role::Buyer,
-        None,
-    )
-    .await?;
-    Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))))
-}
-
-async fn start_session(state: &AppState, user: &UserRecord) -> ApiResult<TokenPair> {
-    let refresh = random_token(REFRESH_TOKEN_BYTES);
-    let now = Timestamp::now();
-    let session_id = state
-        .store
-        .create_session(
-            user.id,
-            &token_hash(&refresh),
-            now.plus_secs(state.auth.refresh_ttl_secs),
-            now,
-        )
+    let accounts = &state.app.accounts;
+    let user = accounts
+        .create(&body.email, body.password, Role::Buyer, None)
         .await?;
-    Ok(state
-        .auth
-        .pair(user.id, user.role, user.partner_id, session_id, refresh))
+    Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
@@ -126,21 +83,8 @@ pub async fn login(
     State(state): State<AppState>,
     Json(body): Json<Credentials>,
 ) -> ApiResult<axum::Json<TokenView>> {
-    let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "wrong email or password");
-    // Bound the work an attacker can make us do before hashing.
-    if body.password.len() > crate::domain::values::MAX_PASSWORD_BYTES {
-        return Err(invalid());
-    }
-    let user = match Email::parse(&body.email) {
-        Ok(email) => state.store.user_by_email(email.as_str()).await?,
-        Err(_) => None,
-    };
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    if !state.auth.verify_password(body.password, hash).await {
-        return Err(invalid());
-    }
-    let user = user.ok_or_else(invalid)?;
-    Ok(axum::Json(start_session(&state, &user).await?.into()))
+    let pair = state.app.accounts.login(&body.email, body.password).await?;
+    Ok(axum::Json(pair.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
@@ -149,79 +93,27 @@ pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<axum::Json<TokenView>> {
-    let invalid = || {
-        ApiError::new(
-            ErrorCode::InvalidToken,
-            "invalid, expired or revoked refresh token",
-        )
-    };
-    if body.refresh_token.is_empty() || body.refresh_token.len() > 256 {
-        return Err(invalid());
-    }
-    let next = random_token(REFRESH_TOKEN_BYTES);
-    let now = Timestamp::now();
-    let outcome = state
-        .store
-        .rotate_refresh(
-            &token_hash(&body.refresh_token),
-            &token_hash(&next),
-            now.plus_secs(state.auth.refresh_ttl_secs),
-            now,
-        )
-        .await?;
-    let RotateOutcome::Rotated {
-        user_id,
-        session_id,
-    } = outcome
-    else {
-        if outcome == RotateOutcome::Reused {
-            tracing::warn!("refresh token reuse detected; session revoked");
-        }
-        return Err(invalid());
-    };
-    let user = state.store.user_by_id(user_id).await?.ok_or_else(invalid)?;
-    Ok(axum::Json(
-        state
-            .auth
-            .pair(user.id, user.role, user.partner_id, session_id, next)
-            .into(),
-    ))
+    let pair = state.app.accounts.refresh(&body.refresh_token).await?;
+    Ok(axum::Json(pair.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = super::error::ErrorBody)))]
 pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
     let claims = &user.0;
-    let expires_at = Timestamp::from_millis(claims.exp.saturating_mul(1000));
-    state
-        .store
-        .revoke_session(
-            claims.sub,
-            claims.sid,
-            &claims.jti,
-            expires_at,
-            Timestamp::now(),
-        )
-        .await?;
-    // This node refuses the token at once; the others learn it from the outbox, and at once
-    // through Redis when it is configured.
-    state.auth.denylist.insert(claims.jti.clone(), expires_at);
-    state
-        .cluster
-        .revocations
-        .announce(&claims.jti, expires_at)
-        .await;
-    state.outbox_wake.notify_one();
+    let session = Session {
+        user_id: claims.sub,
+        session_id: claims.sid,
+        jti: &claims.jti,
+        expires_at_secs: claims.exp,
+    };
+    state.app.accounts.logout(&session).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, body = super::error::ErrorBody)))]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<axum::Json<UserView>> {
-    let record = state
-        .store
-        .user_by_id(user.id())
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let record = state.app.accounts.user(user.id()).await?;
     Ok(axum::Json(UserView::from(&record)))
 }

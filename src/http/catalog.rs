@@ -1,27 +1,22 @@
-//! Partners, their sellers, products and the stock ledger.
+//! Partners, their sellers, products and the stock ledger. The use cases are
+//! `app::catalog`; the listing's hottest reads are served from rendered bodies.
 
-use super::auth::{create_account, UserView};
-use super::error::{ApiError, ApiResult, ErrorCode};
+use super::auth::UserView;
+use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, Json, Page, Path};
+use super::page::PageView;
 use super::rendered::RenderKey;
-use super::PageView;
+use super::state::AppState;
+use crate::app::catalog::{ProductChange, ProductInput};
 use crate::domain::order::MovementKind;
-use crate::domain::values::MAX_QUANTITY;
-use crate::domain::{DomainError, Quantity, Role, StockDelta, Timestamp, Won};
-use crate::server::AppState;
-use crate::store::{
-    AdjustOutcome, MovementRecord, NewProduct, PartnerRecord, ProductPatch, ProductRecord,
-    StockLevels,
-};
+use crate::domain::Timestamp;
+use crate::store::{MovementRecord, PartnerRecord, ProductRecord, StockLevels};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
-
-pub const MAX_NAME_CHARS: usize = 200;
-pub const MAX_MEMO_CHARS: usize = 500;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -190,21 +185,6 @@ impl From<MovementRecord> for MovementView {
     }
 }
 
-fn text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, DomainError> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > max_chars {
-        return Err(DomainError::new(
-            field,
-            format!("must be 1 to {max_chars} characters"),
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
-fn max_per_user(raw: i64) -> Result<i64, DomainError> {
-    Quantity::new("max_per_user", raw).map(Quantity::get)
-}
-
 #[utoipa::path(post, path = "/api/v1/partners", tag = "catalog", security(("bearer" = [])), request_body = NewPartnerBody,
     responses((status = 201, body = PartnerView), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn create_partner(
@@ -212,16 +192,9 @@ pub async fn create_partner(
     user: AuthUser,
     Json(body): Json<NewPartnerBody>,
 ) -> ApiResult<(StatusCode, axum::Json<PartnerView>)> {
-    user.require(&[Role::Admin])?;
-    let name = text("name", &body.name, MAX_NAME_CHARS)?;
-    if !(0..=10_000).contains(&body.commission_rate_bps) {
-        return Err(
-            DomainError::new("commission_rate_bps", "must be 0..=10000 basis points").into(),
-        );
-    }
-    let partner = state
-        .store
-        .insert_partner(&name, body.commission_rate_bps, Timestamp::now())
+    let catalog = &state.app.catalog;
+    let partner = catalog
+        .create_partner(&user.actor(), &body.name, body.commission_rate_bps)
         .await?;
     Ok((StatusCode::CREATED, axum::Json(partner.into())))
 }
@@ -234,20 +207,10 @@ pub async fn create_seller(
     Path(partner_id): Path<i64>,
     Json(body): Json<NewSellerBody>,
 ) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
-    user.require(&[Role::Admin])?;
-    state
-        .store
-        .partner(partner_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("partner"))?;
-    let seller = create_account(
-        state.store.as_ref(),
-        &body.email,
-        body.password,
-        Role::Seller,
-        Some(partner_id),
-    )
-    .await?;
+    let accounts = &state.app.accounts;
+    let seller = accounts
+        .create_seller(&user.actor(), partner_id, &body.email, body.password)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(UserView::from(&seller))))
 }
 
@@ -258,41 +221,19 @@ pub async fn create_product(
     user: AuthUser,
     Json(body): Json<NewProductBody>,
 ) -> ApiResult<(StatusCode, axum::Json<ProductView>)> {
-    user.require(&[Role::Seller, Role::Admin])?;
-    let partner_id = match (user.role(), body.partner_id) {
-        (Role::Seller, requested) => {
-            let own = user.0.pid.ok_or_else(ApiError::forbidden)?;
-            if requested.is_some_and(|p| p != own) {
-                return Err(ApiError::forbidden());
-            }
-            own
-        }
-        (_, Some(partner_id)) => partner_id,
-        (_, None) => return Err(DomainError::new("partner_id", "is required for admins").into()),
+    let input = ProductInput {
+        name: body.name,
+        price: body.price,
+        stock: body.stock,
+        partner_id: body.partner_id,
+        release_at: body.release_at,
+        max_per_user: body.max_per_user,
     };
-    let stock = body.stock;
-    if !(0..=MAX_QUANTITY).contains(&stock) {
-        return Err(DomainError::new("stock", format!("must be 0..={MAX_QUANTITY}")).into());
-    }
-    let product = NewProduct {
-        partner_id,
-        name: text("name", &body.name, MAX_NAME_CHARS)?,
-        price: Won::new("price", body.price)?.get(),
-        stock,
-        release_at: body.release_at.unwrap_or_else(Timestamp::now),
-        max_per_user: body.max_per_user.map(max_per_user).transpose()?,
-    };
-    state
-        .store
-        .partner(partner_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("partner"))?;
     let created = state
-        .store
-        .insert_product(&product, Timestamp::now())
+        .app
+        .catalog
+        .create_product(&user.actor(), input)
         .await?;
-    // The listing cache changes generation on the event: the caller's next read is fresh.
-    state.events.caught_up().await;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
@@ -304,11 +245,7 @@ pub async fn list_products(State(state): State<AppState>, Page(page): Page) -> A
         size: page.size,
     };
     rendered(&state, key, || async {
-        let page = state
-            .cluster
-            .listing
-            .page(state.store.as_ref(), page)
-            .await?;
+        let page = state.app.catalog.page(page).await?;
         Ok(Some(serde_json::to_vec(&PageView::<ProductView>::from(
             page,
         ))))
@@ -323,11 +260,7 @@ pub async fn get_product(
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
     rendered(&state, RenderKey::Product(id), || async {
-        let product = state
-            .cluster
-            .listing
-            .product(state.store.as_ref(), id)
-            .await?;
+        let product = state.app.catalog.product(id).await?;
         Ok(product.map(|p| serde_json::to_vec(&ProductView::from(p))))
     })
     .await
@@ -341,7 +274,7 @@ where
     Fut: std::future::Future<Output = ApiResult<Option<serde_json::Result<Vec<u8>>>>>,
 {
     // Read the cursor before rendering: the body then reflects at least every event up to it.
-    let cursor = *state.events.cursor.borrow();
+    let cursor = state.events.cursor();
     let body = match state.rendered.get(key, cursor) {
         Some(body) => {
             state.metrics.cache_hits.inc();
@@ -366,21 +299,6 @@ where
         .into_response())
 }
 
-/// Loads a product the caller may manage: 404 if it does not exist, 403 if it belongs to
-/// another partner.
-async fn managed_product(state: &AppState, user: &AuthUser, id: i64) -> ApiResult<ProductRecord> {
-    user.require(&[Role::Seller, Role::Admin])?;
-    let product = state
-        .store
-        .product(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("product"))?;
-    if !user.may_manage_partner(product.partner_id) {
-        return Err(ApiError::forbidden());
-    }
-    Ok(product)
-}
-
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = i64, Path)),
     request_body = ProductPatchBody, responses((status = 200, body = ProductView), (status = 403, body = super::error::ErrorBody)))]
 pub async fn update_product(
@@ -389,29 +307,17 @@ pub async fn update_product(
     Path(id): Path<i64>,
     Json(body): Json<ProductPatchBody>,
 ) -> ApiResult<axum::Json<ProductView>> {
-    managed_product(&state, &user, id).await?;
-    let patch = ProductPatch {
-        name: body
-            .name
-            .as_deref()
-            .map(|n| text("name", n, MAX_NAME_CHARS))
-            .transpose()?,
-        price: body
-            .price
-            .map(|p| Won::new("price", p).map(Won::get))
-            .transpose()?,
+    let change = ProductChange {
+        name: body.name,
+        price: body.price,
         release_at: body.release_at,
-        max_per_user: body
-            .max_per_user
-            .map(|m| m.map(max_per_user).transpose())
-            .transpose()?,
+        max_per_user: body.max_per_user,
     };
     let updated = state
-        .store
-        .update_product(id, &patch, Timestamp::now())
-        .await?
-        .ok_or_else(|| ApiError::not_found("product"))?;
-    state.events.caught_up().await;
+        .app
+        .catalog
+        .update_product(&user.actor(), id, change)
+        .await?;
     Ok(axum::Json(updated.into()))
 }
 
@@ -423,19 +329,11 @@ pub async fn inbound(
     Path(id): Path<i64>,
     Json(body): Json<InboundBody>,
 ) -> ApiResult<axum::Json<StockView>> {
-    managed_product(&state, &user, id).await?;
-    let quantity = Quantity::new("quantity", body.quantity)?;
-    let memo = body
-        .memo
-        .as_deref()
-        .map(|m| text("memo", m, MAX_MEMO_CHARS))
-        .transpose()?;
     let levels = state
-        .store
-        .inbound(id, quantity.get(), memo.as_deref(), Timestamp::now())
-        .await?
-        .ok_or_else(|| ApiError::not_found("product"))?;
-    state.events.caught_up().await;
+        .app
+        .catalog
+        .inbound(&user.actor(), id, body.quantity, body.memo.as_deref())
+        .await?;
     Ok(axum::Json(levels.into()))
 }
 
@@ -449,25 +347,11 @@ pub async fn adjust(
     Path(id): Path<i64>,
     Json(body): Json<AdjustBody>,
 ) -> ApiResult<axum::Json<StockView>> {
-    managed_product(&state, &user, id).await?;
-    let delta = StockDelta::new("delta", body.delta)?;
-    let memo = text("memo", &body.memo, MAX_MEMO_CHARS)?;
-    let levels = match state
-        .store
-        .adjust(id, delta.get(), &memo, Timestamp::now())
-        .await?
-    {
-        AdjustOutcome::Done(levels) => levels,
-        AdjustOutcome::NotFound => return Err(ApiError::not_found("product")),
-        AdjustOutcome::BelowHeld => {
-            return Err(ApiError::new(
-                ErrorCode::InsufficientStock,
-                "on_hand cannot fall below the units held for open orders",
-            ))
-        }
-    };
-    // Like inbound: the sold-out gate sees the new level before the caller does.
-    state.events.caught_up().await;
+    let levels = state
+        .app
+        .catalog
+        .adjust(&user.actor(), id, body.delta, &body.memo)
+        .await?;
     Ok(axum::Json(levels.into()))
 }
 
@@ -478,15 +362,8 @@ pub async fn stock(
     user: AuthUser,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<StockView>> {
-    let p = managed_product(&state, &user, id).await?;
-    Ok(axum::Json(
-        StockLevels {
-            product_id: p.id,
-            on_hand: p.on_hand,
-            held: p.held,
-        }
-        .into(),
-    ))
+    let levels = state.app.catalog.stock(&user.actor(), id).await?;
+    Ok(axum::Json(levels.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/movements", tag = "stock", security(("bearer" = [])),
@@ -498,6 +375,6 @@ pub async fn movements(
     Path(id): Path<i64>,
     Page(page): Page,
 ) -> ApiResult<axum::Json<PageView<MovementView>>> {
-    managed_product(&state, &user, id).await?;
-    Ok(axum::Json(state.store.movements(id, page).await?.into()))
+    let movements = state.app.catalog.movements(&user.actor(), id, page).await?;
+    Ok(axum::Json(movements.into()))
 }

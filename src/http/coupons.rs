@@ -1,13 +1,13 @@
 //! First-come coupon campaigns: creating one (admin), reading it (anyone), claiming a
-//! coupon (buyer) and the buyer's own coupons. Claims are decided by `crate::coupons`.
+//! coupon (buyer) and the buyer's own coupons. Claims are decided by `app::coupons`.
 
-use super::error::{ApiError, ApiResult, ErrorCode};
+use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, Json, Page, Path};
-use super::PageView;
+use super::page::PageView;
+use super::state::AppState;
 use crate::domain::coupon::{self, CouponStatus, Discount, DiscountType, IssueWindow};
-use crate::domain::{DomainError, Role, Timestamp, Won};
-use crate::server::AppState;
-use crate::store::{CampaignRecord, IssueOutcome, NewCampaign, UserCouponRecord};
+use crate::domain::{DomainError, Timestamp, Won};
+use crate::store::{CampaignRecord, NewCampaign, UserCouponRecord};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -158,10 +158,10 @@ pub async fn create_campaign(
     user: AuthUser,
     Json(body): Json<NewCampaignBody>,
 ) -> ApiResult<(StatusCode, axum::Json<CampaignView>)> {
-    user.require(&[Role::Admin])?;
-    let campaign = new_campaign(body, Timestamp::now())?;
-    let created = state.coupons.create(&campaign).await?;
-    state.outbox_wake.notify_one();
+    let coupons = &state.app.coupons;
+    let created = coupons
+        .create(&user.actor(), |now| new_campaign(body, now))
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
@@ -172,6 +172,7 @@ pub async fn get_campaign(
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<CampaignView>> {
     let campaign = state
+        .app
         .coupons
         .campaign(id)
         .await?
@@ -189,27 +190,10 @@ pub async fn issue_coupon(
     user: AuthUser,
     Path(campaign_id): Path<i64>,
 ) -> ApiResult<(StatusCode, axum::Json<UserCouponView>)> {
-    user.require(&[Role::Buyer])?;
-    match state.coupons.claim(campaign_id, user.id()).await? {
-        IssueOutcome::Issued { coupon, .. } => {
-            state.outbox_wake.notify_one();
-            let view = UserCouponView::at(coupon, Timestamp::now());
-            Ok((StatusCode::CREATED, axum::Json(view)))
-        }
-        IssueOutcome::UnknownCampaign => Err(ApiError::not_found("coupon campaign")),
-        IssueOutcome::NotIssuable => Err(ApiError::new(
-            ErrorCode::CouponNotIssuable,
-            "coupons of this campaign cannot be claimed now",
-        )),
-        IssueOutcome::SoldOut => Err(ApiError::new(
-            ErrorCode::CouponSoldOut,
-            "all coupons of this campaign have been issued",
-        )),
-        IssueOutcome::AlreadyIssued => Err(ApiError::new(
-            ErrorCode::CouponAlreadyIssued,
-            "you already hold a coupon of this campaign",
-        )),
-    }
+    let coupons = &state.app.coupons;
+    let coupon = coupons.issue(&user.actor(), campaign_id).await?;
+    let view = UserCouponView::at(coupon, coupons.now());
+    Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
 #[utoipa::path(get, path = "/api/v1/me/coupons", tag = "coupons", security(("bearer" = [])), params(super::extract::PageQuery),
@@ -220,17 +204,17 @@ pub async fn my_coupons(
     user: AuthUser,
     Page(page): Page,
 ) -> ApiResult<axum::Json<PageView<UserCouponView>>> {
-    user.require(&[Role::Buyer])?;
-    let coupons = state.store.user_coupons(user.id(), page).await?;
-    let now = Timestamp::now();
+    let coupons = &state.app.coupons;
+    let mine = coupons.of_buyer(&user.actor(), page).await?;
+    let now = coupons.now();
     Ok(axum::Json(PageView {
-        items: coupons
+        items: mine
             .items
             .into_iter()
             .map(|c| UserCouponView::at(c, now))
             .collect(),
-        page: coupons.page,
-        size: coupons.size,
-        total: coupons.total,
+        page: mine.page,
+        size: mine.size,
+        total: mine.total,
     }))
 }

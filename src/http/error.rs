@@ -2,9 +2,9 @@
 //! to a status is one `match` with no catch-all arm, so adding a code forces a decision.
 //! Internal details are logged once here and never sent to the client.
 
+use crate::app::error::{AppError, PlaceError};
 use crate::domain::allocation::Rejection;
 use crate::domain::DomainError;
-use crate::placement::PlaceError;
 use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -263,6 +263,43 @@ impl From<&Rejection> for ApiError {
                 ErrorCode::PointsExceedPayable,
                 format!("at most {} points can be used on this order", payable.get()),
             ),
+        }
+    }
+}
+
+/// Every refusal of a use case, with its stable code. The message is the use case's own
+/// wording except where internals must not leak (stores, gateways, internal failures).
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let message = e.to_string();
+        match e {
+            AppError::Invalid(e) => e.into(),
+            AppError::NotFound(_) => ApiError::new(ErrorCode::NotFound, message),
+            AppError::Forbidden => ApiError::forbidden(),
+            AppError::InvalidCredentials => ApiError::new(ErrorCode::InvalidCredentials, message),
+            AppError::InvalidRefreshToken => ApiError::new(ErrorCode::InvalidToken, message),
+            AppError::Rejected(rejection) => (&rejection).into(),
+            AppError::Place(e) => e.into(),
+            AppError::OrderNotPayable => ApiError::new(ErrorCode::OrderNotPayable, message),
+            AppError::OrderNotCancellable => ApiError::new(ErrorCode::OrderNotCancellable, message),
+            AppError::OrderNotConfirmable => ApiError::new(ErrorCode::OrderNotConfirmable, message),
+            AppError::PaymentAmountMismatch => {
+                ApiError::new(ErrorCode::PaymentAmountMismatch, message)
+            }
+            AppError::PaymentDeclined => ApiError::new(ErrorCode::PaymentDeclined, message),
+            AppError::Gateway(_) => ApiError::new(
+                ErrorCode::Unavailable,
+                "payment gateway unavailable, retry shortly",
+            ),
+            AppError::InsufficientStock => ApiError::new(ErrorCode::InsufficientStock, message),
+            AppError::AlreadyWaitlisted => ApiError::new(ErrorCode::AlreadyWaitlisted, message),
+            AppError::CouponNotIssuable => ApiError::new(ErrorCode::CouponNotIssuable, message),
+            AppError::CouponSoldOut => ApiError::new(ErrorCode::CouponSoldOut, message),
+            AppError::CouponAlreadyIssued => ApiError::new(ErrorCode::CouponAlreadyIssued, message),
+            AppError::IdempotencyMismatch => ApiError::new(ErrorCode::IdempotencyMismatch, message),
+            AppError::InsufficientPoints => ApiError::new(ErrorCode::InsufficientPoints, message),
+            AppError::Store(e) => e.into(),
+            AppError::Internal(cause) => ApiError::internal(cause),
         }
     }
 }

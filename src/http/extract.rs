@@ -2,9 +2,9 @@
 //! instead of axum's plain-text rejections.
 
 use super::error::{ApiError, ErrorCode};
+use super::state::AppState;
 use crate::auth::{Claims, TokenError};
-use crate::domain::{IdempotencyKey, Role};
-use crate::server::AppState;
+use crate::domain::{Actor, IdempotencyKey};
 use crate::store::{PageRequest, MAX_PAGE_SIZE};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -94,25 +94,13 @@ impl AuthUser {
         self.0.sub
     }
 
-    pub fn role(&self) -> Role {
-        self.0.role
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.0.role == Role::Admin
-    }
-
-    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
-        if roles.contains(&self.0.role) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
+    /// Who the use cases act for.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.0.sub,
+            role: self.0.role,
+            partner_id: self.0.pid,
         }
-    }
-
-    /// Admins manage every partner; a seller only its own.
-    pub fn may_manage_partner(&self, partner_id: i64) -> bool {
-        self.is_admin() || (self.0.role == Role::Seller && self.0.pid == Some(partner_id))
     }
 }
 

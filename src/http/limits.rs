@@ -2,7 +2,7 @@
 //! to every `/api/v1` route before its handler runs.
 
 use super::error::{ApiError, ErrorCode};
-use crate::server::AppState;
+use super::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;

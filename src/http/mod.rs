@@ -1,5 +1,6 @@
 //! The HTTP API (DESIGN §5): one router, one error type, extractors that reject bad input
 //! with stable codes, and middleware for metrics, timeouts, body limits and rate limits.
+//! Handlers translate between JSON and the use cases of `crate::app`, nothing more.
 
 pub mod auth;
 pub mod catalog;
@@ -9,157 +10,16 @@ pub mod extract;
 pub mod limits;
 pub mod openapi;
 pub mod ops;
+pub mod order_view;
 pub mod orders;
+pub mod page;
 pub mod points;
 pub mod queue;
 pub mod rendered;
+pub mod router;
+pub mod state;
 pub mod waitlist;
 
-use crate::metrics::{HttpLabels, RouteLabels};
-use crate::server::AppState;
-use crate::store;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use error::{ApiError, ErrorCode};
-use serde::Serialize;
-use std::time::{Duration, Instant};
-use utoipa::ToSchema;
-
-#[derive(Serialize, ToSchema)]
-pub struct PageView<T> {
-    pub items: Vec<T>,
-    pub page: i64,
-    pub size: i64,
-    pub total: i64,
-}
-
-impl<R, T: From<R>> From<store::Page<R>> for PageView<T> {
-    fn from(p: store::Page<R>) -> Self {
-        PageView {
-            items: p.items.into_iter().map(T::from).collect(),
-            page: p.page,
-            size: p.size,
-            total: p.total,
-        }
-    }
-}
-
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/auth/signup", post(auth::signup))
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/me", get(auth::me))
-        .route("/partners", post(catalog::create_partner))
-        .route("/partners/{id}/sellers", post(catalog::create_seller))
-        .route(
-            "/products",
-            post(catalog::create_product).get(catalog::list_products),
-        )
-        .route(
-            "/products/{id}",
-            get(catalog::get_product).patch(catalog::update_product),
-        )
-        .route("/products/{id}/inbound", post(catalog::inbound))
-        .route("/products/{id}/adjust", post(catalog::adjust))
-        .route("/products/{id}/stock", get(catalog::stock))
-        .route("/products/{id}/movements", get(catalog::movements))
-        .route(
-            "/products/{id}/waitlist",
-            post(waitlist::join_waitlist).delete(waitlist::leave_waitlist),
-        )
-        .route("/me/waitlist", get(waitlist::my_waitlist))
-        .route("/coupons", post(coupons::create_campaign))
-        .route("/coupons/{id}", get(coupons::get_campaign))
-        .route("/coupons/{id}/issue", post(coupons::issue_coupon))
-        .route("/me/coupons", get(coupons::my_coupons))
-        .route("/me/events", get(waitlist::my_events))
-        .route("/me/points", get(points::my_points))
-        .route("/me/points/history", get(points::my_points_history))
-        .route("/admin/points/grant", post(points::grant_points))
-        .route("/admin/points/adjust", post(points::adjust_points))
-        .route(
-            "/orders",
-            post(orders::place_order).get(orders::list_orders),
-        )
-        .route("/orders/{id}", get(orders::get_order))
-        .route("/orders/{id}/pay", post(orders::pay_order))
-        .route("/orders/{id}/cancel", post(orders::cancel_order))
-        .route("/orders/{id}/confirm", post(orders::confirm_order))
-        .route("/orders/{id}/events", get(orders::order_events))
-        .route("/queue/{ticket}", get(queue::get_ticket))
-        .route("/queue/{ticket}/events", get(queue::ticket_events));
-    // Matched API routes only: an unknown path is a cheap 404 either way.
-    let api = api.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        limits::rate_limit,
-    ));
-    let timeout = Duration::from_millis(state.config.request_timeout_ms);
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .merge(openapi::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            timeout,
-            request_timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no such route")
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        "method not allowed on this route",
-    )
-}
-
-/// Bounds the time to produce a response (a live stream's body is not bounded).
-async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(ErrorCode::RequestTimeout, "request took too long").into_response(),
-    }
-}
-
-/// Counts requests and their latency by matched route, inside a span per request.
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
-    let started = Instant::now();
-    let span = tracing::info_span!("request", %method, %route);
-    let response = tracing::Instrument::instrument(next.run(req), span).await;
-    let status = response.status().as_u16();
-    state
-        .metrics
-        .http_requests
-        .get_or_create(&HttpLabels {
-            method,
-            route: route.clone(),
-            status,
-        })
-        .inc();
-    state
-        .metrics
-        .http_request_duration_seconds
-        .get_or_create(&RouteLabels { route })
-        .observe(started.elapsed().as_secs_f64());
-    response
-}
+pub use page::PageView;
+pub use router::router;
+pub use state::{AppState, Shared};

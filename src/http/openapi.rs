@@ -1,7 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations, and Swagger UI.
 
-use super::{auth, catalog, coupons, error, ops, orders, points, queue, waitlist, PageView};
-use crate::server::AppState;
+use super::state::AppState;
+use super::{
+    auth, catalog, coupons, error, ops, order_view, orders, points, queue, waitlist, PageView,
+};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -20,7 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
         coupons::create_campaign, coupons::get_campaign, coupons::issue_coupon, coupons::my_coupons,
         points::my_points, points::my_points_history, points::grant_points, points::adjust_points,
     ),
-    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<orders::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>)),
+    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<order_view::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -1,4 +1,4 @@
-use crate::server::AppState;
+use super::state::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;

@@ -1,30 +1,24 @@
 //! Orders: placement (through the batching writer), reads, payment, cancellation and the
-//! live status stream.
+//! live status stream. The use cases are `app::orders` and `app::payments`.
 
-use super::error::{ApiError, ApiResult, ErrorCode};
+use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, IdempotencyHeader, Json, Page, Path};
-use super::PageView;
-use crate::domain::allocation::{Line, OrderRequest};
+use super::order_view::OrderView;
+use super::page::PageView;
+use super::state::AppState;
+use crate::app::payments::PaymentClaim;
+use crate::app::placement::request::OrderInput;
+use crate::app::placement::Placed;
 use crate::domain::events::OrderStatusChanged;
-use crate::domain::order::CancelReason;
-use crate::domain::{DomainError, OrderStatus, Quantity, Role, Timestamp, Won};
-use crate::metrics::ReasonLabels;
-use crate::payment::GatewayOutcome;
-use crate::placement::Placed;
-use crate::server::AppState;
-use crate::store::{OrderRecord, PaymentAttempt, PaymentOutcome, PlaceOutcome, TransitionOutcome};
+use crate::store::PlaceOutcome;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Deserialize;
 use std::convert::Infallible;
 use utoipa::ToSchema;
-
-pub const MAX_ORDER_ITEMS: usize = 50;
-pub const MAX_PAYMENT_KEY_BYTES: usize = 200;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,141 +48,6 @@ pub struct PayBody {
     pub amount: i64,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct OrderItemView {
-    pub product_id: i64,
-    pub quantity: i64,
-    pub unit_price: i64,
-    pub line_total: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PartnerOrderView {
-    pub id: i64,
-    pub partner_id: i64,
-    pub status: String,
-    pub subtotal: i64,
-    pub items: Vec<OrderItemView>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct OrderView {
-    pub id: i64,
-    pub user_id: i64,
-    pub status: OrderStatus,
-    pub total: i64,
-    /// The user coupon the order holds or used; `null` when none.
-    pub coupon_id: Option<i64>,
-    pub discount: i64,
-    pub points_used: i64,
-    pub payable: i64,
-    #[schema(value_type = String, format = DateTime)]
-    pub pay_by: Timestamp,
-    /// When the payment was accepted; `null` until the order is paid.
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub paid_at: Option<Timestamp>,
-    pub cancel_reason: Option<String>,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: Timestamp,
-    pub partner_orders: Vec<PartnerOrderView>,
-}
-
-impl From<OrderRecord> for OrderView {
-    fn from(o: OrderRecord) -> Self {
-        OrderView {
-            id: o.id,
-            user_id: o.user_id,
-            status: o.status,
-            total: o.total,
-            coupon_id: o.coupon_id,
-            discount: o.discount,
-            points_used: o.points_used,
-            payable: o.payable,
-            pay_by: o.pay_by,
-            paid_at: o.paid_at,
-            cancel_reason: o.cancel_reason,
-            created_at: o.created_at,
-            updated_at: o.updated_at,
-            partner_orders: o
-                .partner_orders
-                .into_iter()
-                .map(|p| PartnerOrderView {
-                    id: p.id,
-                    partner_id: p.partner_id,
-                    status: p.status,
-                    subtotal: p.subtotal,
-                    items: p
-                        .items
-                        .into_iter()
-                        .map(|i| OrderItemView {
-                            product_id: i.product_id,
-                            quantity: i.quantity,
-                            unit_price: i.unit_price,
-                            line_total: i.line_total,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-}
-
-/// Parses the body into sorted, distinct lines, the coupon and the points, and a hash of
-/// that canonical form, so the same items in another order count as the same request.
-fn order_request(body: &PlaceOrderBody) -> Result<ParsedOrder, DomainError> {
-    if body.items.is_empty() || body.items.len() > MAX_ORDER_ITEMS {
-        return Err(DomainError::new(
-            "items",
-            format!("must hold 1 to {MAX_ORDER_ITEMS} items"),
-        ));
-    }
-    let mut lines = Vec::with_capacity(body.items.len());
-    for item in &body.items {
-        if item.product_id <= 0 {
-            return Err(DomainError::new("product_id", "must be a positive id"));
-        }
-        lines.push(Line {
-            product_id: item.product_id,
-            quantity: Quantity::new("quantity", item.quantity)?,
-        });
-    }
-    lines.sort_by_key(|l| l.product_id);
-    if lines.windows(2).any(|w| w[0].product_id == w[1].product_id) {
-        return Err(DomainError::new("items", "each product may appear once"));
-    }
-    if body.coupon_id.is_some_and(|id| id <= 0) {
-        return Err(DomainError::new("coupon_id", "must be a positive id"));
-    }
-    let points = Won::new("points", body.points.unwrap_or(0))?.get();
-    let mut canonical: Vec<String> = lines
-        .iter()
-        .map(|l| format!("{}x{}", l.product_id, l.quantity.get()))
-        .collect();
-    // Appended only when present, so orders without them keep their earlier hashes.
-    if let Some(coupon_id) = body.coupon_id {
-        canonical.push(format!("c{coupon_id}"));
-    }
-    if points > 0 {
-        canonical.push(format!("p{points}"));
-    }
-    let digest = Sha256::digest(canonical.join(",").as_bytes());
-    Ok(ParsedOrder {
-        lines,
-        coupon_id: body.coupon_id,
-        points,
-        request_hash: digest.iter().map(|b| format!("{b:02x}")).collect(),
-    })
-}
-
-struct ParsedOrder {
-    lines: Vec<Line>,
-    coupon_id: Option<i64>,
-    points: i64,
-    request_hash: String,
-}
-
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = PlaceOrderBody,
     params(("Idempotency-Key" = String, Header, description = "required; the same key and body return the same order")),
     responses((status = 201, body = OrderView), (status = 200, description = "replay of an earlier request", body = OrderView),
@@ -200,17 +59,16 @@ pub async fn place_order(
     IdempotencyHeader(key): IdempotencyHeader,
     Json(body): Json<PlaceOrderBody>,
 ) -> ApiResult<Response> {
-    user.require(&[Role::Buyer])?;
-    let parsed = order_request(&body)?;
-    let request = OrderRequest {
-        user_id: user.id(),
-        idempotency_key: key.as_str().to_owned(),
-        request_hash: parsed.request_hash,
-        lines: parsed.lines,
-        coupon_id: parsed.coupon_id,
-        points: parsed.points,
+    let input = OrderInput {
+        items: body
+            .items
+            .iter()
+            .map(|i| (i.product_id, i.quantity))
+            .collect(),
+        coupon_id: body.coupon_id,
+        points: body.points,
     };
-    match state.placement.place(request).await? {
+    match state.app.orders.place(&user.actor(), &key, &input).await? {
         Placed::Now(outcome) => outcome_response(outcome),
         Placed::Queued(ticket) => Ok(super::queue::queued_response(&state, &ticket)),
     }
@@ -229,20 +87,6 @@ pub fn outcome_response(outcome: PlaceOutcome) -> ApiResult<Response> {
     }
 }
 
-/// The order if the caller may see it; another buyer's order is "not found", so ids leak
-/// nothing.
-async fn visible_order(state: &AppState, user: &AuthUser, id: i64) -> ApiResult<OrderRecord> {
-    let order = state
-        .store
-        .order(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    if order.user_id != user.id() && !user.is_admin() {
-        return Err(ApiError::not_found("order"));
-    }
-    Ok(order)
-}
-
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = super::error::ErrorBody)))]
 pub async fn get_order(
@@ -250,7 +94,8 @@ pub async fn get_order(
     user: AuthUser,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<OrderView>> {
-    Ok(axum::Json(visible_order(&state, &user, id).await?.into()))
+    let order = state.app.orders.visible(&user.actor(), id).await?;
+    Ok(axum::Json(order.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), params(super::extract::PageQuery),
@@ -260,41 +105,8 @@ pub async fn list_orders(
     user: AuthUser,
     Page(page): Page,
 ) -> ApiResult<axum::Json<PageView<OrderView>>> {
-    let owner = (!user.is_admin()).then(|| user.id());
-    Ok(axum::Json(
-        state.store.list_orders(owner, page).await?.into(),
-    ))
-}
-
-fn count_payment(state: &AppState, outcome: PaymentOutcome) {
-    state
-        .metrics
-        .payments
-        .get_or_create(&ReasonLabels {
-            reason: outcome.as_str().into(),
-        })
-        .inc();
-}
-
-async fn record_failed_payment(
-    state: &AppState,
-    order: &OrderRecord,
-    body: &PayBody,
-    outcome: PaymentOutcome,
-    detail: String,
-) -> ApiResult<()> {
-    count_payment(state, outcome);
-    let attempt = PaymentAttempt {
-        order_id: order.id,
-        payment_key: body.payment_key.clone(),
-        amount: body.amount,
-        outcome,
-        detail: Some(detail),
-    };
-    Ok(state
-        .store
-        .record_payment(&attempt, Timestamp::now())
-        .await?)
+    let orders = state.app.orders.list(&user.actor(), page).await?;
+    Ok(axum::Json(orders.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)), request_body = PayBody,
@@ -305,128 +117,12 @@ pub async fn pay_order(
     Path(id): Path<i64>,
     Json(body): Json<PayBody>,
 ) -> ApiResult<axum::Json<OrderView>> {
-    if body.payment_key.is_empty() || body.payment_key.len() > MAX_PAYMENT_KEY_BYTES {
-        return Err(DomainError::new(
-            "payment_key",
-            format!("must be 1 to {MAX_PAYMENT_KEY_BYTES} bytes"),
-        )
-        .into());
-    }
-    let order = visible_order(&state, &user, id).await?;
-    if order.user_id != user.id() {
-        return Err(ApiError::forbidden());
-    }
-    let not_payable = || ApiError::new(ErrorCode::OrderNotPayable, "order is not awaiting payment");
-    if order.status != OrderStatus::PendingPayment || order.pay_by <= Timestamp::now() {
-        return Err(not_payable());
-    }
-    let mismatch = || {
-        ApiError::new(
-            ErrorCode::PaymentAmountMismatch,
-            "amount does not match the order's payable amount",
-        )
+    let claim = PaymentClaim {
+        payment_key: body.payment_key,
+        amount: body.amount,
     };
-    if body.amount != order.payable {
-        record_failed_payment(
-            &state,
-            &order,
-            &body,
-            PaymentOutcome::AmountMismatch,
-            format!("claimed {}", body.amount),
-        )
-        .await?;
-        return Err(mismatch());
-    }
-    let outcome = state
-        .gateway
-        .confirm(&body.payment_key, order.id, order.payable)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "payment gateway unavailable");
-            ApiError::new(
-                ErrorCode::Unavailable,
-                "payment gateway unavailable, retry shortly",
-            )
-        })?;
-    match outcome {
-        GatewayOutcome::Declined { reason } => {
-            record_failed_payment(&state, &order, &body, PaymentOutcome::Declined, reason).await?;
-            return Err(ApiError::new(
-                ErrorCode::PaymentDeclined,
-                "the payment was declined",
-            ));
-        }
-        GatewayOutcome::Approved { amount } if amount != order.payable => {
-            // The gateway captured something else than we sell: give it back.
-            let _ = state.gateway.refund(order.id, amount).await;
-            record_failed_payment(
-                &state,
-                &order,
-                &body,
-                PaymentOutcome::AmountMismatch,
-                format!("gateway captured {amount}"),
-            )
-            .await?;
-            return Err(mismatch());
-        }
-        GatewayOutcome::Approved { .. } => {}
-    }
-    let attempt = PaymentAttempt {
-        order_id: order.id,
-        payment_key: body.payment_key.clone(),
-        amount: order.payable,
-        outcome: PaymentOutcome::Approved,
-        detail: None,
-    };
-    match state
-        .store
-        .mark_paid(order.id, &attempt, Timestamp::now())
-        .await?
-    {
-        TransitionOutcome::Done(paid) => {
-            count_payment(&state, PaymentOutcome::Approved);
-            state.metrics.orders_paid.inc();
-            state.metrics.order_points(&paid);
-            state.outbox_wake.notify_one();
-            Ok(axum::Json(paid.into()))
-        }
-        TransitionOutcome::NotFound => Err(ApiError::not_found("order")),
-        TransitionOutcome::Refused(_) => {
-            // Captured, but the deadline passed (or a cancel won) meanwhile: void the capture.
-            if let Err(e) = state.gateway.refund(order.id, order.payable).await {
-                tracing::error!(order_id = order.id, error = %e, "could not void a capture for an unpayable order");
-            }
-            record_failed_payment(
-                &state,
-                &order,
-                &body,
-                PaymentOutcome::Voided,
-                "order no longer payable".into(),
-            )
-            .await?;
-            Err(not_payable())
-        }
-    }
-}
-
-/// Returns a refunded order's money through the gateway. The order is already refunded in
-/// the books (stock returned, `order.refunded` written); a gateway failure is logged and
-/// counted for reconciliation rather than undoing that.
-async fn refund(state: &AppState, order: &OrderRecord) {
-    let outcome = match state.gateway.refund(order.id, order.payable).await {
-        Ok(()) => "refunded",
-        Err(e) => {
-            tracing::error!(order_id = order.id, error = %e, "gateway refund failed; reconcile by hand");
-            "refund_failed"
-        }
-    };
-    state
-        .metrics
-        .payments
-        .get_or_create(&ReasonLabels {
-            reason: outcome.into(),
-        })
-        .inc();
+    let paid = state.app.payments.pay(&user.actor(), id, &claim).await?;
+    Ok(axum::Json(paid.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
@@ -436,47 +132,8 @@ pub async fn cancel_order(
     user: AuthUser,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<OrderView>> {
-    let order = visible_order(&state, &user, id).await?;
-    let not_cancellable = || {
-        ApiError::new(
-            ErrorCode::OrderNotCancellable,
-            "order can no longer be cancelled",
-        )
-    };
-    if !matches!(
-        order.status,
-        OrderStatus::PendingPayment | OrderStatus::Paid
-    ) {
-        return Err(not_cancellable());
-    }
-    // The transition comes first: exactly one caller can move an order out of `paid`, so the
-    // money goes back at most once, and never for an order a confirm got to first.
-    match state
-        .store
-        .cancel_order(id, CancelReason::Requested, Timestamp::now())
-        .await?
-    {
-        TransitionOutcome::Done(order) => {
-            state.metrics.order_points(&order);
-            let reason = if order.status == OrderStatus::Refunded {
-                refund(&state, &order).await;
-                "refunded"
-            } else {
-                "requested"
-            };
-            state
-                .metrics
-                .orders_cancelled
-                .get_or_create(&ReasonLabels {
-                    reason: reason.into(),
-                })
-                .inc();
-            state.events.caught_up().await;
-            Ok(axum::Json(order.into()))
-        }
-        TransitionOutcome::NotFound => Err(ApiError::not_found("order")),
-        TransitionOutcome::Refused(_) => Err(not_cancellable()),
-    }
+    let order = state.app.orders.cancel(&user.actor(), id).await?;
+    Ok(axum::Json(order.into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
@@ -487,33 +144,8 @@ pub async fn confirm_order(
     user: AuthUser,
     Path(id): Path<i64>,
 ) -> ApiResult<axum::Json<OrderView>> {
-    let order = visible_order(&state, &user, id).await?;
-    let by = if order.user_id == user.id() {
-        "buyer"
-    } else {
-        "admin"
-    };
-    let not_confirmable = || {
-        ApiError::new(
-            ErrorCode::OrderNotConfirmable,
-            "only a paid order can be confirmed",
-        )
-    };
-    // The store decides from the order's state in its own transaction, so a confirmation
-    // racing the sweeper's (or a refund) happens at most once.
-    match state.store.confirm_order(id, Timestamp::now()).await? {
-        TransitionOutcome::Done(order) => {
-            state
-                .metrics
-                .orders_confirmed
-                .get_or_create(&ReasonLabels { reason: by.into() })
-                .inc();
-            state.outbox_wake.notify_one();
-            Ok(axum::Json(order.into()))
-        }
-        TransitionOutcome::NotFound => Err(ApiError::not_found("order")),
-        TransitionOutcome::Refused(_) => Err(not_confirmable()),
-    }
+    let order = state.app.orders.confirm(&user.actor(), id).await?;
+    Ok(axum::Json(order.into()))
 }
 
 fn sse_event(change: &OrderStatusChanged) -> Event {
@@ -532,7 +164,7 @@ pub async fn order_events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     // Subscribe before reading so no change can slip between the read and the stream.
     let updates = state.hub.subscribe(id);
-    let order = visible_order(&state, &user, id).await?;
+    let order = state.app.orders.visible(&user.actor(), id).await?;
     if order.user_id != user.id() {
         return Err(ApiError::not_found("order"));
     }

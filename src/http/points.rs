@@ -1,26 +1,19 @@
 //! Loyalty points: the buyer's balance and ledger, and admins' grants and adjustments.
-//! Earning and expiry run in the background (`crate::points`).
+//! The use cases are `app::points`; earning and expiry run as jobs (`jobs::points`).
 
-use super::error::{ApiError, ApiResult, ErrorCode};
+use super::error::ApiResult;
 use super::extract::{AuthUser, IdempotencyHeader, Json, Page};
-use super::PageView;
-use crate::domain::points::{Points, PointsDelta, PointsKind, Reason};
-use crate::domain::{DomainError, IdempotencyKey, Role, Timestamp};
-use crate::server::AppState;
-use crate::store::{
-    NewPointsOperation, PointsLedgerRecord, PointsOperationKind, PointsOperationOutcome,
-    PointsOperationRecord,
-};
+use super::page::PageView;
+use super::state::AppState;
+use crate::app::points::{Applied, OperationInput};
+use crate::domain::points::PointsKind;
+use crate::domain::Timestamp;
+use crate::store::{PointsLedgerRecord, PointsOperationRecord};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
-
-/// How far ahead `GET /me/points` lists points about to expire.
-pub const EXPIRING_HORIZON_DAYS: u64 = 30;
-const SECS_PER_DAY: u64 = 86_400;
 
 #[derive(Serialize, ToSchema)]
 pub struct ExpiringView {
@@ -134,9 +127,7 @@ pub async fn my_points(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> ApiResult<axum::Json<PointsView>> {
-    user.require(&[Role::Buyer])?;
-    let horizon = Timestamp::now().plus_secs(EXPIRING_HORIZON_DAYS * SECS_PER_DAY);
-    let summary = state.store.points_summary(user.id(), horizon).await?;
+    let summary = state.app.points.summary(&user.actor()).await?;
     let a = summary.account;
     Ok(axum::Json(PointsView {
         balance: a.balance,
@@ -162,84 +153,22 @@ pub async fn my_points_history(
     user: AuthUser,
     Page(page): Page,
 ) -> ApiResult<axum::Json<PageView<PointsLedgerView>>> {
-    user.require(&[Role::Buyer])?;
-    Ok(axum::Json(
-        state.store.points_history(user.id(), page).await?.into(),
-    ))
+    let history = state.app.points.history(&user.actor(), page).await?;
+    Ok(axum::Json(history.into()))
 }
 
-/// Hex SHA-256 of the request as sent; the reason goes last, so no separator is ambiguous.
-fn request_hash(
-    kind: PointsOperationKind,
-    user_id: i64,
-    amount: i64,
-    expires_at: Option<Timestamp>,
-    reason: &Reason,
-) -> String {
-    let expires = expires_at.map_or_else(|| "-".to_owned(), |t| t.millis().to_string());
-    let canonical = format!(
-        "{}:{user_id}:{amount}:{expires}:{}",
-        kind.as_str(),
-        reason.as_str()
-    );
-    Sha256::digest(canonical.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// 201 for a new operation, 200 for a replay, the refusal's error otherwise.
-async fn apply(state: &AppState, operation: NewPointsOperation) -> ApiResult<Response> {
-    let outcome = state
-        .store
-        .apply_points_operation(&operation, Timestamp::now())
-        .await?;
-    match outcome {
-        PointsOperationOutcome::Done(record) => {
-            let amount = record.amount.unsigned_abs();
-            if record.amount > 0 {
-                state.metrics.points_granted.inc_by(amount);
-            } else {
-                state.metrics.points_deducted.inc_by(amount);
-            }
-            state.outbox_wake.notify_one();
-            let view = PointsOperationView::from(record);
-            Ok((StatusCode::CREATED, axum::Json(view)).into_response())
-        }
-        PointsOperationOutcome::Replayed(record) => Ok((
-            StatusCode::OK,
-            axum::Json(PointsOperationView::from(record)),
-        )
-            .into_response()),
-        PointsOperationOutcome::Mismatch => Err(ApiError::new(
-            ErrorCode::IdempotencyMismatch,
-            "this Idempotency-Key was used with a different request body",
-        )),
-        PointsOperationOutcome::UnknownUser => Err(ApiError::not_found("buyer")),
-        PointsOperationOutcome::Insufficient => Err(ApiError::new(
-            ErrorCode::InsufficientPoints,
-            "the buyer's points not held for open orders are fewer than that",
-        )),
-    }
-}
-
-fn operation(
-    admin: &AuthUser,
-    key: &IdempotencyKey,
-    (kind, user_id, amount): (PointsOperationKind, i64, i64),
-    reason: &Reason,
-    (requested, effective): (Option<Timestamp>, Option<Timestamp>),
-) -> NewPointsOperation {
-    NewPointsOperation {
-        admin_id: admin.id(),
-        idempotency_key: key.as_str().to_owned(),
-        request_hash: request_hash(kind, user_id, amount, requested, reason),
-        user_id,
-        kind,
-        amount,
-        reason: reason.as_str().to_owned(),
-        expires_at: effective,
-    }
+/// 201 for a new operation, 200 for a replay.
+fn applied(applied: Applied) -> Response {
+    let status = if applied.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    (
+        status,
+        axum::Json(PointsOperationView::from(applied.record)),
+    )
+        .into_response()
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/points/grant", tag = "points", security(("bearer" = [])),
@@ -255,18 +184,14 @@ pub async fn grant_points(
     IdempotencyHeader(key): IdempotencyHeader,
     Json(body): Json<GrantBody>,
 ) -> ApiResult<Response> {
-    user.require(&[Role::Admin])?;
-    let amount = Points::new("amount", body.amount)?;
-    let reason = Reason::parse(&body.reason)?;
-    let now = Timestamp::now();
-    if body.expires_at.is_some_and(|t| t <= now) {
-        return Err(DomainError::new("expires_at", "must be in the future").into());
-    }
-    let valid_secs = state.config.points_valid_days.saturating_mul(SECS_PER_DAY);
-    let effective = body.expires_at.unwrap_or_else(|| now.plus_secs(valid_secs));
-    let what = (PointsOperationKind::Grant, body.user_id, amount.get());
-    let expiry = (body.expires_at, Some(effective));
-    apply(&state, operation(&user, &key, what, &reason, expiry)).await
+    let input = OperationInput {
+        user_id: body.user_id,
+        amount: body.amount,
+        reason: body.reason,
+        expires_at: body.expires_at,
+    };
+    let granted = state.app.points.grant(&user.actor(), &key, &input).await?;
+    Ok(applied(granted))
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/points/adjust", tag = "points", security(("bearer" = [])),
@@ -283,9 +208,12 @@ pub async fn adjust_points(
     IdempotencyHeader(key): IdempotencyHeader,
     Json(body): Json<AdjustPointsBody>,
 ) -> ApiResult<Response> {
-    user.require(&[Role::Admin])?;
-    let amount = PointsDelta::new("amount", body.amount)?;
-    let reason = Reason::parse(&body.reason)?;
-    let what = (PointsOperationKind::Adjust, body.user_id, amount.get());
-    apply(&state, operation(&user, &key, what, &reason, (None, None))).await
+    let input = OperationInput {
+        user_id: body.user_id,
+        amount: body.amount,
+        reason: body.reason,
+        expires_at: None,
+    };
+    let adjusted = state.app.points.adjust(&user.actor(), &key, &input).await?;
+    Ok(applied(adjusted))
 }

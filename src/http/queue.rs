@@ -3,9 +3,9 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AuthUser, Path};
-use super::orders::OrderView;
-use crate::placement::waiting_room::{Ticket, TicketStatus};
-use crate::server::AppState;
+use super::order_view::OrderView;
+use super::state::AppState;
+use crate::app::placement::waiting_room::{Ticket, TicketStatus};
 use crate::store::PlaceOutcome;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -38,7 +38,7 @@ pub struct TicketView {
 
 fn view(state: &AppState, ticket: &Ticket) -> TicketView {
     let base = format!("/api/v1/queue/{}", ticket.id);
-    let room = state.placement.waiting_room();
+    let room = state.app.orders.placement.waiting_room();
     let status = ticket.status.borrow().clone();
     let (name, order, error) = match status {
         TicketStatus::Waiting => ("waiting", None, None),
@@ -86,7 +86,7 @@ pub fn queued_response(state: &AppState, ticket: &Ticket) -> Response {
 
 /// The caller's own ticket; anyone else's is "not found".
 fn own_ticket(state: &AppState, user: &AuthUser, id: &str) -> ApiResult<Arc<Ticket>> {
-    match state.placement.waiting_room().ticket(id) {
+    match state.app.orders.placement.waiting_room().ticket(id) {
         Some(ticket) if ticket.owner == user.id() => Ok(ticket),
         _ => Err(ApiError::not_found("ticket")),
     }
@@ -114,7 +114,7 @@ pub async fn ticket_events(
     let ticket = own_ticket(&state, &user, &id)?;
     let follow = Follow {
         status: ticket.status.subscribe(),
-        head: state.placement.waiting_room().head(),
+        head: state.app.orders.placement.waiting_room().head(),
         stop: state.shutdown.clone(),
         phase: Phase::Start,
         state,
@@ -161,7 +161,13 @@ impl Follow {
                 }
                 self.phase = Phase::Waiting;
                 self.head.borrow_and_update();
-                let position = self.state.placement.waiting_room().position(&self.ticket);
+                let position = self
+                    .state
+                    .app
+                    .orders
+                    .placement
+                    .waiting_room()
+                    .position(&self.ticket);
                 return Some(self.event("position", &serde_json::json!({ "position": position })));
             }
             tokio::select! {

@@ -1,14 +1,14 @@
 //! Waitlists of sold-out products (joining, leaving, the buyer's entries) and the buyer's
-//! own live stream, `GET /me/events`. Offers are made by `crate::waitlist`.
+//! own live stream, `GET /me/events`. The use cases are `app::waitlist`.
 
 use super::error::{ApiError, ApiResult, ErrorCode};
 use super::extract::{AuthUser, Page, Path};
-use super::PageView;
-use crate::domain::waitlist::{waitlist_quantity, WaitlistStatus};
+use super::page::PageView;
+use super::state::AppState;
+use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::{Role, Timestamp};
-use crate::outbox::UserEvent;
-use crate::server::AppState;
-use crate::store::{JoinOutcome, WaitlistEntryRecord};
+use crate::events::UserEvent;
+use crate::store::WaitlistEntryRecord;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -86,7 +86,12 @@ pub async fn join_waitlist(
     Path(product_id): Path<i64>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<(StatusCode, axum::Json<WaitlistEntryView>)> {
-    user.require(&[Role::Buyer])?;
+    let actor = user.actor();
+    // Checked before the body is read, as every other route refuses a wrong role before
+    // looking at its input (the use case checks it again).
+    if actor.role != Role::Buyer {
+        return Err(ApiError::forbidden());
+    }
     let body = body.map_err(|r| {
         let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ErrorCode::PayloadTooLarge
@@ -96,33 +101,9 @@ pub async fn join_waitlist(
         ApiError::new(code, r.body_text())
     })?;
     let body = optional_body(&body)?;
-    let product = state
-        .store
-        .product(product_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("product"))?;
-    let quantity = waitlist_quantity(body.quantity, product.max_per_user)?;
-    let joined = state
-        .store
-        .join_waitlist(product_id, user.id(), quantity.get(), Timestamp::now())
-        .await?;
-    match joined {
-        JoinOutcome::Joined(entry) => {
-            state.metrics.waitlist_joins.inc();
-            state.outbox_wake.notify_one();
-            // Units are there now (the line ahead may want more than there is, or stock
-            // came back a moment ago): let the worker look rather than wait for its timer.
-            if product.on_hand > product.held {
-                state.waitlist.stock_available(product_id);
-            }
-            Ok((StatusCode::CREATED, axum::Json(entry.into())))
-        }
-        JoinOutcome::UnknownProduct => Err(ApiError::not_found("product")),
-        JoinOutcome::AlreadyWaitlisted => Err(ApiError::new(
-            ErrorCode::AlreadyWaitlisted,
-            "already on the waitlist of this product",
-        )),
-    }
+    let waitlists = &state.app.waitlists;
+    let entry = waitlists.join(&actor, product_id, body.quantity).await?;
+    Ok((StatusCode::CREATED, axum::Json(entry.into())))
 }
 
 #[utoipa::path(delete, path = "/api/v1/products/{id}/waitlist", tag = "waitlist", security(("bearer" = [])),
@@ -134,21 +115,8 @@ pub async fn leave_waitlist(
     user: AuthUser,
     Path(product_id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    user.require(&[Role::Buyer])?;
-    let left = state
-        .store
-        .leave_waitlist(product_id, user.id(), Timestamp::now())
-        .await?;
-    match left {
-        Some(_) => {
-            state.outbox_wake.notify_one();
-            Ok(StatusCode::NO_CONTENT)
-        }
-        None => Err(ApiError::new(
-            ErrorCode::NotFound,
-            "not waiting for this product",
-        )),
-    }
+    state.app.waitlists.leave(&user.actor(), product_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/me/waitlist", tag = "waitlist", security(("bearer" = [])), params(super::extract::PageQuery),
@@ -158,9 +126,8 @@ pub async fn my_waitlist(
     user: AuthUser,
     Page(page): Page,
 ) -> ApiResult<axum::Json<PageView<WaitlistEntryView>>> {
-    Ok(axum::Json(
-        state.store.user_waitlist(user.id(), page).await?.into(),
-    ))
+    let entries = state.app.waitlists.entries(&user.actor(), page).await?;
+    Ok(axum::Json(entries.into()))
 }
 
 fn user_sse(event: &UserEvent) -> Event {

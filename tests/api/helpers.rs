@@ -5,9 +5,11 @@
 use futures_util::FutureExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use stampede::clock::OffsetClock;
 use stampede::config::Config;
 use stampede::domain::Role;
-use stampede::server::{AppState, Server};
+use stampede::http::AppState;
+use stampede::wiring::Server;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -253,7 +255,8 @@ where
     };
     configure(&mut config);
 
-    let started = AssertUnwindSafe(start(config, backend, db.url().to_owned()))
+    let clock = OffsetClock::new();
+    let started = AssertUnwindSafe(start(config, backend, db.url().to_owned(), clock))
         .catch_unwind()
         .await;
     let (app, running) = match started {
@@ -306,13 +309,14 @@ async fn start(
     config: Config,
     backend: Backend,
     database_url: String,
+    clock: Arc<OffsetClock>,
 ) -> anyhow::Result<(TestApp, Running)> {
     let limits = Limits {
         hold_ttl_secs: config.hold_ttl_secs,
         access_token_ttl_secs: config.access_token_ttl_secs,
         body_limit_bytes: config.body_limit_bytes,
     };
-    let server = Server::bind(config).await?;
+    let server = Server::bind_with_clock(config, clock.clone()).await?;
     let addr = server.local_addr();
     let state = server.state();
     let (shutdown, signal) = oneshot::channel::<()>();
@@ -330,6 +334,7 @@ async fn start(
         backend,
         database_url,
         limits,
+        clock,
         admin: Arc::new(OnceCell::new()),
     };
     Ok((app, Running { shutdown, handle }))
@@ -355,7 +360,9 @@ impl TestApp {
         let mut config = (*self.state.config).clone();
         config.http_addr = "127.0.0.1:0".parse().expect("socket address");
         configure(&mut config);
-        let (app, running) = start(config, self.backend, self.database_url.clone())
+        // One deployment, one time: the nodes share the test's clock.
+        let clock = self.clock.clone();
+        let (app, running) = start(config, self.backend, self.database_url.clone(), clock)
             .await
             .unwrap_or_else(|e| panic!("second node failed to start: {e:#}"));
         let app = TestApp {
@@ -388,6 +395,9 @@ pub struct TestApp {
     pub backend: Backend,
     pub database_url: String,
     pub limits: Limits,
+    /// The servers' clock: a test skips past a deadline with `app.clock.advance(…)` instead
+    /// of sleeping until it.
+    pub clock: Arc<OffsetClock>,
     admin: Arc<OnceCell<String>>,
 }
 
@@ -482,17 +492,16 @@ impl TestApp {
         self.admin
             .get_or_init(|| async {
                 let email = unique_email("admin");
-                // The brief's signature is `create_user(&AppState, …)`; src/admin.rs takes
-                // the store instead.
-                stampede::admin::create_user(
+                stampede::app::accounts::create_user(
                     &*self.state.store,
+                    self.state.clock.now(),
                     &email,
-                    PASSWORD,
+                    PASSWORD.to_owned(),
                     Role::Admin,
                     None,
                 )
                 .await
-                .expect("admin::create_user");
+                .expect("accounts::create_user");
                 str_of(&self.login(&email, PASSWORD).await, "access_token").to_owned()
             })
             .await
@@ -524,13 +533,17 @@ impl TestApp {
 
     /// `n` distinct buyers' access tokens, bulk-provisioned.
     pub async fn buyers(&self, n: usize) -> Vec<String> {
-        // The brief's signature is `provision_buyers(&AppState, n, ttl)`; src/admin.rs takes
-        // the store and the auth service instead.
         let state = &self.state;
-        let tokens =
-            stampede::admin::provision_buyers(&*state.store, &state.auth, n, TOKEN_TTL_SECS)
-                .await
-                .expect("admin::provision_buyers");
+        let now = state.clock.now();
+        let tokens = stampede::app::accounts::provision_buyers(
+            &*state.store,
+            &state.auth,
+            now,
+            n,
+            TOKEN_TTL_SECS,
+        )
+        .await
+        .expect("accounts::provision_buyers");
         assert_eq!(
             tokens.len(),
             n,
@@ -687,7 +700,7 @@ impl TestApp {
     // --- ledger check --------------------------------------------------------------------
 
     pub async fn assert_verify_clean(&self) {
-        let report = stampede::verify::run(&*self.state.store)
+        let report = stampede::app::audit::run(&*self.state.store)
             .await
             .expect("verify::run");
         assert!(

@@ -3,7 +3,7 @@
 use crate::helpers::*;
 use serde_json::json;
 use stampede::config::Config;
-use stampede::server::Server;
+use stampede::wiring::Server;
 use std::time::Duration;
 
 // Login hashes with Argon2id (tens of milliseconds), far beyond a 1 ms budget.
@@ -34,10 +34,11 @@ async fn shutdown_is_graceful() {
     let server = Server::bind(config).await.unwrap();
     let root = format!("http://{}", server.local_addr());
     let state = server.state();
-    let admin = stampede::admin::create_user(
+    let admin = stampede::app::accounts::create_user(
         state.store.as_ref(),
+        state.clock.now(),
         "ops@example.com",
-        "ops-password-1",
+        "ops-password-1".to_owned(),
         stampede::domain::Role::Admin,
         None,
     )
@@ -66,9 +67,11 @@ async fn shutdown_is_graceful() {
     let token = token["access_token"].as_str().unwrap().to_owned();
 
     // A live stream on an order would otherwise hold shutdown open forever: use a buyer.
-    let buyers = stampede::admin::provision_buyers(state.store.as_ref(), &state.auth, 1, 600)
-        .await
-        .unwrap();
+    let now = state.clock.now();
+    let buyers =
+        stampede::app::accounts::provision_buyers(state.store.as_ref(), &state.auth, now, 1, 600)
+            .await
+            .unwrap();
     let partner = client
         .post(format!("{root}/api/v1/partners"))
         .bearer_auth(&token)

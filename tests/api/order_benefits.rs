@@ -7,7 +7,6 @@
 use crate::helpers::*;
 use crate::points::{adjust, grant_lot, history, in_days, levels, metric, points_events};
 use serde_json::{json, Value};
-use stampede::domain::Timestamp;
 use stampede::store::{NewPointsOperation, PointsOperationKind, PointsOperationOutcome};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -228,7 +227,10 @@ async fn order_points_events(app: &TestApp, buyer: &str) -> Vec<String> {
 }
 
 /// Waits until the sweeper has cancelled the order for its passed payment deadline.
+/// Moves the servers' clock past the order's payment deadline and waits for the sweeper.
 async fn wait_until_expired(app: &TestApp, buyer: &str, order_id: i64) {
+    app.clock
+        .advance(Duration::from_secs(app.limits.hold_ttl_secs + 1));
     let order = eventually(WAIT, "the sweeper to expire the order", || async {
         let order = app.order(buyer, order_id).await;
         (order["status"] != "pending_payment").then_some(order)
@@ -507,7 +509,9 @@ backend_tests!(
 backend_tests!(
     an_expired_payment_deadline_releases_the_coupon_and_the_points,
     config = |c| {
-        c.hold_ttl_secs = 1;
+        // Short enough that moving the clock past two deadlines stays within the life of
+        // the test's access tokens.
+        c.hold_ttl_secs = 60;
         c.sweeper_interval_ms = 100;
     },
     |app| async move {
@@ -796,7 +800,10 @@ backend_tests!(
 
         // A coupon whose window (and so the coupon) closes in a few seconds.
         let mut closing = fixed(1_000);
-        closing["issue_ends_at"] = json!(Timestamp::now().plus_secs(3).to_rfc3339());
+        closing["issue_ends_at"] =
+            json!(stampede::clock::Clock::now(&stampede::clock::SystemClock)
+                .plus_secs(3)
+                .to_rfc3339());
         let expired = coupon(&app, &buyer, &closing).await;
         let good_campaign = campaign(&app, &with_min_order(fixed(1_000), 5_000)).await;
         let good = claim(&app, good_campaign, &buyer).await;
@@ -904,12 +911,17 @@ backend_tests!(points_of_an_expired_lot_are_never_held, |app| async move {
         kind: PointsOperationKind::Grant,
         amount: 300,
         reason: "old".into(),
-        expires_at: Some(Timestamp::now().minus_secs(3_600)),
+        expires_at: Some(
+            stampede::clock::Clock::now(&stampede::clock::SystemClock).minus_secs(3_600),
+        ),
     };
     let outcome = app
         .state
         .store
-        .apply_points_operation(&op, Timestamp::now())
+        .apply_points_operation(
+            &op,
+            stampede::clock::Clock::now(&stampede::clock::SystemClock),
+        )
         .await;
     assert!(
         matches!(outcome, Ok(PointsOperationOutcome::Done(_))),

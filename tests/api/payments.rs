@@ -231,10 +231,7 @@ backend_tests!(admin_may_cancel_a_buyers_order, |app| async move {
 
 backend_tests!(
     unpaid_orders_expire_and_release_their_holds,
-    config = |c| {
-        c.hold_ttl_secs = 1;
-        c.sweeper_interval_ms = 100;
-    },
+    config = |c| c.sweeper_interval_ms = 100,
     |app| async move {
         let (buyer, product, order) = pending_order(&app).await;
         let order_id = int(&order, "id");
@@ -243,6 +240,8 @@ backend_tests!(
             events.next_event(Duration::from_secs(10)).await["status"],
             "pending_payment"
         );
+        app.clock
+            .advance(Duration::from_secs(app.limits.hold_ttl_secs + 1));
 
         let expired = eventually(
             Duration::from_secs(10),
@@ -285,13 +284,11 @@ backend_tests!(
 
 backend_tests!(
     paying_after_the_deadline_is_refused_even_before_the_sweep,
-    config = |c| {
-        c.hold_ttl_secs = 1;
-        c.sweeper_interval_ms = 60_000;
-    },
+    config = |c| c.sweeper_interval_ms = 60_000,
     |app| async move {
         let (buyer, product, order) = pending_order(&app).await;
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        app.clock
+            .advance(Duration::from_secs(app.limits.hold_ttl_secs + 1));
         expect_error(&app.pay(&buyer, &order).await, 409, "order_not_payable");
         assert!(app.movements_of_kind(product, "commit").await.is_empty());
         assert_eq!(app.stock(product).await.on_hand, 10);

@@ -4,19 +4,22 @@
 
 use crate::helpers::*;
 use serde_json::{json, Value};
+use stampede::app::points::ExpiryRun;
 use stampede::domain::Timestamp;
-use stampede::points::{EarnQueue, Earner, ExpiryJob};
+use stampede::jobs::points::{ExpiryJob, EXPIRY_LEASE};
+use stampede::jobs::{Job, Schedule, Scope};
 use stampede::store::{
     EarnOutcome, NewPointsOperation, PointsOperationKind, PointsOperationOutcome,
 };
-use std::sync::Arc;
 use std::time::Duration;
 
 const DAY_SECS: u64 = 86_400;
 const EARN_WAIT: Duration = Duration::from_secs(15);
 
 pub(crate) fn in_days(days: u64) -> String {
-    Timestamp::now().plus_secs(days * DAY_SECS).to_rfc3339()
+    stampede::clock::Clock::now(&stampede::clock::SystemClock)
+        .plus_secs(days * DAY_SECS)
+        .to_rfc3339()
 }
 
 async fn grant(app: &TestApp, token: &str, key: &str, body: &Value) -> Reply {
@@ -236,7 +239,7 @@ backend_tests!(bad_points_requests_change_nothing, |app| async move {
         );
     }
     let past = json!({"user_id": user_id, "amount": 5, "reason": "x",
-        "expires_at": Timestamp::now().minus_secs(60).to_rfc3339()});
+        "expires_at": stampede::clock::Clock::now(&stampede::clock::SystemClock).minus_secs(60).to_rfc3339()});
     expect_error(
         &grant(&app, &admin, &unique("k"), &past).await,
         422,
@@ -299,7 +302,7 @@ backend_tests!(verify_notices_tampered_points, |app| async move {
     let sql = format!("UPDATE point_accounts SET balance = balance + 5 WHERE user_id = {user_id}");
     execute_sql(&app, &sql).await;
     execute_sql(&app, "UPDATE point_lots SET held = 1").await;
-    let report = stampede::verify::run(&*app.state.store).await.unwrap();
+    let report = stampede::app::audit::run(&*app.state.store).await.unwrap();
     let text = report.problems.join("\n");
     let account =
         format!("points of user {user_id}: balance/held are 1005/0 but the ledger sums to 1000/0");
@@ -322,17 +325,6 @@ async fn confirmed_purchase(app: &TestApp) -> (String, i64) {
     (buyer, id)
 }
 
-fn earner(app: &TestApp) -> Earner {
-    Earner {
-        store: app.state.store.clone(),
-        metrics: app.state.metrics.clone(),
-        queue: Arc::new(EarnQueue::default()),
-        outbox_wake: app.state.outbox_wake.clone(),
-        rate_bps: 100,
-        valid_days: 365,
-    }
-}
-
 backend_tests!(a_confirmed_purchase_earns_once, |app| async move {
     // A second node: both dispatchers see the same `order.confirmed`.
     let (_other, node) = app.another_node(|_| {}).await;
@@ -351,13 +343,13 @@ backend_tests!(a_confirmed_purchase_earns_once, |app| async move {
         .find(|e| e.event_type == "order.confirmed" && e.aggregate_id == order_id)
         .expect("the order.confirmed event");
     // The same event delivered again, twice at once and once more: nothing more.
-    let earner = earner(&app);
-    let now = Timestamp::now();
-    let (a, b) = tokio::join!(earner.handle(&event, now), earner.handle(&event, now));
+    let earner = &app.state.app.points;
+    let now = app.state.clock.now();
+    let (a, b) = tokio::join!(earner.earn(&event, now), earner.earn(&event, now));
     assert_eq!(a.unwrap(), EarnOutcome::AlreadyProcessed);
     assert_eq!(b.unwrap(), EarnOutcome::AlreadyProcessed);
     assert_eq!(
-        earner.handle(&event, now).await.unwrap(),
+        earner.earn(&event, now).await.unwrap(),
         EarnOutcome::AlreadyProcessed
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -380,6 +372,21 @@ backend_tests!(a_confirmed_purchase_earns_once, |app| async move {
     app.assert_verify_clean().await;
 });
 
+/// What the scheduler does for the expiry job on the node named `holder`: take the job's
+/// lease, and run the expiry only while holding it.
+async fn expire_as(
+    app: &TestApp,
+    holder: &str,
+    schedule: Schedule,
+    now: Timestamp,
+) -> anyhow::Result<Option<ExpiryRun>> {
+    let store = app.state.store.as_ref();
+    if !stampede::jobs::scheduler::lease(store, EXPIRY_LEASE, holder, &schedule, now).await? {
+        return Ok(None);
+    }
+    Ok(Some(app.state.app.points.expire_due(now).await?))
+}
+
 backend_tests!(
     due_points_expire_on_one_node,
     config = |c| c.points_expiry_interval_secs = 3600,
@@ -387,22 +394,26 @@ backend_tests!(
         let buyer = app.buyer().await;
         let user_id = app.user_id(&buyer).await;
         // A lot due in an hour and one in 10 days.
-        let due = Timestamp::now().plus_secs(3600).to_rfc3339();
+        let due = stampede::clock::Clock::now(&stampede::clock::SystemClock)
+            .plus_secs(3600)
+            .to_rfc3339();
         grant_lot(&app, &buyer, 300, Some(due)).await;
         grant_lot(&app, &buyer, 200, Some(in_days(10))).await;
         // An open order holds 100 of the lot due first: that part must not expire under it.
         let order = order_with_points(&app, &buyer, 100).await;
 
         let job = ExpiryJob {
-            store: app.state.store.clone(),
-            metrics: app.state.metrics.clone(),
-            outbox_wake: app.state.outbox_wake.clone(),
+            points: app.state.app.points.clone(),
             interval: Duration::from_secs(3600),
-            holder: "unused".into(),
         };
+        assert_eq!(
+            (job.name(), job.schedule().scope),
+            (EXPIRY_LEASE, Scope::OneNode)
+        );
         // The runs happen two hours from now, when the first lot is due.
-        let now = Timestamp::now().plus_secs(7200);
-        let (a, b) = tokio::join!(job.run_once("node-a", now), job.run_once("node-b", now));
+        let now = stampede::clock::Clock::now(&stampede::clock::SystemClock).plus_secs(7200);
+        let run_once = |holder: &'static str| expire_as(&app, holder, job.schedule(), now);
+        let (a, b) = tokio::join!(run_once("node-a"), run_once("node-b"));
         let runs: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
         assert_eq!(runs.len(), 1, "exactly one node runs the expiry: {runs:?}");
         assert_eq!((runs[0].users, runs[0].lots, runs[0].points), (1, 1, 200));
@@ -419,20 +430,16 @@ backend_tests!(
         let cancelled = app.cancel(&buyer, order).await;
         assert_eq!(expect(&cancelled, 200)["status"], "cancelled");
         assert_eq!(levels(&app, &buyer).await, (300, 0, 300));
-        let winner = if job.run_once("node-a", now).await.unwrap().is_some() {
+        let winner = if run_once("node-a").await.unwrap().is_some() {
             "node-a"
         } else {
             "node-b"
         };
         if winner == "node-b" {
-            let run = job
-                .run_once("node-b", now)
-                .await
-                .unwrap()
-                .expect("holder runs");
+            let run = run_once("node-b").await.unwrap().expect("holder runs");
             assert_eq!(run.points, 100);
         } else {
-            assert!(job.run_once("node-b", now).await.unwrap().is_none());
+            assert!(run_once("node-b").await.unwrap().is_none());
         }
         assert_eq!(levels(&app, &buyer).await, (200, 0, 200));
         let user_events = points_events(&app, user_id).await;
@@ -462,12 +469,17 @@ backend_tests!(
             kind: PointsOperationKind::Grant,
             amount: 70,
             reason: "old".into(),
-            expires_at: Some(Timestamp::now().minus_secs(1)),
+            expires_at: Some(
+                stampede::clock::Clock::now(&stampede::clock::SystemClock).minus_secs(1),
+            ),
         };
         let outcome = app
             .state
             .store
-            .apply_points_operation(&op, Timestamp::now())
+            .apply_points_operation(
+                &op,
+                stampede::clock::Clock::now(&stampede::clock::SystemClock),
+            )
             .await;
         assert!(
             matches!(outcome, Ok(PointsOperationOutcome::Done(_))),

@@ -271,7 +271,9 @@ backend_tests!(
         // refused at once; stored, a node starting later loads it.
         let (other, node) = app.another_node(|_| {}).await;
         expect(&other.get("/me", Some(&second)).await, 200);
-        let expires = stampede::domain::Timestamp::now().plus_secs(600).millis();
+        let expires = stampede::clock::Clock::now(&stampede::clock::SystemClock)
+            .plus_secs(600)
+            .millis();
         let _: () = redis::pipe()
             .cmd("SET")
             .arg(format!("{prefix}revoked:{second_jti}"))

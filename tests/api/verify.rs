@@ -53,7 +53,7 @@ backend_tests!(verify_is_clean_through_a_mixed_workload, |app| async move {
 async fn assert_verify_catches(app: &TestApp, sql: &str) {
     app.assert_verify_clean().await;
     execute_sql(app, sql).await;
-    let report = stampede::verify::run(&*app.state.store)
+    let report = stampede::app::audit::run(&*app.state.store)
         .await
         .expect("verify::run");
     assert!(!report.is_clean(), "verify missed tampering: {sql}");
@@ -149,7 +149,7 @@ backend_tests!(ops_endpoints, |app| async move {
 /// Tampers with one row, expects a problem naming `expected`, then undoes the tampering.
 async fn assert_caught_and_undo(app: &TestApp, tamper: &str, undo: &str, expected: &str) {
     execute_sql(app, tamper).await;
-    let report = stampede::verify::run(&*app.state.store)
+    let report = stampede::app::audit::run(&*app.state.store)
         .await
         .expect("verify::run");
     let text = report.problems.join("\n");

@@ -119,7 +119,7 @@ async fn apply_migration(pool: &PgPool, version: i64, sql: &'static str) -> Stor
         .map_err(|e| StoreError::Migration(format!("version {version}: {e}")))?;
     sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
         .bind(version)
-        .bind(Timestamp::now().millis())
+        .bind(crate::clock::Clock::now(&crate::clock::SystemClock).millis())
         .execute(&mut *tx)
         .await?;
     tracing::info!(version, "applied migration");

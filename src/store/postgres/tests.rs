@@ -166,7 +166,7 @@ fn payment(order: &OrderRecord, outcome: PaymentOutcome) -> PaymentAttempt {
 /// Recomputes every balance with `verify`, which must find nothing.
 async fn assert_books_balance(store: &PgStore) {
     let audit = store.audit().await.expect("audit");
-    let report = crate::verify::check(&audit);
+    let report = crate::app::audit::check(&audit);
     assert!(report.is_clean(), "verify found: {:#?}", report.problems);
 }
 

@@ -146,7 +146,7 @@ impl Store for SqliteStore {
                 .map_err(|e| StoreError::Migration(format!("sqlite {version}: {e}")))?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
-                .bind(crate::domain::Timestamp::now().millis())
+                .bind(crate::clock::Clock::now(&crate::clock::SystemClock).millis())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;

@@ -4,9 +4,9 @@
 //! `STAMPEDE_PLACEMENT_STRATEGY=lock`; never the default. Correct (the database still
 //! refuses to oversell), but every order for a hot product waits its turn for the lock.
 
-use super::PlaceError;
+use crate::app::error::PlaceError;
+use crate::clock::SharedClock;
 use crate::domain::allocation::OrderRequest;
-use crate::domain::Timestamp;
 use crate::metrics::Metrics;
 use crate::store::{PlaceOutcome, Store, StoreError};
 use redis::aio::MultiplexedConnection;
@@ -37,6 +37,7 @@ pub struct LockConfig {
 
 pub struct LockPlacement {
     store: Arc<dyn Store>,
+    clock: SharedClock,
     redis: MultiplexedConnection,
     release: redis::Script,
     prefix: String,
@@ -47,6 +48,7 @@ pub struct LockPlacement {
 impl LockPlacement {
     pub async fn connect(
         store: Arc<dyn Store>,
+        clock: SharedClock,
         redis_url: &str,
         prefix: &str,
         config: LockConfig,
@@ -56,6 +58,7 @@ impl LockPlacement {
         let redis = client.get_multiplexed_async_connection().await?;
         Ok(LockPlacement {
             store,
+            clock,
             redis,
             release: redis::Script::new(RELEASE),
             prefix: prefix.to_owned(),
@@ -83,7 +86,7 @@ impl LockPlacement {
             }
         }
         if held.len() == request.lines.len() {
-            let now = Timestamp::now();
+            let now = self.clock.now();
             let pay_by = now.plus_secs(self.config.hold_ttl_secs);
             result = self
                 .store

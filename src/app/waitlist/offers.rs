@@ -1,4 +1,4 @@
-//! The waitlist worker (issue 3, item 5). When units of a product come back (inbound, a
+//! Waitlist offers (issue 3, item 5). When units of a product come back (inbound, a
 //! cancelled or expired order, an adjustment: any `stock.changed` with `available > 0`),
 //! the first buyer in line is offered them: an order is placed for that buyer through the
 //! same store path as any order (`place_batch`), so stock, purchase limits and the ledger
@@ -13,26 +13,23 @@
 //!
 //! An offer ends when its order leaves `pending_payment`: paid → `fulfilled`; cancelled or
 //! expired → `lapsed`. The released units then raise their own `stock.changed`, which
-//! passes them to the next in line. The dispatcher wakes this worker on those events
-//! ([`Signal`]); a slow timer (`waitlist_interval_ms`) repeats everything as a safety net,
-//! for events that reached no running node.
+//! passes them to the next in line. The dispatcher wakes this node's job on those events
+//! ([`Signal`]); a slow timer (`waitlist_interval_ms`, `jobs::waitlist`) repeats everything
+//! as a safety net, for events that reached no running node.
 
+use super::signal::Signal;
+use crate::clock::SharedClock;
 use crate::domain::allocation::{Line, OrderRequest, Rejection};
 use crate::domain::order::CancelReason;
 use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::{DomainError, Quantity, Timestamp};
+use crate::events::EventSync;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::placement::rejection_code;
 use crate::store::{
     OrderRecord, PlaceOutcome, Store, StoreError, TransitionOutcome, WaitlistEntryRecord,
 };
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{watch, Notify};
-use tokio::time::MissedTickBehavior;
+use std::sync::Arc;
 
 /// Offers made for one product in one pass, at most (each is one placement transaction).
 const OFFERS_PER_PRODUCT_MAX: usize = 1000;
@@ -43,38 +40,6 @@ const SETTLE_BATCH_MAX: i64 = 1000;
 /// Tries of an offer that keeps losing an idempotency race to another node (PostgreSQL);
 /// the retry finds the winner's order and links it.
 const IDEMPOTENCY_RACE_ATTEMPTS: u32 = 3;
-
-/// How the dispatcher wakes this node's worker: which products got units back, and whether
-/// some order left `pending_payment`. Pokes coalesce until the worker takes them.
-#[derive(Default)]
-pub struct Signal {
-    products: Mutex<BTreeSet<i64>>,
-    orders: AtomicBool,
-    wake: Notify,
-}
-
-impl Signal {
-    /// Units of `product_id` are available (a `stock.changed` with `available > 0`).
-    pub fn stock_available(&self, product_id: i64) {
-        self.products
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(product_id);
-        self.wake.notify_one();
-    }
-
-    /// An order was paid, cancelled, expired or refunded: an offer may have ended.
-    pub fn order_settled(&self) {
-        self.orders.store(true, Ordering::Release);
-        self.wake.notify_one();
-    }
-
-    fn take(&self) -> (BTreeSet<i64>, bool) {
-        let products =
-            std::mem::take(&mut *self.products.lock().unwrap_or_else(|p| p.into_inner()));
-        (products, self.orders.swap(false, Ordering::AcqRel))
-    }
-}
 
 /// The idempotency key of the offer made to waitlist entry `entry_id`. A client could send
 /// the same key for its own order, but not the same request hash (see [`offer_request`]):
@@ -125,34 +90,18 @@ enum Attempt {
     Gone,
 }
 
-pub struct WaitlistWorker {
+/// Makes and settles the offers of this node (run by `jobs::waitlist`).
+pub struct Offers {
     pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub signal: Arc<Signal>,
     /// Woken after a change, so its events reach streams at once.
-    pub outbox_wake: Arc<Notify>,
-    pub interval: Duration,
+    pub events: EventSync,
     pub offer_ttl_secs: u64,
 }
 
-impl WaitlistWorker {
-    /// Works until `stop` fires: a pass on every wake-up, a full pass on every tick (the
-    /// first one at start, for what happened while no node ran).
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut timer = tokio::time::interval(self.interval);
-        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            let full = tokio::select! {
-                _ = timer.tick() => true,
-                _ = self.signal.wake.notified() => false,
-                _ = stop.changed() => return,
-            };
-            if let Err(e) = self.pass(full).await {
-                tracing::warn!(error = %e, "waitlist pass failed");
-            }
-        }
-    }
-
+impl Offers {
     /// Settles ended offers, then offers returned units, for the products the dispatcher
     /// named — or, when `full`, for every product with a line and available stock. One
     /// failing step does not starve the others; the first error is returned.
@@ -169,7 +118,7 @@ impl WaitlistWorker {
         if full {
             let products_due = self
                 .store
-                .products_to_offer(Timestamp::now(), PRODUCTS_PER_PASS_MAX);
+                .products_to_offer(self.clock.now(), PRODUCTS_PER_PASS_MAX);
             match products_due.await {
                 Ok(ids) => products.extend(ids),
                 Err(e) => failure = failure.or(Some(e)),
@@ -182,7 +131,7 @@ impl WaitlistWorker {
             }
         }
         if pass != Pass::default() {
-            self.outbox_wake.notify_one();
+            self.events.wake();
         }
         failure.map_or(Ok(pass), Err)
     }
@@ -191,7 +140,7 @@ impl WaitlistWorker {
     async fn settle(&self) -> Result<usize, StoreError> {
         let settled = self
             .store
-            .settle_offers(SETTLE_BATCH_MAX, Timestamp::now())
+            .settle_offers(SETTLE_BATCH_MAX, self.clock.now())
             .await?;
         for entry in &settled {
             if entry.status == WaitlistStatus::Lapsed {
@@ -224,7 +173,7 @@ impl WaitlistWorker {
     }
 
     async fn offer(&self, entry: &WaitlistEntryRecord) -> Result<Attempt, StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let request = match offer_request(entry) {
             Ok(request) => request,
             // The table's CHECK keeps quantity positive; a value past MAX_QUANTITY could
@@ -243,7 +192,7 @@ impl WaitlistWorker {
                 Rejection::OutOfStock { .. } | Rejection::NotReleased { .. },
             ) => return Ok(Attempt::Stop),
             PlaceOutcome::Rejected(rejection) => {
-                return self.skip(entry, rejection_code(&rejection), now).await
+                return self.skip(entry, rejection.code(), now).await
             }
         };
         if placed {
@@ -328,7 +277,7 @@ impl WaitlistWorker {
         }
         let outcome = self
             .store
-            .cancel_order(order.id, CancelReason::Requested, Timestamp::now())
+            .cancel_order(order.id, CancelReason::Requested, self.clock.now())
             .await?;
         if let TransitionOutcome::Done(_) = outcome {
             tracing::info!(
@@ -410,19 +359,5 @@ mod tests {
             offer_request(&entry(2, 2)).unwrap().request_hash
         );
         assert!(offer_request(&entry(1, 0)).is_err());
-    }
-
-    #[test]
-    fn pokes_coalesce_until_taken() {
-        let signal = Signal::default();
-        signal.stock_available(5);
-        signal.stock_available(5);
-        signal.stock_available(2);
-        signal.order_settled();
-        let (products, orders) = signal.take();
-        assert_eq!(products.into_iter().collect::<Vec<_>>(), [2, 5]);
-        assert!(orders);
-        let (products, orders) = signal.take();
-        assert!(products.is_empty() && !orders);
     }
 }

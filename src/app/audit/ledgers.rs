@@ -1,49 +1,12 @@
-//! `stampede verify`: recomputes every balance from its ledger and every count from its
-//! rows, and lists each difference (DESIGN §1). Clean means no problems at all.
+//! The checks of stock, orders, coupon campaigns and what orders hold of coupons and
+//! points: each balance replayed from its ledger, each count from its rows.
 
-use crate::cluster::coupon_gate::CouponGate;
+use super::report::Report;
 use crate::domain::coupon::CouponStatus;
 use crate::domain::order::MovementKind;
 use crate::domain::points::HoldStatus;
 use crate::domain::{OrderStatus, Won};
-use crate::store::{
-    Audit, BenefitsAudit, CouponAudit, OrderAudit, OrderBenefitsAudit, StockAudit, Store,
-};
-
-#[derive(Debug, Default)]
-pub struct Report {
-    pub products: usize,
-    pub orders: usize,
-    pub campaigns: usize,
-    pub problems: Vec<String>,
-}
-
-impl Report {
-    pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-pub async fn run(store: &dyn Store) -> anyhow::Result<Report> {
-    let mut report = check(&store.audit().await?);
-    // A separate read from the audit's snapshot: an entry is linked after its order
-    // commits, so a later read can only find more orders, never miss one.
-    for b in store.waitlist_audit().await? {
-        report.problems.push(format!(
-            "waitlist entry {} ({}) of user {}: order {:?} is not that buyer's order of its product and quantity",
-            b.entry_id, b.status, b.user_id, b.order_id
-        ));
-    }
-    let campaigns = store.coupon_audit().await?;
-    report.campaigns = campaigns.len();
-    for campaign in &campaigns {
-        check_campaign(campaign, &mut report.problems);
-    }
-    // Points: accounts, lots and holds against their ledger (rules in `crate::points`).
-    crate::points::check_audit(&store.points_audit().await?, &mut report.problems);
-    check_benefits(&store.benefits_audit().await?, &mut report.problems);
-    Ok(report)
-}
+use crate::store::{Audit, BenefitsAudit, CouponAudit, OrderAudit, OrderBenefitsAudit, StockAudit};
 
 /// Where an order's coupon and points hold must be for the order's status, derived from
 /// the steps that moved them there (`OrderStatus::benefit_step`): held while the order is
@@ -69,7 +32,7 @@ fn expected_benefits(status: OrderStatus) -> (Option<CouponStatus>, HoldStatus) 
 /// Each order's discount equals its coupon's terms applied to its total, its coupon and
 /// points hold follow its status, and no coupon is held or used by an order that does not
 /// name it.
-fn check_benefits(audit: &BenefitsAudit, problems: &mut Vec<String>) {
+pub(super) fn check_benefits(audit: &BenefitsAudit, problems: &mut Vec<String>) {
     for o in &audit.orders {
         check_order_benefits(o, problems);
     }
@@ -137,7 +100,7 @@ fn check_order_benefits(o: &OrderBenefitsAudit, problems: &mut Vec<String>) {
 }
 
 /// A campaign's count must equal its rows and never exceed its total; nobody holds two.
-fn check_campaign(c: &CouponAudit, problems: &mut Vec<String>) {
+pub(super) fn check_campaign(c: &CouponAudit, problems: &mut Vec<String>) {
     let id = c.campaign_id;
     if c.issued != c.rows {
         problems.push(format!(
@@ -157,21 +120,6 @@ fn check_campaign(c: &CouponAudit, problems: &mut Vec<String>) {
             c.duplicates
         ));
     }
-}
-
-/// Differences between the Redis coupon gate and the database, one line each; none
-/// without Redis. The database is right: `stampede verify --repair` resets the gate.
-pub async fn coupon_gate(store: &dyn Store, gate: &CouponGate) -> anyhow::Result<Vec<String>> {
-    gate.differences(store).await
-}
-
-/// What `stampede verify --repair` does: resets the Redis coupon gate from the database;
-/// returns one line per campaign it changed.
-pub async fn repair_coupon_gate(
-    store: &dyn Store,
-    gate: &CouponGate,
-) -> anyhow::Result<Vec<String>> {
-    gate.repair(store).await
 }
 
 fn sum(entries: &[(MovementKind, i64)], kind: MovementKind) -> i64 {

@@ -5,15 +5,19 @@
 //!
 //! When the writers' queues are full, attempts wait in the [`waiting_room`] instead.
 
+mod job;
 pub mod lock;
+pub mod request;
 pub mod waiting_room;
 
+use super::error::PlaceError;
+use crate::clock::SharedClock;
 use crate::cluster::gate::{Admit, Gate};
 use crate::domain::allocation::{OrderRequest, Rejection};
-use crate::domain::Timestamp;
+use crate::events::EventSync;
 use crate::metrics::Metrics;
-use crate::outbox::EventSync;
 use crate::store::{PlaceOutcome, Store, StoreError};
+use job::{count, gate_lines, Job};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -32,18 +36,6 @@ pub struct PlacementConfig {
     pub ticket_ttl: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PlaceError {
-    /// The writers and the waiting room are full: come back later (HTTP 503 + Retry-After).
-    #[error("placement queue and waiting room full")]
-    Overloaded,
-    /// The lock baseline waited too long for a product's lock.
-    #[error("timed out waiting for a product lock")]
-    LockTimeout,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Tries of a single order that keeps losing an idempotency race to another node.
 const IDEMPOTENCY_RACE_ATTEMPTS: u32 = 3;
 
@@ -53,11 +45,6 @@ pub enum Placed {
     Now(PlaceOutcome),
     /// Waiting in the waiting room; follow the ticket.
     Queued(Arc<Ticket>),
-}
-
-struct Job {
-    request: OrderRequest,
-    reply: oneshot::Sender<Result<PlaceOutcome, StoreError>>,
 }
 
 #[derive(Clone)]
@@ -73,8 +60,13 @@ pub struct Placement {
 impl Placement {
     /// Spawns the writer tasks and the waiting room's pump. Writers stop when every
     /// `Placement` clone is dropped; the pump when `stop` fires.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the writers' dependencies, named once at wiring"
+    )]
     pub fn start(
         store: Arc<dyn Store>,
+        clock: SharedClock,
         config: PlacementConfig,
         gate: Gate,
         metrics: Arc<Metrics>,
@@ -88,6 +80,7 @@ impl Placement {
                 let (tx, rx) = mpsc::channel(depth);
                 let writer = Writer {
                     store: store.clone(),
+                    clock: clock.clone(),
                     config,
                     metrics: metrics.clone(),
                     events: events.clone(),
@@ -182,6 +175,7 @@ fn stopped() -> PlaceError {
 
 struct Writer {
     store: Arc<dyn Store>,
+    clock: SharedClock,
     config: PlacementConfig,
     metrics: Arc<Metrics>,
     events: EventSync,
@@ -210,7 +204,7 @@ impl Writer {
         let (requests, replies): (Vec<OrderRequest>, Vec<_>) =
             batch.into_iter().map(|j| (j.request, j.reply)).unzip();
         let started = Instant::now();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let result = self
             .store
             .place_batch(&requests, now.plus_secs(self.config.hold_ttl_secs), now)
@@ -253,7 +247,7 @@ impl Writer {
                 }
             }
         }
-        self.events.wake.notify_one();
+        self.events.wake();
     }
 
     /// Places one order in its own transaction. Losing an idempotency race to another
@@ -261,7 +255,7 @@ impl Writer {
     async fn place_one(&self, request: &OrderRequest) -> Result<PlaceOutcome, StoreError> {
         let mut attempt = 1;
         loop {
-            let now = Timestamp::now();
+            let now = self.clock.now();
             let result = self
                 .store
                 .place_batch(
@@ -281,44 +275,5 @@ impl Writer {
                 }
             }
         }
-    }
-}
-
-/// `(product_id, quantity)` per line, as the gate counts them.
-fn gate_lines(request: &OrderRequest) -> Vec<(i64, i64)> {
-    request
-        .lines
-        .iter()
-        .map(|l| (l.product_id, l.quantity.get()))
-        .collect()
-}
-
-/// Counts a placement outcome in the domain metrics.
-fn count(metrics: &Metrics, outcome: &PlaceOutcome) {
-    match outcome {
-        PlaceOutcome::Placed(order) => {
-            metrics.orders_placed.inc();
-            metrics.order_points(order);
-        }
-        PlaceOutcome::Replayed(_) => {}
-        PlaceOutcome::Rejected(rejection) => metrics.reject(rejection_code(rejection)),
-    }
-}
-
-/// The stable error code of each rejection (also used as the metric label).
-pub fn rejection_code(rejection: &Rejection) -> &'static str {
-    match rejection {
-        Rejection::UnknownProduct { .. } => "not_found",
-        Rejection::NotReleased { .. } => "not_released",
-        Rejection::OutOfStock { .. } => "out_of_stock",
-        Rejection::PurchaseLimit { .. } => "purchase_limit",
-        Rejection::IdempotencyMismatch => "idempotency_mismatch",
-        Rejection::TotalTooLarge => "validation_failed",
-        Rejection::CouponNotFound => "coupon_not_found",
-        Rejection::CouponExpired => "coupon_expired",
-        Rejection::CouponInUse => "coupon_in_use",
-        Rejection::CouponMinOrderNotMet { .. } => "coupon_min_order_not_met",
-        Rejection::InsufficientPoints { .. } => "insufficient_points",
-        Rejection::PointsExceedPayable { .. } => "points_exceed_payable",
     }
 }

@@ -10,12 +10,16 @@
 //! Steps 1–4 may only refuse what the database would refuse too, or — when Redis has
 //! drifted — what `stampede verify` reports; the database is never bypassed to issue.
 
+use super::error::{require, AppError, AppResult};
+use crate::clock::SharedClock;
 use crate::cluster::coupon_gate::{CouponAdmit, CouponGate};
 use crate::domain::coupon::expires_at;
-use crate::domain::Timestamp;
+use crate::domain::{Actor, Role, Timestamp};
+use crate::events::EventSync;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::store::{
-    CampaignRecord, IssueOutcome, NewCampaign, NewUserCoupon, Store, StoreError, StoreResult,
+    CampaignRecord, IssueOutcome, NewCampaign, NewUserCoupon, Page, PageRequest, Store, StoreError,
+    StoreResult, UserCouponRecord,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -26,16 +30,26 @@ const MAX_CACHED_CAMPAIGNS: usize = 10_000;
 pub struct Coupons {
     store: Arc<dyn Store>,
     gate: Arc<CouponGate>,
+    clock: SharedClock,
     metrics: Arc<Metrics>,
+    events: EventSync,
     terms: RwLock<HashMap<i64, Arc<CampaignRecord>>>,
 }
 
 impl Coupons {
-    pub fn new(store: Arc<dyn Store>, gate: Arc<CouponGate>, metrics: Arc<Metrics>) -> Coupons {
+    pub fn new(
+        store: Arc<dyn Store>,
+        gate: Arc<CouponGate>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        events: EventSync,
+    ) -> Coupons {
         Coupons {
             store,
             gate,
+            clock,
             metrics,
+            events,
             terms: RwLock::new(HashMap::new()),
         }
     }
@@ -44,13 +58,54 @@ impl Coupons {
         &self.gate
     }
 
-    pub async fn create(&self, campaign: &NewCampaign) -> StoreResult<CampaignRecord> {
-        let created = self
-            .store
-            .insert_campaign(campaign, Timestamp::now())
-            .await?;
+    /// The application's time: when a coupon is read, its `expired` state is derived from it.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// An admin's new campaign. `build` makes it from the validated request at `now` (its
+    /// issue window opens now unless it says otherwise).
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        build: impl FnOnce(Timestamp) -> Result<NewCampaign, crate::domain::DomainError>,
+    ) -> AppResult<CampaignRecord> {
+        require(actor, &[Role::Admin])?;
+        let now = self.clock.now();
+        let campaign = build(now)?;
+        let created = self.store.insert_campaign(&campaign, now).await?;
         self.remember(&created);
+        self.events.wake();
         Ok(created)
+    }
+
+    /// The buyer's coupons, newest first.
+    pub async fn of_buyer(
+        &self,
+        actor: &Actor,
+        page: PageRequest,
+    ) -> AppResult<Page<UserCouponRecord>> {
+        require(actor, &[Role::Buyer])?;
+        Ok(self.store.user_coupons(actor.id, page).await?)
+    }
+
+    /// Claims one coupon of the campaign for the buyer: their new coupon, or why not.
+    pub async fn issue(
+        self: &Arc<Self>,
+        actor: &Actor,
+        campaign_id: i64,
+    ) -> AppResult<UserCouponRecord> {
+        require(actor, &[Role::Buyer])?;
+        match self.claim(campaign_id, actor.id).await? {
+            IssueOutcome::Issued { coupon, .. } => {
+                self.events.wake();
+                Ok(coupon)
+            }
+            IssueOutcome::UnknownCampaign => Err(AppError::not_found("coupon campaign")),
+            IssueOutcome::NotIssuable => Err(AppError::CouponNotIssuable),
+            IssueOutcome::SoldOut => Err(AppError::CouponSoldOut),
+            IssueOutcome::AlreadyIssued => Err(AppError::CouponAlreadyIssued),
+        }
     }
 
     /// The campaign as it is now (with its current `issued`), read from the database.
@@ -124,7 +179,7 @@ impl Coupons {
         let Some(campaign) = self.terms(campaign_id).await? else {
             return Ok(IssueOutcome::UnknownCampaign);
         };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         if !campaign.window().contains(now) {
             return Ok(IssueOutcome::NotIssuable);
         }

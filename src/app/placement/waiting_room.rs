@@ -8,7 +8,7 @@
 //! tickets rather than slipping past them into a writer. Tickets live in this node's memory:
 //! a restart loses them, and their clients retry with the same `Idempotency-Key`.
 
-use super::Job;
+use super::job::{gate_lines, Job};
 use crate::auth::random_token;
 use crate::cluster::gate::{Admit, Gate};
 use crate::domain::allocation::OrderRequest;
@@ -175,7 +175,7 @@ impl WaitingRoom {
                 continue;
             };
             let (reply, answer) = oneshot::channel();
-            let lines = super::gate_lines(&admitted.request);
+            let lines = gate_lines(&admitted.request);
             let admit = admitted.admit;
             permit.send(Job {
                 request: admitted.request,

@@ -1,0 +1,160 @@
+//! What `stampede verify` checks of loyalty points.
+
+use crate::domain::points::PointsKind;
+use crate::store::PointsAudit;
+
+fn replay(ledger: &[(PointsKind, i64)]) -> (i64, i64) {
+    ledger.iter().fold((0, 0), |(b, h), (kind, amount)| {
+        let (d_b, d_h) = kind.effect(*amount);
+        (b + d_b, h + d_h)
+    })
+}
+
+fn sum_of(ledger: &[(PointsKind, i64)], kind: PointsKind) -> i64 {
+    ledger
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, a)| a)
+        .sum()
+}
+
+/// What `stampede verify` checks of points, one line per difference:
+///
+/// - per account: `balance` and `held` equal the replay of its ledger with
+///   [`PointsKind::effect`] — `balance = Σ(earn + adjust + refund − spend − expire)`,
+///   `held = Σ(hold − release − spend)` (a spend always spends a whole open hold) — and equal
+///   the sums of its lots' `remaining` and `held`; `0 <= held <= balance`;
+/// - per lot: `remaining` and `held` equal the replay of the rows that reference it,
+///   `0 <= held <= remaining <= amount`;
+/// - per order's hold: its rows match its status (`held`: holds = amount; `released`: and
+///   releases = amount; `spent`: and spends = amount; `refunded`: and refunds = amount).
+pub fn check(audit: &PointsAudit, problems: &mut Vec<String>) {
+    for a in &audit.accounts {
+        let user = a.user_id;
+        let (balance, held) = replay(&a.ledger);
+        if (balance, held) != (a.balance, a.held) {
+            problems.push(format!(
+                "points of user {user}: balance/held are {}/{} but the ledger sums to {balance}/{held}",
+                a.balance, a.held
+            ));
+        }
+        if (a.lots_remaining, a.lots_held) != (a.balance, a.held) {
+            problems.push(format!(
+                "points of user {user}: balance/held are {}/{} but the lots hold {}/{}",
+                a.balance, a.held, a.lots_remaining, a.lots_held
+            ));
+        }
+        if a.held < 0 || a.held > a.balance {
+            problems.push(format!(
+                "points of user {user}: impossible balance {} held {}",
+                a.balance, a.held
+            ));
+        }
+    }
+    for lot in &audit.lots {
+        let (remaining, held) = replay(&lot.ledger);
+        if (remaining, held) != (lot.remaining, lot.held) {
+            problems.push(format!(
+                "point lot {}: remaining/held are {}/{} but its ledger rows sum to {remaining}/{held}",
+                lot.lot_id, lot.remaining, lot.held
+            ));
+        }
+        if lot.held < 0 || lot.held > lot.remaining || lot.remaining > lot.amount {
+            problems.push(format!(
+                "point lot {}: impossible remaining {} held {} of {}",
+                lot.lot_id, lot.remaining, lot.held, lot.amount
+            ));
+        }
+    }
+    for hold in &audit.holds {
+        let (h, r, s, f) = hold.status.expected_rows();
+        for (kind, factor) in [
+            (PointsKind::Hold, h),
+            (PointsKind::Release, r),
+            (PointsKind::Spend, s),
+            (PointsKind::Refund, f),
+        ] {
+            let moved = sum_of(&hold.ledger, kind);
+            if moved != factor * hold.amount {
+                problems.push(format!(
+                    "points hold of order {} ({}): {} rows total {moved}, expected {}",
+                    hold.order_id,
+                    hold.status.as_str(),
+                    kind.as_str(),
+                    factor * hold.amount
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::points::HoldStatus;
+    use crate::store::{PointsAccountAudit, PointsHoldAudit, PointsLotAudit};
+
+    fn books() -> PointsAudit {
+        // Earned 1000 in lot 1; 300 held for order 7, of which the whole hold was spent;
+        // 100 expired.
+        let lot_rows = vec![
+            (PointsKind::Earn, 1000),
+            (PointsKind::Hold, 300),
+            (PointsKind::Spend, 300),
+            (PointsKind::Expire, 100),
+        ];
+        PointsAudit {
+            accounts: vec![PointsAccountAudit {
+                user_id: 5,
+                balance: 600,
+                held: 0,
+                ledger: lot_rows.clone(),
+                lots_remaining: 600,
+                lots_held: 0,
+            }],
+            lots: vec![PointsLotAudit {
+                lot_id: 1,
+                user_id: 5,
+                amount: 1000,
+                remaining: 600,
+                held: 0,
+                ledger: lot_rows,
+            }],
+            holds: vec![PointsHoldAudit {
+                order_id: 7,
+                user_id: 5,
+                amount: 300,
+                status: HoldStatus::Spent,
+                ledger: vec![(PointsKind::Hold, 300), (PointsKind::Spend, 300)],
+            }],
+        }
+    }
+
+    #[test]
+    fn balanced_points_are_clean() {
+        let mut problems = Vec::new();
+        check(&books(), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn every_kind_of_points_drift_is_reported() {
+        let mut audit = books();
+        audit.accounts[0].balance = 700;
+        audit.lots[0].held = 50;
+        audit.holds[0].status = HoldStatus::Refunded;
+        let mut problems = Vec::new();
+        check(&audit, &mut problems);
+        let text = problems.join("\n");
+        assert!(
+            text.contains("balance/held are 700/0 but the ledger sums to 600/0"),
+            "{text}"
+        );
+        assert!(text.contains("but the lots hold 600/0"), "{text}");
+        assert!(
+            text.contains("point lot 1: remaining/held are 600/50"),
+            "{text}"
+        );
+        assert!(text.contains("refund rows total 0, expected 300"), "{text}");
+    }
+}

@@ -1,0 +1,98 @@
+//! What a use case can refuse, or fail with. Each variant is one reason a caller can act
+//! on; the HTTP layer maps them to stable error codes in one `match` (`http::error`), and
+//! the command line prints them. A leaf of `app`: the use cases import it, it imports none.
+
+use crate::domain::allocation::Rejection;
+use crate::domain::{Actor, DomainError, Role};
+use crate::payment::GatewayError;
+use crate::store::StoreError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// Input that breaks a rule of the domain (a quantity out of range, an empty name…).
+    #[error(transparent)]
+    Invalid(#[from] DomainError),
+    /// The message says what: "order not found", "not waiting for this product".
+    #[error("{0}")]
+    NotFound(String),
+    /// The caller may not do this to this resource.
+    #[error("not allowed for this account")]
+    Forbidden,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    /// A refresh token that is unknown, expired, rotated away or revoked.
+    #[error("invalid, expired or revoked refresh token")]
+    InvalidRefreshToken,
+    /// Placement refused the order (out of stock, purchase limit, coupon, points…).
+    #[error("order refused: {0:?}")]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Place(#[from] PlaceError),
+    #[error("order is not awaiting payment")]
+    OrderNotPayable,
+    #[error("order can no longer be cancelled")]
+    OrderNotCancellable,
+    #[error("only a paid order can be confirmed")]
+    OrderNotConfirmable,
+    #[error("amount does not match the order's payable amount")]
+    PaymentAmountMismatch,
+    #[error("the payment was declined")]
+    PaymentDeclined,
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// A stock correction would take `on_hand` below the units held for open orders.
+    #[error("on_hand cannot fall below the units held for open orders")]
+    InsufficientStock,
+    #[error("already on the waitlist of this product")]
+    AlreadyWaitlisted,
+    #[error("coupons of this campaign cannot be claimed now")]
+    CouponNotIssuable,
+    #[error("all coupons of this campaign have been issued")]
+    CouponSoldOut,
+    #[error("you already hold a coupon of this campaign")]
+    CouponAlreadyIssued,
+    /// An admin's points operation reused its Idempotency-Key with another body.
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyMismatch,
+    #[error("the buyer's points not held for open orders are fewer than that")]
+    InsufficientPoints,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something that cannot fail in normal operation did (a worker task died, a hash
+    /// could not be computed); logged, and answered as an internal error.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Refuses a caller whose role is not one of `roles`: the first check of every use case
+/// that is not open to everyone.
+pub fn require(actor: &Actor, roles: &[Role]) -> AppResult<()> {
+    if roles.contains(&actor.role) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
+
+impl AppError {
+    /// `"{what} not found"`.
+    pub fn not_found(what: &str) -> AppError {
+        AppError::NotFound(format!("{what} not found"))
+    }
+}
+
+/// Why an order could not even be handed to placement.
+#[derive(Debug, Error)]
+pub enum PlaceError {
+    /// The writers and the waiting room are full: come back later (HTTP 503 + Retry-After).
+    #[error("placement queue and waiting room full")]
+    Overloaded,
+    /// The lock baseline waited too long for a product's lock.
+    #[error("timed out waiting for a product lock")]
+    LockTimeout,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,39 @@
+//! The use cases: what a buyer, a seller, an admin or an operator can do, each deciding who
+//! may do it, checking its input against the domain's rules, and moving the books through
+//! the store. The HTTP API (`crate::http`) and the command line (`crate::cli`) only
+//! translate to and from these; background work (`crate::jobs`) calls them on a timer.
+//!
+//! - [`accounts`]: users, logins, refresh tokens, logout, bulk buyers for load tests;
+//! - [`catalog`]: partners, products, inbound and stock corrections;
+//! - [`placement`]: where orders are placed — the batching writer (group commit), the
+//!   waiting room, and the seeds' lock-per-product baseline;
+//! - [`orders`]: reading, cancelling and confirming orders, and the deadlines the clock
+//!   enforces; [`payments`]: paying through the gateway, and refunds;
+//! - [`coupons`], [`points`], [`waitlist`]: first-come coupons, loyalty points, waitlists;
+//! - [`audit`]: what `stampede verify` checks.
+//!
+//! Every use case returns [`error::AppError`] for what it refuses.
+
+pub mod accounts;
+pub mod audit;
+pub mod catalog;
+pub mod coupons;
+pub mod error;
+pub mod orders;
+pub mod payments;
+pub mod placement;
+pub mod points;
+pub mod waitlist;
+
+use std::sync::Arc;
+
+/// The use cases of one node, built once by the wiring and shared by every request.
+pub struct App {
+    pub accounts: accounts::Accounts,
+    pub catalog: catalog::Catalog,
+    pub orders: Arc<orders::Orders>,
+    pub payments: Arc<payments::Payments>,
+    pub coupons: Arc<coupons::Coupons>,
+    pub points: Arc<points::Points>,
+    pub waitlists: waitlist::Waitlists,
+}

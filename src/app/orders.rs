@@ -1,0 +1,196 @@
+//! An order's life after the buyer asked for it: placement (through the batching writer in
+//! [`super::placement`]), reads, cancellation (with a refund once paid), purchase
+//! confirmation, and the deadlines the clock enforces — expiring unpaid holds and
+//! confirming purchases nobody confirmed (DESIGN §3). Payment is in [`super::payments`].
+
+use super::error::{require, AppError, AppResult};
+use super::payments::Payments;
+use super::placement::request::{order_request, OrderInput};
+use super::placement::{Placed, Placement};
+use crate::clock::SharedClock;
+use crate::domain::order::CancelReason;
+use crate::domain::{Actor, IdempotencyKey, OrderStatus, Role, Timestamp};
+use crate::events::EventSync;
+use crate::metrics::{Metrics, ReasonLabels};
+use crate::store::{OrderRecord, Page, PageRequest, Store, StoreError, TransitionOutcome};
+use std::sync::Arc;
+
+pub struct Orders {
+    pub store: Arc<dyn Store>,
+    pub placement: Placement,
+    pub payments: Arc<Payments>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub events: EventSync,
+}
+
+/// Who confirmed a purchase, as the `orders_confirmed_total` metric counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmedBy {
+    Buyer,
+    Admin,
+    /// The sweeper, `auto_confirm_after_secs` after payment.
+    Auto,
+}
+
+impl ConfirmedBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConfirmedBy::Buyer => "buyer",
+            ConfirmedBy::Admin => "admin",
+            ConfirmedBy::Auto => "auto",
+        }
+    }
+}
+
+impl Orders {
+    /// Places a buyer's order: decided now by a writer, or queued in the waiting room.
+    pub async fn place(
+        &self,
+        actor: &Actor,
+        key: &IdempotencyKey,
+        input: &OrderInput,
+    ) -> AppResult<Placed> {
+        require(actor, &[Role::Buyer])?;
+        let request = order_request(actor.id, key, input)?;
+        Ok(self.placement.place(request).await?)
+    }
+
+    /// The order if the caller may see it; another buyer's order is "not found", so ids
+    /// leak nothing.
+    pub async fn visible(&self, actor: &Actor, id: i64) -> AppResult<OrderRecord> {
+        self.store
+            .order(id)
+            .await?
+            .filter(|o| actor.may_see(o.user_id))
+            .ok_or_else(|| AppError::not_found("order"))
+    }
+
+    /// The caller's orders, newest first; every order for an admin.
+    pub async fn list(&self, actor: &Actor, page: PageRequest) -> AppResult<Page<OrderRecord>> {
+        let owner = (!actor.is_admin()).then_some(actor.id);
+        Ok(self.store.list_orders(owner, page).await?)
+    }
+
+    /// Cancels a pending order (its holds are released) or refunds a paid one (stock
+    /// returned, money given back through the gateway).
+    pub async fn cancel(&self, actor: &Actor, id: i64) -> AppResult<OrderRecord> {
+        let order = self.visible(actor, id).await?;
+        if !matches!(
+            order.status,
+            OrderStatus::PendingPayment | OrderStatus::Paid
+        ) {
+            return Err(AppError::OrderNotCancellable);
+        }
+        // The transition comes first: exactly one caller can move an order out of `paid`,
+        // so the money goes back at most once, and never for an order a confirm got to
+        // first.
+        let outcome = self
+            .store
+            .cancel_order(id, CancelReason::Requested, self.clock.now())
+            .await?;
+        match outcome {
+            TransitionOutcome::Done(order) => {
+                self.metrics.order_points(order.status, order.points_used);
+                let reason = if order.status == OrderStatus::Refunded {
+                    self.payments.refund(&order).await;
+                    "refunded"
+                } else {
+                    "requested"
+                };
+                self.count_cancelled(reason);
+                self.events.caught_up().await;
+                Ok(order)
+            }
+            TransitionOutcome::NotFound => Err(AppError::not_found("order")),
+            TransitionOutcome::Refused(_) => Err(AppError::OrderNotCancellable),
+        }
+    }
+
+    /// Confirms the purchase of a paid order, for its buyer or an admin.
+    pub async fn confirm(&self, actor: &Actor, id: i64) -> AppResult<OrderRecord> {
+        let order = self.visible(actor, id).await?;
+        let by = if order.user_id == actor.id {
+            ConfirmedBy::Buyer
+        } else {
+            ConfirmedBy::Admin
+        };
+        // The store decides from the order's state in its own transaction, so a
+        // confirmation racing the sweeper's (or a refund) happens at most once.
+        match self.store.confirm_order(id, self.clock.now()).await? {
+            TransitionOutcome::Done(order) => {
+                self.count_confirmed(by);
+                self.events.wake();
+                Ok(order)
+            }
+            TransitionOutcome::NotFound => Err(AppError::not_found("order")),
+            TransitionOutcome::Refused(_) => Err(AppError::OrderNotConfirmable),
+        }
+    }
+
+    /// Cancels up to `limit` pending orders whose `pay_by` passed by `now`, releasing their
+    /// holds. Safe on several nodes at once: each transition re-checks the order's state
+    /// and deadline in its own transaction.
+    pub async fn expire_due(&self, now: Timestamp, limit: i64) -> Result<usize, StoreError> {
+        let due = self.store.due_orders(now, limit).await?;
+        let mut expired = 0;
+        for order_id in due {
+            let outcome = self
+                .store
+                .cancel_order(order_id, CancelReason::Expired, now)
+                .await?;
+            if let TransitionOutcome::Done(order) = outcome {
+                expired += 1;
+                self.metrics.order_points(order.status, order.points_used);
+                self.metrics.holds_expired.inc();
+                self.count_cancelled("expired");
+            }
+        }
+        if expired > 0 {
+            tracing::info!(expired, "released holds of unpaid orders");
+        }
+        Ok(expired)
+    }
+
+    /// Confirms up to `limit` paid orders whose `paid_at + after_secs <= now`. An order
+    /// the buyer confirmed, or that was refunded, since it was listed is refused and
+    /// skipped.
+    pub async fn confirm_due(
+        &self,
+        now: Timestamp,
+        after_secs: u64,
+        limit: i64,
+    ) -> Result<usize, StoreError> {
+        let cutoff = now.minus_secs(after_secs);
+        let due = self.store.due_confirmations(cutoff, limit).await?;
+        let mut confirmed = 0;
+        for order_id in due {
+            if let TransitionOutcome::Done(_) = self.store.confirm_order(order_id, now).await? {
+                confirmed += 1;
+                self.count_confirmed(ConfirmedBy::Auto);
+            }
+        }
+        if confirmed > 0 {
+            tracing::info!(confirmed, "confirmed purchases automatically");
+        }
+        Ok(confirmed)
+    }
+
+    fn count_cancelled(&self, reason: &str) {
+        self.metrics
+            .orders_cancelled
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    fn count_confirmed(&self, by: ConfirmedBy) {
+        self.metrics
+            .orders_confirmed
+            .get_or_create(&ReasonLabels {
+                reason: by.as_str().into(),
+            })
+            .inc();
+    }
+}

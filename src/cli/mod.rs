@@ -1,0 +1,62 @@
+//! The command line: one binary, `stampede`, whose default command is `serve`. The
+//! operator's commands are in [`admin`] and [`verify`].
+
+mod admin;
+mod verify;
+
+pub use admin::AdminCommand;
+
+use crate::config::Config;
+use crate::wiring::{self, Server};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "stampede",
+    version,
+    about = "Commerce backend for limited-edition drops and flash sales"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// Recompute every balance from its ledger; exit non-zero if anything differs. With
+    /// Redis configured, also compare the coupon gate with the database.
+    Verify {
+        /// First reset the Redis coupon gate from the database (the database is right).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Operator commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Generate load against running servers and report throughput, latency and correctness.
+    #[command(subcommand)]
+    Loadgen(crate::loadgen::LoadgenCommand),
+}
+
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            tracing::info!(?config, "starting");
+            let server = Server::bind(config).await?;
+            tracing::info!(addr = %server.local_addr(), "listening");
+            server.run(wiring::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            wiring::open_store(&config).await?.close().await;
+            println!("database is up to date");
+        }
+        Command::Verify { repair } => return verify::run(&config, repair).await,
+        Command::Admin(command) => admin::run(command, &config).await?,
+        Command::Loadgen(command) => return crate::loadgen::run(command).await,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,20 @@
+//! Events after they are committed (DESIGN §4). Every state change appends an event to the
+//! outbox table in its own transaction (the stores do that); this module takes them from
+//! there:
+//!
+//! - [`dispatcher`] tails the outbox on every node and feeds what each node keeps: live
+//!   streams ([`hub`]), the availability gate, the listing cache, the token deny-list, and
+//!   the [`Subscriber`]s the wiring registers (waitlist offers, points earning);
+//! - [`sync`] lets a handler wake the dispatcher, or wait until it caught up.
+//!
+//! The Kafka relay and the consumer workers of the scale-out mode belong here too.
+
+pub mod dispatcher;
+pub mod hub;
+pub mod subscriber;
+pub mod sync;
+
+pub use dispatcher::Dispatcher;
+pub use hub::{Hub, UserEvent};
+pub use subscriber::Subscriber;
+pub use sync::{DispatchProgress, EventSync};

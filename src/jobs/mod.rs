@@ -1,0 +1,10 @@
+//! Background work, behind one [`scheduler`]: the sweeper (payment deadlines, automatic
+//! purchase confirmation), waitlist offers, points earning, and points expiry (on one node
+//! at a time, by lease). Each job is a thin timer around a use case of `crate::app`.
+
+pub mod points;
+pub mod scheduler;
+pub mod sweeper;
+pub mod waitlist;
+
+pub use scheduler::{Job, Schedule, Scheduler, Scope, Trigger};

@@ -1,0 +1,146 @@
+//! One scheduler for the background work of a node (DESIGN §4): each [`Job`] runs on its
+//! timer and, when it has one, on its wake-up; a job that must run on one node at a time
+//! first takes its lease in the `leases` table, in the spirit of ShedLock. The lease is a
+//! conditional upsert (`store::LeaseStore::try_lease`), held for two intervals and renewed
+//! by its holder at every run, so another node takes over within two intervals of the
+//! holder's death.
+
+use crate::clock::SharedClock;
+use crate::domain::Timestamp;
+use crate::store::{Store, StoreResult};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+/// Where a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// On every node (work that is per node, or safe and cheap to repeat).
+    EveryNode,
+    /// On the one node holding the job's lease, named after the job.
+    OneNode,
+}
+
+/// When a job runs.
+#[derive(Clone)]
+pub struct Schedule {
+    pub every: Duration,
+    /// Also once at start, for what happened while no node ran.
+    pub at_start: bool,
+    pub scope: Scope,
+    /// Runs the job early when notified (an event arrived, a queue filled).
+    pub wake: Option<Arc<Notify>>,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Timer,
+    Woken,
+}
+
+#[async_trait]
+pub trait Job: Send + Sync + 'static {
+    /// Its name in logs and, for [`Scope::OneNode`], its lease.
+    fn name(&self) -> &'static str;
+    fn schedule(&self) -> Schedule;
+    async fn run(&self, now: Timestamp, trigger: Trigger) -> anyhow::Result<()>;
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    /// This node's name in `leases`: unique per process.
+    holder: String,
+    jobs: Vec<Arc<dyn Job>>,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, holder: String) -> Scheduler {
+        Scheduler {
+            store,
+            clock,
+            holder,
+            jobs: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, job: Arc<dyn Job>) {
+        self.jobs.push(job);
+    }
+
+    /// Spawns one task per job; each ends when `stop` fires.
+    pub fn spawn(self, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let this = Arc::new(self);
+        this.jobs
+            .iter()
+            .map(|job| tokio::spawn(this.clone().drive(job.clone(), stop.clone())))
+            .collect()
+    }
+
+    async fn drive(self: Arc<Self>, job: Arc<dyn Job>, mut stop: watch::Receiver<bool>) {
+        let schedule = job.schedule();
+        let mut timer = tokio::time::interval(schedule.every);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        if !schedule.at_start {
+            // An interval's first tick is immediate.
+            timer.tick().await;
+        }
+        loop {
+            let trigger = tokio::select! {
+                _ = timer.tick() => Trigger::Timer,
+                _ = woken(&schedule.wake) => Trigger::Woken,
+                _ = stop.changed() => return,
+            };
+            if let Err(e) = self.run_once(job.as_ref(), trigger).await {
+                tracing::warn!(job = job.name(), error = %e, "job run failed");
+            }
+        }
+    }
+
+    /// Runs the job once now if this node may: always for [`Scope::EveryNode`], only while
+    /// holding the lease for [`Scope::OneNode`]. Returns whether it ran.
+    pub async fn run_once(&self, job: &dyn Job, trigger: Trigger) -> anyhow::Result<bool> {
+        let now = self.clock.now();
+        let schedule = job.schedule();
+        if schedule.scope == Scope::OneNode {
+            let taken = lease(
+                self.store.as_ref(),
+                job.name(),
+                &self.holder,
+                &schedule,
+                now,
+            );
+            if !taken.await? {
+                return Ok(false);
+            }
+        }
+        job.run(now, trigger).await?;
+        Ok(true)
+    }
+}
+
+/// Takes or renews the lease `name` for `holder` until two intervals after `now`; `true`
+/// while `holder` has it.
+pub async fn lease(
+    store: &dyn Store,
+    name: &str,
+    holder: &str,
+    schedule: &Schedule,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let lease_ms = i64::try_from(schedule.every.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
+    let until = Timestamp::from_millis(now.millis().saturating_add(lease_ms));
+    store.try_lease(name, holder, until, now).await
+}
+
+/// Completes when the job is woken; never for a job without a wake-up.
+async fn woken(wake: &Option<Arc<Notify>>) {
+    match wake {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,311 @@
+//! Building one node: every part constructed once, in dependency order, from the
+//! configuration.
+
+use crate::app::accounts::Accounts;
+use crate::app::catalog::Catalog;
+use crate::app::coupons::Coupons;
+use crate::app::orders::Orders;
+use crate::app::payments::Payments;
+use crate::app::placement::lock::{LockConfig, LockPlacement};
+use crate::app::placement::{Placement, PlacementConfig};
+use crate::app::points::Points;
+use crate::app::waitlist::{Offers, Signal, Waitlists};
+use crate::app::App;
+use crate::auth::AuthService;
+use crate::clock::SharedClock;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub};
+use crate::http::rendered::RenderedCache;
+use crate::http::{AppState, Shared};
+use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
+use crate::jobs::sweeper::Sweeper;
+use crate::jobs::waitlist::WaitlistJob;
+use crate::jobs::Scheduler;
+use crate::metrics::Metrics;
+use crate::payment::{PaymentGateway, SimulatedGateway};
+use crate::store::{self, PoolOptions, Store};
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const JWT_SECRET_SETTING: &str = "jwt_secret";
+/// Bytes of a generated signing secret (256 bits).
+const GENERATED_SECRET_BYTES: usize = 32;
+
+/// A node, built: the state handlers share and the background tasks it runs.
+pub(super) struct Node {
+    pub state: AppState,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// What most parts are built from.
+struct Parts {
+    config: Arc<Config>,
+    clock: SharedClock,
+    store: Arc<dyn Store>,
+    auth: Arc<AuthService>,
+    metrics: Arc<Metrics>,
+    cluster: Cluster,
+    events: EventSync,
+}
+
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let options = PoolOptions {
+        max_connections: config.db_max_connections,
+        acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+    };
+    let store = store::connect(&config.database_url, &options)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {}",
+                crate::config::redact_url(&config.database_url)
+            )
+        })?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+/// The signing secret comes from configuration or, when unset, from the database (created
+/// once), so that every node and every CLI command on one database agrees.
+pub async fn auth_service(
+    store: &dyn Store,
+    config: &Config,
+    clock: SharedClock,
+) -> anyhow::Result<AuthService> {
+    let secret = match &config.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            let candidate = crate::auth::random_token(GENERATED_SECRET_BYTES);
+            store
+                .setting_or_insert(JWT_SECRET_SETTING, &candidate)
+                .await?
+        }
+    };
+    let now = clock.now();
+    let auth = AuthService::new(
+        secret.as_bytes(),
+        config.access_token_ttl_secs,
+        config.refresh_token_ttl_secs,
+        clock,
+    );
+    let far_future = now.plus_secs(config.access_token_ttl_secs);
+    for jti in store.revoked_tokens(now).await? {
+        auth.denylist.insert(jti, far_future);
+    }
+    Ok(auth)
+}
+
+pub(super) async fn node(
+    config: Config,
+    clock: SharedClock,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Node> {
+    let store = open_store(&config).await?;
+    let auth = Arc::new(auth_service(store.as_ref(), &config, clock.clone()).await?);
+    let metrics = Arc::new(Metrics::default());
+    let cluster = Cluster::build(&config, metrics.clone(), auth.clone(), clock.clone())?;
+    let (events, progress) = EventSync::new(store.clone());
+    let parts = Parts {
+        config: Arc::new(config),
+        clock,
+        store,
+        auth,
+        metrics,
+        cluster,
+        events,
+    };
+    let placement = placement(&parts, shutdown.clone()).await?;
+    let signal = Arc::new(Signal::default());
+    let app = app(&parts, placement, signal.clone());
+    let earn_queue = Arc::new(EarnQueue::default());
+    let hub = Arc::new(Hub::default());
+    let dispatcher = dispatcher(&parts, hub.clone(), progress, signal.clone(), &earn_queue);
+    let mut tasks = vec![tokio::spawn(dispatcher.run(shutdown.clone()))];
+    tasks.extend(scheduler(&parts, &app, signal, earn_queue).spawn(shutdown.clone()));
+    tasks.extend(parts.cluster.start(shutdown.clone()).await);
+    let state = AppState::new(Shared {
+        app,
+        rendered: RenderedCache::new(parts.config.redis_url.is_none()),
+        config: parts.config,
+        clock: parts.clock,
+        store: parts.store,
+        auth: parts.auth,
+        metrics: parts.metrics,
+        cluster: parts.cluster,
+        events: parts.events,
+        hub,
+        shutdown,
+    });
+    Ok(Node { state, tasks })
+}
+
+/// The batching writers, and the seeds' lock baseline when configured.
+async fn placement(parts: &Parts, shutdown: watch::Receiver<bool>) -> anyhow::Result<Placement> {
+    let config = &parts.config;
+    let lock = match (config.placement_strategy.as_str(), &config.redis_url) {
+        ("lock", Some(url)) => {
+            let lock_config = LockConfig {
+                wait: Duration::from_millis(config.lock_wait_ms),
+                lease: Duration::from_millis(config.lock_lease_ms),
+                retry: Duration::from_millis(config.lock_retry_ms),
+                hold_ttl_secs: config.hold_ttl_secs,
+            };
+            let placement = LockPlacement::connect(
+                parts.store.clone(),
+                parts.clock.clone(),
+                url,
+                &config.redis_prefix,
+                lock_config,
+                parts.metrics.clone(),
+            );
+            tracing::warn!("placement_strategy=lock: the seeds' baseline, for benchmarks only");
+            Some(Arc::new(
+                placement
+                    .await
+                    .context("connecting the lock baseline to Redis")?,
+            ))
+        }
+        _ => None,
+    };
+    let placement_config = PlacementConfig {
+        batch_max: config.placement_batch_max,
+        linger: Duration::from_millis(config.placement_linger_ms),
+        queue_depth: config.placement_queue_depth,
+        writers: config.placement_writers,
+        hold_ttl_secs: config.hold_ttl_secs,
+        waiting_room_depth: config.waiting_room_depth,
+        ticket_ttl: Duration::from_secs(config.waiting_room_ticket_ttl_secs),
+    };
+    Ok(Placement::start(
+        parts.store.clone(),
+        parts.clock.clone(),
+        placement_config,
+        parts.cluster.gate.clone(),
+        parts.metrics.clone(),
+        parts.events.clone(),
+        shutdown,
+        lock,
+    ))
+}
+
+fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> App {
+    let gateway: Arc<dyn PaymentGateway> = Arc::new(SimulatedGateway);
+    let payments = Arc::new(Payments {
+        store: parts.store.clone(),
+        gateway,
+        clock: parts.clock.clone(),
+        metrics: parts.metrics.clone(),
+        events: parts.events.clone(),
+    });
+    App {
+        accounts: Accounts {
+            store: parts.store.clone(),
+            auth: parts.auth.clone(),
+            clock: parts.clock.clone(),
+            revocations: parts.cluster.revocations.clone(),
+            events: parts.events.clone(),
+        },
+        catalog: Catalog {
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            events: parts.events.clone(),
+            listing: parts.cluster.listing.clone(),
+        },
+        orders: Arc::new(Orders {
+            store: parts.store.clone(),
+            placement,
+            payments: payments.clone(),
+            clock: parts.clock.clone(),
+            metrics: parts.metrics.clone(),
+            events: parts.events.clone(),
+        }),
+        payments,
+        coupons: Arc::new(Coupons::new(
+            parts.store.clone(),
+            parts.cluster.coupons.clone(),
+            parts.clock.clone(),
+            parts.metrics.clone(),
+            parts.events.clone(),
+        )),
+        points: Arc::new(Points {
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            metrics: parts.metrics.clone(),
+            events: parts.events.clone(),
+            earn_rate_bps: parts.config.points_earn_rate_bps,
+            valid_days: parts.config.points_valid_days,
+        }),
+        waitlists: Waitlists {
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            metrics: parts.metrics.clone(),
+            signal,
+            events: parts.events.clone(),
+        },
+    }
+}
+
+fn dispatcher(
+    parts: &Parts,
+    hub: Arc<Hub>,
+    progress: DispatchProgress,
+    signal: Arc<Signal>,
+    earn_queue: &Arc<EarnQueue>,
+) -> Dispatcher {
+    Dispatcher {
+        store: parts.store.clone(),
+        hub,
+        cluster: parts.cluster.clone(),
+        auth: parts.auth.clone(),
+        metrics: parts.metrics.clone(),
+        clock: parts.clock.clone(),
+        subscribers: vec![signal, earn_queue.clone()],
+        progress,
+        poll: Duration::from_millis(parts.config.outbox_poll_ms),
+    }
+}
+
+fn scheduler(
+    parts: &Parts,
+    app: &App,
+    signal: Arc<Signal>,
+    earn_queue: Arc<EarnQueue>,
+) -> Scheduler {
+    let config = &parts.config;
+    // Unique per process: the leases tell nodes apart by it.
+    let holder = format!("node-{}", crate::auth::random_token(12));
+    let mut scheduler = Scheduler::new(parts.store.clone(), parts.clock.clone(), holder);
+    scheduler.add(Arc::new(Sweeper {
+        orders: app.orders.clone(),
+        events: parts.events.clone(),
+        interval: Duration::from_millis(config.sweeper_interval_ms),
+        batch_max: config.sweeper_batch_max,
+        auto_confirm_after_secs: config.auto_confirm_after_secs,
+    }));
+    let offers = Offers {
+        store: parts.store.clone(),
+        clock: parts.clock.clone(),
+        metrics: parts.metrics.clone(),
+        signal,
+        events: parts.events.clone(),
+        offer_ttl_secs: config.waitlist_offer_ttl_secs,
+    };
+    scheduler.add(Arc::new(WaitlistJob {
+        offers: Arc::new(offers),
+        interval: Duration::from_millis(config.waitlist_interval_ms),
+    }));
+    scheduler.add(Arc::new(EarnJob {
+        points: app.points.clone(),
+        queue: earn_queue,
+    }));
+    scheduler.add(Arc::new(ExpiryJob {
+        points: app.points.clone(),
+        interval: Duration::from_secs(config.points_expiry_interval_secs),
+    }));
+    scheduler
+}

@@ -1,0 +1,115 @@
+//! Wires the parts together: the store, the clock, auth, what nodes share, the event
+//! dispatcher, the use cases, the jobs and the HTTP router. `main` and `cli` only parse
+//! configuration and call [`Server::bind`] and [`Server::run`]; tests do the same on port 0,
+//! with a clock of their own ([`Server::bind_with_clock`]). Nothing else imports this
+//! module.
+
+mod build;
+
+pub use build::{auth_service, open_store};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::http::AppState;
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        Server::bind_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Server::bind`], on the given clock: tests move a `ManualClock` past deadlines
+    /// instead of waiting for them.
+    pub async fn bind_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Server> {
+        config.validate()?;
+        let (stop, shutdown) = watch::channel(false);
+        let node = build::node(config, clock, shutdown).await?;
+        let listener = TcpListener::bind(node.state.config.http_addr)
+            .await
+            .with_context(|| format!("binding {}", node.state.config.http_addr))?;
+        Ok(Server {
+            listener,
+            state: node.state,
+            stop,
+            tasks: node.tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.http_addr)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish, ends live
+    /// streams and background tasks, and closes the database.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            state,
+            stop,
+            tasks,
+        } = self;
+        let store = state.store.clone();
+        let app = crate::http::router(state);
+        // The client's address feeds the per-IP rate limit.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await
+        .context("serving HTTP")?;
+        for task in tasks {
+            let _ = task.await;
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
