@@ -78,12 +78,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         max_connections: config.db_max_connections,
         acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
     };
-    let store = store::connect(&config.database_url, &options)
+    let store = store::connect(config.database_url.expose(), &options)
         .await
         .with_context(|| {
             format!(
                 "connecting to {}",
-                crate::config::redact_url(&config.database_url)
+                crate::config::redact_url(config.database_url.expose())
             )
         })?;
     store.migrate().await.context("migrating the database")?;
@@ -94,7 +94,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// once), so that every node and every CLI command on one database agrees.
 pub async fn auth_service(store: &dyn Store, config: &Config) -> anyhow::Result<AuthService> {
     let secret = match &config.jwt_secret {
-        Some(secret) => secret.clone(),
+        Some(secret) => secret.expose().to_owned(),
         None => {
             let candidate = crate::auth::random_token(GENERATED_SECRET_BYTES);
             store
@@ -136,7 +136,7 @@ impl Server {
                 };
                 let placement = LockPlacement::connect(
                     store.clone(),
-                    url,
+                    url.expose(),
                     &config.redis_prefix,
                     lock_config,
                     metrics.clone(),
