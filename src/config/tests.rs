@@ -565,3 +565,40 @@ fn numbers_are_named_with_their_unit() {
         );
     }
 }
+
+#[test]
+fn readme_lists_every_setting() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("\n## Configuration\n")
+        .expect("a Configuration section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..]
+        .find("\n## ")
+        .map_or(section.len(), |end| end + 1)];
+    for setting in Config::SETTINGS {
+        let var = format!("`{}`", setting.env_var());
+        assert!(
+            section.contains(&var),
+            "README's configuration table lacks {var}"
+        );
+    }
+    // And lists nothing that is not a setting.
+    let known: Vec<String> = Config::SETTINGS.iter().map(Setting::env_var).collect();
+    for row in section
+        .lines()
+        .filter(|line| line.starts_with("| `STAMPEDE_"))
+    {
+        let names = row.split('|').nth(1).unwrap_or_default();
+        for name in names
+            .split('`')
+            .filter(|part| part.starts_with("STAMPEDE_"))
+        {
+            assert!(
+                known.iter().any(|k| k == name),
+                "README lists unknown {name}"
+            );
+        }
+    }
+}
