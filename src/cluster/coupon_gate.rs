@@ -133,7 +133,7 @@ impl CouponGate {
         };
         let metrics = Arc::new(Metrics::default());
         let link = Arc::new(RedisLink::new(
-            url,
+            url.expose(),
             &config.redis_prefix,
             Duration::from_millis(config.redis_timeout_ms),
             Duration::from_millis(config.redis_probe_ms),

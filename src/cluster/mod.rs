@@ -88,7 +88,7 @@ impl Cluster {
             });
         };
         let link = Arc::new(RedisLink::new(
-            url,
+            url.expose(),
             &config.redis_prefix,
             Duration::from_millis(config.redis_timeout_ms),
             Duration::from_millis(config.redis_probe_ms),

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::auth::AuthService;
 use crate::clock::SharedClock;
 use crate::cluster::Cluster;
-use crate::config::Config;
+use crate::config::{Config, PlacementStrategy};
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub};
 use crate::http::rendered::RenderedCache;
 use crate::http::{AppState, Shared};
@@ -58,12 +58,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         max_connections: config.db_max_connections,
         acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
     };
-    let store = store::connect(&config.database_url, &options)
+    let store = store::connect(config.database_url.expose(), &options)
         .await
         .with_context(|| {
             format!(
                 "connecting to {}",
-                crate::config::redact_url(&config.database_url)
+                crate::config::redact_url(config.database_url.expose())
             )
         })?;
     store.migrate().await.context("migrating the database")?;
@@ -78,7 +78,7 @@ pub async fn auth_service(
     clock: SharedClock,
 ) -> anyhow::Result<AuthService> {
     let secret = match &config.jwt_secret {
-        Some(secret) => secret.clone(),
+        Some(secret) => secret.expose().to_owned(),
         None => {
             let candidate = crate::auth::random_token(GENERATED_SECRET_BYTES);
             store
@@ -147,8 +147,8 @@ pub(super) async fn node(
 /// The batching writers, and the seeds' lock baseline when configured.
 async fn placement(parts: &Parts, shutdown: watch::Receiver<bool>) -> anyhow::Result<Placement> {
     let config = &parts.config;
-    let lock = match (config.placement_strategy.as_str(), &config.redis_url) {
-        ("lock", Some(url)) => {
+    let lock = match (config.placement_strategy, &config.redis_url) {
+        (PlacementStrategy::Lock, Some(url)) => {
             let lock_config = LockConfig {
                 wait: Duration::from_millis(config.lock_wait_ms),
                 lease: Duration::from_millis(config.lock_lease_ms),
@@ -158,7 +158,7 @@ async fn placement(parts: &Parts, shutdown: watch::Receiver<bool>) -> anyhow::Re
             let placement = LockPlacement::connect(
                 parts.store.clone(),
                 parts.clock.clone(),
-                url,
+                url.expose(),
                 &config.redis_prefix,
                 lock_config,
                 parts.metrics.clone(),

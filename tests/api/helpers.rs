@@ -246,7 +246,7 @@ where
         return;
     };
     let mut config = Config {
-        database_url: db.url().to_owned(),
+        database_url: db.url().into(),
         http_addr: "127.0.0.1:0".parse().expect("socket address"),
         // A test drives one account far faster than a person would (an admin creating 50
         // products in a blink); tests/api/rate_limits.rs sets the limits it checks.

@@ -27,7 +27,7 @@ backend_tests!(
 async fn shutdown_is_graceful() {
     let path = std::env::temp_dir().join(format!("{}.db", unique("stampede-shutdown")));
     let config = Config {
-        database_url: format!("sqlite://{}", path.display()),
+        database_url: format!("sqlite://{}", path.display()).into(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     };

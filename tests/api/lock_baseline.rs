@@ -12,13 +12,13 @@ backend_tests!(
     lock_baseline_sells_exactly_the_stock,
     config = |c| {
         if let Some(url) = redis_url() {
-            c.placement_strategy = "lock".into();
-            c.redis_url = Some(url);
+            c.placement_strategy = stampede::config::PlacementStrategy::Lock;
+            c.redis_url = Some(url.into());
             c.redis_prefix = format!("{}:", unique("locktest"));
         }
     },
     |app| async move {
-        if app.state.config.placement_strategy != "lock" {
+        if app.state.config.placement_strategy != stampede::config::PlacementStrategy::Lock {
             assert!(
                 std::env::var("STAMPEDE_TEST_REQUIRE_PG").is_err(),
                 "STAMPEDE_TEST_REDIS_URL is required in CI"

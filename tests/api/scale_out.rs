@@ -37,7 +37,7 @@ pub fn redis_url() -> Option<String> {
 /// Test bodies return early when [`on_redis`] is false.
 pub fn with_redis(config: &mut Config) {
     if let Some(url) = redis_url() {
-        config.redis_url = Some(url);
+        config.redis_url = Some(url.into());
         config.redis_prefix = format!("{}:", unique("t"));
         config.redis_probe_ms = 100;
     }
@@ -49,7 +49,13 @@ pub fn on_redis(app: &TestApp) -> bool {
 
 /// A raw connection to the test's Redis, to look behind the server's back.
 pub async fn raw_redis(app: &TestApp) -> redis::aio::MultiplexedConnection {
-    let url = app.state.config.redis_url.as_deref().expect("on redis");
+    let url = app
+        .state
+        .config
+        .redis_url
+        .as_ref()
+        .expect("on redis")
+        .expose();
     redis::Client::open(url)
         .expect("redis url")
         .get_multiplexed_async_connection()
@@ -317,7 +323,7 @@ backend_tests!(redis_dying_mid_drop_never_oversells, |app| async move {
     let mut redis = PrivateRedis::start().await;
     let (node, handle) = app
         .another_node(|c| {
-            c.redis_url = Some(redis.url());
+            c.redis_url = Some(redis.url().into());
             c.redis_probe_ms = 100;
             c.redis_timeout_ms = 200;
         })

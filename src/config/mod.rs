@@ -1,0 +1,219 @@
+//! Configuration: `STAMPEDE_*` environment variables over an optional `stampede.toml` over
+//! defaults (DESIGN §5). Every limit is named with its unit and validated at start.
+//!
+//! Each setting is declared once below (name and unit, type, default, rule, doc, secret or
+//! not); `declare.rs` derives the struct, `Default`, the environment, the validation and
+//! `Debug` from it. Only the checks that span several settings are written by hand.
+//! A leaf module: it uses nothing from the rest of the crate.
+
+mod choice;
+mod declare;
+mod env;
+mod error;
+mod secret;
+#[cfg(test)]
+mod tests;
+
+pub use choice::{PaymentGateway, PlacementStrategy};
+pub use declare::Setting;
+pub use error::ConfigError;
+pub use secret::{redact_url, ConnectionUrl, Secret};
+
+use declare::{settings, Any, Check, Rule};
+use std::net::SocketAddr;
+
+settings! {
+    /// Stampede's settings. `Debug` shows every one, with secrets and URL credentials
+    /// redacted.
+    pub struct Config {
+        /// `sqlite://FILE` (embedded default) or `postgres://…`.
+        database_url: ConnectionUrl = "sqlite://stampede.db".into(),
+            Check(database_url_scheme), secret;
+        /// Address the HTTP API listens on.
+        http_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), Any;
+        /// HS256 signing secret for access tokens, at least 32 bytes. When unset, a random
+        /// one is generated once and kept in the database, so every node and CLI command on
+        /// that database agrees.
+        jwt_secret: Option<Secret> = None, Check(jwt_secret_length), secret;
+        /// Lifetime of an access token.
+        access_token_ttl_secs: u64 = 900, 1..=86_400;
+        /// Lifetime of a refresh token (rotated on use); at least the access token's.
+        refresh_token_ttl_secs: u64 = 14 * 24 * 3600, Any;
+        /// How long an order's holds wait for payment before the sweeper releases them.
+        hold_ttl_secs: u64 = 600, 1..=7 * 86_400;
+        /// How often the sweeper releases expired holds and confirms due purchases.
+        sweeper_interval_ms: u64 = 1000, 10..=3_600_000;
+        /// Orders the sweeper expires, and orders it confirms, per pass.
+        sweeper_batch_max: i64 = 500, 1..=10_000;
+        /// How long after payment the sweeper confirms a purchase the buyer has not
+        /// confirmed (at most 90 days).
+        auto_confirm_after_secs: u64 = 7 * 86_400, 1..=90 * 86_400;
+        /// How long a waitlist offer (a held order) waits for payment before it lapses and
+        /// passes to the next in line.
+        waitlist_offer_ttl_secs: u64 = 300, 1..=7 * 86_400;
+        /// How often the waitlist worker looks for offers to make or settle when no event
+        /// woke it (a safety net: `stock.changed` and `order.*` events wake it at once).
+        waitlist_interval_ms: u64 = 5000, 10..=3_600_000;
+        /// Points a confirmed purchase earns, in basis points of its `payable` (100 = 1%).
+        points_earn_rate_bps: i64 = 100, 0..=10_000;
+        /// How long earned (and, by default, granted) points stay valid.
+        points_valid_days: u64 = 365, 1..=3650;
+        /// How often the points expiry job runs (on the one node holding its lease).
+        points_expiry_interval_secs: u64 = 86_400, 1..=7 * 86_400;
+        /// Largest number of orders placed in one transaction; 1 is the naive baseline.
+        placement_batch_max: usize = 256, 1..=10_000;
+        /// How long the writer waits for more orders after the first one of a batch
+        /// arrives.
+        placement_linger_ms: u64 = 1, 0..=1000;
+        /// Orders queued for the writers (their callers wait for the answer); beyond it,
+        /// attempts go to the waiting room.
+        placement_queue_depth: usize = 4096, 1..=1_000_000;
+        /// `batch` (the placement writer) or `lock`: the seeds' Redis-lock-per-product
+        /// approach, kept only as the benchmark baseline; it needs `redis_url`.
+        placement_strategy: PlacementStrategy = PlacementStrategy::Batch, Any;
+        /// Lock baseline: longest wait for a product lock.
+        lock_wait_ms: u64 = 3000, 1..=60_000;
+        /// Lock baseline: lease of a product lock.
+        lock_lease_ms: u64 = 3000, 1..=60_000;
+        /// Lock baseline: pause between tries for a product lock.
+        lock_retry_ms: u64 = 5, 1..=1000;
+        /// Attempts that may wait in the waiting room (202 + ticket); beyond it, 503.
+        /// 0 = none.
+        waiting_room_depth: usize = 100_000, 0..=10_000_000;
+        /// How long a finished waiting-room ticket's outcome stays readable.
+        waiting_room_ticket_ttl_secs: u64 = 300, 1..=86_400;
+        /// Concurrent placement writers (SQLite serialises writes anyway; PostgreSQL can
+        /// overlap batches on different products).
+        placement_writers: usize = 1, 1..=64;
+        /// Size of the database connection pool.
+        db_max_connections: u32 = 16, 1..=1000;
+        /// Longest wait for a connection from the pool.
+        db_acquire_timeout_ms: u64 = 5000, Any;
+        /// Time to produce a response; 408 after it.
+        request_timeout_ms: u64 = 10_000, 1..=300_000;
+        /// Largest request body; 413 above it.
+        body_limit_bytes: usize = 64 * 1024, 1024..=16 * 1024 * 1024;
+        /// How often the event dispatcher polls the outbox when nobody has woken it.
+        outbox_poll_ms: u64 = 200, 1..=60_000;
+        /// `simulated` is the only gateway shipped; it is named so nobody mistakes it for
+        /// money.
+        payment_gateway: PaymentGateway = PaymentGateway::Simulated, Any;
+        /// `redis://…`: nodes share the sold-out gate, the listing cache, rate limits, the
+        /// token deny-list and live-update wake-ups through Redis. Unset: all in-process.
+        redis_url: Option<ConnectionUrl> = None, Check(redis_url_scheme), secret;
+        /// Prepended to every Redis key and channel, so deployments (and tests) can share
+        /// one.
+        redis_prefix: String = "stampede:".into(), Check(redis_prefix_shape);
+        /// Longest wait for one Redis call before falling back to the in-process/database
+        /// path.
+        redis_timeout_ms: u64 = 250, 1..=10_000;
+        /// How often an unreachable Redis is probed for reconnection.
+        redis_probe_ms: u64 = 1000, 10..=60_000;
+        /// Life of a Redis gate counter not refreshed by a `stock.changed` event.
+        gate_ttl_secs: u64 = 30, 1..=86_400;
+        /// Life of a cached product page or row (a safety net: events invalidate them).
+        cache_ttl_secs: u64 = 60, 1..=86_400;
+        /// Cached pages and rows kept in process.
+        cache_max_entries: usize = 10_000, 1..=1_000_000;
+        /// Requests per second per signed-in user, sustained; 0 disables the limit.
+        rate_limit_user_per_sec: u32 = 20, 0..=1_000_000;
+        /// Requests a user may make at once above the sustained rate; 1..=10000000 when
+        /// the rate is set.
+        rate_limit_user_burst: u32 = 40, Any;
+        /// Requests per second per client IP address, sustained; 0 disables the limit.
+        rate_limit_ip_per_sec: u32 = 2000, 0..=1_000_000;
+        /// Requests a client IP address may make at once above the sustained rate;
+        /// 1..=10000000 when the rate is set.
+        rate_limit_ip_burst: u32 = 4000, Any;
+    }
+}
+
+fn database_url_scheme(url: &ConnectionUrl) -> Result<(), &'static str> {
+    let url = url.expose();
+    (url.starts_with("sqlite:") || url.starts_with("postgres"))
+        .then_some(())
+        .ok_or("must start with sqlite:// or postgres://")
+}
+
+fn jwt_secret_length(secret: &Option<Secret>) -> Result<(), &'static str> {
+    match secret {
+        Some(secret) if secret.expose().len() < 32 => Err("must be at least 32 bytes"),
+        _ => Ok(()),
+    }
+}
+
+fn redis_url_scheme(url: &Option<ConnectionUrl>) -> Result<(), &'static str> {
+    match url.as_ref().map(ConnectionUrl::expose) {
+        Some(url) if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) => {
+            Err("must start with redis:// (TLS is not supported)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Short, and without whitespace, which Redis key patterns and channel names would split.
+#[allow(
+    clippy::ptr_arg,
+    reason = "a `Check` function takes the field's own type"
+)]
+fn redis_prefix_shape(prefix: &String) -> Result<(), &'static str> {
+    ((1..=64).contains(&prefix.len()) && !prefix.contains(char::is_whitespace))
+        .then_some(())
+        .ok_or("must be 1 to 64 bytes without whitespace")
+}
+
+impl Config {
+    /// Defaults, then `stampede.toml` (or the file in `STAMPEDE_CONFIG`) if present, then
+    /// the environment; validated.
+    pub fn load() -> Result<Config, ConfigError> {
+        let path = std::env::var("STAMPEDE_CONFIG").unwrap_or_else(|_| "stampede.toml".into());
+        let mut config = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError(format!("{path}: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(ConfigError(format!("{path}: {e}"))),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Each setting's own rule, then the rules that tie settings together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_each()?;
+        self.validate_together()
+    }
+
+    fn validate_together(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, what: &str| ok.then_some(()).ok_or(ConfigError(what.to_owned()));
+        check(
+            self.refresh_token_ttl_secs >= self.access_token_ttl_secs,
+            "refresh_token_ttl_secs must be >= access_token_ttl_secs",
+        )?;
+        let strategy_ready = match self.placement_strategy {
+            PlacementStrategy::Batch => true,
+            PlacementStrategy::Lock => self.redis_url.is_some(),
+        };
+        check(
+            strategy_ready,
+            "placement_strategy must be \"batch\", or \"lock\" with redis_url set",
+        )?;
+        // A burst only means something under a rate; 0 turns the limit (and it) off.
+        for (rate, burst, burst_name) in [
+            (
+                self.rate_limit_user_per_sec,
+                self.rate_limit_user_burst,
+                "rate_limit_user_burst",
+            ),
+            (
+                self.rate_limit_ip_per_sec,
+                self.rate_limit_ip_burst,
+                "rate_limit_ip_burst",
+            ),
+        ] {
+            if rate != 0 {
+                (1..=10_000_000).check(burst_name, &burst)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,604 @@
+use super::*;
+
+/// A configuration read from defaults and these environment variables, not validated.
+fn from_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    config.apply_env(|name| {
+        vars.iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, value)| (*value).to_owned())
+    })?;
+    Ok(config)
+}
+
+#[test]
+fn environment_overrides_defaults_and_is_validated() {
+    let mut config = Config::default();
+    let env = |name: &str| match name {
+        "STAMPEDE_PLACEMENT_BATCH_MAX" => Some("1".to_owned()),
+        "STAMPEDE_HTTP_ADDR" => Some("0.0.0.0:9000".to_owned()),
+        _ => None,
+    };
+    config.apply_env(env).unwrap();
+    assert_eq!(config.placement_batch_max, 1);
+    assert_eq!(config.http_addr.port(), 9000);
+    config.placement_batch_max = 0;
+    assert!(config.validate().is_err());
+    let bad = |name: &str| (name == "STAMPEDE_HOLD_TTL_SECS").then(|| "soon".to_owned());
+    assert!(Config::default().apply_env(bad).is_err());
+}
+
+#[test]
+fn auto_confirmation_is_one_second_to_ninety_days() {
+    assert_eq!(Config::default().auto_confirm_after_secs, 604_800);
+    let mut config = Config::default();
+    let env = |name: &str| (name == "STAMPEDE_AUTO_CONFIRM_AFTER_SECS").then(|| "86400".to_owned());
+    config.apply_env(env).unwrap();
+    assert_eq!(config.auto_confirm_after_secs, 86_400);
+    for (secs, ok) in [(0, false), (1, true), (7_776_000, true), (7_776_001, false)] {
+        config.auto_confirm_after_secs = secs;
+        assert_eq!(config.validate().is_ok(), ok, "{secs}");
+    }
+}
+
+#[test]
+fn waitlist_settings_are_read_and_validated() {
+    let config = Config::default();
+    assert_eq!(
+        (config.waitlist_offer_ttl_secs, config.waitlist_interval_ms),
+        (300, 5000)
+    );
+    let mut config = Config::default();
+    let env = |name: &str| match name {
+        "STAMPEDE_WAITLIST_OFFER_TTL_SECS" => Some("60".to_owned()),
+        "STAMPEDE_WAITLIST_INTERVAL_MS" => Some("250".to_owned()),
+        _ => None,
+    };
+    config.apply_env(env).unwrap();
+    assert_eq!(config.waitlist_offer_ttl_secs, 60);
+    assert_eq!(config.waitlist_interval_ms, 250);
+    for (ttl, interval, ok) in [
+        (0, 5000, false),
+        (604_801, 5000, false),
+        (1, 9, false),
+        (1, 10, true),
+    ] {
+        config.waitlist_offer_ttl_secs = ttl;
+        config.waitlist_interval_ms = interval;
+        assert_eq!(config.validate().is_ok(), ok, "{ttl} {interval}");
+    }
+}
+
+#[test]
+fn points_settings_are_read_and_validated() {
+    let config = Config::default();
+    assert_eq!(
+        (
+            config.points_earn_rate_bps,
+            config.points_valid_days,
+            config.points_expiry_interval_secs
+        ),
+        (100, 365, 86_400)
+    );
+    let mut config = Config::default();
+    let env = |name: &str| match name {
+        "STAMPEDE_POINTS_EARN_RATE_BPS" => Some("250".to_owned()),
+        "STAMPEDE_POINTS_EXPIRY_INTERVAL_SECS" => Some("1".to_owned()),
+        _ => None,
+    };
+    config.apply_env(env).unwrap();
+    assert_eq!(config.points_earn_rate_bps, 250);
+    assert_eq!(config.points_expiry_interval_secs, 1);
+    assert!(config.validate().is_ok());
+    for (bps, days, secs, ok) in [
+        (-1, 365, 60, false),
+        (10_001, 365, 60, false),
+        (0, 365, 60, true),
+        (100, 0, 60, false),
+        (100, 365, 0, false),
+        (100, 365, 604_801, false),
+    ] {
+        config.points_earn_rate_bps = bps;
+        config.points_valid_days = days;
+        config.points_expiry_interval_secs = secs;
+        assert_eq!(config.validate().is_ok(), ok, "{bps} {days} {secs}");
+    }
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let config = Config {
+        database_url: "postgres://app:hunter2@db/stampede".into(),
+        jwt_secret: Some(Secret::new("x".repeat(40))),
+        ..Config::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains(&"x".repeat(40)), "{shown}");
+    let with_redis = Config {
+        redis_url: Some("redis://:s3cret@cache:6379/0".into()),
+        ..Config::default()
+    };
+    let shown = format!("{with_redis:?}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(!shown.contains(&"x".repeat(40)));
+}
+
+#[test]
+fn shared_state_settings_are_read_and_validated() {
+    let mut config = Config::default();
+    let env = |name: &str| match name {
+        "STAMPEDE_REDIS_URL" => Some("redis://127.0.0.1:6379".to_owned()),
+        "STAMPEDE_RATE_LIMIT_IP_PER_SEC" => Some("0".to_owned()),
+        _ => None,
+    };
+    config.apply_env(env).unwrap();
+    assert_eq!(
+        config.redis_url.as_ref().map(ConnectionUrl::expose),
+        Some("redis://127.0.0.1:6379")
+    );
+    assert_eq!(config.rate_limit_ip_per_sec, 0);
+    assert!(config.validate().is_ok(), "0 disables a limit");
+    let bad = [
+        Config {
+            redis_url: Some("rediss://tls-host".into()),
+            ..Config::default()
+        },
+        Config {
+            rate_limit_user_burst: 0,
+            ..Config::default()
+        },
+        Config {
+            redis_prefix: String::new(),
+            ..Config::default()
+        },
+        Config {
+            redis_timeout_ms: 0,
+            ..Config::default()
+        },
+    ];
+    for config in bad {
+        assert!(config.validate().is_err(), "{config:?}");
+    }
+}
+
+#[test]
+fn toml_file_is_read() {
+    let config: Config = toml::from_str("hold_ttl_secs = 30\nplacement_batch_max = 8").unwrap();
+    assert_eq!(config.hold_ttl_secs, 30);
+    assert_eq!(config.placement_batch_max, 8);
+    assert_eq!(config.http_addr, Config::default().http_addr);
+}
+
+/// The values of `Config::default()` before settings were declared once (issue 8).
+#[test]
+fn defaults_are_unchanged() {
+    let expected = [
+        ("database_url", "\"sqlite://stampede.db\""),
+        ("http_addr", "127.0.0.1:8080"),
+        ("jwt_secret", "None"),
+        ("access_token_ttl_secs", "900"),
+        ("refresh_token_ttl_secs", "1209600"),
+        ("hold_ttl_secs", "600"),
+        ("sweeper_interval_ms", "1000"),
+        ("sweeper_batch_max", "500"),
+        ("auto_confirm_after_secs", "604800"),
+        ("waitlist_offer_ttl_secs", "300"),
+        ("waitlist_interval_ms", "5000"),
+        ("points_earn_rate_bps", "100"),
+        ("points_valid_days", "365"),
+        ("points_expiry_interval_secs", "86400"),
+        ("placement_batch_max", "256"),
+        ("placement_linger_ms", "1"),
+        ("placement_queue_depth", "4096"),
+        ("placement_strategy", "\"batch\""),
+        ("lock_wait_ms", "3000"),
+        ("lock_lease_ms", "3000"),
+        ("lock_retry_ms", "5"),
+        ("waiting_room_depth", "100000"),
+        ("waiting_room_ticket_ttl_secs", "300"),
+        ("placement_writers", "1"),
+        ("db_max_connections", "16"),
+        ("db_acquire_timeout_ms", "5000"),
+        ("request_timeout_ms", "10000"),
+        ("body_limit_bytes", "65536"),
+        ("outbox_poll_ms", "200"),
+        ("payment_gateway", "\"simulated\""),
+        ("redis_url", "None"),
+        ("redis_prefix", "\"stampede:\""),
+        ("redis_timeout_ms", "250"),
+        ("redis_probe_ms", "1000"),
+        ("gate_ttl_secs", "30"),
+        ("cache_ttl_secs", "60"),
+        ("cache_max_entries", "10000"),
+        ("rate_limit_user_per_sec", "20"),
+        ("rate_limit_user_burst", "40"),
+        ("rate_limit_ip_per_sec", "2000"),
+        ("rate_limit_ip_burst", "4000"),
+    ];
+    let names: Vec<&str> = Config::SETTINGS.iter().map(|s| s.name).collect();
+    let expected_names: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, expected_names);
+    let shown = format!("{:?}", Config::default());
+    for (name, value) in expected {
+        assert!(
+            shown.contains(&format!(" {name}: {value},"))
+                || shown.contains(&format!(" {name}: {value} }}")),
+            "{name} = {value} in {shown}"
+        );
+    }
+    assert!(Config::default().validate().is_ok());
+}
+
+/// Every range as it was before settings were declared once (issue 8): each bound is
+/// accepted, each value just outside is refused with `<name> must be <lo>..=<hi>`.
+#[test]
+fn ranges_are_unchanged() {
+    let ranges: [(&str, i64, i64); 30] = [
+        ("access_token_ttl_secs", 1, 86_400),
+        ("hold_ttl_secs", 1, 604_800),
+        ("sweeper_interval_ms", 10, 3_600_000),
+        ("sweeper_batch_max", 1, 10_000),
+        ("auto_confirm_after_secs", 1, 7_776_000),
+        ("waitlist_offer_ttl_secs", 1, 604_800),
+        ("waitlist_interval_ms", 10, 3_600_000),
+        ("points_earn_rate_bps", 0, 10_000),
+        ("points_valid_days", 1, 3650),
+        ("points_expiry_interval_secs", 1, 604_800),
+        ("placement_batch_max", 1, 10_000),
+        ("placement_linger_ms", 0, 1000),
+        ("placement_queue_depth", 1, 1_000_000),
+        ("lock_wait_ms", 1, 60_000),
+        ("lock_lease_ms", 1, 60_000),
+        ("lock_retry_ms", 1, 1000),
+        ("waiting_room_depth", 0, 10_000_000),
+        ("waiting_room_ticket_ttl_secs", 1, 86_400),
+        ("placement_writers", 1, 64),
+        ("db_max_connections", 1, 1000),
+        ("request_timeout_ms", 1, 300_000),
+        ("body_limit_bytes", 1024, 16 * 1024 * 1024),
+        ("outbox_poll_ms", 1, 60_000),
+        ("redis_timeout_ms", 1, 10_000),
+        ("redis_probe_ms", 10, 60_000),
+        ("gate_ttl_secs", 1, 86_400),
+        ("cache_ttl_secs", 1, 86_400),
+        ("cache_max_entries", 1, 1_000_000),
+        ("rate_limit_user_per_sec", 0, 1_000_000),
+        ("rate_limit_ip_per_sec", 0, 1_000_000),
+    ];
+    for (name, lo, hi) in ranges {
+        let var = format!("STAMPEDE_{}", name.to_ascii_uppercase());
+        let validated = |value: i64| {
+            let value = value.to_string();
+            from_env(&[(var.as_str(), value.as_str())])?.validate()
+        };
+        validated(lo).unwrap_or_else(|e| panic!("{name} = {lo}: {e}"));
+        validated(hi).unwrap_or_else(|e| panic!("{name} = {hi}: {e}"));
+        let refused = format!("configuration: {name} must be {lo}..={hi}");
+        assert_eq!(validated(hi + 1).unwrap_err().to_string(), refused);
+        match validated(lo - 1) {
+            Err(e) if lo == 0 && name != "points_earn_rate_bps" => {
+                assert!(e.to_string().contains("cannot parse"), "{e}")
+            }
+            Err(e) => assert_eq!(e.to_string(), refused),
+            Ok(()) => panic!("{name} = {} accepted", lo - 1),
+        }
+    }
+    // The other numbers have no range of their own: only cross-field checks, or none yet.
+    let unbounded: Vec<&str> = Config::SETTINGS
+        .iter()
+        .filter(|s| is_number(s.ty) && !ranges.iter().any(|(name, ..)| *name == s.name))
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(
+        unbounded,
+        [
+            "refresh_token_ttl_secs",
+            "db_acquire_timeout_ms",
+            "rate_limit_user_burst",
+            "rate_limit_ip_burst"
+        ]
+    );
+}
+
+fn is_number(ty: &str) -> bool {
+    ["u32", "u64", "usize", "i64"].contains(&ty)
+}
+
+#[test]
+fn cross_field_rules_hold() {
+    let refused = |config: Config| config.validate().unwrap_err().to_string();
+    let short_refresh = Config {
+        refresh_token_ttl_secs: 899,
+        ..Config::default()
+    };
+    assert_eq!(
+        refused(short_refresh),
+        "configuration: refresh_token_ttl_secs must be >= access_token_ttl_secs"
+    );
+    let lock = Config {
+        placement_strategy: PlacementStrategy::Lock,
+        ..Config::default()
+    };
+    assert_eq!(
+        refused(lock.clone()),
+        "configuration: placement_strategy must be \"batch\", or \"lock\" with redis_url set"
+    );
+    let lock_on_redis = Config {
+        redis_url: Some("redis://cache".into()),
+        ..lock
+    };
+    assert!(lock_on_redis.validate().is_ok());
+    let no_burst = Config {
+        rate_limit_ip_burst: 0,
+        ..Config::default()
+    };
+    assert_eq!(
+        refused(no_burst),
+        "configuration: rate_limit_ip_burst must be 1..=10000000"
+    );
+    let huge_burst = Config {
+        rate_limit_user_burst: 10_000_001,
+        ..Config::default()
+    };
+    assert!(huge_burst.validate().is_err());
+    let no_rate_no_burst = Config {
+        rate_limit_user_per_sec: 0,
+        rate_limit_user_burst: 0,
+        rate_limit_ip_per_sec: 0,
+        rate_limit_ip_burst: 0,
+        ..Config::default()
+    };
+    assert!(no_rate_no_burst.validate().is_ok());
+}
+
+#[test]
+fn checked_strings_keep_their_messages() {
+    for (var, value, message) in [
+        (
+            "STAMPEDE_DATABASE_URL",
+            "mysql://db",
+            "database_url must start with sqlite:// or postgres://",
+        ),
+        (
+            "STAMPEDE_JWT_SECRET",
+            "short",
+            "jwt_secret must be at least 32 bytes",
+        ),
+        (
+            "STAMPEDE_REDIS_URL",
+            "rediss://h",
+            "redis_url must start with redis:// (TLS is not supported)",
+        ),
+        (
+            "STAMPEDE_REDIS_PREFIX",
+            "a b",
+            "redis_prefix must be 1 to 64 bytes without whitespace",
+        ),
+    ] {
+        let refused = from_env(&[(var, value)]).unwrap().validate().unwrap_err();
+        assert_eq!(refused.to_string(), format!("configuration: {message}"));
+    }
+    let (secret, prefix) = ("k".repeat(32), "p".repeat(64));
+    let fine = from_env(&[
+        ("STAMPEDE_DATABASE_URL", "postgres://u:p@db/s"),
+        ("STAMPEDE_JWT_SECRET", &secret),
+        ("STAMPEDE_REDIS_URL", "redis+unix:///run/redis.sock"),
+        ("STAMPEDE_REDIS_PREFIX", &prefix),
+    ]);
+    fine.unwrap().validate().unwrap();
+}
+
+#[test]
+fn every_setting_appears_in_debug() {
+    let shown = format!("{:?}", Config::default());
+    for setting in Config::SETTINGS {
+        assert_eq!(
+            shown.matches(&format!(" {}: ", setting.name)).count(),
+            1,
+            "{} in {shown}",
+            setting.name
+        );
+    }
+    assert!(!shown.contains(".."), "{shown}");
+}
+
+#[test]
+fn no_secret_value_appears_in_debug() {
+    let secrets: Vec<&str> = Config::SETTINGS
+        .iter()
+        .filter(|s| s.secret)
+        .map(|s| s.name)
+        .collect();
+    // A new secret setting must be given a value below.
+    assert_eq!(secrets, ["database_url", "jwt_secret", "redis_url"]);
+    let config = from_env(&[
+        (
+            "STAMPEDE_DATABASE_URL",
+            "postgres://app:hunter2@db/stampede?password=pw1",
+        ),
+        ("STAMPEDE_JWT_SECRET", "signing-key-signing-key-signing-key"),
+        ("STAMPEDE_REDIS_URL", "redis://t0ken@cache:6379"),
+    ])
+    .unwrap();
+    config.validate().unwrap();
+    for shown in [format!("{config:?}"), format!("{config:#?}")] {
+        for secret in ["hunter2", "pw1", "signing-key", "t0ken"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // Redaction hides the credentials, not where they lead.
+        assert!(
+            shown.contains("postgres://app:***@db/stampede?password=***"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert!(shown.contains("redis://***@cache:6379"), "{shown}");
+    }
+}
+
+/// A value for each type of setting, different from every default, and how `Debug` shows
+/// it. A new type of setting must be added here.
+fn sample(ty: &str) -> (&'static str, &'static str) {
+    match ty {
+        "u32" | "u64" | "usize" | "i64" => ("7", "7"),
+        "SocketAddr" => ("0.0.0.0:9000", "0.0.0.0:9000"),
+        "String" => ("other:", "\"other:\""),
+        "ConnectionUrl" => ("postgres://db/s", "\"postgres://db/s\""),
+        "Option<ConnectionUrl>" => ("redis://cache", "Some(\"redis://cache\")"),
+        "Option<Secret>" => ("0123456789abcdef0123456789abcdef", "Some(<redacted>)"),
+        "PlacementStrategy" => ("lock", "\"lock\""),
+        // Its only variant is the default; the parsing is tested in `choice`.
+        "PaymentGateway" => ("simulated", "\"simulated\""),
+        other => panic!("no sample value for settings of type {other}"),
+    }
+}
+
+#[test]
+fn every_setting_is_read_from_the_environment() {
+    let vars: Vec<(String, &str)> = Config::SETTINGS
+        .iter()
+        .map(|s| (s.env_var(), sample(s.ty).0))
+        .collect();
+    let mut config = Config::default();
+    config
+        .apply_env(|name| {
+            let found = vars.iter().find(|(var, _)| var == name);
+            found.map(|(_, value)| (*value).to_owned())
+        })
+        .unwrap();
+    let shown = format!("{config:?}");
+    for setting in Config::SETTINGS {
+        let expected = format!(" {}: {}", setting.name, sample(setting.ty).1);
+        assert!(shown.contains(&expected), "{expected} in {shown}");
+    }
+    assert_eq!(config.placement_strategy, PlacementStrategy::Lock);
+    assert_eq!(
+        config.jwt_secret.as_ref().map(Secret::expose),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+}
+
+#[test]
+fn unreadable_values_name_their_variable() {
+    for setting in Config::SETTINGS {
+        let var = setting.env_var();
+        let texts = [
+            "String",
+            "ConnectionUrl",
+            "Option<ConnectionUrl>",
+            "Option<Secret>",
+        ];
+        let accepts_any_text = texts.contains(&setting.ty);
+        match from_env(&[(var.as_str(), "eleven")]) {
+            Ok(_) => assert!(accepts_any_text, "{var}=eleven accepted"),
+            Err(e) => assert!(
+                e.to_string()
+                    .starts_with(&format!("configuration: {var}: ")),
+                "{e}"
+            ),
+        }
+    }
+    let unknown = from_env(&[("STAMPEDE_PLACEMENT_STRATEGY", "fifo")]).unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        "configuration: STAMPEDE_PLACEMENT_STRATEGY: unknown variant `fifo`, expected `batch` or `lock`"
+    );
+}
+
+#[test]
+fn toml_reads_every_kind_of_setting_and_the_environment_wins() {
+    let text = r#"
+        database_url = "postgres://app:pw@db/stampede"
+        jwt_secret = "0123456789abcdef0123456789abcdef"
+        redis_url = "redis://cache"
+        placement_strategy = "lock"
+        payment_gateway = "simulated"
+        http_addr = "0.0.0.0:9000"
+        hold_ttl_secs = 30
+        placement_batch_max = 8
+    "#;
+    let mut config: Config = toml::from_str(text).unwrap();
+    assert_eq!(
+        config.database_url.expose(),
+        "postgres://app:pw@db/stampede"
+    );
+    assert!(config.jwt_secret.is_some());
+    assert_eq!(config.placement_strategy, PlacementStrategy::Lock);
+    assert_eq!(config.http_addr.port(), 9000);
+    let env = |name: &str| (name == "STAMPEDE_HOLD_TTL_SECS").then(|| "45".to_owned());
+    config.apply_env(env).unwrap();
+    assert_eq!((config.hold_ttl_secs, config.placement_batch_max), (45, 8));
+    assert_eq!(
+        config.sweeper_interval_ms,
+        Config::default().sweeper_interval_ms
+    );
+    config.validate().unwrap();
+    for bad in [
+        "hold_ttl = 30",
+        "placement_strategy = \"fifo\"",
+        "payment_gateway = \"portone\"",
+    ] {
+        assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
+    }
+}
+
+/// STYLE 7: a number is named with its unit, or is a count named by what it counts.
+#[test]
+fn numbers_are_named_with_their_unit() {
+    let units = ["_secs", "_ms", "_bytes", "_bps", "_days", "_per_sec"];
+    let counts = [
+        "_max",
+        "_depth",
+        "_entries",
+        "_connections",
+        "_writers",
+        "_burst",
+    ];
+    for setting in Config::SETTINGS.iter().filter(|s| is_number(s.ty)) {
+        assert!(
+            units
+                .iter()
+                .chain(&counts)
+                .any(|end| setting.name.ends_with(end)),
+            "{} has no unit",
+            setting.name
+        );
+    }
+}
+
+#[test]
+fn readme_lists_every_setting() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("\n## Configuration\n")
+        .expect("a Configuration section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..]
+        .find("\n## ")
+        .map_or(section.len(), |end| end + 1)];
+    for setting in Config::SETTINGS {
+        let var = format!("`{}`", setting.env_var());
+        assert!(
+            section.contains(&var),
+            "README's configuration table lacks {var}"
+        );
+    }
+    // And lists nothing that is not a setting.
+    let known: Vec<String> = Config::SETTINGS.iter().map(Setting::env_var).collect();
+    for row in section
+        .lines()
+        .filter(|line| line.starts_with("| `STAMPEDE_"))
+    {
+        let names = row.split('|').nth(1).unwrap_or_default();
+        for name in names
+            .split('`')
+            .filter(|part| part.starts_with("STAMPEDE_"))
+        {
+            assert!(
+                known.iter().any(|k| k == name),
+                "README lists unknown {name}"
+            );
+        }
+    }
+}
