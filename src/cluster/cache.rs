@@ -53,7 +53,7 @@ pub struct LevelsSeen {
     pub levels: StockLevels,
 }
 
-/// One implementation per mode, chosen once in `server.rs`.
+/// One implementation per mode, chosen once in `Cluster::build`.
 #[async_trait]
 pub trait CatalogCache: Send + Sync {
     async fn get(&self, key: CacheKey) -> Lookup;

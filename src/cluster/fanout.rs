@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// One implementation per mode, chosen once in `server.rs`.
+/// One implementation per mode, chosen once in `Cluster::build`.
 #[async_trait]
 pub trait Fanout: Send + Sync {
     /// This node committed events up to `last_event_id`: wake the others.

@@ -44,7 +44,7 @@ pub struct StockSeen {
     pub available: i64,
 }
 
-/// One implementation per mode, chosen once in `server.rs`.
+/// One implementation per mode, chosen once in `Cluster::build`.
 #[async_trait]
 pub trait StockGate: Send + Sync {
     /// `attempt` names the buyer's attempt (user and idempotency key); `lines` are

@@ -53,7 +53,7 @@ pub struct Refusal {
     pub retry_after: Duration,
 }
 
-/// One implementation per mode, chosen once in `server.rs`.
+/// One implementation per mode, chosen once in `Cluster::build`.
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Takes one request from every bucket, or from none if any refuses.

@@ -1,7 +1,7 @@
 //! The waitlist of a sold-out product (issue 3, item 5): buyers queue for units that come
 //! back; the first in line is offered them as an ordinary held order with its own payment
 //! deadline, and an offer that lapses passes to the next. The rules here are pure; the
-//! worker that makes offers lives in `crate::waitlist`.
+//! worker that makes offers lives in `app::waitlist::offers`.
 
 use super::error::DomainError;
 use super::event_names as events;
