@@ -78,7 +78,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         max_connections: config.db_max_connections,
         acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
     };
-    let store = store::connect(&config.database_url, &options)
+    let store = store::open::connect(&config.database_url, &options)
         .await
         .with_context(|| {
             format!(
@@ -86,7 +86,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 crate::config::redact_url(&config.database_url)
             )
         })?;
-    store.migrate().await.context("migrating the database")?;
+    store
+        .migrate(Timestamp::now())
+        .await
+        .context("migrating the database")?;
     Ok(store)
 }
 

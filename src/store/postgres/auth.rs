@@ -3,9 +3,8 @@
 use super::{classify, outbox, ts, PgStore};
 use crate::domain::events;
 use crate::domain::Timestamp;
-use crate::store::{
-    role_of, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord,
-};
+use crate::store::rows::role_of;
+use crate::store::{AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord};
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;

@@ -13,6 +13,7 @@ mod auth;
 mod benefits;
 mod catalog;
 mod coupons;
+mod leases;
 mod orders;
 mod outbox;
 mod place;
@@ -69,9 +70,9 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn migrate(&self) -> StoreResult<()> {
+    async fn migrate(&self, now: Timestamp) -> StoreResult<()> {
         for (version, sql) in MIGRATIONS {
-            apply_migration(&self.pool, *version, sql)
+            apply_migration(&self.pool, *version, sql, now)
                 .await
                 .map_err(classify)?;
         }
@@ -94,7 +95,12 @@ impl Store for PgStore {
 /// Applies one migration unless it is recorded, in its own transaction. The advisory lock is
 /// taken before anything else, so a second node waits here and then sees the version as
 /// applied instead of racing on `CREATE TABLE`.
-async fn apply_migration(pool: &PgPool, version: i64, sql: &'static str) -> StoreResult<()> {
+async fn apply_migration(
+    pool: &PgPool,
+    version: i64,
+    sql: &'static str,
+    now: Timestamp,
+) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK_KEY)
@@ -119,7 +125,7 @@ async fn apply_migration(pool: &PgPool, version: i64, sql: &'static str) -> Stor
         .map_err(|e| StoreError::Migration(format!("version {version}: {e}")))?;
     sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
         .bind(version)
-        .bind(Timestamp::now().millis())
+        .bind(now.millis())
         .execute(&mut *tx)
         .await?;
     tracing::info!(version, "applied migration");

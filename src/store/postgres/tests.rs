@@ -72,10 +72,10 @@ where
             .expect("connect to test database"),
     );
     // Two nodes starting at once: the advisory lock makes the second a no-op.
-    let (a, b) = tokio::join!(store.migrate(), store.migrate());
+    let (a, b) = tokio::join!(store.migrate(NOW), store.migrate(NOW));
     a.expect("migrate");
     b.expect("migrate concurrently");
-    store.migrate().await.expect("migrate again");
+    store.migrate(NOW).await.expect("migrate again");
     let outcome = tokio::spawn(body(store.clone())).await;
     store.close().await;
     sqlx::raw_sql(&format!("DROP DATABASE {name} WITH (FORCE)"))

@@ -1,8 +1,7 @@
 use super::{is_unique_violation, map_err, write_event, SqliteStore};
 use crate::domain::{events, Timestamp};
-use crate::store::{
-    role_of, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord,
-};
+use crate::store::rows::role_of;
+use crate::store::{AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;

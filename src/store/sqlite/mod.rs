@@ -11,6 +11,7 @@ mod auth;
 mod benefits;
 mod catalog;
 mod coupons;
+mod leases;
 mod orders;
 mod outbox;
 mod place;
@@ -121,7 +122,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn migrate(&self) -> StoreResult<()> {
+    async fn migrate(&self, now: crate::domain::Timestamp) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -146,7 +147,7 @@ impl Store for SqliteStore {
                 .map_err(|e| StoreError::Migration(format!("sqlite {version}: {e}")))?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
-                .bind(crate::domain::Timestamp::now().millis())
+                .bind(now.millis())
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;

@@ -165,31 +165,6 @@ impl PointsStore for SqliteStore {
         self.expire(user_id, now).await
     }
 
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let mut tx = self.write_tx().await?;
-        let taken = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
-                 expires_at = excluded.expires_at
-             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(until.millis())
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(taken.rows_affected() == 1)
-    }
-
     async fn unprocessed_confirmations(
         &self,
         consumer: &str,
