@@ -1,7 +1,7 @@
 //! What `stampede verify` compares, recomputed from the rows: the same numbers as the
 //! SQLite audit, read from one snapshot.
 
-use super::{classify, orders::parse_status, PgStore};
+use super::{orders::parse_status, PgStore};
 use crate::domain::order::MovementKind;
 use crate::store::{
     benefits_audit, Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, StockAudit,
@@ -20,12 +20,12 @@ fn kind(raw: &str) -> StoreResult<MovementKind> {
 impl AuditStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn audit(&self) -> StoreResult<Audit> {
-        audit(&self.pool).await.map_err(classify)
+        audit(&self.pool).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn benefits_audit(&self) -> StoreResult<BenefitsAudit> {
-        benefits(&self.pool).await.map_err(classify)
+        benefits(&self.pool).await
     }
 }
 

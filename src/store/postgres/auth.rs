@@ -1,14 +1,18 @@
 //! Users, refresh-token sessions, the access-token deny-list and settings.
 
-use super::{classify, outbox, ts, PgStore};
+use super::{outbox, ts, PgStore};
 use crate::domain::events;
 use crate::domain::Timestamp;
+use crate::store::error::conflict_on_unique;
 use crate::store::rows::role_of;
 use crate::store::{AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord};
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 use std::collections::HashMap;
+
+/// The unique constraint on `users.email`, named in `migrations/0001_init.sql`.
+const USERS_EMAIL_KEY: &str = "users_email_key";
 
 fn user_from_row(row: &PgRow) -> StoreResult<UserRecord> {
     let role: String = row.try_get("role")?;
@@ -26,14 +30,12 @@ fn user_from_row(row: &PgRow) -> StoreResult<UserRecord> {
 impl AuthStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn insert_user(&self, user: &NewUser, now: Timestamp) -> StoreResult<UserRecord> {
-        insert_user(&self.pool, user, now).await.map_err(classify)
+        insert_user(&self.pool, user, now).await
     }
 
     #[tracing::instrument(skip_all, fields(count = users.len()))]
     async fn insert_users_bulk(&self, users: &[NewUser], now: Timestamp) -> StoreResult<Vec<i64>> {
-        insert_users_bulk(&self.pool, users, now)
-            .await
-            .map_err(classify)
+        insert_users_bulk(&self.pool, users, now).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -44,8 +46,7 @@ impl AuthStore for PgStore {
         )
         .bind(email)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -57,8 +58,7 @@ impl AuthStore for PgStore {
         )
         .bind(id)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -70,9 +70,7 @@ impl AuthStore for PgStore {
         refresh_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<i64> {
-        create_session(&self.pool, user_id, refresh_hash, refresh_expires_at, now)
-            .await
-            .map_err(classify)
+        create_session(&self.pool, user_id, refresh_hash, refresh_expires_at, now).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -83,9 +81,7 @@ impl AuthStore for PgStore {
         new_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<RotateOutcome> {
-        rotate_refresh(&self.pool, old_hash, new_hash, new_expires_at, now)
-            .await
-            .map_err(classify)
+        rotate_refresh(&self.pool, old_hash, new_hash, new_expires_at, now).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id, session_id = session_id))]
@@ -97,25 +93,22 @@ impl AuthStore for PgStore {
         access_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<()> {
-        revoke_session(&self.pool, user_id, session_id, jti, access_expires_at, now)
-            .await
-            .map_err(classify)
+        revoke_session(&self.pool, user_id, session_id, jti, access_expires_at, now).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn revoked_tokens(&self, now: Timestamp) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at > $1")
-            .bind(now.millis())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| classify(e.into()))
+        Ok(
+            sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at > $1")
+                .bind(now.millis())
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     #[tracing::instrument(skip_all, fields(key = key))]
     async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
-        setting_or_insert(&self.pool, key, value)
-            .await
-            .map_err(classify)
+        setting_or_insert(&self.pool, key, value).await
     }
 }
 
@@ -132,7 +125,8 @@ async fn insert_user(pool: &PgPool, user: &NewUser, now: Timestamp) -> StoreResu
     .bind(user.partner_id)
     .bind(now.millis())
     .fetch_one(&mut *tx)
-    .await?;
+    .await
+    .map_err(conflict_on_unique(USERS_EMAIL_KEY, "email_taken"))?;
     let record = user_from_row(&row)?;
     let event = events::user_created(record.id, record.role, record.partner_id);
     outbox::append(&mut tx, &[event], now).await?;
@@ -169,7 +163,8 @@ async fn insert_users_bulk(
     .bind(&partners)
     .bind(now.millis())
     .fetch_all(&mut *tx)
-    .await?;
+    .await
+    .map_err(conflict_on_unique(USERS_EMAIL_KEY, "email_taken"))?;
     let mut ids = HashMap::with_capacity(rows.len());
     for row in &rows {
         ids.insert(

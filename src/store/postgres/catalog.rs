@@ -1,7 +1,7 @@
 //! Partners, products and their stock accounts outside of order placement.
 
 use super::stock::{self, Movement};
-use super::{classify, outbox, ts, PgStore};
+use super::{outbox, ts, PgStore};
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::MovementKind;
 use crate::domain::Timestamp;
@@ -70,7 +70,7 @@ impl CatalogStore for PgStore {
         commission_rate_bps: i64,
         now: Timestamp,
     ) -> StoreResult<PartnerRecord> {
-        let mut tx = self.pool.begin().await.map_err(|e| classify(e.into()))?;
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO partners (name, commission_rate_bps, created_at) VALUES ($1, $2, $3) \
              RETURNING id, name, commission_rate_bps, created_at",
@@ -79,14 +79,11 @@ impl CatalogStore for PgStore {
         .bind(commission_rate_bps)
         .bind(now.millis())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        .await?;
         let partner = partner_from_row(&row)?;
         let event = events::partner_created(partner.id, partner.commission_rate_bps);
-        outbox::append(&mut tx, &[event], now)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(|e| classify(e.into()))?;
+        outbox::append(&mut tx, &[event], now).await?;
+        tx.commit().await?;
         Ok(partner)
     }
 
@@ -97,8 +94,7 @@ impl CatalogStore for PgStore {
         )
         .bind(id)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        .await?;
         row.as_ref().map(partner_from_row).transpose()
     }
 
@@ -108,20 +104,18 @@ impl CatalogStore for PgStore {
         product: &NewProduct,
         now: Timestamp,
     ) -> StoreResult<ProductRecord> {
-        insert_product(&self.pool, product, now)
-            .await
-            .map_err(classify)
+        insert_product(&self.pool, product, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = id))]
     async fn product(&self, id: i64) -> StoreResult<Option<ProductRecord>> {
-        let mut conn = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
-        product(&mut conn, id).await.map_err(classify)
+        let mut conn = self.pool.acquire().await?;
+        product(&mut conn, id).await
     }
 
     #[tracing::instrument(skip_all, fields(page = page.page, size = page.size))]
     async fn list_products(&self, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
-        list_products(&self.pool, page).await.map_err(classify)
+        list_products(&self.pool, page).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = id))]
@@ -131,9 +125,7 @@ impl CatalogStore for PgStore {
         patch: &ProductPatch,
         now: Timestamp,
     ) -> StoreResult<Option<ProductRecord>> {
-        update_product(&self.pool, id, patch, now)
-            .await
-            .map_err(classify)
+        update_product(&self.pool, id, patch, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id, quantity = quantity))]
@@ -144,9 +136,7 @@ impl CatalogStore for PgStore {
         memo: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<Option<StockLevels>> {
-        inbound(&self.pool, product_id, quantity, memo, now)
-            .await
-            .map_err(classify)
+        inbound(&self.pool, product_id, quantity, memo, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id, delta = delta))]
@@ -157,9 +147,7 @@ impl CatalogStore for PgStore {
         memo: &str,
         now: Timestamp,
     ) -> StoreResult<AdjustOutcome> {
-        adjust(&self.pool, product_id, delta, memo, now)
-            .await
-            .map_err(classify)
+        adjust(&self.pool, product_id, delta, memo, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id, page = page.page))]
@@ -168,9 +156,7 @@ impl CatalogStore for PgStore {
         product_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<MovementRecord>> {
-        movements(&self.pool, product_id, page)
-            .await
-            .map_err(classify)
+        movements(&self.pool, product_id, page).await
     }
 }
 

@@ -5,7 +5,7 @@
 //! buyer waits on the first's index entry, then does nothing), and the `coupon.issued` event,
 //! appended last as `outbox::append` requires. A refused claim rolls everything back.
 
-use super::{classify, outbox, ts, PgStore};
+use super::{outbox, ts, PgStore};
 use crate::domain::coupon::{CouponStatus, DiscountType};
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
 use crate::domain::Timestamp;
@@ -246,14 +246,12 @@ impl CouponStore for PgStore {
         campaign: &NewCampaign,
         now: Timestamp,
     ) -> StoreResult<CampaignRecord> {
-        insert_campaign(&self.pool, campaign, now)
-            .await
-            .map_err(classify)
+        insert_campaign(&self.pool, campaign, now).await
     }
 
     #[tracing::instrument(skip_all, fields(campaign_id = id))]
     async fn campaign(&self, id: i64) -> StoreResult<Option<CampaignRecord>> {
-        campaign(&self.pool, id).await.map_err(classify)
+        campaign(&self.pool, id).await
     }
 
     #[tracing::instrument(skip_all, fields(campaign_id = coupon.campaign_id, user_id = coupon.user_id))]
@@ -262,7 +260,7 @@ impl CouponStore for PgStore {
         coupon: &NewUserCoupon,
         now: Timestamp,
     ) -> StoreResult<IssueOutcome> {
-        issue(&self.pool, coupon, now).await.map_err(classify)
+        issue(&self.pool, coupon, now).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
@@ -271,24 +269,21 @@ impl CouponStore for PgStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<UserCouponRecord>> {
-        user_coupons(&self.pool, user_id, page)
-            .await
-            .map_err(classify)
+        user_coupons(&self.pool, user_id, page).await
     }
 
     #[tracing::instrument(skip_all, fields(campaign_id = campaign_id))]
     async fn coupon_holders(&self, campaign_id: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT user_id FROM user_coupons WHERE campaign_id = $1 ORDER BY user_id",
         )
         .bind(campaign_id)
         .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        .await?)
     }
 
     #[tracing::instrument(skip_all)]
     async fn coupon_audit(&self) -> StoreResult<Vec<CouponAudit>> {
-        coupon_audit(&self.pool).await.map_err(classify)
+        coupon_audit(&self.pool).await
     }
 }

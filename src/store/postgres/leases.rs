@@ -1,6 +1,6 @@
 //! Leases on PostgreSQL: one conditional upsert, serialised by the lease's row lock.
 
-use super::{classify, PgStore};
+use super::PgStore;
 use crate::domain::Timestamp;
 use crate::store::{LeaseStore, StoreResult};
 use async_trait::async_trait;
@@ -28,8 +28,7 @@ impl LeaseStore for PgStore {
         .bind(until.millis())
         .bind(now.millis())
         .execute(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        .await?;
         Ok(taken.rows_affected() == 1)
     }
 }

@@ -3,10 +3,6 @@
 //! ascending id order, `UNIQUE` constraints with `ON CONFLICT`, `CHECK`s as the last line of
 //! defence, and advisory locks only where no row can carry the lock (migrations, the outbox
 //! horizon). All PostgreSQL-specific SQL lives under this folder.
-//!
-//! Trait methods are thin: each calls a function returning [`StoreResult`] with `?` on raw
-//! sqlx errors, and passes the result through [`classify`] once, at the boundary, so a pool
-//! timeout can never leak out as a plain database error.
 
 mod audit;
 mod auth;
@@ -53,8 +49,7 @@ impl PgStore {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect(url)
-            .await
-            .map_err(|e| classify(e.into()))?;
+            .await?;
         Ok(PgStore { pool })
     }
 
@@ -72,19 +67,14 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn migrate(&self, now: Timestamp) -> StoreResult<()> {
         for (version, sql) in MIGRATIONS {
-            apply_migration(&self.pool, *version, sql, now)
-                .await
-                .map_err(classify)?;
+            apply_migration(&self.pool, *version, sql, now).await?;
         }
         Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(e.into()))
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn close(&self) {
@@ -141,36 +131,6 @@ async fn run_script(
     sql: &'static str,
 ) -> Result<PgQueryResult, sqlx::Error> {
     sqlx::Executor::execute(conn, sqlx::raw_sql(sql)).await
-}
-
-/// SQLSTATE of `unique_violation`.
-const UNIQUE_VIOLATION: &str = "23505";
-
-/// Maps a raw database error to the store's vocabulary: the caller may retry `Unavailable`,
-/// must show `Conflict` to the user, and treats the rest as bugs or outages.
-pub(super) fn classify(error: StoreError) -> StoreError {
-    let StoreError::Database(error) = error else {
-        return error;
-    };
-    match &error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            if code == UNIQUE_VIOLATION && db.constraint() == Some("users_email_key") {
-                StoreError::Conflict("email_taken")
-            } else if code.starts_with("08") || code.starts_with("57P") {
-                // Connection exceptions and server shutdown: an outage, not a bug.
-                StoreError::Unavailable(error.to_string())
-            } else {
-                StoreError::Database(error)
-            }
-        }
-        _ => StoreError::Database(error),
-    }
 }
 
 /// Reads an epoch-milliseconds column.

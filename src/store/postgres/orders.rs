@@ -5,7 +5,7 @@
 //! then locks the stock rows in ascending product id order. Placement never locks an order
 //! row, so the two paths cannot wait on each other in a cycle.
 
-use super::{benefits, classify, outbox, place, stock, ts, PgStore};
+use super::{benefits, outbox, place, stock, ts, PgStore};
 use crate::domain::allocation::OrderRequest;
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::{CancelReason, MovementKind};
@@ -126,15 +126,13 @@ impl OrderStore for PgStore {
         pay_by: Timestamp,
         now: Timestamp,
     ) -> StoreResult<BatchResult> {
-        place::place_batch(&self.pool, batch, pay_by, now)
-            .await
-            .map_err(classify)
+        place::place_batch(&self.pool, batch, pay_by, now).await
     }
 
     #[tracing::instrument(skip_all, fields(order_id = id))]
     async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>> {
-        let mut conn = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
-        load_order(&mut conn, id).await.map_err(classify)
+        let mut conn = self.pool.acquire().await?;
+        load_order(&mut conn, id).await
     }
 
     #[tracing::instrument(skip_all, fields(page = page.page, size = page.size))]
@@ -143,22 +141,17 @@ impl OrderStore for PgStore {
         user_id: Option<i64>,
         page: PageRequest,
     ) -> StoreResult<Page<OrderRecord>> {
-        list_orders(&self.pool, user_id, page)
-            .await
-            .map_err(classify)
+        list_orders(&self.pool, user_id, page).await
     }
 
     #[tracing::instrument(skip_all, fields(order_id = payment.order_id))]
     async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(|e| classify(e.into()))?;
-        insert_payment(&mut tx, payment, now)
-            .await
-            .map_err(classify)?;
+        let mut tx = self.pool.begin().await?;
+        insert_payment(&mut tx, payment, now).await?;
         let event = events::payment_failed(payment.order_id, payment.outcome.as_str());
-        outbox::append(&mut tx, &[event], now)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(|e| classify(e.into()))
+        outbox::append(&mut tx, &[event], now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(order_id = order_id))]
@@ -168,9 +161,7 @@ impl OrderStore for PgStore {
         payment: &PaymentAttempt,
         now: Timestamp,
     ) -> StoreResult<TransitionOutcome> {
-        mark_paid(&self.pool, order_id, payment, now)
-            .await
-            .map_err(classify)
+        mark_paid(&self.pool, order_id, payment, now).await
     }
 
     #[tracing::instrument(skip_all, fields(order_id = order_id, reason = reason.as_str()))]
@@ -180,46 +171,40 @@ impl OrderStore for PgStore {
         reason: CancelReason,
         now: Timestamp,
     ) -> StoreResult<TransitionOutcome> {
-        cancel_order(&self.pool, order_id, reason, now)
-            .await
-            .map_err(classify)
+        cancel_order(&self.pool, order_id, reason, now).await
     }
 
     /// A plain read: the sweeper's transition re-checks state and deadline under the row
     /// lock, so two nodes sweeping the same order cannot both cancel it.
     #[tracing::instrument(skip_all)]
     async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'pending_payment' AND pay_by <= $1 \
              ORDER BY pay_by, id LIMIT $2",
         )
         .bind(now.millis())
         .bind(limit.max(0))
         .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        .await?)
     }
 
     #[tracing::instrument(skip_all, fields(order_id = order_id))]
     async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome> {
-        confirm_order(&self.pool, order_id, now)
-            .await
-            .map_err(classify)
+        confirm_order(&self.pool, order_id, now).await
     }
 
     /// A plain read, like `due_orders`: `confirm_order` re-checks the state under the row
     /// lock.
     #[tracing::instrument(skip_all)]
     async fn due_confirmations(&self, cutoff: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'paid' AND paid_at <= $1 \
              ORDER BY paid_at, id LIMIT $2",
         )
         .bind(cutoff.millis())
         .bind(limit.max(0))
         .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        .await?)
     }
 }
 

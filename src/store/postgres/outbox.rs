@@ -11,7 +11,7 @@
 //! Later writers draw higher ids. The cost is one brief stall of the writers' last step per
 //! read, which is why [`append`] must be the last statement of its transaction.
 
-use super::{classify, ts, PgStore};
+use super::{ts, PgStore};
 use crate::domain::events::{Event, NewEvent};
 use crate::domain::Timestamp;
 use crate::store::{OutboxStore, StoreResult};
@@ -67,14 +67,12 @@ pub(super) async fn append(
 impl OutboxStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn last_event_id(&self) -> StoreResult<i64> {
-        last_event_id(&self.pool).await.map_err(classify)
+        last_event_id(&self.pool).await
     }
 
     #[tracing::instrument(skip_all, fields(after = after, limit = limit))]
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        events_after(&self.pool, after, limit)
-            .await
-            .map_err(classify)
+        events_after(&self.pool, after, limit).await
     }
 }
 

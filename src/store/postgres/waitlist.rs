@@ -4,7 +4,7 @@
 //! changed in ascending id order, so two such transactions cannot deadlock. The event is
 //! appended last, as `outbox::append` requires.
 
-use super::{classify, outbox, ts, PgStore};
+use super::{outbox, ts, PgStore};
 use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::{OrderStatus, Timestamp};
 use crate::store::{
@@ -243,9 +243,7 @@ impl WaitlistStore for PgStore {
         quantity: i64,
         now: Timestamp,
     ) -> StoreResult<JoinOutcome> {
-        join(&self.pool, product_id, user_id, quantity, now)
-            .await
-            .map_err(classify)
+        join(&self.pool, product_id, user_id, quantity, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id, user_id = user_id))]
@@ -262,15 +260,12 @@ impl WaitlistStore for PgStore {
         .bind(product_id)
         .bind(user_id)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        .await?;
         let Some(entry_id) = waiting else {
             return Ok(None);
         };
         let change = (WaitlistStatus::Waiting, WaitlistStatus::Left);
-        change_and_announce(&self.pool, entry_id, change, None, (None, None), now)
-            .await
-            .map_err(classify)
+        change_and_announce(&self.pool, entry_id, change, None, (None, None), now).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
@@ -279,15 +274,13 @@ impl WaitlistStore for PgStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<WaitlistEntryRecord>> {
-        user_waitlist(&self.pool, user_id, page)
-            .await
-            .map_err(classify)
+        user_waitlist(&self.pool, user_id, page).await
     }
 
     #[tracing::instrument(skip_all, fields(entry_id = id))]
     async fn waitlist_entry(&self, id: i64) -> StoreResult<Option<WaitlistEntryRecord>> {
-        let mut conn = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
-        load_entry(&mut conn, id).await.map_err(classify)
+        let mut conn = self.pool.acquire().await?;
+        load_entry(&mut conn, id).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id))]
@@ -298,8 +291,7 @@ impl WaitlistStore for PgStore {
         ))
         .bind(product_id)
         .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        .await?;
         let mut entry = row.as_ref().map(entry_from_row).transpose()?;
         if let Some(entry) = &mut entry {
             entry.position = Some(1);
@@ -309,7 +301,7 @@ impl WaitlistStore for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn products_to_offer(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT DISTINCT e.product_id FROM waitlist_entries e \
              JOIN stock s ON s.product_id = e.product_id \
              JOIN products p ON p.id = e.product_id \
@@ -319,8 +311,7 @@ impl WaitlistStore for PgStore {
         .bind(limit.max(0))
         .bind(now.millis())
         .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        .await?)
     }
 
     #[tracing::instrument(skip_all, fields(entry_id = entry_id, order_id = order_id))]
@@ -343,7 +334,6 @@ impl WaitlistStore for PgStore {
             now,
         )
         .await
-        .map_err(classify)
     }
 
     #[tracing::instrument(skip_all, fields(entry_id = entry_id, reason = reason))]
@@ -363,7 +353,6 @@ impl WaitlistStore for PgStore {
             now,
         )
         .await
-        .map_err(classify)
     }
 
     #[tracing::instrument(skip_all)]
@@ -372,13 +361,11 @@ impl WaitlistStore for PgStore {
         limit: i64,
         now: Timestamp,
     ) -> StoreResult<Vec<WaitlistEntryRecord>> {
-        settle_offers(&self.pool, limit, now)
-            .await
-            .map_err(classify)
+        settle_offers(&self.pool, limit, now).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn waitlist_audit(&self) -> StoreResult<Vec<WaitlistBreach>> {
-        waitlist_audit(&self.pool).await.map_err(classify)
+        waitlist_audit(&self.pool).await
     }
 }

@@ -1,4 +1,4 @@
-use super::{map_err, SqliteStore};
+use super::SqliteStore;
 use crate::domain::order::MovementKind;
 use crate::domain::OrderStatus;
 use crate::store::{
@@ -15,40 +15,35 @@ fn kind(raw: &str) -> StoreResult<MovementKind> {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn benefits_audit(&self) -> StoreResult<BenefitsAudit> {
-        let mut tx = self.reader.begin().await.map_err(map_err)?;
+        let mut tx = self.reader.begin().await?;
         let orders: Vec<benefits_audit::OrderRow> = sqlx::query_as(benefits_audit::ORDERS)
             .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         let strays: Vec<benefits_audit::StrayRow> = sqlx::query_as(benefits_audit::STRAY_COUPONS)
             .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         benefits_audit::assemble(orders, strays)
     }
 
     async fn audit(&self) -> StoreResult<Audit> {
         // One read transaction: every number below comes from the same snapshot.
-        let mut tx = self.reader.begin().await.map_err(map_err)?;
+        let mut tx = self.reader.begin().await?;
         let accounts: Vec<(i64, i64, i64)> =
             sqlx::query_as("SELECT product_id, on_hand, held FROM stock ORDER BY product_id")
                 .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         let ledger: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT product_id, kind, SUM(quantity) FROM stock_movements GROUP BY product_id, kind",
         )
         .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let open: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT oi.product_id, SUM(oi.quantity) FROM order_items oi
              JOIN orders o ON o.id = oi.order_id
              WHERE o.status = 'pending_payment' GROUP BY oi.product_id",
         )
         .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut stock: HashMap<i64, StockAudit> = accounts
             .into_iter()
             .map(|(product_id, on_hand, held)| {
@@ -91,15 +86,13 @@ impl AuditStore for SqliteStore {
              FROM orders o ORDER BY o.id",
         )
         .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let order_moves: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT order_id, kind, SUM(quantity) FROM stock_movements
              WHERE order_id IS NOT NULL GROUP BY order_id, kind",
         )
         .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut moves: HashMap<i64, Vec<(MovementKind, i64)>> = HashMap::new();
         for (order_id, k, sum) in order_moves {
             moves.entry(order_id).or_default().push((kind(&k)?, sum));
@@ -145,9 +138,8 @@ impl AuditStore for SqliteStore {
              HAVING SUM(oi.quantity) > p.max_per_user",
         )
         .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        .await?;
+        tx.commit().await?;
 
         let mut stock: Vec<StockAudit> = stock.into_values().collect();
         stock.sort_by_key(|s| s.product_id);

@@ -1,11 +1,14 @@
-use super::{is_unique_violation, map_err, write_event, SqliteStore};
+use super::{write_event, SqliteStore};
 use crate::domain::{events, Timestamp};
+use crate::store::error::conflict_on_unique;
 use crate::store::rows::role_of;
-use crate::store::{AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord};
+use crate::store::{AuthStore, NewUser, RotateOutcome, StoreResult, UserRecord};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+/// The unique constraint on `users.email` (PostgreSQL's default name; SQLite names none).
+const USERS_EMAIL_KEY: &str = "users_email_key";
 const USER_COLUMNS: &str = "id, email, password_hash, role, partner_id, created_at";
 /// Rows per multi-row INSERT when provisioning: 5 parameters each stays far below
 /// SQLite's 32,766 bound-parameter limit.
@@ -37,17 +40,11 @@ impl AuthStore for SqliteStore {
         .bind(now.millis())
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict("email_taken")
-            } else {
-                map_err(e)
-            }
-        })?;
+        .map_err(conflict_on_unique(USERS_EMAIL_KEY, "email_taken"))?;
         let record = user_from_row(&row)?;
         let event = events::user_created(record.id, record.role, record.partner_id);
         write_event(&mut tx, &event, now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(record)
     }
 
@@ -81,19 +78,17 @@ impl AuthStore for SqliteStore {
                     .bind(user.partner_id)
                     .bind(now.millis());
             }
-            ids.extend(query.fetch_all(&mut *tx).await.map_err(|e| {
-                if is_unique_violation(&e) {
-                    StoreError::Conflict("email_taken")
-                } else {
-                    map_err(e)
-                }
-            })?);
+            let chunk_ids = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(conflict_on_unique(USERS_EMAIL_KEY, "email_taken"))?;
+            ids.extend(chunk_ids);
         }
         for (user, id) in users.iter().zip(&ids) {
             let event = events::user_created(*id, user.role, user.partner_id);
             write_event(&mut tx, &event, now.millis()).await?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(ids)
     }
 
@@ -103,8 +98,7 @@ impl AuthStore for SqliteStore {
         ))
         .bind(email)
         .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -112,8 +106,7 @@ impl AuthStore for SqliteStore {
         let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?;
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -134,11 +127,10 @@ impl AuthStore for SqliteStore {
         .bind(refresh_expires_at.millis())
         .bind(now.millis())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let event = events::session(events::SESSION_STARTED, user_id, id);
         write_event(&mut tx, &event, now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -161,8 +153,7 @@ impl AuthStore for SqliteStore {
         .bind(new_expires_at.millis())
         .bind(now.millis())
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let outcome = match rotated {
             Some(row) => {
                 let (session_id, user_id) = (row.try_get("id")?, row.try_get("user_id")?);
@@ -184,8 +175,7 @@ impl AuthStore for SqliteStore {
                 .bind(old_hash)
                 .bind(now.millis())
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
                 match reused {
                     Some((session_id, user_id)) => {
                         let event = events::session_reuse_revoked(user_id, session_id);
@@ -196,7 +186,7 @@ impl AuthStore for SqliteStore {
                 }
             }
         };
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(outcome)
     }
 
@@ -217,31 +207,31 @@ impl AuthStore for SqliteStore {
         .bind(user_id)
         .bind(now.millis())
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(jti)
         .bind(access_expires_at.millis())
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         write_event(
             &mut tx,
             &events::session_revoked(user_id, session_id, jti, access_expires_at),
             now.millis(),
         )
         .await?;
-        tx.commit().await.map_err(map_err)
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn revoked_tokens(&self, now: Timestamp) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at > $1")
-            .bind(now.millis())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)
+        Ok(
+            sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at > $1")
+                .bind(now.millis())
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
@@ -252,14 +242,12 @@ impl AuthStore for SqliteStore {
         .bind(key)
         .bind(value)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+            .await?;
+        tx.commit().await?;
         Ok(stored)
     }
 }

@@ -5,7 +5,7 @@
 
 use super::coupons::{coupon_from_row, SELECT_COUPON};
 use super::points::{hold_in, step_hold_in};
-use super::{json_ids, map_err, Tx};
+use super::{json_ids, Tx};
 use crate::domain::allocation::CouponState;
 use crate::domain::coupon::CouponStatus;
 use crate::domain::events::{self, CouponMoved, NewEvent};
@@ -23,8 +23,7 @@ pub(super) async fn coupons(tx: &mut Tx, ids: &[i64]) -> StoreResult<HashMap<i64
     ))
     .bind(json_ids(ids.iter().copied()))
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let mut coupons = HashMap::with_capacity(rows.len());
     for row in &rows {
         let coupon = coupon_from_row(row)?;
@@ -52,8 +51,7 @@ pub(super) async fn spendable_points(
     .bind(json_ids(users.iter().copied()))
     .bind(now.millis())
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(rows.into_iter().collect())
 }
 
@@ -143,8 +141,7 @@ async fn move_coupon(
     .bind(owner_or_order)
     .bind(now.millis())
     .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(moved.map(|(campaign_id, user_id)| CouponMoved {
         user_coupon_id: id,
         campaign_id,

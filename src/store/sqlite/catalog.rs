@@ -1,4 +1,4 @@
-use super::{insert_movement, map_err, move_stock, write_event, SqliteStore};
+use super::{insert_movement, move_stock, write_event, SqliteStore};
 use crate::domain::order::MovementKind;
 use crate::domain::{events, Timestamp};
 use crate::store::{
@@ -49,8 +49,7 @@ impl SqliteStore {
         let row = sqlx::query(&format!("{PRODUCT_SELECT} WHERE p.id = $1"))
             .bind(id)
             .fetch_optional(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         row.as_ref().map(product_from_row).transpose()
     }
 }
@@ -71,11 +70,10 @@ impl CatalogStore for SqliteStore {
         .bind(commission_rate_bps)
         .bind(now.millis())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let event = events::partner_created(id, commission_rate_bps);
         write_event(&mut tx, &event, now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(PartnerRecord {
             id,
             name: name.to_owned(),
@@ -90,8 +88,7 @@ impl CatalogStore for SqliteStore {
         )
         .bind(id)
         .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(row.map(
             |(id, name, commission_rate_bps, created_at)| PartnerRecord {
                 id,
@@ -119,13 +116,11 @@ impl CatalogStore for SqliteStore {
         .bind(product.max_per_user)
         .bind(now.millis())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         sqlx::query("INSERT INTO stock (product_id, on_hand, held) VALUES ($1, 0, 0)")
             .bind(id)
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         write_event(
             &mut tx,
             &events::product_changed(events::PRODUCT_CREATED, id),
@@ -154,7 +149,7 @@ impl CatalogStore for SqliteStore {
             .product_in(&mut tx, id)
             .await?
             .ok_or(StoreError::NotFound)?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(record)
     }
 
@@ -162,8 +157,7 @@ impl CatalogStore for SqliteStore {
         let row = sqlx::query(&format!("{PRODUCT_SELECT} WHERE p.id = $1"))
             .bind(id)
             .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?;
+            .await?;
         row.as_ref().map(product_from_row).transpose()
     }
 
@@ -174,12 +168,10 @@ impl CatalogStore for SqliteStore {
         .bind(page.size)
         .bind(page.offset())
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
             .fetch_one(&self.reader)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(Page {
             items: rows
                 .iter()
@@ -215,8 +207,7 @@ impl CatalogStore for SqliteStore {
         .bind(patch.max_per_user.flatten())
         .bind(now.millis())
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
@@ -227,7 +218,7 @@ impl CatalogStore for SqliteStore {
         )
         .await?;
         let record = self.product_in(&mut tx, id).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(record)
     }
 
@@ -260,7 +251,7 @@ impl CatalogStore for SqliteStore {
             now.millis(),
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Some(levels))
     }
 
@@ -281,17 +272,15 @@ impl CatalogStore for SqliteStore {
         .bind(product_id)
         .bind(delta)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some((on_hand, held)) = row else {
             // Nothing changed; only tell a missing product from a refused correction.
             let exists: Option<i64> =
                 sqlx::query_scalar("SELECT product_id FROM stock WHERE product_id = $1")
                     .bind(product_id)
                     .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            tx.rollback().await.map_err(map_err)?;
+                    .await?;
+            tx.rollback().await?;
             return Ok(match exists {
                 Some(_) => AdjustOutcome::BelowHeld,
                 None => AdjustOutcome::NotFound,
@@ -319,7 +308,7 @@ impl CatalogStore for SqliteStore {
             now.millis(),
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(AdjustOutcome::Done(levels))
     }
 
@@ -336,14 +325,12 @@ impl CatalogStore for SqliteStore {
         .bind(page.size)
         .bind(page.offset())
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM stock_movements WHERE product_id = $1")
                 .bind(product_id)
                 .fetch_one(&self.reader)
-                .await
-                .map_err(map_err)?;
+                .await?;
         Ok(Page {
             items: rows
                 .iter()

@@ -3,7 +3,7 @@
 //! under `UNIQUE (campaign_id, user_id)` and the `coupon.issued` event, or a rollback that
 //! leaves nothing behind. Why a claim was refused is read afterwards on the reader pool.
 
-use super::{map_err, write_event, SqliteStore};
+use super::{write_event, SqliteStore};
 use crate::domain::coupon::{CouponStatus, DiscountType};
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
 use crate::domain::Timestamp;
@@ -117,12 +117,11 @@ impl CouponStore for SqliteStore {
         .bind(c.valid_days)
         .bind(now.millis())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let campaign = campaign_from_row(&row)?;
         let event = coupon_campaign_created(campaign.id, campaign.total_quantity);
         write_event(&mut tx, &event, now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(campaign)
     }
 
@@ -132,8 +131,7 @@ impl CouponStore for SqliteStore {
         ))
         .bind(id)
         .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         row.as_ref().map(campaign_from_row).transpose()
     }
 
@@ -153,10 +151,9 @@ impl CouponStore for SqliteStore {
         .bind(coupon.campaign_id)
         .bind(now.millis())
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some((issued, total)) = counted else {
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await?;
             return self.refusal(coupon.campaign_id, now).await;
         };
         let id: Option<i64> = sqlx::query_scalar(
@@ -171,11 +168,10 @@ impl CouponStore for SqliteStore {
         .bind(now.millis())
         .bind(coupon.expires_at.map(Timestamp::millis))
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(id) = id else {
             // The count above is undone with everything else.
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await?;
             return Ok(IssueOutcome::AlreadyIssued);
         };
         let event = coupon_issued(&CouponIssued {
@@ -190,10 +186,9 @@ impl CouponStore for SqliteStore {
         let row = sqlx::query(&format!("{SELECT_COUPON} WHERE u.id = $1"))
             .bind(id)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         let record = coupon_from_row(&row)?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(IssueOutcome::Issued {
             coupon: record,
             remaining: total - issued,
@@ -205,7 +200,7 @@ impl CouponStore for SqliteStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<UserCouponRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        let mut conn = self.reader.acquire().await?;
         let rows = sqlx::query(&format!(
             "{SELECT_COUPON} WHERE u.user_id = $1 ORDER BY u.id DESC LIMIT $2 OFFSET $3"
         ))
@@ -213,13 +208,11 @@ impl CouponStore for SqliteStore {
         .bind(page.size)
         .bind(page.offset())
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_coupons WHERE user_id = $1")
             .bind(user_id)
             .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(Page {
             items: rows
                 .iter()
@@ -232,20 +225,17 @@ impl CouponStore for SqliteStore {
     }
 
     async fn coupon_holders(&self, campaign_id: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT user_id FROM user_coupons WHERE campaign_id = $1 ORDER BY user_id",
         )
         .bind(campaign_id)
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn coupon_audit(&self) -> StoreResult<Vec<CouponAudit>> {
-        let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(COUPON_AUDIT)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
+        let rows: Vec<(i64, i64, i64, i64, i64)> =
+            sqlx::query_as(COUPON_AUDIT).fetch_all(&self.reader).await?;
         Ok(rows
             .into_iter()
             .map(

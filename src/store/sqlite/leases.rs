@@ -1,6 +1,6 @@
 //! Leases on SQLite: one conditional upsert in a write transaction.
 
-use super::{map_err, SqliteStore};
+use super::SqliteStore;
 use crate::domain::Timestamp;
 use crate::store::{LeaseStore, StoreResult};
 use async_trait::async_trait;
@@ -26,9 +26,8 @@ impl LeaseStore for SqliteStore {
         .bind(until.millis())
         .bind(now.millis())
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        .await?;
+        tx.commit().await?;
         Ok(taken.rows_affected() == 1)
     }
 }

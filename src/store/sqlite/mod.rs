@@ -55,38 +55,18 @@ impl SqliteStore {
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
-            .await
-            .map_err(map_err)?;
+            .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(SqliteStore { reader, writer })
     }
 
     async fn write_tx(&self) -> StoreResult<Tx> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
-}
-
-/// Classifies driver errors: an exhausted pool or a dead connection is `Unavailable`
-/// (retryable), everything else is a plain database error.
-pub(super) fn map_err(err: sqlx::Error) -> StoreError {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(err.to_string())
-        }
-        other => StoreError::Database(other),
-    }
-}
-
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// A JSON array of ids, for `IN (SELECT value FROM json_each($n))`: SQLite has no array
@@ -111,8 +91,7 @@ async fn write_event(
     .bind(&event.payload)
     .bind(now)
     .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
@@ -129,15 +108,13 @@ impl Store for SqliteStore {
                  version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
         )
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         for (version, sql) in MIGRATIONS {
             let applied: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(version)
                     .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                    .await?;
             if applied.is_some() {
                 continue;
             }
@@ -149,17 +126,14 @@ impl Store for SqliteStore {
                 .bind(version)
                 .bind(now.millis())
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
-        tx.commit().await.map_err(map_err)
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(map_err)?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
@@ -189,8 +163,7 @@ async fn move_stock(
     .bind(d_on_hand)
     .bind(d_held)
     .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let (on_hand, held) = row.ok_or(StoreError::NotFound)?;
     let levels = super::StockLevels {
         product_id,
@@ -225,7 +198,6 @@ async fn insert_movement(
     .bind(levels.held)
     .bind(now)
     .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }

@@ -1,4 +1,4 @@
-use super::{benefits, json_ids, map_err, move_stock, write_event, SqliteStore, Tx};
+use super::{benefits, json_ids, move_stock, write_event, SqliteStore, Tx};
 use crate::domain::allocation::OrderRequest;
 use crate::domain::order::{CancelReason, MovementKind};
 use crate::domain::{events, OrderStatus, Timestamp};
@@ -51,8 +51,7 @@ async fn partner_orders_of(
     )
     .bind(json_ids(order_ids.iter().copied()))
     .fetch_all(conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let mut out: HashMap<i64, Vec<PartnerOrderRecord>> = HashMap::new();
     for row in rows {
         let partner_orders = out.entry(row.try_get("order_id")?).or_default();
@@ -85,8 +84,7 @@ pub(super) async fn load_order(
     let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     let Some(row) = row else { return Ok(None) };
     let mut order = order_from_row(&row)?;
     order.partner_orders = partner_orders_of(conn, &[id])
@@ -145,8 +143,7 @@ async fn insert_payment(
     .bind(payment.detail.as_deref())
     .bind(now.millis())
     .execute(tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
@@ -178,8 +175,7 @@ async fn transition(
     .bind(now.millis())
     .bind(deadline.map(|(_, at)| at))
     .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     if changed.rows_affected() == 0 {
         return Ok(None);
     }
@@ -187,8 +183,7 @@ async fn transition(
         .bind(order_id)
         .bind(to.as_str())
         .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     load_order(tx, order_id).await
 }
 
@@ -196,7 +191,7 @@ impl SqliteStore {
     async fn refused_or_missing(&self, tx: Tx, order_id: i64) -> StoreResult<TransitionOutcome> {
         let mut tx = tx;
         let current = load_order(&mut tx, order_id).await?;
-        tx.rollback().await.map_err(map_err)?;
+        tx.rollback().await?;
         Ok(match current {
             Some(order) => TransitionOutcome::Refused(order),
             None => TransitionOutcome::NotFound,
@@ -216,7 +211,7 @@ impl OrderStore for SqliteStore {
     }
 
     async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        let mut conn = self.reader.acquire().await?;
         load_order(&mut conn, id).await
     }
 
@@ -225,7 +220,7 @@ impl OrderStore for SqliteStore {
         user_id: Option<i64>,
         page: PageRequest,
     ) -> StoreResult<Page<OrderRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        let mut conn = self.reader.acquire().await?;
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE ($1 IS NULL OR user_id = $1)
              ORDER BY id DESC LIMIT $2 OFFSET $3"
@@ -234,14 +229,12 @@ impl OrderStore for SqliteStore {
         .bind(page.size)
         .bind(page.offset())
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE ($1 IS NULL OR user_id = $1)")
                 .bind(user_id)
                 .fetch_one(&mut *conn)
-                .await
-                .map_err(map_err)?;
+                .await?;
         let mut items = rows
             .iter()
             .map(order_from_row)
@@ -264,7 +257,8 @@ impl OrderStore for SqliteStore {
         insert_payment(&mut tx, payment, now).await?;
         let event = events::payment_failed(payment.order_id, payment.outcome.as_str());
         write_event(&mut tx, &event, now.millis()).await?;
-        tx.commit().await.map_err(map_err)
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn mark_paid(
@@ -303,7 +297,7 @@ impl OrderStore for SqliteStore {
             now.millis(),
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(TransitionOutcome::Done(order))
     }
 
@@ -368,20 +362,19 @@ impl OrderStore for SqliteStore {
             now.millis(),
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(TransitionOutcome::Done(order))
     }
 
     async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'pending_payment' AND pay_by <= $1
              ORDER BY pay_by LIMIT $2",
         )
         .bind(now.millis())
         .bind(limit)
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome> {
@@ -412,19 +405,18 @@ impl OrderStore for SqliteStore {
             now.millis(),
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(TransitionOutcome::Done(order))
     }
 
     async fn due_confirmations(&self, cutoff: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'paid' AND paid_at <= $1
              ORDER BY paid_at, id LIMIT $2",
         )
         .bind(cutoff.millis())
         .bind(limit)
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 }

@@ -1,4 +1,4 @@
-use super::{map_err, SqliteStore};
+use super::SqliteStore;
 use crate::domain::events::Event;
 use crate::domain::Timestamp;
 use crate::store::{OutboxStore, StoreResult};
@@ -8,10 +8,11 @@ use sqlx::Row;
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn last_event_id(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(map_err)
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
+                .fetch_one(&self.reader)
+                .await?,
+        )
     }
 
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
@@ -22,8 +23,7 @@ impl OutboxStore for SqliteStore {
         .bind(after)
         .bind(limit)
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(Event {

@@ -14,7 +14,7 @@
 //!    then, order by order, the coupons and points they hold (few orders use them).
 
 use super::orders::load_order;
-use super::{benefits, json_ids, map_err, write_event, SqliteStore, Tx};
+use super::{benefits, json_ids, write_event, SqliteStore, Tx};
 use crate::domain::allocation::{
     allocate, buyers_of, coupon_ids, point_spenders, product_ids, Allocation, BatchState, Decision,
     ExistingOrder, OrderRequest, PlannedOrder, ProductState,
@@ -46,7 +46,7 @@ pub(super) async fn place_batch(
     let allocation = allocate(batch, &state, now);
     let placed = write_accepted(&mut tx, batch, &allocation, levels, pay_by, now).await?;
     let outcomes = outcomes(&mut tx, &allocation, placed).await?;
-    tx.commit().await.map_err(map_err)?;
+    tx.commit().await?;
     let mut available_after: Vec<(i64, i64)> = allocation.available_after.into_iter().collect();
     available_after.sort_unstable();
     Ok(BatchResult {
@@ -111,8 +111,7 @@ async fn load_products(
     )
     .bind(json_ids(product_ids.iter().copied()))
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let mut levels = Levels::new();
     for row in rows {
         let id: i64 = row.try_get("id")?;
@@ -150,8 +149,7 @@ async fn existing_orders(
     )
     .bind(to_json(&pairs))
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let mut existing = HashMap::with_capacity(rows.len());
     for row in rows {
         let key = (row.try_get("user_id")?, row.try_get("idempotency_key")?);
@@ -181,8 +179,7 @@ async fn purchased_units(
     .bind(json_ids(limited.iter().copied()))
     .bind(json_ids(users))
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(rows
         .into_iter()
         .map(|(u, p, units)| ((u, p), units))
@@ -215,8 +212,7 @@ impl NextIds {
                         (SELECT COALESCE(MAX(id), 0) FROM outbox)",
             )
             .fetch_one(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(NextIds {
             order: order + 1,
             partner_order: partner_order + 1,
@@ -391,8 +387,7 @@ async fn write_accepted(
             .bind(product_id)
             .bind(units)
             .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
     }
     let mut holders: Vec<&OrderRecord> = placed
         .values()
@@ -463,7 +458,7 @@ async fn insert_rows(
         if let Some(extra) = extra {
             query = query.bind(extra);
         }
-        query.execute(&mut **tx).await.map_err(map_err)?;
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

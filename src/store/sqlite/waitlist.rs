@@ -4,9 +4,10 @@
 //! Reads that usually find nothing to do (offers to settle) run on the reader pool first, so
 //! the worker does not take the write lock from the placement writer for nothing.
 
-use super::{is_unique_violation, map_err, write_event, SqliteStore, Tx};
+use super::{write_event, SqliteStore, Tx};
 use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::{OrderStatus, Timestamp};
+use crate::store::error::violates_unique;
 use crate::store::{
     JoinOutcome, Page, PageRequest, StoreError, StoreResult, WaitlistBreach, WaitlistEntryRecord,
     WaitlistStore,
@@ -56,8 +57,7 @@ async fn load_entry(
     let row = sqlx::query(&format!("{SELECT_WITH_POSITION} WHERE e.id = $1"))
         .bind(id)
         .fetch_optional(conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     row.as_ref().map(positioned_from_row).transpose()
 }
 
@@ -82,8 +82,7 @@ async fn change_status(
     .bind(order_id)
     .bind(now.millis())
     .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     row.as_ref().map(entry_from_row).transpose()
 }
 
@@ -100,11 +99,11 @@ impl SqliteStore {
     ) -> StoreResult<Option<WaitlistEntryRecord>> {
         let mut tx = self.write_tx().await?;
         let Some(entry) = change_status(&mut tx, entry_id, from, to, order_id, now).await? else {
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await?;
             return Ok(None);
         };
         write_event(&mut tx, &entry.event(pay_by, reason), now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Some(entry))
     }
 }
@@ -135,14 +134,16 @@ impl WaitlistStore for SqliteStore {
         let id = match inserted {
             Ok(Some(id)) => id,
             Ok(None) => return Ok(JoinOutcome::UnknownProduct),
-            Err(e) if is_unique_violation(&e) => return Ok(JoinOutcome::AlreadyWaitlisted),
-            Err(e) => return Err(map_err(e)),
+            Err(e) if violates_unique(&e, "waitlist_entries_active") => {
+                return Ok(JoinOutcome::AlreadyWaitlisted)
+            }
+            Err(e) => return Err(e.into()),
         };
         let entry = load_entry(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("waitlist entry {id} vanished")))?;
         write_event(&mut tx, &entry.event(None, None), now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(JoinOutcome::Joined(entry))
     }
 
@@ -159,8 +160,7 @@ impl WaitlistStore for SqliteStore {
         .bind(product_id)
         .bind(user_id)
         .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(entry_id) = waiting else {
             return Ok(None);
         };
@@ -174,7 +174,7 @@ impl WaitlistStore for SqliteStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<WaitlistEntryRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        let mut conn = self.reader.acquire().await?;
         let rows = sqlx::query(&format!(
             "{SELECT_WITH_POSITION} WHERE e.user_id = $1 ORDER BY e.id DESC LIMIT $2 OFFSET $3"
         ))
@@ -182,14 +182,12 @@ impl WaitlistStore for SqliteStore {
         .bind(page.size)
         .bind(page.offset())
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM waitlist_entries WHERE user_id = $1")
                 .bind(user_id)
                 .fetch_one(&mut *conn)
-                .await
-                .map_err(map_err)?;
+                .await?;
         Ok(Page {
             items: rows
                 .iter()
@@ -202,7 +200,7 @@ impl WaitlistStore for SqliteStore {
     }
 
     async fn waitlist_entry(&self, id: i64) -> StoreResult<Option<WaitlistEntryRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        let mut conn = self.reader.acquire().await?;
         load_entry(&mut conn, id).await
     }
 
@@ -213,8 +211,7 @@ impl WaitlistStore for SqliteStore {
         ))
         .bind(product_id)
         .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut entry = row.as_ref().map(entry_from_row).transpose()?;
         if let Some(entry) = &mut entry {
             entry.position = Some(1);
@@ -223,7 +220,7 @@ impl WaitlistStore for SqliteStore {
     }
 
     async fn products_to_offer(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT DISTINCT e.product_id FROM waitlist_entries e
              JOIN stock s ON s.product_id = e.product_id
              JOIN products p ON p.id = e.product_id
@@ -233,8 +230,7 @@ impl WaitlistStore for SqliteStore {
         .bind(limit)
         .bind(now.millis())
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn link_offer(
@@ -277,8 +273,7 @@ impl WaitlistStore for SqliteStore {
         )
         .bind(limit)
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if due.is_empty() {
             return Ok(Vec::new());
         }
@@ -294,15 +289,14 @@ impl WaitlistStore for SqliteStore {
                 settled.push(entry);
             }
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(settled)
     }
 
     async fn waitlist_audit(&self) -> StoreResult<Vec<WaitlistBreach>> {
         let rows: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(WAITLIST_AUDIT)
             .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(entry_id, user_id, status, order_id)| WaitlistBreach {

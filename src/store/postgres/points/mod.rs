@@ -16,7 +16,7 @@ mod holds;
 mod lots;
 mod reads;
 
-use super::{classify, PgStore};
+use super::PgStore;
 use crate::domain::events::Event;
 use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
@@ -70,9 +70,7 @@ async fn append_ledger(
 impl PointsStore for PgStore {
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
     async fn points_summary(&self, user_id: i64, horizon: Timestamp) -> StoreResult<PointsSummary> {
-        summary(&self.pool, user_id, horizon)
-            .await
-            .map_err(classify)
+        summary(&self.pool, user_id, horizon).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
@@ -81,7 +79,7 @@ impl PointsStore for PgStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<PointsLedgerRecord>> {
-        history(&self.pool, user_id, page).await.map_err(classify)
+        history(&self.pool, user_id, page).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = operation.user_id, kind = operation.kind.as_str()))]
@@ -90,19 +88,17 @@ impl PointsStore for PgStore {
         operation: &NewPointsOperation,
         now: Timestamp,
     ) -> StoreResult<PointsOperationOutcome> {
-        run_operation(&self.pool, operation, now)
-            .await
-            .map_err(classify)
+        run_operation(&self.pool, operation, now).await
     }
 
     #[tracing::instrument(skip_all, fields(event_id = earning.event_id, order_id = earning.order_id))]
     async fn earn_points(&self, earning: &Earning, now: Timestamp) -> StoreResult<EarnOutcome> {
-        earn(&self.pool, earning, now).await.map_err(classify)
+        earn(&self.pool, earning, now).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn users_with_expired_points(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT DISTINCT user_id FROM point_lots \
              WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $1 \
                  AND remaining > held \
@@ -111,8 +107,7 @@ impl PointsStore for PgStore {
         .bind(now.millis())
         .bind(limit.max(0))
         .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        .await?)
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
@@ -121,7 +116,7 @@ impl PointsStore for PgStore {
         user_id: i64,
         now: Timestamp,
     ) -> StoreResult<Option<ExpiredPoints>> {
-        expire(&self.pool, user_id, now).await.map_err(classify)
+        expire(&self.pool, user_id, now).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -130,13 +125,11 @@ impl PointsStore for PgStore {
         consumer: &str,
         limit: i64,
     ) -> StoreResult<Vec<Event>> {
-        unprocessed_confirmations(&self.pool, consumer, limit)
-            .await
-            .map_err(classify)
+        unprocessed_confirmations(&self.pool, consumer, limit).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn points_audit(&self) -> StoreResult<PointsAudit> {
-        points_audit(&self.pool).await.map_err(classify)
+        points_audit(&self.pool).await
     }
 }

@@ -5,7 +5,7 @@ use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, PointsChanged};
 use crate::domain::points::PointsKind;
 use crate::domain::{Role, Timestamp};
-use crate::store::sqlite::{map_err, write_event, SqliteStore};
+use crate::store::sqlite::{write_event, SqliteStore};
 use crate::store::{
     NewPointsOperation, PointsOperationKind, PointsOperationOutcome, PointsOperationRecord,
     StoreError, StoreResult,
@@ -45,8 +45,7 @@ async fn apply_operation(
     let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
         .bind(op.user_id)
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     if role.as_deref() != Some(Role::Buyer.as_str()) {
         return Ok(Err(PointsOperationOutcome::UnknownUser));
     }
@@ -103,8 +102,7 @@ async fn earlier_operation(
     .bind(op.admin_id)
     .bind(&op.idempotency_key)
     .fetch_one(conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let hash: String = row.try_get("request_hash")?;
     Ok(if hash == op.request_hash {
         PointsOperationOutcome::Replayed(operation_from_row(&row)?)
@@ -136,17 +134,16 @@ impl SqliteStore {
         .bind(op.expires_at.map(Timestamp::millis))
         .bind(now.millis())
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(op_id) = claimed else {
             let earlier = earlier_operation(&mut tx, op).await?;
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await?;
             return Ok(earlier);
         };
         let (balance, held, event_type) = match apply_operation(&mut tx, op, now).await? {
             Ok(applied) => applied,
             Err(refused) => {
-                tx.rollback().await.map_err(map_err)?;
+                tx.rollback().await?;
                 return Ok(refused);
             }
         };
@@ -158,8 +155,7 @@ impl SqliteStore {
         .bind(balance)
         .bind(held)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let record = operation_from_row(&row)?;
         let event = events::points_changed(
             event_type,
@@ -175,7 +171,7 @@ impl SqliteStore {
             },
         );
         write_event(&mut tx, &event, now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(PointsOperationOutcome::Done(record))
     }
 }

@@ -5,7 +5,7 @@ use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, PointsChanged};
 use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
-use crate::store::sqlite::{map_err, write_event, SqliteStore};
+use crate::store::sqlite::{write_event, SqliteStore};
 use crate::store::{ExpiredPoints, StoreError, StoreResult};
 
 impl SqliteStore {
@@ -24,11 +24,10 @@ impl SqliteStore {
         .bind(user_id)
         .bind(now.millis())
         .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let amount: i64 = due.iter().map(|(_, free)| free).sum();
         if amount == 0 {
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await?;
             return Ok(None);
         }
         let (balance, held) =
@@ -64,7 +63,7 @@ impl SqliteStore {
             now.millis(),
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Some(ExpiredPoints {
             user_id,
             amount,

@@ -5,7 +5,7 @@ use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, NewEvent, PointsChanged};
 use crate::domain::points::{HoldStatus, PointsKind};
 use crate::domain::Timestamp;
-use crate::store::sqlite::{map_err, Tx};
+use crate::store::sqlite::Tx;
 use crate::store::{PointsHold, StoreError, StoreResult};
 
 fn hold_event(event_type: &'static str, hold: &PointsHold) -> NewEvent {
@@ -44,8 +44,7 @@ pub(in crate::store::sqlite) async fn hold_in(
     .bind(amount)
     .bind(now.millis())
     .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let (balance, held) = move_account(tx, user_id, PointsKind::Hold.effect(amount), now)
         .await?
         .ok_or_else(|| {
@@ -85,8 +84,7 @@ pub(in crate::store::sqlite) async fn step_hold_in(
     .bind(to.as_str())
     .bind(now.millis())
     .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let Some((user_id, amount)) = stepped else {
         return Ok(None);
     };
@@ -101,8 +99,7 @@ pub(in crate::store::sqlite) async fn step_hold_in(
     .bind(order_id)
     .bind(source_kind.as_str())
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     for (lot_id, take) in per_lot {
         move_lot(tx, lot_id, kind.effect(take)).await?;
         let row = LedgerRow {

@@ -5,7 +5,7 @@ use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, PointsChanged};
 use crate::domain::points::{take_soonest_expiring, LotFree, PointsKind};
 use crate::domain::Timestamp;
-use crate::store::sqlite::{map_err, write_event, SqliteStore};
+use crate::store::sqlite::{write_event, SqliteStore};
 use crate::store::{EarnOutcome, Earning, StoreError, StoreResult};
 use sqlx::SqliteConnection;
 
@@ -17,7 +17,7 @@ pub(super) async fn credit_account(
     now: Timestamp,
 ) -> StoreResult<(i64, i64)> {
     debug_assert!(amount > 0, "a credit is positive");
-    sqlx::query_as(
+    Ok(sqlx::query_as(
         "INSERT INTO point_accounts (user_id, balance, held, updated_at) VALUES ($1, $2, 0, $3)
          ON CONFLICT (user_id) DO UPDATE SET balance = point_accounts.balance + excluded.balance,
              updated_at = excluded.updated_at
@@ -27,8 +27,7 @@ pub(super) async fn credit_account(
     .bind(amount)
     .bind(now.millis())
     .fetch_one(conn)
-    .await
-    .map_err(map_err)
+    .await?)
 }
 
 /// Applies `(Δbalance, Δheld)` to the account if its unheld balance stays `>= floor`
@@ -39,7 +38,7 @@ pub(super) async fn move_account(
     (d_balance, d_held): (i64, i64),
     now: Timestamp,
 ) -> StoreResult<Option<(i64, i64)>> {
-    sqlx::query_as(
+    Ok(sqlx::query_as(
         "UPDATE point_accounts SET balance = balance + $2, held = held + $3, updated_at = $4
          WHERE user_id = $1 AND (balance + $2) - (held + $3) >= 0
          RETURNING balance, held",
@@ -49,8 +48,7 @@ pub(super) async fn move_account(
     .bind(d_held)
     .bind(now.millis())
     .fetch_optional(conn)
-    .await
-    .map_err(map_err)
+    .await?)
 }
 
 /// Applies `(Δremaining, Δheld)` to one lot; the CHECKs refuse anything out of range.
@@ -66,8 +64,7 @@ pub(super) async fn move_lot(
     .bind(d_remaining)
     .bind(d_held)
     .execute(conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::Corrupt(format!("point lot {lot_id} vanished")));
     }
@@ -82,7 +79,7 @@ pub(super) async fn insert_lot(
     (source, order_id): (&str, Option<i64>),
     now: Timestamp,
 ) -> StoreResult<i64> {
-    sqlx::query_scalar(
+    Ok(sqlx::query_scalar(
         "INSERT INTO point_lots (user_id, amount, remaining, held, expires_at, source, order_id,
              created_at)
          VALUES ($1, $2, $2, 0, $3, $4, $5, $6) RETURNING id",
@@ -94,8 +91,7 @@ pub(super) async fn insert_lot(
     .bind(order_id)
     .bind(now.millis())
     .fetch_one(conn)
-    .await
-    .map_err(map_err)
+    .await?)
 }
 
 /// Takes `amount` from the buyer's unheld lot remainders, soonest-expiring first, applying
@@ -115,8 +111,7 @@ pub(super) async fn take_from_lots(
     )
     .bind(user_id)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let lots: Vec<LotFree> = rows
         .into_iter()
         .map(|(lot_id, free, expires_at)| LotFree {
@@ -162,16 +157,14 @@ async fn earnable(
     )
     .bind(earning.order_id)
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     // Belt and braces beside the event id: an order earns once (UNIQUE index too).
     let earned_before: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM point_lots WHERE order_id = $1 AND source = 'earn')",
     )
     .bind(earning.order_id)
     .fetch_one(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(order
         .filter(|_| !earned_before)
         .map(|(user_id, payable)| {
@@ -192,15 +185,14 @@ impl SqliteStore {
         .bind(earning.event_id)
         .bind(now.millis())
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if first.rows_affected() == 0 {
-            tx.rollback().await.map_err(map_err)?;
+            tx.rollback().await?;
             return Ok(EarnOutcome::AlreadyProcessed);
         }
         let Some((user_id, amount)) = earnable(&mut tx, earning).await? else {
             // Recorded as processed all the same: the event is done with.
-            tx.commit().await.map_err(map_err)?;
+            tx.commit().await?;
             return Ok(EarnOutcome::Nothing);
         };
         let (balance, held) = credit_account(&mut tx, user_id, amount, now).await?;
@@ -233,7 +225,7 @@ impl SqliteStore {
             now.millis(),
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(EarnOutcome::Earned {
             user_id,
             amount,

@@ -12,7 +12,7 @@ mod holds;
 mod lots;
 mod reads;
 
-use super::{map_err, SqliteStore};
+use super::SqliteStore;
 use crate::domain::events::Event;
 use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
@@ -56,21 +56,19 @@ async fn append_ledger(
     .bind(row.idempotency_key)
     .bind(now.millis())
     .execute(conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
 #[async_trait]
 impl PointsStore for SqliteStore {
     async fn points_summary(&self, user_id: i64, horizon: Timestamp) -> StoreResult<PointsSummary> {
-        let mut tx = self.reader.begin().await.map_err(map_err)?;
+        let mut tx = self.reader.begin().await?;
         let account: Option<(i64, i64)> =
             sqlx::query_as("SELECT balance, held FROM point_accounts WHERE user_id = $1")
                 .bind(user_id)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         let expiring: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT expires_at, SUM(remaining - held) FROM point_lots
              WHERE user_id = $1 AND remaining > 0 AND expires_at <= $2 AND remaining > held
@@ -79,9 +77,8 @@ impl PointsStore for SqliteStore {
         .bind(user_id)
         .bind(horizon.millis())
         .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        .await?;
+        tx.commit().await?;
         let (balance, held) = account.unwrap_or_default();
         Ok(PointsSummary {
             account: PointsAccount {
@@ -104,7 +101,7 @@ impl PointsStore for SqliteStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<PointsLedgerRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        let mut conn = self.reader.acquire().await?;
         let rows = sqlx::query(
             "SELECT id, user_id, kind, amount, lot_id, order_id, reason, created_at
              FROM point_ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
@@ -113,13 +110,11 @@ impl PointsStore for SqliteStore {
         .bind(page.size)
         .bind(page.offset())
         .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM point_ledger WHERE user_id = $1")
             .bind(user_id)
             .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(Page {
             items: rows
                 .iter()
@@ -144,7 +139,7 @@ impl PointsStore for SqliteStore {
     }
 
     async fn users_with_expired_points(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT DISTINCT user_id FROM point_lots
              WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $1
                  AND remaining > held
@@ -153,8 +148,7 @@ impl PointsStore for SqliteStore {
         .bind(now.millis())
         .bind(limit)
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)
+        .await?)
     }
 
     async fn expire_points(
@@ -180,8 +174,7 @@ impl PointsStore for SqliteStore {
         .bind(consumer)
         .bind(limit)
         .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(rows
             .into_iter()
             .map(
@@ -199,9 +192,9 @@ impl PointsStore for SqliteStore {
 
     async fn points_audit(&self) -> StoreResult<PointsAudit> {
         // One read transaction: every number comes from the same snapshot.
-        let mut tx = self.reader.begin().await.map_err(map_err)?;
+        let mut tx = self.reader.begin().await?;
         let audit = points_audit(&mut tx).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(audit)
     }
 }

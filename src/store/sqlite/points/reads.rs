@@ -2,7 +2,6 @@
 
 use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
-use crate::store::sqlite::map_err;
 use crate::store::{PointsAudit, PointsAuditRows, PointsLedgerRecord, StoreError, StoreResult};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
@@ -15,7 +14,7 @@ async fn all<T>(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<V
 where
     T: Send + Unpin + for<'r> sqlx::FromRow<'r, SqliteRow>,
 {
-    sqlx::query_as(sql).fetch_all(conn).await.map_err(map_err)
+    Ok(sqlx::query_as(sql).fetch_all(conn).await?)
 }
 
 pub(super) async fn points_audit(conn: &mut SqliteConnection) -> StoreResult<PointsAudit> {
