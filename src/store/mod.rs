@@ -24,6 +24,7 @@ pub mod page;
 pub mod points;
 pub mod postgres;
 pub(crate) mod rows;
+pub(crate) mod sql;
 pub mod sqlite;
 pub mod waitlist;
 

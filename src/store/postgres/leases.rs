@@ -1,8 +1,9 @@
-//! Leases on PostgreSQL: one conditional upsert, serialised by the lease's row lock.
+//! Leases on PostgreSQL: one conditional upsert (`sql::TRY_LEASE`), serialised by the
+//! lease's row lock.
 
-use super::PgStore;
+use super::conn::PgStore;
 use crate::domain::Timestamp;
-use crate::store::{LeaseStore, StoreResult};
+use crate::store::{sql, LeaseStore, StoreResult};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -17,18 +18,13 @@ impl LeaseStore for PgStore {
     ) -> StoreResult<bool> {
         // Two nodes at once: the second waits on the first's row, then re-checks the
         // condition against it and updates nothing.
-        let taken = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
-                 expires_at = excluded.expires_at \
-             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(until.millis())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await?;
+        let taken = sqlx::query(sql::TRY_LEASE)
+            .bind(name)
+            .bind(holder)
+            .bind(until.millis())
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await?;
         Ok(taken.rows_affected() == 1)
     }
 }

@@ -2,28 +2,46 @@
 //! one database, so every guard here must hold across processes: row locks taken in
 //! ascending id order, `UNIQUE` constraints with `ON CONFLICT`, `CHECK`s as the last line of
 //! defence, and advisory locks only where no row can carry the lock (migrations, the outbox
-//! horizon). All PostgreSQL-specific SQL lives under this folder.
+//! horizon). Everything PostgreSQL-specific lives under this folder: its `migrations/` and
+//! every statement that is not in `store/sql.rs` (which both dialects run as they are).
+//!
+//! The files are named like those of `store/sqlite/`, one per area:
+//!
+//! - `conn.rs` — the store and its pool (a leaf every other file imports);
+//! - `accounts.rs`, `catalog.rs`, `waitlist.rs`, `coupons.rs`, `leases.rs`, `audit.rs`,
+//!   `outbox.rs` (the event writer and its horizon lock too) — one store trait each;
+//! - `stock.rs` — where stock is held, committed, released and returned: the stock
+//!   accounts (locked in ascending product id) and their ledger;
+//! - `orders.rs` — reading orders and moving them through their lifecycle, with
+//!   `order_reads.rs` loading whole orders;
+//! - `place.rs` and `place_write.rs` — order placement, the hot path (DESIGN §3);
+//! - `benefits.rs` — the coupon and points an order holds;
+//! - `points/` — loyalty points.
 
+mod accounts;
 mod audit;
-mod auth;
 mod benefits;
 mod catalog;
+mod conn;
 mod coupons;
 mod leases;
+mod order_reads;
 mod orders;
 mod outbox;
 mod place;
+mod place_write;
 mod points;
 mod stock;
 #[cfg(test)]
 mod tests;
 mod waitlist;
 
-use super::{PoolOptions, Store, StoreError, StoreResult};
+pub use conn::PgStore;
+
 use crate::domain::Timestamp;
+use crate::store::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgQueryResult, PgRow};
-use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool, PgQueryResult};
 
 /// Migrations in the order they apply; a version is never edited once released.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -37,26 +55,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment
 /// (ASCII "stampmig").
 const MIGRATION_LOCK_KEY: i64 = 0x7374_616d_706d_6967;
-
-pub struct PgStore {
-    pool: PgPool,
-}
-
-impl PgStore {
-    /// Opens the pool and checks that one connection works. Does not migrate.
-    pub async fn connect(url: &str, options: &PoolOptions) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect(url)
-            .await?;
-        Ok(PgStore { pool })
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-}
 
 #[async_trait]
 impl Store for PgStore {
@@ -131,9 +129,4 @@ async fn run_script(
     sql: &'static str,
 ) -> Result<PgQueryResult, sqlx::Error> {
     sqlx::Executor::execute(conn, sqlx::raw_sql(sql)).await
-}
-
-/// Reads an epoch-milliseconds column.
-pub(super) fn ts(row: &PgRow, column: &str) -> Result<Timestamp, sqlx::Error> {
-    row.try_get::<i64, _>(column).map(Timestamp::from_millis)
 }

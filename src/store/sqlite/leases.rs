@@ -1,12 +1,13 @@
-//! Leases on SQLite: one conditional upsert in a write transaction.
+//! Leases on SQLite: one conditional upsert (`sql::TRY_LEASE`) in a write transaction.
 
-use super::SqliteStore;
+use super::conn::SqliteStore;
 use crate::domain::Timestamp;
-use crate::store::{LeaseStore, StoreResult};
+use crate::store::{sql, LeaseStore, StoreResult};
 use async_trait::async_trait;
 
 #[async_trait]
 impl LeaseStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(name = name, holder = holder))]
     async fn try_lease(
         &self,
         name: &str,
@@ -15,18 +16,13 @@ impl LeaseStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
-        let taken = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
-                 expires_at = excluded.expires_at
-             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(until.millis())
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await?;
+        let taken = sqlx::query(sql::TRY_LEASE)
+            .bind(name)
+            .bind(holder)
+            .bind(until.millis())
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(taken.rows_affected() == 1)
     }
