@@ -14,6 +14,8 @@ pub mod accounts;
 pub mod audit;
 pub(crate) mod benefits_audit;
 pub mod catalog;
+#[cfg(test)]
+mod conventions;
 pub mod coupons;
 pub mod error;
 pub mod leases;
