@@ -3,12 +3,18 @@
 //!
 //! - One file per area holds its trait and the rows it reads and writes: [`accounts`],
 //!   [`catalog`], [`orders`], [`outbox`], [`audit`], [`waitlist`], [`coupons`], [`points`],
-//!   [`leases`]; [`page`] and [`error`] are what every area shares.
-//! - `sqlite/` and `postgres/` implement every trait, each owning its migrations and its
-//!   SQL, with the same file names in both.
+//!   [`leases`]; [`page`] and [`error`] (with the one classification of driver errors) are
+//!   what every area shares.
+//! - `sqlite/` and `postgres/` implement every trait with the same file names in both, each
+//!   owning its `migrations/` and the SQL of its dialect (row locks, array or JSON list
+//!   parameters, batch inserts). Stock is held, committed and released in `*/stock.rs`;
+//!   orders are placed in `*/place.rs`.
+//! - What the two backends share is written once: `sql.rs`, the statements both dialects
+//!   run verbatim, and `rows.rs`, the mapping from rows to records.
+//! - [`open`] is the one file that names both backends, so nothing here imports them.
 //!
-//! Every name callers use is re-exported here, so `crate::store::OrderRecord` works
-//! wherever the type is defined.
+//! Every name callers use is re-exported here, explicitly, so `crate::store::OrderRecord`
+//! works wherever the type is defined.
 
 pub mod accounts;
 pub mod audit;

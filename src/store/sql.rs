@@ -412,6 +412,39 @@ pub(crate) const UNPROCESSED_CONFIRMATIONS: &str =
          SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = o.id)
      ORDER BY o.id LIMIT $2";
 
+// Sums are cast to BIGINT: PostgreSQL's SUM of BIGINTs is a NUMERIC, SQLite's is already
+// an integer (the cast changes nothing there).
+
+/// What the order's `$2` rows took from each lot, in the order they took it.
+pub(crate) const TAKEN_PER_LOT: &str =
+    "SELECT lot_id, CAST(SUM(amount) AS BIGINT) FROM point_ledger
+     WHERE order_id = $1 AND kind = $2 AND lot_id IS NOT NULL
+     GROUP BY lot_id ORDER BY MIN(id)";
+
+/// Unheld remainders of the buyer's lots expiring by `$2`, per instant.
+pub(crate) const EXPIRING_POINTS: &str =
+    "SELECT expires_at, CAST(SUM(remaining - held) AS BIGINT) FROM point_lots
+     WHERE user_id = $1 AND remaining > 0 AND expires_at <= $2 AND remaining > held
+     GROUP BY expires_at ORDER BY expires_at";
+
+pub(crate) const AUDIT_POINTS_LEDGER_BY_USER: &str =
+    "SELECT user_id, kind, CAST(SUM(amount) AS BIGINT) FROM point_ledger
+     GROUP BY user_id, kind";
+
+pub(crate) const AUDIT_POINTS_LOT_SUMS: &str =
+    "SELECT user_id, CAST(SUM(remaining) AS BIGINT), CAST(SUM(held) AS BIGINT) FROM point_lots
+     GROUP BY user_id";
+
+pub(crate) const AUDIT_POINTS_LEDGER_BY_LOT: &str =
+    "SELECT lot_id, kind, CAST(SUM(amount) AS BIGINT) FROM point_ledger
+     WHERE lot_id IS NOT NULL GROUP BY lot_id, kind";
+
+/// The hold, release, spend and refund rows of each order.
+pub(crate) const AUDIT_POINTS_LEDGER_BY_ORDER: &str =
+    "SELECT order_id, kind, CAST(SUM(amount) AS BIGINT) FROM point_ledger
+     WHERE order_id IS NOT NULL AND kind IN ('hold', 'release', 'spend', 'refund')
+     GROUP BY order_id, kind";
+
 pub(crate) const AUDIT_POINTS_ACCOUNTS: &str = "SELECT user_id, balance, held FROM point_accounts";
 
 pub(crate) const AUDIT_POINTS_LOTS: &str =

@@ -86,15 +86,11 @@ pub(in crate::store::postgres) async fn step_hold_in(
     let (balance, held) = move_account(conn, user_id, kind.effect(amount), now)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("points account of user {user_id}")))?;
-    let per_lot: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT lot_id, SUM(amount)::BIGINT FROM point_ledger \
-         WHERE order_id = $1 AND kind = $2 AND lot_id IS NOT NULL \
-         GROUP BY lot_id ORDER BY MIN(id)",
-    )
-    .bind(order_id)
-    .bind(source_kind.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
+    let per_lot: Vec<(i64, i64)> = sqlx::query_as(sql::TAKEN_PER_LOT)
+        .bind(order_id)
+        .bind(source_kind.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
     for (lot_id, take) in per_lot {
         move_lot(conn, lot_id, kind.effect(take)).await?;
         let row = LedgerRow {

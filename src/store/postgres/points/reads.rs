@@ -26,32 +26,12 @@ pub(super) async fn points_audit(pool: &PgPool) -> StoreResult<PointsAudit> {
         .await?;
     let rows = PointsAuditRows {
         accounts: all(&mut tx, sql::AUDIT_POINTS_ACCOUNTS).await?,
-        ledger_by_user: all(
-            &mut tx,
-            "SELECT user_id, kind, SUM(amount)::BIGINT FROM point_ledger GROUP BY user_id, kind",
-        )
-        .await?,
-        lot_sums: all(
-            &mut tx,
-            "SELECT user_id, SUM(remaining)::BIGINT, SUM(held)::BIGINT FROM point_lots \
-             GROUP BY user_id",
-        )
-        .await?,
+        ledger_by_user: all(&mut tx, sql::AUDIT_POINTS_LEDGER_BY_USER).await?,
+        lot_sums: all(&mut tx, sql::AUDIT_POINTS_LOT_SUMS).await?,
         lots: all(&mut tx, sql::AUDIT_POINTS_LOTS).await?,
-        ledger_by_lot: all(
-            &mut tx,
-            "SELECT lot_id, kind, SUM(amount)::BIGINT FROM point_ledger \
-             WHERE lot_id IS NOT NULL GROUP BY lot_id, kind",
-        )
-        .await?,
+        ledger_by_lot: all(&mut tx, sql::AUDIT_POINTS_LEDGER_BY_LOT).await?,
         holds: all(&mut tx, sql::AUDIT_POINTS_HOLDS).await?,
-        ledger_by_order: all(
-            &mut tx,
-            "SELECT order_id, kind, SUM(amount)::BIGINT FROM point_ledger \
-             WHERE order_id IS NOT NULL AND kind IN ('hold', 'release', 'spend', 'refund') \
-             GROUP BY order_id, kind",
-        )
-        .await?,
+        ledger_by_order: all(&mut tx, sql::AUDIT_POINTS_LEDGER_BY_ORDER).await?,
     };
     tx.commit().await?;
     PointsAudit::assemble(rows)
@@ -70,15 +50,11 @@ pub(super) async fn summary(
         .bind(user_id)
         .fetch_optional(&mut *tx)
         .await?;
-    let expiring: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT expires_at, SUM(remaining - held)::BIGINT FROM point_lots \
-         WHERE user_id = $1 AND remaining > 0 AND expires_at <= $2 AND remaining > held \
-         GROUP BY expires_at ORDER BY expires_at",
-    )
-    .bind(user_id)
-    .bind(horizon.millis())
-    .fetch_all(&mut *tx)
-    .await?;
+    let expiring: Vec<(i64, i64)> = sqlx::query_as(sql::EXPIRING_POINTS)
+        .bind(user_id)
+        .bind(horizon.millis())
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     let (balance, held) = account.unwrap_or_default();
     Ok(PointsSummary {
