@@ -1,8 +1,9 @@
-//! SQL that both dialects run verbatim: `$n` placeholders (SQLite accepts them when they
-//! first appear in order), `RETURNING`, `ON CONFLICT … DO …`. Each backend keeps what
-//! differs in its own folder: PostgreSQL's row locks (`FOR UPDATE`), array parameters
-//! (`ANY`, `UNNEST`), casts and advisory locks; SQLite's `json_each` lists and its
-//! single-statement batch inserts.
+//! SQL that both dialects run verbatim: `$n` placeholders (sqlx binds SQLite's `$n` by
+//! its number, so a statement may use them in any order), `RETURNING`, `ON CONFLICT … DO
+//! …`, `CAST`. Each backend keeps what differs in its own folder: PostgreSQL's row locks
+//! (`FOR UPDATE`), array parameters (`ANY`, `UNNEST`) and advisory locks; SQLite's
+//! `json_each` lists and its single-statement batch inserts. Columns are read by name
+//! (`store::rows`), so a statement's column order is free.
 //!
 //! Statements are grouped by area, in the order of the area files.
 
