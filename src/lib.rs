@@ -11,11 +11,12 @@
 //! - [`app`] — the use cases: accounts, catalog, placement (where orders are placed),
 //!   orders, payments, coupons, points, waitlists, and the audit behind `stampede verify`.
 //! - [`events`] — the outbox dispatcher and the live-update hub.
-//! - Adapters: [`store`] (the storage traits; `store/sqlite/` and `store/postgres/` each own
-//!   their SQL and migrations — stock is held in the backends' `place.rs`), [`cluster`]
-//!   (what nodes share, in process or through Redis), [`payment`] (the gateway), [`auth`]
-//!   (passwords and tokens), [`metrics`], [`config`], [`clock`] (the one reader of the wall
-//!   clock).
+//! - Adapters: [`store`] (the storage traits, one file per area; `store/sqlite/` and
+//!   `store/postgres/` each own their SQL and migrations, `store/sql.rs` the statements both
+//!   run as written — stock is held, committed and released in the backends' `stock.rs`),
+//!   [`cluster`] (what nodes share, in process or through Redis), [`payment`] (the gateway),
+//!   [`auth`] (passwords and tokens), [`metrics`], [`config`], [`clock`] (the one reader of
+//!   the wall clock).
 //! - [`domain`] — pure rules and values: money, quantities, the order lifecycle, the
 //!   allocation of a placement batch, event names and payloads.
 

@@ -48,7 +48,7 @@ pub enum AdminCommand {
 }
 
 pub(super) async fn run(command: AdminCommand, config: &Config) -> anyhow::Result<()> {
-    let store = wiring::open_store(config).await?;
+    let store = wiring::open_store(config, &SystemClock).await?;
     let clock = SystemClock;
     match command {
         AdminCommand::CreateUser {

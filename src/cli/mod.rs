@@ -6,6 +6,7 @@ mod verify;
 
 pub use admin::AdminCommand;
 
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::wiring::{self, Server};
 use clap::{Parser, Subcommand};
@@ -51,7 +52,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
             server.run(wiring::shutdown_signal()).await?;
         }
         Command::Migrate => {
-            wiring::open_store(&config).await?.close().await;
+            wiring::open_store(&config, &SystemClock)
+                .await?
+                .close()
+                .await;
             println!("database is up to date");
         }
         Command::Verify { repair } => return verify::run(&config, repair).await,

@@ -2,13 +2,14 @@
 //! printed, a non-zero exit when anything differs.
 
 use crate::app::audit;
+use crate::clock::SystemClock;
 use crate::cluster::coupon_gate::CouponGate;
 use crate::config::Config;
 use crate::wiring;
 use std::process::ExitCode;
 
 pub(super) async fn run(config: &Config, repair: bool) -> anyhow::Result<ExitCode> {
-    let store = wiring::open_store(config).await?;
+    let store = wiring::open_store(config, &SystemClock).await?;
     let gate = match CouponGate::connect(config).await {
         Ok(gate) => gate,
         // The ledgers can still be checked; only a repair needs Redis.

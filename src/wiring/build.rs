@@ -12,7 +12,7 @@ use crate::app::points::Points;
 use crate::app::waitlist::{Offers, Signal, Waitlists};
 use crate::app::App;
 use crate::auth::AuthService;
-use crate::clock::SharedClock;
+use crate::clock::{Clock, SharedClock};
 use crate::cluster::Cluster;
 use crate::config::{Config, PlacementStrategy};
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub};
@@ -53,12 +53,12 @@ struct Parts {
 }
 
 /// Connects to the configured database and brings its schema up to date.
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn open_store(config: &Config, clock: &dyn Clock) -> anyhow::Result<Arc<dyn Store>> {
     let options = PoolOptions {
         max_connections: config.db_max_connections,
         acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
     };
-    let store = store::connect(config.database_url.expose(), &options)
+    let store = store::open::connect(config.database_url.expose(), &options)
         .await
         .with_context(|| {
             format!(
@@ -66,7 +66,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 crate::config::redact_url(config.database_url.expose())
             )
         })?;
-    store.migrate().await.context("migrating the database")?;
+    store
+        .migrate(clock.now())
+        .await
+        .context("migrating the database")?;
     Ok(store)
 }
 
@@ -105,7 +108,7 @@ pub(super) async fn node(
     clock: SharedClock,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Node> {
-    let store = open_store(&config).await?;
+    let store = open_store(&config, clock.as_ref()).await?;
     let auth = Arc::new(auth_service(store.as_ref(), &config, clock.clone()).await?);
     let metrics = Arc::new(Metrics::default());
     let cluster = Cluster::build(&config, metrics.clone(), auth.clone(), clock.clone())?;

@@ -1,31 +1,28 @@
 //! What `stampede verify` compares, recomputed from the rows: the same numbers as the
 //! SQLite audit, read from one snapshot.
 
-use super::{classify, orders::parse_status, PgStore};
+use super::conn::PgStore;
 use crate::domain::order::MovementKind;
+use crate::store::rows::{movement_kind, order_status};
 use crate::store::{
     benefits_audit, Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, StockAudit,
-    StoreError, StoreResult,
+    StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 
-fn kind(raw: &str) -> StoreResult<MovementKind> {
-    MovementKind::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("movement kind {raw:?}")))
-}
-
 #[async_trait]
 impl AuditStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn audit(&self) -> StoreResult<Audit> {
-        audit(&self.pool).await.map_err(classify)
+        audit(&self.pool).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn benefits_audit(&self) -> StoreResult<BenefitsAudit> {
-        benefits(&self.pool).await.map_err(classify)
+        benefits(&self.pool).await
     }
 }
 
@@ -90,7 +87,7 @@ async fn stock_audit(conn: &mut PgConnection) -> StoreResult<Vec<StockAudit>> {
     .await?;
     for row in &ledger {
         let product_id: i64 = row.try_get("product_id")?;
-        let entry = (kind(row.try_get("kind")?)?, row.try_get("total")?);
+        let entry = (movement_kind(row.try_get("kind")?)?, row.try_get("total")?);
         stock
             .entry(product_id)
             .or_insert_with(|| blank(product_id))
@@ -125,7 +122,7 @@ async fn order_audit(conn: &mut PgConnection) -> StoreResult<Vec<OrderAudit>> {
     .await?;
     let mut movements: HashMap<i64, Vec<(MovementKind, i64)>> = HashMap::new();
     for row in &moves {
-        let entry = (kind(row.try_get("kind")?)?, row.try_get("total")?);
+        let entry = (movement_kind(row.try_get("kind")?)?, row.try_get("total")?);
         movements
             .entry(row.try_get("order_id")?)
             .or_default()
@@ -151,7 +148,7 @@ async fn order_audit(conn: &mut PgConnection) -> StoreResult<Vec<OrderAudit>> {
             let order_id: i64 = row.try_get("id")?;
             Ok(OrderAudit {
                 order_id,
-                status: parse_status(row.try_get("status")?)?,
+                status: order_status(row.try_get("status")?)?,
                 total: row.try_get("total")?,
                 discount: row.try_get("discount")?,
                 points_used: row.try_get("points_used")?,

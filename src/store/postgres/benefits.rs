@@ -1,15 +1,16 @@
-//! The coupon and points an order holds (DESIGN §1): read and held by placement in the
-//! batch's transaction, then used and spent, or given back, in the transaction of each
-//! order transition. Every write is conditional on the state it expects; allocation has
-//! already decided under the same lock, so a write that finds anything else is corruption.
+//! The coupon and points an order holds (DESIGN §1), on PostgreSQL: locked, read and held
+//! by placement in the batch's transaction, then used and spent, or given back, in the
+//! transaction of each order transition. Every write is conditional on the state it
+//! expects; allocation has already decided under the same lock, so a write that finds
+//! anything else is corruption.
 
-use super::coupons::{coupon_from_row, SELECT_COUPON};
 use super::points::{hold_in, step_hold_in};
 use crate::domain::allocation::CouponState;
 use crate::domain::coupon::CouponStatus;
 use crate::domain::events::{self, CouponMoved, NewEvent};
 use crate::domain::Timestamp;
-use crate::store::{OrderRecord, StoreError, StoreResult};
+use crate::store::rows::coupon_from_row;
+use crate::store::{sql, OrderRecord, StoreError, StoreResult};
 use sqlx::postgres::PgConnection;
 use std::collections::HashMap;
 
@@ -22,8 +23,9 @@ pub(super) async fn lock_coupons(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = sqlx::query(&format!(
-        "{SELECT_COUPON} WHERE u.id = ANY($1) ORDER BY u.id FOR UPDATE OF u"
+    let rows = sqlx::query(concat!(
+        sql::select_coupon!(),
+        " WHERE u.id = ANY($1) ORDER BY u.id FOR UPDATE OF u"
     ))
     .bind(ids)
     .fetch_all(&mut *conn)
@@ -81,7 +83,7 @@ pub(super) async fn hold(
     if let Some(coupon_id) = order.coupon_id {
         let moved = move_coupon(
             conn,
-            "id = $1 AND user_id = $5",
+            sql::HOLD_COUPON,
             (coupon_id, order.user_id),
             (CouponStatus::Issued, CouponStatus::Held),
             order.id,
@@ -115,7 +117,7 @@ pub(super) async fn settle(
     if let Some(coupon_id) = order.coupon_id {
         let moved = move_coupon(
             conn,
-            "id = $1 AND order_id = $5",
+            sql::STEP_ORDER_COUPON,
             (coupon_id, order.id),
             step.coupon,
             order.id,
@@ -130,30 +132,27 @@ pub(super) async fn settle(
     Ok(outgoing)
 }
 
-/// `from → to` on the user coupon matched by `filter` (over `$1` and `$5`); the coupon
-/// names `order_id` while held or used and nothing once issued again.
+/// `from → to` on the user coupon `id` with `statement` (`sql::HOLD_COUPON` or
+/// `sql::STEP_ORDER_COUPON`); the coupon names `order_id` while held or used and nothing
+/// once issued again.
 async fn move_coupon(
     conn: &mut PgConnection,
-    filter: &str,
+    statement: &'static str,
     (id, owner_or_order): (i64, i64),
     (from, to): (CouponStatus, CouponStatus),
     order_id: i64,
     now: Timestamp,
 ) -> StoreResult<Option<CouponMoved>> {
     let linked = (to != CouponStatus::Issued).then_some(order_id);
-    let moved: Option<(i64, i64)> = sqlx::query_as(&format!(
-        "UPDATE user_coupons SET status = $3, order_id = $4, updated_at = $6 \
-         WHERE {filter} AND status = $2 \
-         RETURNING campaign_id, user_id"
-    ))
-    .bind(id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(linked)
-    .bind(owner_or_order)
-    .bind(now.millis())
-    .fetch_optional(&mut *conn)
-    .await?;
+    let moved: Option<(i64, i64)> = sqlx::query_as(statement)
+        .bind(id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(linked)
+        .bind(owner_or_order)
+        .bind(now.millis())
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok(moved.map(|(campaign_id, user_id)| CouponMoved {
         user_coupon_id: id,
         campaign_id,

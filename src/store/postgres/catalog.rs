@@ -1,65 +1,22 @@
 //! Partners, products and their stock accounts outside of order placement.
 
+use super::conn::PgStore;
+use super::outbox;
 use super::stock::{self, Movement};
-use super::{classify, outbox, ts, PgStore};
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::MovementKind;
 use crate::domain::Timestamp;
+use crate::store::rows::{movement_from_row, partner_from_row, product_from_row};
 use crate::store::{
-    AdjustOutcome, CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord,
-    ProductPatch, ProductRecord, StockLevels, StoreError, StoreResult,
+    sql, AdjustOutcome, CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord,
+    ProductPatch, ProductRecord, StockLevels, StoreResult,
 };
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Row;
 
 /// Memo of the inbound movement that carries a new product's opening stock.
 const INITIAL_STOCK_MEMO: &str = "initial stock";
-
-/// A product with its stock account; `p` is products, `s` is stock.
-const PRODUCT_SELECT: &str = "SELECT p.id, p.partner_id, p.name, p.price, p.release_at, \
-     p.max_per_user, p.created_at, p.updated_at, s.on_hand, s.held \
-     FROM products p JOIN stock s ON s.product_id = p.id";
-
-fn product_from_row(row: &PgRow) -> StoreResult<ProductRecord> {
-    Ok(ProductRecord {
-        id: row.try_get("id")?,
-        partner_id: row.try_get("partner_id")?,
-        name: row.try_get("name")?,
-        price: row.try_get("price")?,
-        release_at: ts(row, "release_at")?,
-        max_per_user: row.try_get("max_per_user")?,
-        on_hand: row.try_get("on_hand")?,
-        held: row.try_get("held")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-    })
-}
-
-fn partner_from_row(row: &PgRow) -> StoreResult<PartnerRecord> {
-    Ok(PartnerRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        commission_rate_bps: row.try_get("commission_rate_bps")?,
-        created_at: ts(row, "created_at")?,
-    })
-}
-
-fn movement_from_row(row: &PgRow) -> StoreResult<MovementRecord> {
-    let kind: String = row.try_get("kind")?;
-    Ok(MovementRecord {
-        id: row.try_get("id")?,
-        product_id: row.try_get("product_id")?,
-        kind: MovementKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown movement kind {kind:?}")))?,
-        quantity: row.try_get("quantity")?,
-        order_id: row.try_get("order_id")?,
-        memo: row.try_get("memo")?,
-        on_hand_after: row.try_get("on_hand_after")?,
-        held_after: row.try_get("held_after")?,
-        created_at: ts(row, "created_at")?,
-    })
-}
 
 #[async_trait]
 impl CatalogStore for PgStore {
@@ -70,35 +27,26 @@ impl CatalogStore for PgStore {
         commission_rate_bps: i64,
         now: Timestamp,
     ) -> StoreResult<PartnerRecord> {
-        let mut tx = self.pool.begin().await.map_err(|e| classify(e.into()))?;
-        let row = sqlx::query(
-            "INSERT INTO partners (name, commission_rate_bps, created_at) VALUES ($1, $2, $3) \
-             RETURNING id, name, commission_rate_bps, created_at",
-        )
-        .bind(name)
-        .bind(commission_rate_bps)
-        .bind(now.millis())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(sql::INSERT_PARTNER)
+            .bind(name)
+            .bind(commission_rate_bps)
+            .bind(now.millis())
+            .fetch_one(&mut *tx)
+            .await?;
         let partner = partner_from_row(&row)?;
         let event = events::partner_created(partner.id, partner.commission_rate_bps);
-        outbox::append(&mut tx, &[event], now)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(|e| classify(e.into()))?;
+        outbox::append(&mut tx, &[event], now).await?;
+        tx.commit().await?;
         Ok(partner)
     }
 
     #[tracing::instrument(skip_all, fields(partner_id = id))]
     async fn partner(&self, id: i64) -> StoreResult<Option<PartnerRecord>> {
-        let row = sqlx::query(
-            "SELECT id, name, commission_rate_bps, created_at FROM partners WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        let row = sqlx::query(sql::PARTNER_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(partner_from_row).transpose()
     }
 
@@ -108,20 +56,18 @@ impl CatalogStore for PgStore {
         product: &NewProduct,
         now: Timestamp,
     ) -> StoreResult<ProductRecord> {
-        insert_product(&self.pool, product, now)
-            .await
-            .map_err(classify)
+        insert_product(&self.pool, product, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = id))]
     async fn product(&self, id: i64) -> StoreResult<Option<ProductRecord>> {
-        let mut conn = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
-        product(&mut conn, id).await.map_err(classify)
+        let mut conn = self.pool.acquire().await?;
+        product(&mut conn, id).await
     }
 
     #[tracing::instrument(skip_all, fields(page = page.page, size = page.size))]
     async fn list_products(&self, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
-        list_products(&self.pool, page).await.map_err(classify)
+        list_products(&self.pool, page).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = id))]
@@ -131,9 +77,7 @@ impl CatalogStore for PgStore {
         patch: &ProductPatch,
         now: Timestamp,
     ) -> StoreResult<Option<ProductRecord>> {
-        update_product(&self.pool, id, patch, now)
-            .await
-            .map_err(classify)
+        update_product(&self.pool, id, patch, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id, quantity = quantity))]
@@ -144,9 +88,7 @@ impl CatalogStore for PgStore {
         memo: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<Option<StockLevels>> {
-        inbound(&self.pool, product_id, quantity, memo, now)
-            .await
-            .map_err(classify)
+        inbound(&self.pool, product_id, quantity, memo, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id, delta = delta))]
@@ -157,9 +99,7 @@ impl CatalogStore for PgStore {
         memo: &str,
         now: Timestamp,
     ) -> StoreResult<AdjustOutcome> {
-        adjust(&self.pool, product_id, delta, memo, now)
-            .await
-            .map_err(classify)
+        adjust(&self.pool, product_id, delta, memo, now).await
     }
 
     #[tracing::instrument(skip_all, fields(product_id = product_id, page = page.page))]
@@ -168,15 +108,15 @@ impl CatalogStore for PgStore {
         product_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<MovementRecord>> {
-        movements(&self.pool, product_id, page)
-            .await
-            .map_err(classify)
+        movements(&self.pool, product_id, page).await
     }
 }
 
 async fn product(conn: &mut PgConnection, id: i64) -> StoreResult<Option<ProductRecord>> {
-    let sql = format!("{PRODUCT_SELECT} WHERE p.id = $1");
-    let row = sqlx::query(&sql).bind(id).fetch_optional(conn).await?;
+    let row = sqlx::query(sql::PRODUCT_BY_ID)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(product_from_row).transpose()
 }
 
@@ -188,18 +128,15 @@ async fn insert_product(
     now: Timestamp,
 ) -> StoreResult<ProductRecord> {
     let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO products (partner_id, name, price, release_at, max_per_user, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
-    )
-    .bind(new.partner_id)
-    .bind(&new.name)
-    .bind(new.price)
-    .bind(new.release_at.millis())
-    .bind(new.max_per_user)
-    .bind(now.millis())
-    .fetch_one(&mut *tx)
-    .await?;
+    let id: i64 = sqlx::query_scalar(sql::INSERT_PRODUCT)
+        .bind(new.partner_id)
+        .bind(&new.name)
+        .bind(new.price)
+        .bind(new.release_at.millis())
+        .bind(new.max_per_user)
+        .bind(now.millis())
+        .fetch_one(&mut *tx)
+        .await?;
     sqlx::query("INSERT INTO stock (product_id, on_hand, held) VALUES ($1, $2, 0)")
         .bind(id)
         .bind(new.stock)
@@ -248,13 +185,12 @@ fn inbound_movement(
 }
 
 async fn list_products(pool: &PgPool, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
-    let sql = format!("{PRODUCT_SELECT} ORDER BY p.release_at, p.id LIMIT $1 OFFSET $2");
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(sql::PRODUCTS_PAGE)
         .bind(page.size)
         .bind(page.offset())
         .fetch_all(pool)
         .await?;
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+    let total: i64 = sqlx::query_scalar(sql::COUNT_PRODUCTS)
         .fetch_one(pool)
         .await?;
     Ok(Page {
@@ -276,21 +212,16 @@ async fn update_product(
     now: Timestamp,
 ) -> StoreResult<Option<ProductRecord>> {
     let mut tx = pool.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE products SET name = COALESCE($2, name), price = COALESCE($3, price), \
-         release_at = COALESCE($4, release_at), \
-         max_per_user = CASE WHEN $5 THEN $6 ELSE max_per_user END, updated_at = $7 \
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(patch.name.as_deref())
-    .bind(patch.price)
-    .bind(patch.release_at.map(Timestamp::millis))
-    .bind(patch.max_per_user.is_some())
-    .bind(patch.max_per_user.flatten())
-    .bind(now.millis())
-    .execute(&mut *tx)
-    .await?;
+    let updated = sqlx::query(sql::UPDATE_PRODUCT)
+        .bind(id)
+        .bind(patch.name.as_deref())
+        .bind(patch.price)
+        .bind(patch.release_at.map(Timestamp::millis))
+        .bind(patch.max_per_user.is_some())
+        .bind(patch.max_per_user.flatten())
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
     if updated.rows_affected() == 0 {
         return Ok(None);
     }
@@ -347,14 +278,11 @@ async fn adjust(
     now: Timestamp,
 ) -> StoreResult<AdjustOutcome> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "UPDATE stock SET on_hand = on_hand + $2 \
-         WHERE product_id = $1 AND on_hand + $2 >= held RETURNING on_hand, held",
-    )
-    .bind(product_id)
-    .bind(delta)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = sqlx::query(sql::ADJUST_STOCK)
+        .bind(product_id)
+        .bind(delta)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(row) = row else {
         // Nothing changed (the transaction rolls back when dropped); only tell a missing
         // product from a refused correction.
@@ -395,21 +323,16 @@ async fn movements(
     product_id: i64,
     page: PageRequest,
 ) -> StoreResult<Page<MovementRecord>> {
-    let rows = sqlx::query(
-        "SELECT id, product_id, kind, quantity, order_id, memo, on_hand_after, held_after, \
-         created_at FROM stock_movements WHERE product_id = $1 ORDER BY id DESC \
-         LIMIT $2 OFFSET $3",
-    )
-    .bind(product_id)
-    .bind(page.size)
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await?;
-    let total: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM stock_movements WHERE product_id = $1")
-            .bind(product_id)
-            .fetch_one(pool)
-            .await?;
+    let rows = sqlx::query(sql::MOVEMENTS_PAGE)
+        .bind(product_id)
+        .bind(page.size)
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await?;
+    let total: i64 = sqlx::query_scalar(sql::COUNT_MOVEMENTS)
+        .bind(product_id)
+        .fetch_one(pool)
+        .await?;
     Ok(Page {
         items: rows
             .iter()

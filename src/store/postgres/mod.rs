@@ -2,31 +2,46 @@
 //! one database, so every guard here must hold across processes: row locks taken in
 //! ascending id order, `UNIQUE` constraints with `ON CONFLICT`, `CHECK`s as the last line of
 //! defence, and advisory locks only where no row can carry the lock (migrations, the outbox
-//! horizon). All PostgreSQL-specific SQL lives under this folder.
+//! horizon). Everything PostgreSQL-specific lives under this folder: its `migrations/` and
+//! every statement that is not in `store/sql.rs` (which both dialects run as they are).
 //!
-//! Trait methods are thin: each calls a function returning [`StoreResult`] with `?` on raw
-//! sqlx errors, and passes the result through [`classify`] once, at the boundary, so a pool
-//! timeout can never leak out as a plain database error.
+//! The files are named like those of `store/sqlite/`, one per area:
+//!
+//! - `conn.rs` — the store and its pool (a leaf every other file imports);
+//! - `accounts.rs`, `catalog.rs`, `waitlist.rs`, `coupons.rs`, `leases.rs`, `audit.rs`,
+//!   `outbox.rs` (the event writer and its horizon lock too) — one store trait each;
+//! - `stock.rs` — where stock is held, committed, released and returned: the stock
+//!   accounts (locked in ascending product id) and their ledger;
+//! - `orders.rs` — reading orders and moving them through their lifecycle, with
+//!   `order_reads.rs` loading whole orders;
+//! - `place.rs` and `place_write.rs` — order placement, the hot path (DESIGN §3);
+//! - `benefits.rs` — the coupon and points an order holds;
+//! - `points/` — loyalty points.
 
+mod accounts;
 mod audit;
-mod auth;
 mod benefits;
 mod catalog;
+mod conn;
 mod coupons;
+mod leases;
+mod order_reads;
 mod orders;
 mod outbox;
 mod place;
+mod place_write;
 mod points;
 mod stock;
 #[cfg(test)]
 mod tests;
 mod waitlist;
 
-use super::{PoolOptions, Store, StoreError, StoreResult};
+pub use conn::PgStore;
+
 use crate::domain::Timestamp;
+use crate::store::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgQueryResult, PgRow};
-use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool, PgQueryResult};
 
 /// Migrations in the order they apply; a version is never edited once released.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -41,27 +56,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// (ASCII "stampmig").
 const MIGRATION_LOCK_KEY: i64 = 0x7374_616d_706d_6967;
 
-pub struct PgStore {
-    pool: PgPool,
-}
-
-impl PgStore {
-    /// Opens the pool and checks that one connection works. Does not migrate.
-    pub async fn connect(url: &str, options: &PoolOptions) -> StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect(url)
-            .await
-            .map_err(|e| classify(e.into()))?;
-        Ok(PgStore { pool })
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-}
-
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -69,21 +63,16 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn migrate(&self) -> StoreResult<()> {
+    async fn migrate(&self, now: Timestamp) -> StoreResult<()> {
         for (version, sql) in MIGRATIONS {
-            apply_migration(&self.pool, *version, sql)
-                .await
-                .map_err(classify)?;
+            apply_migration(&self.pool, *version, sql, now).await?;
         }
         Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(e.into()))
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn close(&self) {
@@ -94,7 +83,12 @@ impl Store for PgStore {
 /// Applies one migration unless it is recorded, in its own transaction. The advisory lock is
 /// taken before anything else, so a second node waits here and then sees the version as
 /// applied instead of racing on `CREATE TABLE`.
-async fn apply_migration(pool: &PgPool, version: i64, sql: &'static str) -> StoreResult<()> {
+async fn apply_migration(
+    pool: &PgPool,
+    version: i64,
+    sql: &'static str,
+    now: Timestamp,
+) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK_KEY)
@@ -119,7 +113,7 @@ async fn apply_migration(pool: &PgPool, version: i64, sql: &'static str) -> Stor
         .map_err(|e| StoreError::Migration(format!("version {version}: {e}")))?;
     sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
         .bind(version)
-        .bind(crate::clock::Clock::now(&crate::clock::SystemClock).millis())
+        .bind(now.millis())
         .execute(&mut *tx)
         .await?;
     tracing::info!(version, "applied migration");
@@ -135,39 +129,4 @@ async fn run_script(
     sql: &'static str,
 ) -> Result<PgQueryResult, sqlx::Error> {
     sqlx::Executor::execute(conn, sqlx::raw_sql(sql)).await
-}
-
-/// SQLSTATE of `unique_violation`.
-const UNIQUE_VIOLATION: &str = "23505";
-
-/// Maps a raw database error to the store's vocabulary: the caller may retry `Unavailable`,
-/// must show `Conflict` to the user, and treats the rest as bugs or outages.
-pub(super) fn classify(error: StoreError) -> StoreError {
-    let StoreError::Database(error) = error else {
-        return error;
-    };
-    match &error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            if code == UNIQUE_VIOLATION && db.constraint() == Some("users_email_key") {
-                StoreError::Conflict("email_taken")
-            } else if code.starts_with("08") || code.starts_with("57P") {
-                // Connection exceptions and server shutdown: an outage, not a bug.
-                StoreError::Unavailable(error.to_string())
-            } else {
-                StoreError::Database(error)
-            }
-        }
-        _ => StoreError::Database(error),
-    }
-}
-
-/// Reads an epoch-milliseconds column.
-pub(super) fn ts(row: &PgRow, column: &str) -> Result<Timestamp, sqlx::Error> {
-    row.try_get::<i64, _>(column).map(Timestamp::from_millis)
 }

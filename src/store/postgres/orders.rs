@@ -5,117 +5,20 @@
 //! then locks the stock rows in ascending product id order. Placement never locks an order
 //! row, so the two paths cannot wait on each other in a cycle.
 
-use super::{benefits, classify, outbox, place, stock, ts, PgStore};
+use super::conn::PgStore;
+use super::order_reads::{list_orders, load_order};
+use super::{benefits, outbox, place, stock};
 use crate::domain::allocation::OrderRequest;
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::{CancelReason, MovementKind};
 use crate::domain::{OrderStatus, Timestamp};
+use crate::store::rows::{order_status, Columns};
 use crate::store::{
-    BatchResult, OrderItemRecord, OrderRecord, OrderStore, Page, PageRequest, PartnerOrderRecord,
-    PaymentAttempt, StoreError, StoreResult, TransitionOutcome,
+    sql, BatchResult, OrderRecord, OrderStore, Page, PageRequest, PaymentAttempt, StoreError,
+    StoreResult, TransitionOutcome,
 };
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
-use sqlx::Row;
-use std::collections::HashMap;
-
-fn order_from_row(row: &PgRow) -> StoreResult<OrderRecord> {
-    let status: String = row.try_get("status")?;
-    Ok(OrderRecord {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        status: parse_status(&status)?,
-        total: row.try_get("total")?,
-        coupon_id: row.try_get("coupon_id")?,
-        discount: row.try_get("discount")?,
-        points_used: row.try_get("points_used")?,
-        payable: row.try_get("payable")?,
-        pay_by: ts(row, "pay_by")?,
-        paid_at: row
-            .try_get::<Option<i64>, _>("paid_at")?
-            .map(Timestamp::from_millis),
-        cancel_reason: row.try_get("cancel_reason")?,
-        created_at: ts(row, "created_at")?,
-        updated_at: ts(row, "updated_at")?,
-        partner_orders: Vec::new(),
-    })
-}
-
-pub(super) fn parse_status(raw: &str) -> StoreResult<OrderStatus> {
-    OrderStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("order status {raw:?}")))
-}
-
-/// Loads whole orders (partner orders and items included) in three statements whatever
-/// their number; returned in ascending id order, missing ids skipped.
-pub(super) async fn load_orders(
-    conn: &mut PgConnection,
-    ids: &[i64],
-) -> StoreResult<Vec<OrderRecord>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = sqlx::query(
-        "SELECT id, user_id, status, total, coupon_id, discount, points_used, payable, pay_by, \
-         paid_at, cancel_reason, created_at, updated_at FROM orders WHERE id = ANY($1) \
-         ORDER BY id",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut orders = rows
-        .iter()
-        .map(order_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    let mut partner_orders = partner_orders_of(conn, ids).await?;
-    for order in &mut orders {
-        order.partner_orders = partner_orders.remove(&order.id).unwrap_or_default();
-    }
-    Ok(orders)
-}
-
-/// Partner orders ascending by partner id, each with its items ascending by product id.
-async fn partner_orders_of(
-    conn: &mut PgConnection,
-    order_ids: &[i64],
-) -> StoreResult<HashMap<i64, Vec<PartnerOrderRecord>>> {
-    let rows = sqlx::query(
-        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal, \
-                oi.product_id, oi.quantity, oi.unit_price, oi.line_total \
-         FROM partner_orders po JOIN order_items oi ON oi.partner_order_id = po.id \
-         WHERE po.order_id = ANY($1) \
-         ORDER BY po.order_id, po.partner_id, oi.product_id",
-    )
-    .bind(order_ids)
-    .fetch_all(conn)
-    .await?;
-    let mut out: HashMap<i64, Vec<PartnerOrderRecord>> = HashMap::new();
-    for row in &rows {
-        let partner_orders = out.entry(row.try_get("order_id")?).or_default();
-        let id: i64 = row.try_get("id")?;
-        if partner_orders.last().map(|p| p.id) != Some(id) {
-            partner_orders.push(PartnerOrderRecord {
-                id,
-                partner_id: row.try_get("partner_id")?,
-                status: row.try_get("status")?,
-                subtotal: row.try_get("subtotal")?,
-                items: Vec::new(),
-            });
-        }
-        if let Some(current) = partner_orders.last_mut() {
-            current.items.push(OrderItemRecord {
-                product_id: row.try_get("product_id")?,
-                quantity: row.try_get("quantity")?,
-                unit_price: row.try_get("unit_price")?,
-                line_total: row.try_get("line_total")?,
-            });
-        }
-    }
-    Ok(out)
-}
-
-async fn load_order(conn: &mut PgConnection, id: i64) -> StoreResult<Option<OrderRecord>> {
-    Ok(load_orders(conn, &[id]).await?.pop())
-}
+use sqlx::postgres::{PgConnection, PgPool};
 
 #[async_trait]
 impl OrderStore for PgStore {
@@ -126,15 +29,13 @@ impl OrderStore for PgStore {
         pay_by: Timestamp,
         now: Timestamp,
     ) -> StoreResult<BatchResult> {
-        place::place_batch(&self.pool, batch, pay_by, now)
-            .await
-            .map_err(classify)
+        place::place_batch(&self.pool, batch, pay_by, now).await
     }
 
     #[tracing::instrument(skip_all, fields(order_id = id))]
     async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>> {
-        let mut conn = self.pool.acquire().await.map_err(|e| classify(e.into()))?;
-        load_order(&mut conn, id).await.map_err(classify)
+        let mut conn = self.pool.acquire().await?;
+        load_order(&mut conn, id).await
     }
 
     #[tracing::instrument(skip_all, fields(page = page.page, size = page.size))]
@@ -143,22 +44,17 @@ impl OrderStore for PgStore {
         user_id: Option<i64>,
         page: PageRequest,
     ) -> StoreResult<Page<OrderRecord>> {
-        list_orders(&self.pool, user_id, page)
-            .await
-            .map_err(classify)
+        list_orders(&self.pool, user_id, page).await
     }
 
     #[tracing::instrument(skip_all, fields(order_id = payment.order_id))]
     async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(|e| classify(e.into()))?;
-        insert_payment(&mut tx, payment, now)
-            .await
-            .map_err(classify)?;
+        let mut tx = self.pool.begin().await?;
+        insert_payment(&mut tx, payment, now).await?;
         let event = events::payment_failed(payment.order_id, payment.outcome.as_str());
-        outbox::append(&mut tx, &[event], now)
-            .await
-            .map_err(classify)?;
-        tx.commit().await.map_err(|e| classify(e.into()))
+        outbox::append(&mut tx, &[event], now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(order_id = order_id))]
@@ -168,9 +64,7 @@ impl OrderStore for PgStore {
         payment: &PaymentAttempt,
         now: Timestamp,
     ) -> StoreResult<TransitionOutcome> {
-        mark_paid(&self.pool, order_id, payment, now)
-            .await
-            .map_err(classify)
+        mark_paid(&self.pool, order_id, payment, now).await
     }
 
     #[tracing::instrument(skip_all, fields(order_id = order_id, reason = reason.as_str()))]
@@ -180,94 +74,38 @@ impl OrderStore for PgStore {
         reason: CancelReason,
         now: Timestamp,
     ) -> StoreResult<TransitionOutcome> {
-        cancel_order(&self.pool, order_id, reason, now)
-            .await
-            .map_err(classify)
+        cancel_order(&self.pool, order_id, reason, now).await
     }
 
     /// A plain read: the sweeper's transition re-checks state and deadline under the row
     /// lock, so two nodes sweeping the same order cannot both cancel it.
     #[tracing::instrument(skip_all)]
     async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
+        Ok(sqlx::query_scalar(
             "SELECT id FROM orders WHERE status = 'pending_payment' AND pay_by <= $1 \
              ORDER BY pay_by, id LIMIT $2",
         )
         .bind(now.millis())
         .bind(limit.max(0))
         .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        .await?)
     }
 
     #[tracing::instrument(skip_all, fields(order_id = order_id))]
     async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome> {
-        confirm_order(&self.pool, order_id, now)
-            .await
-            .map_err(classify)
+        confirm_order(&self.pool, order_id, now).await
     }
 
     /// A plain read, like `due_orders`: `confirm_order` re-checks the state under the row
     /// lock.
     #[tracing::instrument(skip_all)]
     async fn due_confirmations(&self, cutoff: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
-            "SELECT id FROM orders WHERE status = 'paid' AND paid_at <= $1 \
-             ORDER BY paid_at, id LIMIT $2",
-        )
-        .bind(cutoff.millis())
-        .bind(limit.max(0))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        Ok(sqlx::query_scalar(sql::DUE_CONFIRMATIONS)
+            .bind(cutoff.millis())
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?)
     }
-}
-
-/// Two statement texts rather than `($1 IS NULL OR user_id = $1)`, so a buyer's page uses
-/// the `(user_id, id)` index under a cached generic plan.
-async fn list_orders(
-    pool: &PgPool,
-    user_id: Option<i64>,
-    page: PageRequest,
-) -> StoreResult<Page<OrderRecord>> {
-    let mut conn = pool.acquire().await?;
-    let (ids, total): (Vec<i64>, i64) = match user_id {
-        Some(user_id) => {
-            let ids = sqlx::query_scalar(
-                "SELECT id FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
-            )
-            .bind(user_id)
-            .bind(page.size)
-            .bind(page.offset())
-            .fetch_all(&mut *conn)
-            .await?;
-            let total = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&mut *conn)
-                .await?;
-            (ids, total)
-        }
-        None => {
-            let ids =
-                sqlx::query_scalar("SELECT id FROM orders ORDER BY id DESC LIMIT $1 OFFSET $2")
-                    .bind(page.size)
-                    .bind(page.offset())
-                    .fetch_all(&mut *conn)
-                    .await?;
-            let total = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-                .fetch_one(&mut *conn)
-                .await?;
-            (ids, total)
-        }
-    };
-    let mut items = load_orders(&mut conn, &ids).await?;
-    items.reverse(); // loaded ascending; the page is newest first
-    Ok(Page {
-        items,
-        page: page.page,
-        size: page.size,
-        total,
-    })
 }
 
 async fn insert_payment(
@@ -275,18 +113,15 @@ async fn insert_payment(
     payment: &PaymentAttempt,
     now: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO payments (order_id, payment_key, amount, outcome, detail, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(payment.order_id)
-    .bind(&payment.payment_key)
-    .bind(payment.amount)
-    .bind(payment.outcome.as_str())
-    .bind(payment.detail.as_deref())
-    .bind(now.millis())
-    .execute(conn)
-    .await?;
+    sqlx::query(sql::INSERT_PAYMENT)
+        .bind(payment.order_id)
+        .bind(&payment.payment_key)
+        .bind(payment.amount)
+        .bind(payment.outcome.as_str())
+        .bind(payment.detail.as_deref())
+        .bind(now.millis())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -302,10 +137,9 @@ async fn lock_order(conn: &mut PgConnection, order_id: i64) -> StoreResult<Optio
         .fetch_optional(conn)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let status: String = row.try_get("status")?;
     Ok(Some(Locked {
-        status: parse_status(&status)?,
-        pay_by: ts(&row, "pay_by")?,
+        status: order_status(&row.text("status")?)?,
+        pay_by: row.ts("pay_by")?,
     }))
 }
 
@@ -439,7 +273,7 @@ async fn set_status(
     .bind(now.millis())
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE partner_orders SET status = $2 WHERE order_id = $1")
+    sqlx::query(sql::SET_PARTNER_ORDERS_STATUS)
         .bind(order_id)
         .bind(to.as_str())
         .execute(&mut *conn)

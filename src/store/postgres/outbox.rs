@@ -11,13 +11,13 @@
 //! Later writers draw higher ids. The cost is one brief stall of the writers' last step per
 //! read, which is why [`append`] must be the last statement of its transaction.
 
-use super::{classify, ts, PgStore};
+use super::conn::PgStore;
 use crate::domain::events::{Event, NewEvent};
 use crate::domain::Timestamp;
-use crate::store::{OutboxStore, StoreResult};
+use crate::store::rows::event_from_row;
+use crate::store::{sql, OutboxStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::postgres::PgConnection;
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgConnection, PgPool};
 
 /// Advisory lock key of the outbox horizon (ASCII "stampobx").
 const OUTBOX_LOCK_KEY: i64 = 0x7374_616d_706f_6278;
@@ -67,14 +67,12 @@ pub(super) async fn append(
 impl OutboxStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn last_event_id(&self) -> StoreResult<i64> {
-        last_event_id(&self.pool).await.map_err(classify)
+        last_event_id(&self.pool).await
     }
 
     #[tracing::instrument(skip_all, fields(after = after, limit = limit))]
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        events_after(&self.pool, after, limit)
-            .await
-            .map_err(classify)
+        events_after(&self.pool, after, limit).await
     }
 }
 
@@ -90,7 +88,7 @@ async fn wait_for_horizon(conn: &mut PgConnection) -> StoreResult<()> {
 async fn last_event_id(pool: &PgPool) -> StoreResult<i64> {
     let mut tx = pool.begin().await?;
     wait_for_horizon(&mut tx).await?;
-    let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
+    let id: i64 = sqlx::query_scalar(sql::LAST_EVENT_ID)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -100,27 +98,11 @@ async fn last_event_id(pool: &PgPool) -> StoreResult<i64> {
 async fn events_after(pool: &PgPool, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
     let mut tx = pool.begin().await?;
     wait_for_horizon(&mut tx).await?;
-    let rows = sqlx::query(
-        "SELECT id, aggregate_type, aggregate_id, event_type, payload, created_at \
-         FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit.max(0))
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = sqlx::query(sql::EVENTS_AFTER)
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
-    let events = rows
-        .iter()
-        .map(|row| {
-            Ok(Event {
-                id: row.try_get("id")?,
-                aggregate_type: row.try_get("aggregate_type")?,
-                aggregate_id: row.try_get("aggregate_id")?,
-                event_type: row.try_get("event_type")?,
-                payload: row.try_get("payload")?,
-                created_at: ts(row, "created_at")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(events)
+    rows.iter().map(event_from_row).collect()
 }

@@ -1,5 +1,7 @@
-//! Writes to the stock accounts and their ledger, shared by placement, order transitions and
-//! inbound. Every balance change here comes with its ledger row in the same transaction.
+//! Where stock is held, committed, released and returned on PostgreSQL: the stock accounts
+//! and their ledger (DESIGN §1), written by placement, order transitions and the catalogue.
+//! Every balance change here comes with its ledger row in the same transaction; accounts
+//! are locked in ascending product id, the one lock order every writer uses.
 
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::MovementKind;

@@ -55,11 +55,9 @@ where
         eprintln!("{URL_VAR} not set; skipping PostgreSQL test");
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let name = format!("stampede_test_{}_{nanos}", std::process::id());
+    // A random suffix rather than the time: nothing in the store reads the clock.
+    let suffix: u64 = rand::random();
+    let name = format!("stampede_test_{}_{suffix}", std::process::id());
     let admin = PgStore::connect(&url, &options()).await.expect("connect");
     // Identifiers cannot be bound as parameters; `name` is generated above from digits.
     sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
@@ -72,10 +70,10 @@ where
             .expect("connect to test database"),
     );
     // Two nodes starting at once: the advisory lock makes the second a no-op.
-    let (a, b) = tokio::join!(store.migrate(), store.migrate());
+    let (a, b) = tokio::join!(store.migrate(NOW), store.migrate(NOW));
     a.expect("migrate");
     b.expect("migrate concurrently");
-    store.migrate().await.expect("migrate again");
+    store.migrate(NOW).await.expect("migrate again");
     let outcome = tokio::spawn(body(store.clone())).await;
     store.close().await;
     sqlx::raw_sql(&format!("DROP DATABASE {name} WITH (FORCE)"))

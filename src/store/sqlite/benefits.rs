@@ -1,30 +1,35 @@
-//! The coupon and points an order holds (DESIGN §1): read and held by placement in the
-//! batch's transaction, then used and spent, or given back, in the transaction of each
-//! order transition. Every write is conditional on the state it expects; allocation has
-//! already decided under the same lock, so a write that finds anything else is corruption.
+//! The coupon and points an order holds (DESIGN §1), on SQLite: read and held by placement
+//! in the batch's transaction, then used and spent, or given back, in the transaction of
+//! each order transition. Every write is conditional on the state it expects; allocation
+//! has already decided under the same lock, so a write that finds anything else is
+//! corruption.
 
-use super::coupons::{coupon_from_row, SELECT_COUPON};
+use super::conn::json_ids;
 use super::points::{hold_in, step_hold_in};
-use super::{json_ids, map_err, Tx};
 use crate::domain::allocation::CouponState;
 use crate::domain::coupon::CouponStatus;
 use crate::domain::events::{self, CouponMoved, NewEvent};
 use crate::domain::Timestamp;
-use crate::store::{OrderRecord, StoreError, StoreResult};
+use crate::store::rows::coupon_from_row;
+use crate::store::{sql, OrderRecord, StoreError, StoreResult};
+use sqlx::SqliteConnection;
 use std::collections::HashMap;
 
 /// The user coupons `ids` as placement weighs them.
-pub(super) async fn coupons(tx: &mut Tx, ids: &[i64]) -> StoreResult<HashMap<i64, CouponState>> {
+pub(super) async fn coupons(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+) -> StoreResult<HashMap<i64, CouponState>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = sqlx::query(&format!(
-        "{SELECT_COUPON} WHERE u.id IN (SELECT value FROM json_each($1))"
+    let rows = sqlx::query(concat!(
+        sql::select_coupon!(),
+        " WHERE u.id IN (SELECT value FROM json_each($1))"
     ))
     .bind(json_ids(ids.iter().copied()))
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .fetch_all(conn)
+    .await?;
     let mut coupons = HashMap::with_capacity(rows.len());
     for row in &rows {
         let coupon = coupon_from_row(row)?;
@@ -36,7 +41,7 @@ pub(super) async fn coupons(tx: &mut Tx, ids: &[i64]) -> StoreResult<HashMap<i64
 /// Points each of `users` can hold at `now`: the unheld remainders of lots not yet expired
 /// (a lot past its expiry waits for the expiry job but is no longer spendable).
 pub(super) async fn spendable_points(
-    tx: &mut Tx,
+    conn: &mut SqliteConnection,
     users: &[i64],
     now: Timestamp,
 ) -> StoreResult<HashMap<i64, i64>> {
@@ -51,27 +56,26 @@ pub(super) async fn spendable_points(
     )
     .bind(json_ids(users.iter().copied()))
     .bind(now.millis())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .fetch_all(conn)
+    .await?;
     Ok(rows.into_iter().collect())
 }
 
 /// Holds the placed order's points and coupon; returns their events.
 pub(super) async fn hold(
-    tx: &mut Tx,
+    conn: &mut SqliteConnection,
     order: &OrderRecord,
     now: Timestamp,
 ) -> StoreResult<Vec<NewEvent>> {
     let mut outgoing = Vec::new();
     if order.points_used > 0 {
-        let event = hold_in(tx, order.user_id, order.points_used, order.id, now).await?;
+        let event = hold_in(conn, order.user_id, order.points_used, order.id, now).await?;
         outgoing.push(event);
     }
     if let Some(coupon_id) = order.coupon_id {
         let moved = move_coupon(
-            tx,
-            "id = $1 AND user_id = $5",
+            conn,
+            sql::HOLD_COUPON,
             (coupon_id, order.user_id),
             (CouponStatus::Issued, CouponStatus::Held),
             order.id,
@@ -88,7 +92,7 @@ pub(super) async fn hold(
 /// (`OrderStatus::benefit_step`); returns their events. Points before the coupon: the
 /// order in which placement locks them.
 pub(super) async fn settle(
-    tx: &mut Tx,
+    conn: &mut SqliteConnection,
     order: &OrderRecord,
     now: Timestamp,
 ) -> StoreResult<Vec<NewEvent>> {
@@ -97,15 +101,15 @@ pub(super) async fn settle(
     };
     let mut outgoing = Vec::new();
     if order.points_used > 0 {
-        let event = step_hold_in(tx, order.id, step.points, now)
+        let event = step_hold_in(conn, order.id, step.points, now)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("points of order {} moved", order.id)))?;
         outgoing.push(event);
     }
     if let Some(coupon_id) = order.coupon_id {
         let moved = move_coupon(
-            tx,
-            "id = $1 AND order_id = $5",
+            conn,
+            sql::STEP_ORDER_COUPON,
             (coupon_id, order.id),
             step.coupon,
             order.id,
@@ -120,31 +124,27 @@ pub(super) async fn settle(
     Ok(outgoing)
 }
 
-/// `from → to` on the user coupon matched by `filter` (over `$1` and `$5`); the coupon
-/// names `order_id` while held or used and nothing once issued again.
+/// `from → to` on the user coupon `id` with `statement` (`sql::HOLD_COUPON` or
+/// `sql::STEP_ORDER_COUPON`); the coupon names `order_id` while held or used and nothing
+/// once issued again.
 async fn move_coupon(
-    tx: &mut Tx,
-    filter: &str,
+    conn: &mut SqliteConnection,
+    statement: &'static str,
     (id, owner_or_order): (i64, i64),
     (from, to): (CouponStatus, CouponStatus),
     order_id: i64,
     now: Timestamp,
 ) -> StoreResult<Option<CouponMoved>> {
     let linked = (to != CouponStatus::Issued).then_some(order_id);
-    let moved: Option<(i64, i64)> = sqlx::query_as(&format!(
-        "UPDATE user_coupons SET status = $3, order_id = $4, updated_at = $6
-         WHERE {filter} AND status = $2
-         RETURNING campaign_id, user_id"
-    ))
-    .bind(id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(linked)
-    .bind(owner_or_order)
-    .bind(now.millis())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    let moved: Option<(i64, i64)> = sqlx::query_as(statement)
+        .bind(id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(linked)
+        .bind(owner_or_order)
+        .bind(now.millis())
+        .fetch_optional(conn)
+        .await?;
     Ok(moved.map(|(campaign_id, user_id)| CouponMoved {
         user_coupon_id: id,
         campaign_id,

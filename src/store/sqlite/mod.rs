@@ -1,29 +1,44 @@
-//! SQLite backend, the embedded default: one file in WAL mode with `synchronous=FULL`
-//! (an acknowledged order survives a power cut; batching pays for the fsync).
+//! SQLite backend, the embedded default (DESIGN §2): one file in WAL mode, one writer at a
+//! time. Everything SQLite-specific lives under this folder: its `migrations/` and every
+//! statement that is not in `store/sql.rs` (which both dialects run as they are).
 //!
-//! SQLite has one writer at a time, so writes go through a pool of exactly one connection
-//! and every write transaction starts with `BEGIN IMMEDIATE` (it takes the write lock up
-//! front instead of failing to upgrade later). Reads use a separate pool; WAL lets them run
-//! beside the writer.
+//! The files are named like those of `store/postgres/`, one per area:
+//!
+//! - `conn.rs` — the store, its reader and writer pools, the write transaction (a leaf
+//!   every other file imports);
+//! - `accounts.rs`, `catalog.rs`, `waitlist.rs`, `coupons.rs`, `leases.rs`, `audit.rs`,
+//!   `outbox.rs` (the event writer too) — one store trait each;
+//! - `stock.rs` — where stock is held, committed, released and returned: the stock
+//!   accounts and their ledger;
+//! - `orders.rs` — reading orders and moving them through their lifecycle, with
+//!   `order_reads.rs` loading whole orders;
+//! - `place.rs` and `place_write.rs` — order placement, the hot path (DESIGN §3);
+//! - `benefits.rs` — the coupon and points an order holds;
+//! - `points/` — loyalty points.
 
+mod accounts;
 mod audit;
-mod auth;
 mod benefits;
 mod catalog;
+mod conn;
 mod coupons;
+mod leases;
+mod order_reads;
 mod orders;
 mod outbox;
 mod place;
+mod place_write;
 mod points;
+mod stock;
 mod waitlist;
 
-use super::{PoolOptions, Store, StoreError, StoreResult};
-use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
-use std::str::FromStr;
-use std::time::Duration;
+pub use conn::SqliteStore;
 
+use crate::domain::Timestamp;
+use crate::store::{Store, StoreError, StoreResult};
+use async_trait::async_trait;
+
+/// Migrations in the order they apply; a version is never edited once released.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_waitlist.sql")),
@@ -31,89 +46,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_points.sql")),
     (5, include_str!("migrations/0005_order_benefits.sql")),
 ];
-/// How long a connection waits for another process holding the write lock (e.g. a CLI
-/// command run beside the server).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-pub struct SqliteStore {
-    reader: SqlitePool,
-    writer: SqlitePool,
-}
-
-type Tx = Transaction<'static, Sqlite>;
-
-impl SqliteStore {
-    pub async fn connect(url: &str, options: &PoolOptions) -> StoreResult<Self> {
-        let connect = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone())
-            .await
-            .map_err(map_err)?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.read_only(true))
-            .await
-            .map_err(map_err)?;
-        Ok(SqliteStore { reader, writer })
-    }
-
-    async fn write_tx(&self) -> StoreResult<Tx> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)
-    }
-}
-
-/// Classifies driver errors: an exhausted pool or a dead connection is `Unavailable`
-/// (retryable), everything else is a plain database error.
-pub(super) fn map_err(err: sqlx::Error) -> StoreError {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(err.to_string())
-        }
-        other => StoreError::Database(other),
-    }
-}
-
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-/// A JSON array of ids, for `IN (SELECT value FROM json_each($n))`: SQLite has no array
-/// parameters and this keeps the statement text fixed (and cached).
-fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
-    let ids: Vec<i64> = ids.into_iter().collect();
-    serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())
-}
-
-async fn write_event(
-    tx: &mut Tx,
-    event: &crate::domain::events::NewEvent,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(event.aggregate_type)
-    .bind(event.aggregate_id)
-    .bind(event.event_type)
-    .bind(&event.payload)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -121,22 +53,23 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn migrate(&self) -> StoreResult<()> {
+    /// All pending migrations in one write transaction: the write lock keeps a second
+    /// process out until they are recorded.
+    #[tracing::instrument(skip_all)]
+    async fn migrate(&self, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
         )
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         for (version, sql) in MIGRATIONS {
             let applied: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(version)
                     .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                    .await?;
             if applied.is_some() {
                 continue;
             }
@@ -146,19 +79,16 @@ impl Store for SqliteStore {
                 .map_err(|e| StoreError::Migration(format!("sqlite {version}: {e}")))?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
-                .bind(crate::clock::Clock::now(&crate::clock::SystemClock).millis())
+                .bind(now.millis())
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
-        tx.commit().await.map_err(map_err)
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(map_err)?;
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
@@ -166,65 +96,4 @@ impl Store for SqliteStore {
         self.writer.close().await;
         self.reader.close().await;
     }
-}
-
-/// Applies one movement to a stock account and appends its ledger row. The CHECK
-/// constraints (`0 <= held <= on_hand`) refuse anything that would oversell or go negative.
-async fn move_stock(
-    tx: &mut Tx,
-    product_id: i64,
-    kind: crate::domain::order::MovementKind,
-    quantity: i64,
-    order_id: Option<i64>,
-    memo: Option<&str>,
-    now: i64,
-) -> StoreResult<super::StockLevels> {
-    let (d_on_hand, d_held) = kind.effect(quantity);
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "UPDATE stock SET on_hand = on_hand + $2, held = held + $3
-         WHERE product_id = $1 RETURNING on_hand, held",
-    )
-    .bind(product_id)
-    .bind(d_on_hand)
-    .bind(d_held)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    let (on_hand, held) = row.ok_or(StoreError::NotFound)?;
-    let levels = super::StockLevels {
-        product_id,
-        on_hand,
-        held,
-    };
-    insert_movement(tx, &levels, kind, quantity, order_id, memo, now).await?;
-    Ok(levels)
-}
-
-/// Appends one ledger row; `levels` are the account's balances once it applied.
-async fn insert_movement(
-    tx: &mut Tx,
-    levels: &super::StockLevels,
-    kind: crate::domain::order::MovementKind,
-    quantity: i64,
-    order_id: Option<i64>,
-    memo: Option<&str>,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO stock_movements
-             (product_id, kind, quantity, order_id, memo, on_hand_after, held_after, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(levels.product_id)
-    .bind(kind.as_str())
-    .bind(quantity)
-    .bind(order_id)
-    .bind(memo)
-    .bind(levels.on_hand)
-    .bind(levels.held)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
 }

@@ -1,40 +1,53 @@
-use super::{map_err, SqliteStore};
-use crate::domain::events::Event;
+//! The outbox on SQLite (DESIGN §4): events appended in their state change's transaction,
+//! read back in id order. SQLite has one writer, so ids become visible in the order they
+//! are drawn and a reader tailing `id > last` never skips one.
+
+use super::conn::SqliteStore;
+use crate::domain::events::{Event, NewEvent};
 use crate::domain::Timestamp;
-use crate::store::{OutboxStore, StoreResult};
+use crate::store::rows::event_from_row;
+use crate::store::{sql, OutboxStore, StoreResult};
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::SqliteConnection;
+
+/// Appends `events` in order, one statement each, inside the caller's transaction.
+pub(super) async fn append(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+    now: Timestamp,
+) -> StoreResult<()> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(event.aggregate_type)
+        .bind(event.aggregate_id)
+        .bind(event.event_type)
+        .bind(&event.payload)
+        .bind(now.millis())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
 
 #[async_trait]
 impl OutboxStore for SqliteStore {
+    #[tracing::instrument(skip_all)]
     async fn last_event_id(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox")
+        Ok(sqlx::query_scalar(sql::LAST_EVENT_ID)
             .fetch_one(&self.reader)
-            .await
-            .map_err(map_err)
+            .await?)
     }
 
+    #[tracing::instrument(skip_all, fields(after = after, limit = limit))]
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query(
-            "SELECT id, aggregate_type, aggregate_id, event_type, payload, created_at
-             FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(|row| {
-                Ok(Event {
-                    id: row.try_get("id")?,
-                    aggregate_type: row.try_get("aggregate_type")?,
-                    aggregate_id: row.try_get("aggregate_id")?,
-                    event_type: row.try_get("event_type")?,
-                    payload: row.try_get("payload")?,
-                    created_at: Timestamp::from_millis(row.try_get("created_at")?),
-                })
-            })
-            .collect()
+        let rows = sqlx::query(sql::EVENTS_AFTER)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 }

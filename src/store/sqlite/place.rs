@@ -2,9 +2,8 @@
 //!
 //! SQLite has one writer, so the batch's `BEGIN IMMEDIATE` is the lock: nothing read here
 //! can change before the batch commits. That also makes ids predictable, so the batch
-//! assigns them itself and writes each table with ONE statement (`INSERT … SELECT … FROM
-//! json_each($1)` over a JSON array of rows): a fixed number of round trips to SQLite's
-//! worker thread per batch, whatever its size.
+//! assigns them itself and writes each table with ONE statement (`place_write.rs`): a fixed
+//! number of round trips to SQLite's worker thread per batch, whatever its size.
 //!
 //! 1. Read the batch's products and stock, the orders already stored under its
 //!    idempotency keys, units already bought under a purchase limit, and the coupons and
@@ -13,27 +12,21 @@
 //! 3. Write the accepted orders, their partner orders, items, hold movements and events;
 //!    then, order by order, the coupons and points they hold (few orders use them).
 
-use super::orders::load_order;
-use super::{benefits, json_ids, map_err, write_event, SqliteStore, Tx};
+use super::benefits;
+use super::conn::{json_ids, to_json, SqliteStore, Tx};
+use super::order_reads::load_order;
+use super::place_write::{write_accepted, Levels};
 use crate::domain::allocation::{
     allocate, buyers_of, coupon_ids, point_spenders, product_ids, Allocation, BatchState, Decision,
-    ExistingOrder, OrderRequest, PlannedOrder, ProductState,
+    ExistingOrder, OrderRequest, ProductState,
 };
-use crate::domain::events::{self, NewEvent};
-use crate::domain::{OrderStatus, Timestamp, Won};
-use crate::store::{
-    BatchResult, OrderItemRecord, OrderRecord, PartnerOrderRecord, PlaceOutcome, StoreError,
-    StoreResult,
-};
-use serde::Serialize;
-use sqlx::Row;
-use std::collections::{BTreeMap, HashMap};
+use crate::domain::{Timestamp, Won};
+use crate::store::rows::Columns;
+use crate::store::{BatchResult, OrderRecord, PlaceOutcome, StoreError, StoreResult};
+use std::collections::HashMap;
 
 /// Orders in these states count against a purchase limit (see `OrderStatus::counts_toward_limit`).
 const LIMIT_STATUSES: &str = "('pending_payment', 'paid', 'confirmed')";
-
-/// `(on_hand, held)` of a stock account as the batch moves it.
-type Levels = BTreeMap<i64, (i64, i64)>;
 
 pub(super) async fn place_batch(
     store: &SqliteStore,
@@ -46,7 +39,7 @@ pub(super) async fn place_batch(
     let allocation = allocate(batch, &state, now);
     let placed = write_accepted(&mut tx, batch, &allocation, levels, pay_by, now).await?;
     let outcomes = outcomes(&mut tx, &allocation, placed).await?;
-    tx.commit().await.map_err(map_err)?;
+    tx.commit().await?;
     let mut available_after: Vec<(i64, i64)> = allocation.available_after.into_iter().collect();
     available_after.sort_unstable();
     Ok(BatchResult {
@@ -111,20 +104,18 @@ async fn load_products(
     )
     .bind(json_ids(product_ids.iter().copied()))
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let mut levels = Levels::new();
     for row in rows {
-        let id: i64 = row.try_get("id")?;
-        let on_hand: i64 = row.try_get("on_hand")?;
-        let held: i64 = row.try_get("held")?;
-        let price = Won::new("price", row.try_get("price")?)
+        let id = row.int("id")?;
+        let (on_hand, held) = (row.int("on_hand")?, row.int("held")?);
+        let price = Won::new("price", row.int("price")?)
             .map_err(|e| StoreError::Corrupt(format!("product {id}: {e}")))?;
         let product = ProductState {
-            partner_id: row.try_get("partner_id")?,
+            partner_id: row.int("partner_id")?,
             price,
-            release_at: Timestamp::from_millis(row.try_get("release_at")?),
-            max_per_user: row.try_get("max_per_user")?,
+            release_at: row.ts("release_at")?,
+            max_per_user: row.opt_int("max_per_user")?,
             available: on_hand - held,
         };
         state.products.insert(id, product);
@@ -150,14 +141,13 @@ async fn existing_orders(
     )
     .bind(to_json(&pairs))
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let mut existing = HashMap::with_capacity(rows.len());
     for row in rows {
-        let key = (row.try_get("user_id")?, row.try_get("idempotency_key")?);
+        let key = (row.int("user_id")?, row.text("idempotency_key")?);
         let order = ExistingOrder {
-            order_id: row.try_get("id")?,
-            request_hash: row.try_get("request_hash")?,
+            order_id: row.int("id")?,
+            request_hash: row.text("request_hash")?,
         };
         existing.insert(key, order);
     }
@@ -181,289 +171,9 @@ async fn purchased_units(
     .bind(json_ids(limited.iter().copied()))
     .bind(json_ids(users))
     .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(rows
         .into_iter()
         .map(|(u, p, units)| ((u, p), units))
         .collect())
-}
-
-fn to_json<T: Serialize>(rows: &T) -> String {
-    // Vectors of numbers and strings always serialise.
-    serde_json::to_string(rows).unwrap_or_else(|_| "[]".into())
-}
-
-/// The next free id of each table the batch writes. Safe to hand out in advance: the batch
-/// holds SQLite's only write lock from its first read to its commit.
-struct NextIds {
-    order: i64,
-    partner_order: i64,
-    item: i64,
-    movement: i64,
-    event: i64,
-}
-
-impl NextIds {
-    async fn read(tx: &mut Tx) -> StoreResult<NextIds> {
-        let (order, partner_order, item, movement, event): (i64, i64, i64, i64, i64) =
-            sqlx::query_as(
-                "SELECT (SELECT COALESCE(MAX(id), 0) FROM orders),
-                        (SELECT COALESCE(MAX(id), 0) FROM partner_orders),
-                        (SELECT COALESCE(MAX(id), 0) FROM order_items),
-                        (SELECT COALESCE(MAX(id), 0) FROM stock_movements),
-                        (SELECT COALESCE(MAX(id), 0) FROM outbox)",
-            )
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(map_err)?;
-        Ok(NextIds {
-            order: order + 1,
-            partner_order: partner_order + 1,
-            item: item + 1,
-            movement: movement + 1,
-            event: event + 1,
-        })
-    }
-}
-
-fn take(next: &mut i64) -> i64 {
-    let id = *next;
-    *next += 1;
-    id
-}
-
-/// id, user_id, idempotency_key, request_hash, total, coupon_id, discount, points_used,
-/// payable
-type OrderRow<'a> = (i64, i64, &'a str, &'a str, i64, Option<i64>, i64, i64, i64);
-
-/// Everything one batch writes, row by row, as JSON-serialisable tuples.
-#[derive(Default)]
-struct BatchRows<'a> {
-    orders: Vec<OrderRow<'a>>,
-    /// id, order_id, partner_id, subtotal
-    partner_orders: Vec<[i64; 4]>,
-    /// id, order_id, partner_order_id, user_id, product_id, quantity, unit_price, line_total
-    items: Vec<[i64; 8]>,
-    /// id, product_id, quantity, order_id, on_hand_after, held_after
-    holds: Vec<[i64; 6]>,
-    /// id, aggregate_type, aggregate_id, event_type, payload
-    events: Vec<(i64, &'static str, i64, &'static str, String)>,
-}
-
-impl<'a> BatchRows<'a> {
-    fn event(&mut self, ids: &mut NextIds, event: NewEvent) {
-        let id = take(&mut ids.event);
-        let NewEvent {
-            aggregate_type,
-            aggregate_id,
-            event_type,
-            payload,
-        } = event;
-        self.events
-            .push((id, aggregate_type, aggregate_id, event_type, payload));
-    }
-
-    /// Adds one accepted order's rows and returns the order as the client will see it.
-    fn add_order(
-        &mut self,
-        ids: &mut NextIds,
-        request: &'a OrderRequest,
-        plan: &PlannedOrder,
-        levels: &mut Levels,
-        pay_by: Timestamp,
-        now: Timestamp,
-    ) -> OrderRecord {
-        let order_id = take(&mut ids.order);
-        let (user_id, total) = (request.user_id, plan.total.get());
-        let (key, hash) = (
-            request.idempotency_key.as_str(),
-            request.request_hash.as_str(),
-        );
-        let (discount, points_used, payable) =
-            (plan.discount.get(), plan.points.get(), plan.payable.get());
-        self.orders.push((
-            order_id,
-            user_id,
-            key,
-            hash,
-            total,
-            plan.coupon_id,
-            discount,
-            points_used,
-            payable,
-        ));
-        let mut partner_orders = Vec::with_capacity(plan.partner_orders.len());
-        for planned in &plan.partner_orders {
-            let partner_order_id = take(&mut ids.partner_order);
-            let subtotal = planned.subtotal.get();
-            self.partner_orders
-                .push([partner_order_id, order_id, planned.partner_id, subtotal]);
-            let mut items = Vec::with_capacity(planned.lines.len());
-            for line in &planned.lines {
-                let item = OrderItemRecord {
-                    product_id: line.product_id,
-                    quantity: line.quantity.get(),
-                    unit_price: line.unit_price.get(),
-                    line_total: line.line_total.get(),
-                };
-                self.items.push([
-                    take(&mut ids.item),
-                    order_id,
-                    partner_order_id,
-                    user_id,
-                    item.product_id,
-                    item.quantity,
-                    item.unit_price,
-                    item.line_total,
-                ]);
-                let level = levels.entry(item.product_id).or_default();
-                level.1 += item.quantity;
-                let movement_id = take(&mut ids.movement);
-                let (product_id, quantity) = (item.product_id, item.quantity);
-                self.holds.push([
-                    movement_id,
-                    product_id,
-                    quantity,
-                    order_id,
-                    level.0,
-                    level.1,
-                ]);
-                items.push(item);
-            }
-            partner_orders.push(PartnerOrderRecord {
-                id: partner_order_id,
-                partner_id: planned.partner_id,
-                status: OrderStatus::PendingPayment.as_str().to_owned(),
-                subtotal,
-                items,
-            });
-        }
-        self.event(ids, events::order_placed(order_id, user_id, now));
-        OrderRecord {
-            id: order_id,
-            user_id,
-            status: OrderStatus::PendingPayment,
-            total,
-            coupon_id: plan.coupon_id,
-            discount,
-            points_used,
-            payable,
-            pay_by,
-            paid_at: None,
-            cancel_reason: None,
-            created_at: now,
-            updated_at: now,
-            partner_orders,
-        }
-    }
-}
-
-/// Writes the accepted orders of the batch; returns them by request index.
-async fn write_accepted(
-    tx: &mut Tx,
-    batch: &[OrderRequest],
-    allocation: &Allocation,
-    mut levels: Levels,
-    pay_by: Timestamp,
-    now: Timestamp,
-) -> StoreResult<HashMap<usize, OrderRecord>> {
-    let mut placed = HashMap::new();
-    if allocation.holds.is_empty() {
-        return Ok(placed);
-    }
-    let mut ids = NextIds::read(tx).await?;
-    let mut rows = BatchRows::default();
-    for (i, decision) in allocation.decisions.iter().enumerate() {
-        if let Decision::Accept(plan) = decision {
-            let order = rows.add_order(&mut ids, &batch[i], plan, &mut levels, pay_by, now);
-            placed.insert(i, order);
-        }
-    }
-    for (product_id, _) in &allocation.holds {
-        let (on_hand, held) = levels.get(product_id).copied().unwrap_or_default();
-        rows.event(&mut ids, events::stock_changed(*product_id, on_hand, held));
-    }
-    insert_rows(tx, &rows, pay_by, now).await?;
-    for (product_id, units) in &allocation.holds {
-        // The CHECK (held <= on_hand) is the last line of defence against overselling.
-        sqlx::query("UPDATE stock SET held = held + $2 WHERE product_id = $1")
-            .bind(product_id)
-            .bind(units)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    }
-    let mut holders: Vec<&OrderRecord> = placed
-        .values()
-        .filter(|o| o.coupon_id.is_some() || o.points_used > 0)
-        .collect();
-    holders.sort_unstable_by_key(|o| o.id);
-    for order in holders {
-        for event in benefits::hold(tx, order, now).await? {
-            write_event(tx, &event, now.millis()).await?;
-        }
-    }
-    Ok(placed)
-}
-
-/// One statement per table, parents before children (foreign keys are enforced).
-async fn insert_rows(
-    tx: &mut Tx,
-    rows: &BatchRows<'_>,
-    pay_by: Timestamp,
-    now: Timestamp,
-) -> StoreResult<()> {
-    let now = now.millis();
-    let statements: [(&str, String, Option<i64>); 5] = [
-        (
-            "INSERT INTO orders (id, user_id, idempotency_key, request_hash, status, total,
-                 coupon_id, discount, points_used, payable, pay_by, created_at, updated_at)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, 'pending_payment',
-                 value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, $3, $2, $2
-             FROM json_each($1)",
-            to_json(&rows.orders),
-            Some(pay_by.millis()),
-        ),
-        (
-            "INSERT INTO partner_orders (id, order_id, partner_id, status, subtotal)
-             SELECT value ->> 0, value ->> 1, value ->> 2, 'pending_payment', value ->> 3
-             FROM json_each($1)",
-            to_json(&rows.partner_orders),
-            None,
-        ),
-        (
-            "INSERT INTO order_items (id, order_id, partner_order_id, user_id, product_id,
-                 quantity, unit_price, line_total)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
-                 value ->> 5, value ->> 6, value ->> 7
-             FROM json_each($1)",
-            to_json(&rows.items),
-            None,
-        ),
-        (
-            "INSERT INTO stock_movements (id, product_id, kind, quantity, order_id, memo,
-                 on_hand_after, held_after, created_at)
-             SELECT value ->> 0, value ->> 1, 'hold', value ->> 2, value ->> 3, NULL,
-                 value ->> 4, value ->> 5, $2
-             FROM json_each($1)",
-            to_json(&rows.holds),
-            None,
-        ),
-        (
-            "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload, created_at)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, $2
-             FROM json_each($1)",
-            to_json(&rows.events),
-            None,
-        ),
-    ];
-    for (sql, json, extra) in statements {
-        let mut query = sqlx::query(sql).bind(json).bind(now);
-        if let Some(extra) = extra {
-            query = query.bind(extra);
-        }
-        query.execute(&mut **tx).await.map_err(map_err)?;
-    }
-    Ok(())
 }

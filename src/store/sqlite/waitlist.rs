@@ -4,113 +4,72 @@
 //! Reads that usually find nothing to do (offers to settle) run on the reader pool first, so
 //! the worker does not take the write lock from the placement writer for nothing.
 
-use super::{is_unique_violation, map_err, write_event, SqliteStore, Tx};
+use super::conn::SqliteStore;
+use super::outbox;
 use crate::domain::waitlist::WaitlistStatus;
-use crate::domain::{OrderStatus, Timestamp};
+use crate::domain::Timestamp;
+use crate::store::error::violates_unique;
+use crate::store::rows::{entry_from_row, order_status, positioned_entry_from_row};
 use crate::store::{
-    JoinOutcome, Page, PageRequest, StoreError, StoreResult, WaitlistBreach, WaitlistEntryRecord,
-    WaitlistStore,
+    sql, JoinOutcome, Page, PageRequest, StoreError, StoreResult, WaitlistBreach,
+    WaitlistEntryRecord, WaitlistStore,
 };
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
-
-const COLUMNS: &str = "id, product_id, user_id, quantity, status, order_id, created_at, updated_at";
-
-/// The entry's columns (table alias `e`) and, for a waiting entry, its place in line.
-const SELECT_WITH_POSITION: &str =
-    "SELECT e.id, e.product_id, e.user_id, e.quantity, e.status, e.order_id, e.created_at,
-         e.updated_at,
-         CASE WHEN e.status = 'waiting' THEN
-             (SELECT COUNT(*) FROM waitlist_entries w
-              WHERE w.product_id = e.product_id AND w.status = 'waiting' AND w.id <= e.id)
-         END AS position
-     FROM waitlist_entries e";
-
-fn entry_from_row(row: &SqliteRow) -> StoreResult<WaitlistEntryRecord> {
-    let status: String = row.try_get("status")?;
-    Ok(WaitlistEntryRecord {
-        id: row.try_get("id")?,
-        product_id: row.try_get("product_id")?,
-        user_id: row.try_get("user_id")?,
-        quantity: row.try_get("quantity")?,
-        status: WaitlistStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("waitlist status {status:?}")))?,
-        order_id: row.try_get("order_id")?,
-        position: None,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-    })
-}
-
-fn positioned_from_row(row: &SqliteRow) -> StoreResult<WaitlistEntryRecord> {
-    let mut entry = entry_from_row(row)?;
-    entry.position = row.try_get("position")?;
-    Ok(entry)
-}
+use sqlx::SqliteConnection;
 
 async fn load_entry(
     conn: &mut SqliteConnection,
     id: i64,
 ) -> StoreResult<Option<WaitlistEntryRecord>> {
-    let row = sqlx::query(&format!("{SELECT_WITH_POSITION} WHERE e.id = $1"))
+    let row = sqlx::query(sql::ENTRY_BY_ID)
         .bind(id)
         .fetch_optional(conn)
-        .await
-        .map_err(map_err)?;
-    row.as_ref().map(positioned_from_row).transpose()
+        .await?;
+    row.as_ref().map(positioned_entry_from_row).transpose()
 }
 
-/// `UPDATE … SET status = $to … WHERE <key> AND status = $from`, returning the entry as it
-/// now is, or `None` when it was not in `from`.
+/// `from → to`, returning the entry as it now is, or `None` when it was not in `from`.
+/// `order_id` is set when given, else kept.
 async fn change_status(
-    tx: &mut Tx,
+    conn: &mut SqliteConnection,
     entry_id: i64,
-    from: WaitlistStatus,
-    to: WaitlistStatus,
+    (from, to): (WaitlistStatus, WaitlistStatus),
     order_id: Option<i64>,
     now: Timestamp,
 ) -> StoreResult<Option<WaitlistEntryRecord>> {
-    let row = sqlx::query(&format!(
-        "UPDATE waitlist_entries SET status = $3, order_id = COALESCE($4, order_id),
-             updated_at = $5
-         WHERE id = $1 AND status = $2 RETURNING {COLUMNS}"
-    ))
-    .bind(entry_id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(order_id)
-    .bind(now.millis())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    let row = sqlx::query(sql::CHANGE_ENTRY_STATUS)
+        .bind(entry_id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(order_id)
+        .bind(now.millis())
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(entry_from_row).transpose()
 }
 
-impl SqliteStore {
-    /// Applies one conditional status change and its event in a write transaction.
-    async fn change_and_announce(
-        &self,
-        entry_id: i64,
-        from: WaitlistStatus,
-        to: WaitlistStatus,
-        order_id: Option<i64>,
-        (pay_by, reason): (Option<Timestamp>, Option<&str>),
-        now: Timestamp,
-    ) -> StoreResult<Option<WaitlistEntryRecord>> {
-        let mut tx = self.write_tx().await?;
-        let Some(entry) = change_status(&mut tx, entry_id, from, to, order_id, now).await? else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(None);
-        };
-        write_event(&mut tx, &entry.event(pay_by, reason), now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(Some(entry))
-    }
+/// One conditional status change and its event, in a write transaction.
+async fn change_and_announce(
+    store: &SqliteStore,
+    entry_id: i64,
+    change: (WaitlistStatus, WaitlistStatus),
+    order_id: Option<i64>,
+    (pay_by, reason): (Option<Timestamp>, Option<&str>),
+    now: Timestamp,
+) -> StoreResult<Option<WaitlistEntryRecord>> {
+    let mut tx = store.write_tx().await?;
+    let Some(entry) = change_status(&mut tx, entry_id, change, order_id, now).await? else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    outbox::append(&mut tx, &[entry.event(pay_by, reason)], now).await?;
+    tx.commit().await?;
+    Ok(Some(entry))
 }
 
 #[async_trait]
 impl WaitlistStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(product_id = product_id, user_id = user_id))]
     async fn join_waitlist(
         &self,
         product_id: i64,
@@ -135,65 +94,59 @@ impl WaitlistStore for SqliteStore {
         let id = match inserted {
             Ok(Some(id)) => id,
             Ok(None) => return Ok(JoinOutcome::UnknownProduct),
-            Err(e) if is_unique_violation(&e) => return Ok(JoinOutcome::AlreadyWaitlisted),
-            Err(e) => return Err(map_err(e)),
+            Err(e) if violates_unique(&e, "waitlist_entries_active") => {
+                return Ok(JoinOutcome::AlreadyWaitlisted)
+            }
+            Err(e) => return Err(e.into()),
         };
         let entry = load_entry(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("waitlist entry {id} vanished")))?;
-        write_event(&mut tx, &entry.event(None, None), now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
+        outbox::append(&mut tx, &[entry.event(None, None)], now).await?;
+        tx.commit().await?;
         Ok(JoinOutcome::Joined(entry))
     }
 
+    #[tracing::instrument(skip_all, fields(product_id = product_id, user_id = user_id))]
     async fn leave_waitlist(
         &self,
         product_id: i64,
         user_id: i64,
         now: Timestamp,
     ) -> StoreResult<Option<WaitlistEntryRecord>> {
-        let waiting: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM waitlist_entries
-             WHERE product_id = $1 AND user_id = $2 AND status = 'waiting'",
-        )
-        .bind(product_id)
-        .bind(user_id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
+        let waiting: Option<i64> = sqlx::query_scalar(sql::WAITING_ENTRY_OF)
+            .bind(product_id)
+            .bind(user_id)
+            .fetch_optional(&self.reader)
+            .await?;
         let Some(entry_id) = waiting else {
             return Ok(None);
         };
-        let (from, to) = (WaitlistStatus::Waiting, WaitlistStatus::Left);
-        self.change_and_announce(entry_id, from, to, None, (None, None), now)
-            .await
+        let change = (WaitlistStatus::Waiting, WaitlistStatus::Left);
+        change_and_announce(self, entry_id, change, None, (None, None), now).await
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = user_id))]
     async fn user_waitlist(
         &self,
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<WaitlistEntryRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
-        let rows = sqlx::query(&format!(
-            "{SELECT_WITH_POSITION} WHERE e.user_id = $1 ORDER BY e.id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(user_id)
-        .bind(page.size)
-        .bind(page.offset())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM waitlist_entries WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(map_err)?;
+        let mut conn = self.reader.acquire().await?;
+        let rows = sqlx::query(sql::USER_WAITLIST_PAGE)
+            .bind(user_id)
+            .bind(page.size)
+            .bind(page.offset())
+            .fetch_all(&mut *conn)
+            .await?;
+        let total: i64 = sqlx::query_scalar(sql::COUNT_USER_WAITLIST)
+            .bind(user_id)
+            .fetch_one(&mut *conn)
+            .await?;
         Ok(Page {
             items: rows
                 .iter()
-                .map(positioned_from_row)
+                .map(positioned_entry_from_row)
                 .collect::<StoreResult<_>>()?,
             page: page.page,
             size: page.size,
@@ -201,20 +154,18 @@ impl WaitlistStore for SqliteStore {
         })
     }
 
+    #[tracing::instrument(skip_all, fields(entry_id = id))]
     async fn waitlist_entry(&self, id: i64) -> StoreResult<Option<WaitlistEntryRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
+        let mut conn = self.reader.acquire().await?;
         load_entry(&mut conn, id).await
     }
 
+    #[tracing::instrument(skip_all, fields(product_id = product_id))]
     async fn next_waiting(&self, product_id: i64) -> StoreResult<Option<WaitlistEntryRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM waitlist_entries
-             WHERE product_id = $1 AND status = 'waiting' ORDER BY id LIMIT 1"
-        ))
-        .bind(product_id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
+        let row = sqlx::query(sql::NEXT_WAITING)
+            .bind(product_id)
+            .fetch_optional(&self.reader)
+            .await?;
         let mut entry = row.as_ref().map(entry_from_row).transpose()?;
         if let Some(entry) = &mut entry {
             entry.position = Some(1);
@@ -222,21 +173,16 @@ impl WaitlistStore for SqliteStore {
         Ok(entry)
     }
 
+    #[tracing::instrument(skip_all)]
     async fn products_to_offer(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT e.product_id FROM waitlist_entries e
-             JOIN stock s ON s.product_id = e.product_id
-             JOIN products p ON p.id = e.product_id
-             WHERE e.status = 'waiting' AND s.on_hand > s.held AND p.release_at <= $2
-             ORDER BY e.product_id LIMIT $1",
-        )
-        .bind(limit)
-        .bind(now.millis())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)
+        Ok(sqlx::query_scalar(sql::PRODUCTS_TO_OFFER)
+            .bind(limit)
+            .bind(now.millis())
+            .fetch_all(&self.reader)
+            .await?)
     }
 
+    #[tracing::instrument(skip_all, fields(entry_id = entry_id, order_id = order_id))]
     async fn link_offer(
         &self,
         entry_id: i64,
@@ -246,22 +192,22 @@ impl WaitlistStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Option<WaitlistEntryRecord>> {
         let pay_by = (status == WaitlistStatus::Offered).then_some(pay_by);
-        let from = WaitlistStatus::Waiting;
-        self.change_and_announce(entry_id, from, status, Some(order_id), (pay_by, None), now)
-            .await
+        let change = (WaitlistStatus::Waiting, status);
+        change_and_announce(self, entry_id, change, Some(order_id), (pay_by, None), now).await
     }
 
+    #[tracing::instrument(skip_all, fields(entry_id = entry_id, reason = reason))]
     async fn skip_waiting(
         &self,
         entry_id: i64,
         reason: &str,
         now: Timestamp,
     ) -> StoreResult<Option<WaitlistEntryRecord>> {
-        let (from, to) = (WaitlistStatus::Waiting, WaitlistStatus::Skipped);
-        self.change_and_announce(entry_id, from, to, None, (None, Some(reason)), now)
-            .await
+        let change = (WaitlistStatus::Waiting, WaitlistStatus::Skipped);
+        change_and_announce(self, entry_id, change, None, (None, Some(reason)), now).await
     }
 
+    #[tracing::instrument(skip_all)]
     async fn settle_offers(
         &self,
         limit: i64,
@@ -270,39 +216,32 @@ impl WaitlistStore for SqliteStore {
         // An order leaves `pending_payment` for good, and `for_offer` maps every later
         // status the same way, so deciding from this read outside the write is safe; the
         // write re-checks that the entry is still `offered`.
-        let due: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT e.id, o.status FROM waitlist_entries e JOIN orders o ON o.id = e.order_id
-             WHERE e.status = 'offered' AND o.status <> 'pending_payment'
-             ORDER BY e.id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
+        let due: Vec<(i64, String)> = sqlx::query_as(sql::OFFERS_TO_SETTLE)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
         if due.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.write_tx().await?;
         let mut settled = Vec::with_capacity(due.len());
-        for (entry_id, order_status) in due {
-            let order_status = OrderStatus::parse(&order_status)
-                .ok_or_else(|| StoreError::Corrupt(format!("order status {order_status:?}")))?;
-            let to = WaitlistStatus::for_offer(order_status);
-            let from = WaitlistStatus::Offered;
-            if let Some(entry) = change_status(&mut tx, entry_id, from, to, None, now).await? {
-                write_event(&mut tx, &entry.event(None, None), now.millis()).await?;
+        for (entry_id, order_status_raw) in due {
+            let to = WaitlistStatus::for_offer(order_status(&order_status_raw)?);
+            let change = (WaitlistStatus::Offered, to);
+            if let Some(entry) = change_status(&mut tx, entry_id, change, None, now).await? {
+                outbox::append(&mut tx, &[entry.event(None, None)], now).await?;
                 settled.push(entry);
             }
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(settled)
     }
 
+    #[tracing::instrument(skip_all)]
     async fn waitlist_audit(&self) -> StoreResult<Vec<WaitlistBreach>> {
-        let rows: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(WAITLIST_AUDIT)
+        let rows: Vec<(i64, i64, String, Option<i64>)> = sqlx::query_as(sql::WAITLIST_AUDIT)
             .fetch_all(&self.reader)
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(entry_id, user_id, status, order_id)| WaitlistBreach {
@@ -314,13 +253,3 @@ impl WaitlistStore for SqliteStore {
             .collect())
     }
 }
-
-/// Entries that reference an order (or must: offered, fulfilled) which is not that buyer's
-/// order of exactly that product and quantity.
-const WAITLIST_AUDIT: &str = "SELECT e.id, e.user_id, e.status, e.order_id
-     FROM waitlist_entries e
-     LEFT JOIN orders o ON o.id = e.order_id AND o.user_id = e.user_id
-     LEFT JOIN order_items oi ON oi.order_id = o.id AND oi.product_id = e.product_id
-         AND oi.quantity = e.quantity
-     WHERE (e.order_id IS NOT NULL OR e.status IN ('offered', 'fulfilled')) AND oi.id IS NULL
-     ORDER BY e.id";

@@ -1,39 +1,17 @@
 //! Admin grants and adjustments, applied once per idempotency key.
 
+use super::ledger::{append_ledger, LedgerRow};
 use super::lots::{credit_account, insert_lot, move_account, take_from_lots};
-use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, PointsChanged};
 use crate::domain::points::PointsKind;
 use crate::domain::{Role, Timestamp};
-use crate::store::postgres::{outbox, ts};
+use crate::store::postgres::outbox;
+use crate::store::rows::operation_from_row;
 use crate::store::{
-    NewPointsOperation, PointsOperationKind, PointsOperationOutcome, PointsOperationRecord,
-    StoreError, StoreResult,
+    sql, NewPointsOperation, PointsOperationKind, PointsOperationOutcome, StoreResult,
 };
-use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Row;
-
-fn operation_from_row(row: &PgRow) -> StoreResult<PointsOperationRecord> {
-    let kind: String = row.try_get("kind")?;
-    Ok(PointsOperationRecord {
-        id: row.try_get("id")?,
-        admin_id: row.try_get("admin_id")?,
-        user_id: row.try_get("user_id")?,
-        kind: PointsOperationKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("points operation kind {kind:?}")))?,
-        amount: row.try_get("amount")?,
-        reason: row.try_get("reason")?,
-        expires_at: row
-            .try_get::<Option<i64>, _>("expires_at")?
-            .map(Timestamp::from_millis),
-        balance_after: row.try_get("balance_after")?,
-        held_after: row.try_get("held_after")?,
-        created_at: ts(row, "created_at")?,
-    })
-}
-
-const OPERATION_COLUMNS: &str = "id, admin_id, user_id, kind, amount, reason, expires_at, \
-     balance_after, held_after, created_at";
 
 /// Applies a grant or an adjustment whose key was just claimed; the caller rolls back on a
 /// refusal.
@@ -42,7 +20,7 @@ async fn apply_operation(
     op: &NewPointsOperation,
     now: Timestamp,
 ) -> StoreResult<Result<(i64, i64, &'static str), PointsOperationOutcome>> {
-    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+    let role: Option<String> = sqlx::query_scalar(sql::USER_ROLE)
         .bind(op.user_id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -94,14 +72,11 @@ async fn earlier_operation(
     conn: &mut PgConnection,
     op: &NewPointsOperation,
 ) -> StoreResult<PointsOperationOutcome> {
-    let row = sqlx::query(&format!(
-        "SELECT {OPERATION_COLUMNS}, request_hash FROM point_operations \
-         WHERE admin_id = $1 AND idempotency_key = $2"
-    ))
-    .bind(op.admin_id)
-    .bind(&op.idempotency_key)
-    .fetch_one(conn)
-    .await?;
+    let row = sqlx::query(sql::EARLIER_OPERATION)
+        .bind(op.admin_id)
+        .bind(&op.idempotency_key)
+        .fetch_one(conn)
+        .await?;
     let hash: String = row.try_get("request_hash")?;
     Ok(if hash == op.request_hash {
         PointsOperationOutcome::Replayed(operation_from_row(&row)?)
@@ -118,23 +93,18 @@ pub(super) async fn run_operation(
     let mut tx = pool.begin().await?;
     // A concurrent request with the same key waits on this key's index entry, then finds
     // the first one's row and replays it.
-    let claimed: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO point_operations (admin_id, idempotency_key, request_hash, user_id, kind, \
-             amount, reason, expires_at, balance_after, held_after, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9) \
-         ON CONFLICT (admin_id, idempotency_key) DO NOTHING RETURNING id",
-    )
-    .bind(op.admin_id)
-    .bind(&op.idempotency_key)
-    .bind(&op.request_hash)
-    .bind(op.user_id)
-    .bind(op.kind.as_str())
-    .bind(op.amount)
-    .bind(&op.reason)
-    .bind(op.expires_at.map(Timestamp::millis))
-    .bind(now.millis())
-    .fetch_optional(&mut *tx)
-    .await?;
+    let claimed: Option<i64> = sqlx::query_scalar(sql::CLAIM_OPERATION)
+        .bind(op.admin_id)
+        .bind(&op.idempotency_key)
+        .bind(&op.request_hash)
+        .bind(op.user_id)
+        .bind(op.kind.as_str())
+        .bind(op.amount)
+        .bind(&op.reason)
+        .bind(op.expires_at.map(Timestamp::millis))
+        .bind(now.millis())
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(op_id) = claimed else {
         return earlier_operation(&mut tx, op).await;
     };
@@ -143,15 +113,12 @@ pub(super) async fn run_operation(
         // Dropping the transaction rolls it back, key claim included.
         Err(refused) => return Ok(refused),
     };
-    let row = sqlx::query(&format!(
-        "UPDATE point_operations SET balance_after = $2, held_after = $3 WHERE id = $1 \
-         RETURNING {OPERATION_COLUMNS}"
-    ))
-    .bind(op_id)
-    .bind(balance)
-    .bind(held)
-    .fetch_one(&mut *tx)
-    .await?;
+    let row = sqlx::query(sql::FINISH_OPERATION)
+        .bind(op_id)
+        .bind(balance)
+        .bind(held)
+        .fetch_one(&mut *tx)
+        .await?;
     let record = operation_from_row(&row)?;
     let event = events::points_changed(
         event_type,

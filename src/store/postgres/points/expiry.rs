@@ -1,7 +1,7 @@
 //! Expiry of the unheld part of lots past their date.
 
+use super::ledger::{append_ledger, LedgerRow};
 use super::lots::{move_account, move_lot};
-use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, PointsChanged};
 use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;

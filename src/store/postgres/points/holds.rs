@@ -1,11 +1,11 @@
 //! Points held for an order, and their release, spending and refund.
 
+use super::ledger::{append_ledger, LedgerRow};
 use super::lots::{move_account, move_lot, take_from_lots};
-use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, NewEvent, PointsChanged};
 use crate::domain::points::{HoldStatus, PointsKind};
 use crate::domain::Timestamp;
-use crate::store::{PointsHold, StoreError, StoreResult};
+use crate::store::{sql, PointsHold, StoreError, StoreResult};
 use sqlx::postgres::PgConnection;
 
 fn hold_event(event_type: &'static str, hold: &PointsHold) -> NewEvent {
@@ -35,16 +35,13 @@ pub(in crate::store::postgres) async fn hold_in(
     order_id: i64,
     now: Timestamp,
 ) -> StoreResult<NewEvent> {
-    sqlx::query(
-        "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'held', $4, $4)",
-    )
-    .bind(order_id)
-    .bind(user_id)
-    .bind(amount)
-    .bind(now.millis())
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(sql::INSERT_POINTS_HOLD)
+        .bind(order_id)
+        .bind(user_id)
+        .bind(amount)
+        .bind(now.millis())
+        .execute(&mut *conn)
+        .await?;
     let (balance, held) = move_account(conn, user_id, PointsKind::Hold.effect(amount), now)
         .await?
         .ok_or_else(|| {
@@ -76,31 +73,24 @@ pub(in crate::store::postgres) async fn step_hold_in(
     let Some((from, kind, source_kind)) = to.step() else {
         return Ok(None);
     };
-    let stepped: Option<(i64, i64)> = sqlx::query_as(
-        "UPDATE point_holds SET status = $3, updated_at = $4 \
-         WHERE order_id = $1 AND status = $2 RETURNING user_id, amount",
-    )
-    .bind(order_id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(now.millis())
-    .fetch_optional(&mut *conn)
-    .await?;
+    let stepped: Option<(i64, i64)> = sqlx::query_as(sql::STEP_POINTS_HOLD)
+        .bind(order_id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(now.millis())
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some((user_id, amount)) = stepped else {
         return Ok(None);
     };
     let (balance, held) = move_account(conn, user_id, kind.effect(amount), now)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("points account of user {user_id}")))?;
-    let per_lot: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT lot_id, SUM(amount)::BIGINT FROM point_ledger \
-         WHERE order_id = $1 AND kind = $2 AND lot_id IS NOT NULL \
-         GROUP BY lot_id ORDER BY MIN(id)",
-    )
-    .bind(order_id)
-    .bind(source_kind.as_str())
-    .fetch_all(&mut *conn)
-    .await?;
+    let per_lot: Vec<(i64, i64)> = sqlx::query_as(sql::TAKEN_PER_LOT)
+        .bind(order_id)
+        .bind(source_kind.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
     for (lot_id, take) in per_lot {
         move_lot(conn, lot_id, kind.effect(take)).await?;
         let row = LedgerRow {

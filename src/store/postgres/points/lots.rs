@@ -1,12 +1,12 @@
 //! The buyer's account and lots: crediting, moving, taking from lots soonest-expiring
 //! first, and earning points for a confirmed order.
 
-use super::{append_ledger, LedgerRow};
+use super::ledger::{append_ledger, LedgerRow};
 use crate::domain::events::{self, PointsChanged};
 use crate::domain::points::{take_soonest_expiring, LotFree, PointsKind};
 use crate::domain::Timestamp;
 use crate::store::postgres::outbox;
-use crate::store::{EarnOutcome, Earning, StoreError, StoreResult};
+use crate::store::{sql, EarnOutcome, Earning, StoreError, StoreResult};
 use sqlx::postgres::{PgConnection, PgPool};
 
 /// Adds `amount` (> 0) to the buyer's balance, opening the account if needed; takes the
@@ -18,17 +18,12 @@ pub(super) async fn credit_account(
     now: Timestamp,
 ) -> StoreResult<(i64, i64)> {
     debug_assert!(amount > 0, "a credit is positive");
-    Ok(sqlx::query_as(
-        "INSERT INTO point_accounts (user_id, balance, held, updated_at) VALUES ($1, $2, 0, $3) \
-         ON CONFLICT (user_id) DO UPDATE SET balance = point_accounts.balance + excluded.balance, \
-             updated_at = excluded.updated_at \
-         RETURNING balance, held",
-    )
-    .bind(user_id)
-    .bind(amount)
-    .bind(now.millis())
-    .fetch_one(conn)
-    .await?)
+    Ok(sqlx::query_as(sql::CREDIT_POINTS)
+        .bind(user_id)
+        .bind(amount)
+        .bind(now.millis())
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Applies `(Δbalance, Δheld)` to the account if the unheld balance stays `>= 0`; `None`,
@@ -40,17 +35,13 @@ pub(super) async fn move_account(
     (d_balance, d_held): (i64, i64),
     now: Timestamp,
 ) -> StoreResult<Option<(i64, i64)>> {
-    Ok(sqlx::query_as(
-        "UPDATE point_accounts SET balance = balance + $2, held = held + $3, updated_at = $4 \
-         WHERE user_id = $1 AND (balance + $2) - (held + $3) >= 0 \
-         RETURNING balance, held",
-    )
-    .bind(user_id)
-    .bind(d_balance)
-    .bind(d_held)
-    .bind(now.millis())
-    .fetch_optional(conn)
-    .await?)
+    Ok(sqlx::query_as(sql::MOVE_POINTS)
+        .bind(user_id)
+        .bind(d_balance)
+        .bind(d_held)
+        .bind(now.millis())
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// Applies `(Δremaining, Δheld)` to one lot; the CHECKs refuse anything out of range.
@@ -59,14 +50,12 @@ pub(super) async fn move_lot(
     lot_id: i64,
     (d_remaining, d_held): (i64, i64),
 ) -> StoreResult<()> {
-    let done = sqlx::query(
-        "UPDATE point_lots SET remaining = remaining + $2, held = held + $3 WHERE id = $1",
-    )
-    .bind(lot_id)
-    .bind(d_remaining)
-    .bind(d_held)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(sql::MOVE_LOT)
+        .bind(lot_id)
+        .bind(d_remaining)
+        .bind(d_held)
+        .execute(conn)
+        .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::Corrupt(format!("point lot {lot_id} vanished")));
     }
@@ -81,19 +70,15 @@ pub(super) async fn insert_lot(
     (source, order_id): (&str, Option<i64>),
     now: Timestamp,
 ) -> StoreResult<i64> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO point_lots (user_id, amount, remaining, held, expires_at, source, order_id, \
-             created_at) \
-         VALUES ($1, $2, $2, 0, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(user_id)
-    .bind(amount)
-    .bind(expires_at.map(Timestamp::millis))
-    .bind(source)
-    .bind(order_id)
-    .bind(now.millis())
-    .fetch_one(conn)
-    .await?)
+    Ok(sqlx::query_scalar(sql::INSERT_LOT)
+        .bind(user_id)
+        .bind(amount)
+        .bind(expires_at.map(Timestamp::millis))
+        .bind(source)
+        .bind(order_id)
+        .bind(now.millis())
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Takes `amount` from the buyer's unheld lot remainders, soonest-expiring first, applying
@@ -152,19 +137,15 @@ pub(super) async fn take_from_lots(
 /// The buyer and the points their confirmed order earns; `None` when it earns nothing
 /// (too small, not confirmed, no such order, or it already earned).
 async fn earnable(conn: &mut PgConnection, earning: &Earning) -> StoreResult<Option<(i64, i64)>> {
-    let order: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT user_id, payable FROM orders WHERE id = $1 AND status = 'confirmed'",
-    )
-    .bind(earning.order_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let order: Option<(i64, i64)> = sqlx::query_as(sql::CONFIRMED_ORDER_PAYABLE)
+        .bind(earning.order_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     // Belt and braces beside the event id: an order earns once (UNIQUE index too).
-    let earned_before: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM point_lots WHERE order_id = $1 AND source = 'earn')",
-    )
-    .bind(earning.order_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let earned_before: bool = sqlx::query_scalar(sql::EARNED_BEFORE)
+        .bind(earning.order_id)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(order
         .filter(|_| !earned_before)
         .map(|(user_id, payable)| {
@@ -182,15 +163,12 @@ pub(super) async fn earn(
     let mut tx = pool.begin().await?;
     // Several nodes handling the same event: the second waits on the first's key, then
     // inserts nothing.
-    let first = sqlx::query(
-        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (consumer, event_id) DO NOTHING",
-    )
-    .bind(earning.consumer)
-    .bind(earning.event_id)
-    .bind(now.millis())
-    .execute(&mut *tx)
-    .await?;
+    let first = sqlx::query(sql::CLAIM_EVENT)
+        .bind(earning.consumer)
+        .bind(earning.event_id)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
     if first.rows_affected() == 0 {
         return Ok(EarnOutcome::AlreadyProcessed);
     }

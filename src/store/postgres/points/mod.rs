@@ -7,72 +7,37 @@
 //! different rows for different requests, so there is no lock cycle. The event is
 //! appended last, as `outbox::append` requires.
 //!
+//! - `ledger.rs` — the ledger rows every change appends (a leaf);
+//! - `lots.rs` — the account and its lots, and earning on a confirmed order;
+//! - `holds.rs` — points an order holds, then spends, releases or refunds;
+//! - `admin.rs` — admin grants and adjustments; `expiry.rs` — expiry of due lots;
+//! - `reads.rs` — summary, history, confirmations to earn on, and the audit.
+//!
 //! The `*_in` functions work inside a caller's transaction and return the event instead of
-//! appending it, so order placement can hold points in its own transaction later.
+//! appending it, so order placement holds points in its own transaction.
 
 mod admin;
 mod expiry;
 mod holds;
+mod ledger;
 mod lots;
 mod reads;
 
-use super::{classify, PgStore};
+use super::conn::PgStore;
 use crate::domain::events::Event;
-use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
 use crate::store::{
-    EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, Page, PageRequest, PointsAudit,
+    sql, EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, Page, PageRequest, PointsAudit,
     PointsLedgerRecord, PointsOperationOutcome, PointsStore, PointsSummary, StoreResult,
 };
-use admin::run_operation;
 use async_trait::async_trait;
-use expiry::expire;
 pub(super) use holds::{hold_in, step_hold_in};
-use lots::earn;
-use reads::{history, points_audit, summary, unprocessed_confirmations};
-use sqlx::postgres::PgConnection;
-
-/// One ledger row about to be appended.
-struct LedgerRow<'a> {
-    user_id: i64,
-    kind: PointsKind,
-    amount: i64,
-    lot_id: Option<i64>,
-    order_id: Option<i64>,
-    reason: Option<&'a str>,
-    idempotency_key: Option<&'a str>,
-}
-
-async fn append_ledger(
-    conn: &mut PgConnection,
-    row: &LedgerRow<'_>,
-    now: Timestamp,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO point_ledger \
-             (user_id, kind, amount, lot_id, order_id, reason, idempotency_key, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(row.user_id)
-    .bind(row.kind.as_str())
-    .bind(row.amount)
-    .bind(row.lot_id)
-    .bind(row.order_id)
-    .bind(row.reason)
-    .bind(row.idempotency_key)
-    .bind(now.millis())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
 
 #[async_trait]
 impl PointsStore for PgStore {
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
     async fn points_summary(&self, user_id: i64, horizon: Timestamp) -> StoreResult<PointsSummary> {
-        summary(&self.pool, user_id, horizon)
-            .await
-            .map_err(classify)
+        reads::summary(&self.pool, user_id, horizon).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
@@ -81,7 +46,7 @@ impl PointsStore for PgStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<PointsLedgerRecord>> {
-        history(&self.pool, user_id, page).await.map_err(classify)
+        reads::history(&self.pool, user_id, page).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = operation.user_id, kind = operation.kind.as_str()))]
@@ -90,29 +55,21 @@ impl PointsStore for PgStore {
         operation: &NewPointsOperation,
         now: Timestamp,
     ) -> StoreResult<PointsOperationOutcome> {
-        run_operation(&self.pool, operation, now)
-            .await
-            .map_err(classify)
+        admin::run_operation(&self.pool, operation, now).await
     }
 
     #[tracing::instrument(skip_all, fields(event_id = earning.event_id, order_id = earning.order_id))]
     async fn earn_points(&self, earning: &Earning, now: Timestamp) -> StoreResult<EarnOutcome> {
-        earn(&self.pool, earning, now).await.map_err(classify)
+        lots::earn(&self.pool, earning, now).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn users_with_expired_points(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT user_id FROM point_lots \
-             WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $1 \
-                 AND remaining > held \
-             ORDER BY user_id LIMIT $2",
-        )
-        .bind(now.millis())
-        .bind(limit.max(0))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))
+        Ok(sqlx::query_scalar(sql::USERS_WITH_EXPIRED_POINTS)
+            .bind(now.millis())
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
@@ -121,33 +78,7 @@ impl PointsStore for PgStore {
         user_id: i64,
         now: Timestamp,
     ) -> StoreResult<Option<ExpiredPoints>> {
-        expire(&self.pool, user_id, now).await.map_err(classify)
-    }
-
-    #[tracing::instrument(skip_all, fields(name = name, holder = holder))]
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        // Two nodes at once: the second waits on the first's row, then re-checks the
-        // condition against it and updates nothing.
-        let taken = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
-                 expires_at = excluded.expires_at \
-             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(until.millis())
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
-        Ok(taken.rows_affected() == 1)
+        expiry::expire(&self.pool, user_id, now).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -156,13 +87,11 @@ impl PointsStore for PgStore {
         consumer: &str,
         limit: i64,
     ) -> StoreResult<Vec<Event>> {
-        unprocessed_confirmations(&self.pool, consumer, limit)
-            .await
-            .map_err(classify)
+        reads::unprocessed_confirmations(&self.pool, consumer, limit).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn points_audit(&self) -> StoreResult<PointsAudit> {
-        points_audit(&self.pool).await.map_err(classify)
+        reads::points_audit(&self.pool).await
     }
 }

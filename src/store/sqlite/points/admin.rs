@@ -1,52 +1,29 @@
 //! Admin grants and adjustments, applied once per idempotency key.
 
+use super::ledger::{append_ledger, LedgerRow};
 use super::lots::{credit_account, insert_lot, move_account, take_from_lots};
-use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, PointsChanged};
 use crate::domain::points::PointsKind;
 use crate::domain::{Role, Timestamp};
-use crate::store::sqlite::{map_err, write_event, SqliteStore};
+use crate::store::rows::operation_from_row;
+use crate::store::sqlite::conn::SqliteStore;
+use crate::store::sqlite::outbox;
 use crate::store::{
-    NewPointsOperation, PointsOperationKind, PointsOperationOutcome, PointsOperationRecord,
-    StoreError, StoreResult,
+    sql, NewPointsOperation, PointsOperationKind, PointsOperationOutcome, StoreResult,
 };
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-fn operation_from_row(row: &SqliteRow) -> StoreResult<PointsOperationRecord> {
-    let kind: String = row.try_get("kind")?;
-    Ok(PointsOperationRecord {
-        id: row.try_get("id")?,
-        admin_id: row.try_get("admin_id")?,
-        user_id: row.try_get("user_id")?,
-        kind: PointsOperationKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("points operation kind {kind:?}")))?,
-        amount: row.try_get("amount")?,
-        reason: row.try_get("reason")?,
-        expires_at: row
-            .try_get::<Option<i64>, _>("expires_at")?
-            .map(Timestamp::from_millis),
-        balance_after: row.try_get("balance_after")?,
-        held_after: row.try_get("held_after")?,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-    })
-}
-
-const OPERATION_COLUMNS: &str = "id, admin_id, user_id, kind, amount, reason, expires_at, \
-     balance_after, held_after, created_at";
-
-/// Applies a grant or an adjustment whose key was just claimed (row `op_id`); the caller
-/// rolls back on a refusal.
+/// Applies a grant or an adjustment whose key was just claimed; the caller rolls back on a
+/// refusal.
 async fn apply_operation(
     conn: &mut SqliteConnection,
     op: &NewPointsOperation,
     now: Timestamp,
 ) -> StoreResult<Result<(i64, i64, &'static str), PointsOperationOutcome>> {
-    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+    let role: Option<String> = sqlx::query_scalar(sql::USER_ROLE)
         .bind(op.user_id)
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?;
+        .await?;
     if role.as_deref() != Some(Role::Buyer.as_str()) {
         return Ok(Err(PointsOperationOutcome::UnknownUser));
     }
@@ -58,15 +35,8 @@ async fn apply_operation(
             PointsOperationKind::Grant => ("grant", PointsKind::Earn, events::POINTS_GRANTED),
             PointsOperationKind::Adjust => ("adjust", PointsKind::Adjust, events::POINTS_ADJUSTED),
         };
-        let lot_id = insert_lot(
-            conn,
-            op.user_id,
-            op.amount,
-            op.expires_at,
-            (source, None),
-            now,
-        )
-        .await?;
+        let lot = (source, None);
+        let lot_id = insert_lot(conn, op.user_id, op.amount, op.expires_at, lot, now).await?;
         let row = LedgerRow {
             user_id: op.user_id,
             kind,
@@ -79,14 +49,13 @@ async fn apply_operation(
         append_ledger(conn, &row, now).await?;
         return Ok(Ok((balance, held, event_type)));
     }
-    let taken = -op.amount;
     let Some((balance, held)) =
         move_account(conn, op.user_id, PointsKind::Adjust.effect(op.amount), now).await?
     else {
         return Ok(Err(PointsOperationOutcome::Insufficient));
     };
     let how = (PointsKind::Adjust, None);
-    take_from_lots(conn, op.user_id, taken, how, (reason, key), now).await?;
+    take_from_lots(conn, op.user_id, -op.amount, how, (reason, key), now).await?;
     Ok(Ok((balance, held, events::POINTS_ADJUSTED)))
 }
 
@@ -96,15 +65,11 @@ async fn earlier_operation(
     conn: &mut SqliteConnection,
     op: &NewPointsOperation,
 ) -> StoreResult<PointsOperationOutcome> {
-    let row = sqlx::query(&format!(
-        "SELECT {OPERATION_COLUMNS}, request_hash FROM point_operations
-         WHERE admin_id = $1 AND idempotency_key = $2"
-    ))
-    .bind(op.admin_id)
-    .bind(&op.idempotency_key)
-    .fetch_one(conn)
-    .await
-    .map_err(map_err)?;
+    let row = sqlx::query(sql::EARLIER_OPERATION)
+        .bind(op.admin_id)
+        .bind(&op.idempotency_key)
+        .fetch_one(conn)
+        .await?;
     let hash: String = row.try_get("request_hash")?;
     Ok(if hash == op.request_hash {
         PointsOperationOutcome::Replayed(operation_from_row(&row)?)
@@ -113,19 +78,13 @@ async fn earlier_operation(
     })
 }
 
-impl SqliteStore {
-    pub(super) async fn operation(
-        &self,
-        op: &NewPointsOperation,
-        now: Timestamp,
-    ) -> StoreResult<PointsOperationOutcome> {
-        let mut tx = self.write_tx().await?;
-        let claimed: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO point_operations (admin_id, idempotency_key, request_hash, user_id, kind,
-                 amount, reason, expires_at, balance_after, held_after, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9)
-             ON CONFLICT (admin_id, idempotency_key) DO NOTHING RETURNING id",
-        )
+pub(super) async fn run_operation(
+    store: &SqliteStore,
+    op: &NewPointsOperation,
+    now: Timestamp,
+) -> StoreResult<PointsOperationOutcome> {
+    let mut tx = store.write_tx().await?;
+    let claimed: Option<i64> = sqlx::query_scalar(sql::CLAIM_OPERATION)
         .bind(op.admin_id)
         .bind(&op.idempotency_key)
         .bind(&op.request_hash)
@@ -136,46 +95,38 @@ impl SqliteStore {
         .bind(op.expires_at.map(Timestamp::millis))
         .bind(now.millis())
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let Some(op_id) = claimed else {
-            let earlier = earlier_operation(&mut tx, op).await?;
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(earlier);
-        };
-        let (balance, held, event_type) = match apply_operation(&mut tx, op, now).await? {
-            Ok(applied) => applied,
-            Err(refused) => {
-                tx.rollback().await.map_err(map_err)?;
-                return Ok(refused);
-            }
-        };
-        let row = sqlx::query(&format!(
-            "UPDATE point_operations SET balance_after = $2, held_after = $3 WHERE id = $1
-             RETURNING {OPERATION_COLUMNS}"
-        ))
+        .await?;
+    let Some(op_id) = claimed else {
+        let earlier = earlier_operation(&mut tx, op).await?;
+        tx.rollback().await?;
+        return Ok(earlier);
+    };
+    let (balance, held, event_type) = match apply_operation(&mut tx, op, now).await? {
+        Ok(applied) => applied,
+        Err(refused) => {
+            tx.rollback().await?;
+            return Ok(refused);
+        }
+    };
+    let row = sqlx::query(sql::FINISH_OPERATION)
         .bind(op_id)
         .bind(balance)
         .bind(held)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        let record = operation_from_row(&row)?;
-        let event = events::points_changed(
-            event_type,
-            &PointsChanged {
-                user_id: op.user_id,
-                amount: op.amount,
-                balance,
-                held,
-                order_id: None,
-                lot_id: None,
-                expires_at: op.expires_at,
-                reason: Some(op.reason.clone()),
-            },
-        );
-        write_event(&mut tx, &event, now.millis()).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(PointsOperationOutcome::Done(record))
-    }
+        .await?;
+    let record = operation_from_row(&row)?;
+    let change = PointsChanged {
+        user_id: op.user_id,
+        amount: op.amount,
+        balance,
+        held,
+        order_id: None,
+        lot_id: None,
+        expires_at: op.expires_at,
+        reason: Some(op.reason.clone()),
+    };
+    let event = events::points_changed(event_type, &change);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(PointsOperationOutcome::Done(record))
 }

@@ -1,12 +1,12 @@
 //! Points held for an order, and their release, spending and refund.
 
+use super::ledger::{append_ledger, LedgerRow};
 use super::lots::{move_account, move_lot, take_from_lots};
-use super::{append_ledger, LedgerRow};
 use crate::domain::events::{self, NewEvent, PointsChanged};
 use crate::domain::points::{HoldStatus, PointsKind};
 use crate::domain::Timestamp;
-use crate::store::sqlite::{map_err, Tx};
-use crate::store::{PointsHold, StoreError, StoreResult};
+use crate::store::{sql, PointsHold, StoreError, StoreResult};
+use sqlx::SqliteConnection;
 
 fn hold_event(event_type: &'static str, hold: &PointsHold) -> NewEvent {
     events::points_changed(
@@ -29,30 +29,26 @@ fn hold_event(event_type: &'static str, hold: &PointsHold) -> NewEvent {
 /// Placement has checked the buyer's holdable points under the same lock, so a refusal here
 /// is corruption.
 pub(in crate::store::sqlite) async fn hold_in(
-    tx: &mut Tx,
+    conn: &mut SqliteConnection,
     user_id: i64,
     amount: i64,
     order_id: i64,
     now: Timestamp,
 ) -> StoreResult<NewEvent> {
-    sqlx::query(
-        "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'held', $4, $4)",
-    )
-    .bind(order_id)
-    .bind(user_id)
-    .bind(amount)
-    .bind(now.millis())
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    let (balance, held) = move_account(tx, user_id, PointsKind::Hold.effect(amount), now)
+    sqlx::query(sql::INSERT_POINTS_HOLD)
+        .bind(order_id)
+        .bind(user_id)
+        .bind(amount)
+        .bind(now.millis())
+        .execute(&mut *conn)
+        .await?;
+    let (balance, held) = move_account(conn, user_id, PointsKind::Hold.effect(amount), now)
         .await?
         .ok_or_else(|| {
             StoreError::Corrupt(format!("points of user {user_id} cannot hold {amount}"))
         })?;
     let how = (PointsKind::Hold, Some(order_id));
-    take_from_lots(tx, user_id, amount, how, (None, None), now).await?;
+    take_from_lots(conn, user_id, amount, how, (None, None), now).await?;
     let hold = PointsHold {
         order_id,
         user_id,
@@ -64,11 +60,12 @@ pub(in crate::store::sqlite) async fn hold_in(
     Ok(hold_event(events::POINTS_HELD, &hold))
 }
 
-/// Moves the order's hold to `to` (released, spent or refunded) inside `tx`: a conditional
-/// write on its status, then the same lots the earlier rows touched, the account, and one
-/// row per lot. `None`, changing nothing, when the hold is not in the status `to` needs.
+/// Moves the order's hold to `to` (released, spent or refunded) inside the caller's
+/// transaction: a conditional write on its status, the account, then the same lots the
+/// earlier rows touched, one row per lot. `None`, changing nothing, when the hold is not in
+/// the status `to` needs.
 pub(in crate::store::sqlite) async fn step_hold_in(
-    tx: &mut Tx,
+    conn: &mut SqliteConnection,
     order_id: i64,
     to: HoldStatus,
     now: Timestamp,
@@ -76,35 +73,26 @@ pub(in crate::store::sqlite) async fn step_hold_in(
     let Some((from, kind, source_kind)) = to.step() else {
         return Ok(None);
     };
-    let stepped: Option<(i64, i64)> = sqlx::query_as(
-        "UPDATE point_holds SET status = $3, updated_at = $4
-         WHERE order_id = $1 AND status = $2 RETURNING user_id, amount",
-    )
-    .bind(order_id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(now.millis())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    let stepped: Option<(i64, i64)> = sqlx::query_as(sql::STEP_POINTS_HOLD)
+        .bind(order_id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(now.millis())
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some((user_id, amount)) = stepped else {
         return Ok(None);
     };
-    let (balance, held) = move_account(tx, user_id, kind.effect(amount), now)
+    let (balance, held) = move_account(conn, user_id, kind.effect(amount), now)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("points account of user {user_id}")))?;
-    let per_lot: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT lot_id, SUM(amount) FROM point_ledger
-         WHERE order_id = $1 AND kind = $2 AND lot_id IS NOT NULL
-         GROUP BY lot_id ORDER BY MIN(id)",
-    )
-    .bind(order_id)
-    .bind(source_kind.as_str())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    let per_lot: Vec<(i64, i64)> = sqlx::query_as(sql::TAKEN_PER_LOT)
+        .bind(order_id)
+        .bind(source_kind.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
     for (lot_id, take) in per_lot {
-        move_lot(tx, lot_id, kind.effect(take)).await?;
+        move_lot(conn, lot_id, kind.effect(take)).await?;
         let row = LedgerRow {
             user_id,
             kind,
@@ -114,7 +102,7 @@ pub(in crate::store::sqlite) async fn step_hold_in(
             reason: None,
             idempotency_key: None,
         };
-        append_ledger(tx, &row, now).await?;
+        append_ledger(conn, &row, now).await?;
     }
     let hold = PointsHold {
         order_id,

@@ -1,12 +1,13 @@
 //! The buyer's account and lots: crediting, moving, taking from lots soonest-expiring
 //! first, and earning points for a confirmed order.
 
-use super::{append_ledger, LedgerRow};
+use super::ledger::{append_ledger, LedgerRow};
 use crate::domain::events::{self, PointsChanged};
 use crate::domain::points::{take_soonest_expiring, LotFree, PointsKind};
 use crate::domain::Timestamp;
-use crate::store::sqlite::{map_err, write_event, SqliteStore};
-use crate::store::{EarnOutcome, Earning, StoreError, StoreResult};
+use crate::store::sqlite::conn::SqliteStore;
+use crate::store::sqlite::outbox;
+use crate::store::{sql, EarnOutcome, Earning, StoreError, StoreResult};
 use sqlx::SqliteConnection;
 
 /// Adds `amount` (> 0) to the buyer's balance, opening the account if needed.
@@ -17,21 +18,15 @@ pub(super) async fn credit_account(
     now: Timestamp,
 ) -> StoreResult<(i64, i64)> {
     debug_assert!(amount > 0, "a credit is positive");
-    sqlx::query_as(
-        "INSERT INTO point_accounts (user_id, balance, held, updated_at) VALUES ($1, $2, 0, $3)
-         ON CONFLICT (user_id) DO UPDATE SET balance = point_accounts.balance + excluded.balance,
-             updated_at = excluded.updated_at
-         RETURNING balance, held",
-    )
-    .bind(user_id)
-    .bind(amount)
-    .bind(now.millis())
-    .fetch_one(conn)
-    .await
-    .map_err(map_err)
+    Ok(sqlx::query_as(sql::CREDIT_POINTS)
+        .bind(user_id)
+        .bind(amount)
+        .bind(now.millis())
+        .fetch_one(conn)
+        .await?)
 }
 
-/// Applies `(Δbalance, Δheld)` to the account if its unheld balance stays `>= floor`
+/// Applies `(Δbalance, Δheld)` to the account if its unheld balance stays `>= 0`
 /// afterwards; `None`, changing nothing, otherwise (or when there is no account).
 pub(super) async fn move_account(
     conn: &mut SqliteConnection,
@@ -39,18 +34,13 @@ pub(super) async fn move_account(
     (d_balance, d_held): (i64, i64),
     now: Timestamp,
 ) -> StoreResult<Option<(i64, i64)>> {
-    sqlx::query_as(
-        "UPDATE point_accounts SET balance = balance + $2, held = held + $3, updated_at = $4
-         WHERE user_id = $1 AND (balance + $2) - (held + $3) >= 0
-         RETURNING balance, held",
-    )
-    .bind(user_id)
-    .bind(d_balance)
-    .bind(d_held)
-    .bind(now.millis())
-    .fetch_optional(conn)
-    .await
-    .map_err(map_err)
+    Ok(sqlx::query_as(sql::MOVE_POINTS)
+        .bind(user_id)
+        .bind(d_balance)
+        .bind(d_held)
+        .bind(now.millis())
+        .fetch_optional(conn)
+        .await?)
 }
 
 /// Applies `(Δremaining, Δheld)` to one lot; the CHECKs refuse anything out of range.
@@ -59,15 +49,12 @@ pub(super) async fn move_lot(
     lot_id: i64,
     (d_remaining, d_held): (i64, i64),
 ) -> StoreResult<()> {
-    let done = sqlx::query(
-        "UPDATE point_lots SET remaining = remaining + $2, held = held + $3 WHERE id = $1",
-    )
-    .bind(lot_id)
-    .bind(d_remaining)
-    .bind(d_held)
-    .execute(conn)
-    .await
-    .map_err(map_err)?;
+    let done = sqlx::query(sql::MOVE_LOT)
+        .bind(lot_id)
+        .bind(d_remaining)
+        .bind(d_held)
+        .execute(conn)
+        .await?;
     if done.rows_affected() != 1 {
         return Err(StoreError::Corrupt(format!("point lot {lot_id} vanished")));
     }
@@ -82,20 +69,15 @@ pub(super) async fn insert_lot(
     (source, order_id): (&str, Option<i64>),
     now: Timestamp,
 ) -> StoreResult<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO point_lots (user_id, amount, remaining, held, expires_at, source, order_id,
-             created_at)
-         VALUES ($1, $2, $2, 0, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(user_id)
-    .bind(amount)
-    .bind(expires_at.map(Timestamp::millis))
-    .bind(source)
-    .bind(order_id)
-    .bind(now.millis())
-    .fetch_one(conn)
-    .await
-    .map_err(map_err)
+    Ok(sqlx::query_scalar(sql::INSERT_LOT)
+        .bind(user_id)
+        .bind(amount)
+        .bind(expires_at.map(Timestamp::millis))
+        .bind(source)
+        .bind(order_id)
+        .bind(now.millis())
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Takes `amount` from the buyer's unheld lot remainders, soonest-expiring first, applying
@@ -115,8 +97,7 @@ pub(super) async fn take_from_lots(
     )
     .bind(user_id)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    .await?;
     let lots: Vec<LotFree> = rows
         .into_iter()
         .map(|(lot_id, free, expires_at)| LotFree {
@@ -157,21 +138,15 @@ async fn earnable(
     conn: &mut SqliteConnection,
     earning: &Earning,
 ) -> StoreResult<Option<(i64, i64)>> {
-    let order: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT user_id, payable FROM orders WHERE id = $1 AND status = 'confirmed'",
-    )
-    .bind(earning.order_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    let order: Option<(i64, i64)> = sqlx::query_as(sql::CONFIRMED_ORDER_PAYABLE)
+        .bind(earning.order_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     // Belt and braces beside the event id: an order earns once (UNIQUE index too).
-    let earned_before: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM point_lots WHERE order_id = $1 AND source = 'earn')",
-    )
-    .bind(earning.order_id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    let earned_before: bool = sqlx::query_scalar(sql::EARNED_BEFORE)
+        .bind(earning.order_id)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(order
         .filter(|_| !earned_before)
         .map(|(user_id, payable)| {
@@ -181,63 +156,57 @@ async fn earnable(
         .filter(|(_, amount)| *amount > 0))
 }
 
-impl SqliteStore {
-    pub(super) async fn earn(&self, earning: &Earning, now: Timestamp) -> StoreResult<EarnOutcome> {
-        let mut tx = self.write_tx().await?;
-        let first = sqlx::query(
-            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3)
-             ON CONFLICT (consumer, event_id) DO NOTHING",
-        )
+pub(super) async fn earn(
+    store: &SqliteStore,
+    earning: &Earning,
+    now: Timestamp,
+) -> StoreResult<EarnOutcome> {
+    let mut tx = store.write_tx().await?;
+    let first = sqlx::query(sql::CLAIM_EVENT)
         .bind(earning.consumer)
         .bind(earning.event_id)
         .bind(now.millis())
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if first.rows_affected() == 0 {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(EarnOutcome::AlreadyProcessed);
-        }
-        let Some((user_id, amount)) = earnable(&mut tx, earning).await? else {
-            // Recorded as processed all the same: the event is done with.
-            tx.commit().await.map_err(map_err)?;
-            return Ok(EarnOutcome::Nothing);
-        };
-        let (balance, held) = credit_account(&mut tx, user_id, amount, now).await?;
-        let expires_at = Some(earning.expires_at);
-        let source = ("earn", Some(earning.order_id));
-        let lot_id = insert_lot(&mut tx, user_id, amount, expires_at, source, now).await?;
-        let row = LedgerRow {
-            user_id,
-            kind: PointsKind::Earn,
-            amount,
-            lot_id: Some(lot_id),
-            order_id: Some(earning.order_id),
-            reason: None,
-            idempotency_key: None,
-        };
-        append_ledger(&mut tx, &row, now).await?;
-        let change = PointsChanged {
-            user_id,
-            amount,
-            balance,
-            held,
-            order_id: Some(earning.order_id),
-            lot_id: Some(lot_id),
-            expires_at,
-            reason: None,
-        };
-        write_event(
-            &mut tx,
-            &events::points_changed(events::POINTS_EARNED, &change),
-            now.millis(),
-        )
         .await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(EarnOutcome::Earned {
-            user_id,
-            amount,
-            lot_id,
-        })
+    if first.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(EarnOutcome::AlreadyProcessed);
     }
+    let Some((user_id, amount)) = earnable(&mut tx, earning).await? else {
+        // Recorded as processed all the same: the event is done with.
+        tx.commit().await?;
+        return Ok(EarnOutcome::Nothing);
+    };
+    let (balance, held) = credit_account(&mut tx, user_id, amount, now).await?;
+    let expires_at = Some(earning.expires_at);
+    let source = ("earn", Some(earning.order_id));
+    let lot_id = insert_lot(&mut tx, user_id, amount, expires_at, source, now).await?;
+    let row = LedgerRow {
+        user_id,
+        kind: PointsKind::Earn,
+        amount,
+        lot_id: Some(lot_id),
+        order_id: Some(earning.order_id),
+        reason: None,
+        idempotency_key: None,
+    };
+    append_ledger(&mut tx, &row, now).await?;
+    let change = PointsChanged {
+        user_id,
+        amount,
+        balance,
+        held,
+        order_id: Some(earning.order_id),
+        lot_id: Some(lot_id),
+        expires_at,
+        reason: None,
+    };
+    let event = events::points_changed(events::POINTS_EARNED, &change);
+    outbox::append(&mut tx, &[event], now).await?;
+    tx.commit().await?;
+    Ok(EarnOutcome::Earned {
+        user_id,
+        amount,
+        lot_id,
+    })
 }

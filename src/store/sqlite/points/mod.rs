@@ -3,230 +3,91 @@
 //! held >= $a`, `WHERE status = 'held'`, `ON CONFLICT DO NOTHING`) so the SQL says the same
 //! thing as the PostgreSQL module, and the CHECKs refuse anything negative.
 //!
+//! - `ledger.rs` — the ledger rows every change appends (a leaf);
+//! - `lots.rs` — the account and its lots, and earning on a confirmed order;
+//! - `holds.rs` — points an order holds, then spends, releases or refunds;
+//! - `admin.rs` — admin grants and adjustments; `expiry.rs` — expiry of due lots;
+//! - `reads.rs` — summary, history, confirmations to earn on, and the audit.
+//!
 //! The `*_in` functions work inside a caller's transaction and return the event instead of
-//! writing it, so order placement can hold points in its own transaction later.
+//! writing it, so order placement holds points in its own transaction.
 
 mod admin;
 mod expiry;
 mod holds;
+mod ledger;
 mod lots;
 mod reads;
 
-use super::{map_err, SqliteStore};
+use super::conn::SqliteStore;
 use crate::domain::events::Event;
-use crate::domain::points::PointsKind;
 use crate::domain::Timestamp;
 use crate::store::{
-    EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, Page, PageRequest, PointsAccount,
-    PointsAudit, PointsExpiring, PointsLedgerRecord, PointsOperationOutcome, PointsStore,
-    PointsSummary, StoreResult,
+    sql, EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, Page, PageRequest, PointsAudit,
+    PointsLedgerRecord, PointsOperationOutcome, PointsStore, PointsSummary, StoreResult,
 };
 use async_trait::async_trait;
 pub(super) use holds::{hold_in, step_hold_in};
-use reads::{ledger_from_row, points_audit};
-use sqlx::SqliteConnection;
-
-/// One ledger row about to be appended.
-struct LedgerRow<'a> {
-    user_id: i64,
-    kind: PointsKind,
-    amount: i64,
-    lot_id: Option<i64>,
-    order_id: Option<i64>,
-    reason: Option<&'a str>,
-    idempotency_key: Option<&'a str>,
-}
-
-async fn append_ledger(
-    conn: &mut SqliteConnection,
-    row: &LedgerRow<'_>,
-    now: Timestamp,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO point_ledger
-             (user_id, kind, amount, lot_id, order_id, reason, idempotency_key, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(row.user_id)
-    .bind(row.kind.as_str())
-    .bind(row.amount)
-    .bind(row.lot_id)
-    .bind(row.order_id)
-    .bind(row.reason)
-    .bind(row.idempotency_key)
-    .bind(now.millis())
-    .execute(conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
 
 #[async_trait]
 impl PointsStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(user_id = user_id))]
     async fn points_summary(&self, user_id: i64, horizon: Timestamp) -> StoreResult<PointsSummary> {
-        let mut tx = self.reader.begin().await.map_err(map_err)?;
-        let account: Option<(i64, i64)> =
-            sqlx::query_as("SELECT balance, held FROM point_accounts WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let expiring: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT expires_at, SUM(remaining - held) FROM point_lots
-             WHERE user_id = $1 AND remaining > 0 AND expires_at <= $2 AND remaining > held
-             GROUP BY expires_at ORDER BY expires_at",
-        )
-        .bind(user_id)
-        .bind(horizon.millis())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        let (balance, held) = account.unwrap_or_default();
-        Ok(PointsSummary {
-            account: PointsAccount {
-                user_id,
-                balance,
-                held,
-            },
-            expiring: expiring
-                .into_iter()
-                .map(|(at, amount)| PointsExpiring {
-                    amount,
-                    expires_at: Timestamp::from_millis(at),
-                })
-                .collect(),
-        })
+        reads::summary(&self.reader, user_id, horizon).await
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = user_id))]
     async fn points_history(
         &self,
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<PointsLedgerRecord>> {
-        let mut conn = self.reader.acquire().await.map_err(map_err)?;
-        let rows = sqlx::query(
-            "SELECT id, user_id, kind, amount, lot_id, order_id, reason, created_at
-             FROM point_ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
-        )
-        .bind(user_id)
-        .bind(page.size)
-        .bind(page.offset())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM point_ledger WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map_err)?;
-        Ok(Page {
-            items: rows
-                .iter()
-                .map(ledger_from_row)
-                .collect::<StoreResult<_>>()?,
-            page: page.page,
-            size: page.size,
-            total,
-        })
+        reads::history(&self.reader, user_id, page).await
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = operation.user_id, kind = operation.kind.as_str()))]
     async fn apply_points_operation(
         &self,
         operation: &NewPointsOperation,
         now: Timestamp,
     ) -> StoreResult<PointsOperationOutcome> {
-        self.operation(operation, now).await
+        admin::run_operation(self, operation, now).await
     }
 
+    #[tracing::instrument(skip_all, fields(event_id = earning.event_id, order_id = earning.order_id))]
     async fn earn_points(&self, earning: &Earning, now: Timestamp) -> StoreResult<EarnOutcome> {
-        self.earn(earning, now).await
+        lots::earn(self, earning, now).await
     }
 
+    #[tracing::instrument(skip_all)]
     async fn users_with_expired_points(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT user_id FROM point_lots
-             WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $1
-                 AND remaining > held
-             ORDER BY user_id LIMIT $2",
-        )
-        .bind(now.millis())
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)
+        Ok(sqlx::query_scalar(sql::USERS_WITH_EXPIRED_POINTS)
+            .bind(now.millis())
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
+    #[tracing::instrument(skip_all, fields(user_id = user_id))]
     async fn expire_points(
         &self,
         user_id: i64,
         now: Timestamp,
     ) -> StoreResult<Option<ExpiredPoints>> {
-        self.expire(user_id, now).await
+        expiry::expire(self, user_id, now).await
     }
 
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        let mut tx = self.write_tx().await?;
-        let taken = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
-                 expires_at = excluded.expires_at
-             WHERE leases.expires_at < $4 OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(until.millis())
-        .bind(now.millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(taken.rows_affected() == 1)
-    }
-
+    #[tracing::instrument(skip_all)]
     async fn unprocessed_confirmations(
         &self,
         consumer: &str,
         limit: i64,
     ) -> StoreResult<Vec<Event>> {
-        let rows: Vec<(i64, String, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload, o.created_at
-             FROM outbox o
-             WHERE o.event_type = 'order.confirmed' AND NOT EXISTS (
-                 SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = o.id)
-             ORDER BY o.id LIMIT $2",
-        )
-        .bind(consumer)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(map_err)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, aggregate_type, aggregate_id, event_type, payload, created_at)| Event {
-                    id,
-                    aggregate_type,
-                    aggregate_id,
-                    event_type,
-                    payload,
-                    created_at: Timestamp::from_millis(created_at),
-                },
-            )
-            .collect())
+        reads::unprocessed_confirmations(&self.reader, consumer, limit).await
     }
 
+    #[tracing::instrument(skip_all)]
     async fn points_audit(&self) -> StoreResult<PointsAudit> {
-        // One read transaction: every number comes from the same snapshot.
-        let mut tx = self.reader.begin().await.map_err(map_err)?;
-        let audit = points_audit(&mut tx).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(audit)
+        reads::points_audit(&self.reader).await
     }
 }

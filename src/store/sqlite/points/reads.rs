@@ -1,73 +1,110 @@
-//! Reads: the ledger's rows and the audit that checks accounts, lots and ledger agree.
+//! Reads: the buyer's summary and history, confirmations still to earn on, and the audit
+//! that checks accounts, lots and ledger agree.
 
-use crate::domain::points::PointsKind;
+use crate::domain::events::Event;
 use crate::domain::Timestamp;
-use crate::store::sqlite::map_err;
-use crate::store::{PointsAudit, PointsAuditRows, PointsLedgerRecord, StoreError, StoreResult};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
-
-fn kind_of(raw: &str) -> StoreResult<PointsKind> {
-    PointsKind::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("points kind {raw:?}")))
-}
+use crate::store::rows::{event_from_row, ledger_from_row};
+use crate::store::{
+    sql, Page, PageRequest, PointsAccount, PointsAudit, PointsAuditRows, PointsExpiring,
+    PointsLedgerRecord, PointsSummary, StoreResult,
+};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::SqliteConnection;
 
 async fn all<T>(conn: &mut SqliteConnection, sql: &'static str) -> StoreResult<Vec<T>>
 where
     T: Send + Unpin + for<'r> sqlx::FromRow<'r, SqliteRow>,
 {
-    sqlx::query_as(sql).fetch_all(conn).await.map_err(map_err)
+    Ok(sqlx::query_as(sql).fetch_all(conn).await?)
 }
 
-pub(super) async fn points_audit(conn: &mut SqliteConnection) -> StoreResult<PointsAudit> {
+/// One read transaction: every number comes from the same snapshot.
+pub(super) async fn points_audit(pool: &SqlitePool) -> StoreResult<PointsAudit> {
+    let mut tx = pool.begin().await?;
+    let conn = &mut *tx;
     let rows = PointsAuditRows {
-        accounts: all(conn, "SELECT user_id, balance, held FROM point_accounts").await?,
-        ledger_by_user: all(
-            conn,
-            "SELECT user_id, kind, SUM(amount) FROM point_ledger GROUP BY user_id, kind",
-        )
-        .await?,
-        lot_sums: all(
-            conn,
-            "SELECT user_id, SUM(remaining), SUM(held) FROM point_lots GROUP BY user_id",
-        )
-        .await?,
-        lots: all(
-            conn,
-            "SELECT id, user_id, amount, remaining, held FROM point_lots ORDER BY id",
-        )
-        .await?,
-        ledger_by_lot: all(
-            conn,
-            "SELECT lot_id, kind, SUM(amount) FROM point_ledger WHERE lot_id IS NOT NULL
-             GROUP BY lot_id, kind",
-        )
-        .await?,
-        holds: all(
-            conn,
-            "SELECT order_id, user_id, amount, status FROM point_holds ORDER BY order_id",
-        )
-        .await?,
-        ledger_by_order: all(
-            conn,
-            "SELECT order_id, kind, SUM(amount) FROM point_ledger
-             WHERE order_id IS NOT NULL AND kind IN ('hold', 'release', 'spend', 'refund')
-             GROUP BY order_id, kind",
-        )
-        .await?,
+        accounts: all(conn, sql::AUDIT_POINTS_ACCOUNTS).await?,
+        ledger_by_user: all(conn, sql::AUDIT_POINTS_LEDGER_BY_USER).await?,
+        lot_sums: all(conn, sql::AUDIT_POINTS_LOT_SUMS).await?,
+        lots: all(conn, sql::AUDIT_POINTS_LOTS).await?,
+        ledger_by_lot: all(conn, sql::AUDIT_POINTS_LEDGER_BY_LOT).await?,
+        holds: all(conn, sql::AUDIT_POINTS_HOLDS).await?,
+        ledger_by_order: all(conn, sql::AUDIT_POINTS_LEDGER_BY_ORDER).await?,
     };
+    tx.commit().await?;
     PointsAudit::assemble(rows)
 }
 
-pub(super) fn ledger_from_row(row: &SqliteRow) -> StoreResult<PointsLedgerRecord> {
-    let kind: String = row.try_get("kind")?;
-    Ok(PointsLedgerRecord {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        kind: kind_of(&kind)?,
-        amount: row.try_get("amount")?,
-        lot_id: row.try_get("lot_id")?,
-        order_id: row.try_get("order_id")?,
-        reason: row.try_get("reason")?,
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+/// The account and its unheld lot remainders expiring by `horizon`, from one snapshot.
+pub(super) async fn summary(
+    pool: &SqlitePool,
+    user_id: i64,
+    horizon: Timestamp,
+) -> StoreResult<PointsSummary> {
+    let mut tx = pool.begin().await?;
+    let account: Option<(i64, i64)> = sqlx::query_as(sql::POINTS_ACCOUNT)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let expiring: Vec<(i64, i64)> = sqlx::query_as(sql::EXPIRING_POINTS)
+        .bind(user_id)
+        .bind(horizon.millis())
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let (balance, held) = account.unwrap_or_default();
+    Ok(PointsSummary {
+        account: PointsAccount {
+            user_id,
+            balance,
+            held,
+        },
+        expiring: expiring
+            .into_iter()
+            .map(|(at, amount)| PointsExpiring {
+                amount,
+                expires_at: Timestamp::from_millis(at),
+            })
+            .collect(),
     })
+}
+
+pub(super) async fn history(
+    pool: &SqlitePool,
+    user_id: i64,
+    page: PageRequest,
+) -> StoreResult<Page<PointsLedgerRecord>> {
+    let mut conn = pool.acquire().await?;
+    let rows = sqlx::query(sql::POINTS_HISTORY_PAGE)
+        .bind(user_id)
+        .bind(page.size)
+        .bind(page.offset())
+        .fetch_all(&mut *conn)
+        .await?;
+    let total: i64 = sqlx::query_scalar(sql::COUNT_POINTS_HISTORY)
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Page {
+        items: rows
+            .iter()
+            .map(ledger_from_row)
+            .collect::<StoreResult<_>>()?,
+        page: page.page,
+        size: page.size,
+        total,
+    })
+}
+
+pub(super) async fn unprocessed_confirmations(
+    pool: &SqlitePool,
+    consumer: &str,
+    limit: i64,
+) -> StoreResult<Vec<Event>> {
+    let rows = sqlx::query(sql::UNPROCESSED_CONFIRMATIONS)
+        .bind(consumer)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(event_from_row).collect()
 }

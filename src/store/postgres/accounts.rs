@@ -1,65 +1,44 @@
-//! Users, refresh-token sessions, the access-token deny-list and settings.
+//! Users, refresh-token sessions, the access-token deny-list and settings on PostgreSQL.
 
-use super::{classify, outbox, ts, PgStore};
+use super::conn::PgStore;
+use super::outbox;
 use crate::domain::events;
 use crate::domain::Timestamp;
-use crate::store::{
-    role_of, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord,
-};
+use crate::store::error::conflict_on_unique;
+use crate::store::rows::user_from_row;
+use crate::store::{sql, AuthStore, NewUser, RotateOutcome, StoreError, StoreResult, UserRecord};
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgPool;
 use sqlx::Row;
 use std::collections::HashMap;
-
-fn user_from_row(row: &PgRow) -> StoreResult<UserRecord> {
-    let role: String = row.try_get("role")?;
-    Ok(UserRecord {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        password_hash: row.try_get("password_hash")?,
-        role: role_of(&role)?,
-        partner_id: row.try_get("partner_id")?,
-        created_at: ts(row, "created_at")?,
-    })
-}
 
 #[async_trait]
 impl AuthStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn insert_user(&self, user: &NewUser, now: Timestamp) -> StoreResult<UserRecord> {
-        insert_user(&self.pool, user, now).await.map_err(classify)
+        insert_user(&self.pool, user, now).await
     }
 
     #[tracing::instrument(skip_all, fields(count = users.len()))]
     async fn insert_users_bulk(&self, users: &[NewUser], now: Timestamp) -> StoreResult<Vec<i64>> {
-        insert_users_bulk(&self.pool, users, now)
-            .await
-            .map_err(classify)
+        insert_users_bulk(&self.pool, users, now).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(
-            "SELECT id, email, password_hash, role, partner_id, created_at \
-             FROM users WHERE email = $1",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        let row = sqlx::query(sql::USER_BY_EMAIL)
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     #[tracing::instrument(skip_all, fields(user_id = id))]
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query(
-            "SELECT id, email, password_hash, role, partner_id, created_at \
-             FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e.into()))?;
+        let row = sqlx::query(sql::USER_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -71,9 +50,7 @@ impl AuthStore for PgStore {
         refresh_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<i64> {
-        create_session(&self.pool, user_id, refresh_hash, refresh_expires_at, now)
-            .await
-            .map_err(classify)
+        create_session(&self.pool, user_id, refresh_hash, refresh_expires_at, now).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -84,9 +61,7 @@ impl AuthStore for PgStore {
         new_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<RotateOutcome> {
-        rotate_refresh(&self.pool, old_hash, new_hash, new_expires_at, now)
-            .await
-            .map_err(classify)
+        rotate_refresh(&self.pool, old_hash, new_hash, new_expires_at, now).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id, session_id = session_id))]
@@ -98,42 +73,34 @@ impl AuthStore for PgStore {
         access_expires_at: Timestamp,
         now: Timestamp,
     ) -> StoreResult<()> {
-        revoke_session(&self.pool, user_id, session_id, jti, access_expires_at, now)
-            .await
-            .map_err(classify)
+        revoke_session(&self.pool, user_id, session_id, jti, access_expires_at, now).await
     }
 
     #[tracing::instrument(skip_all)]
     async fn revoked_tokens(&self, now: Timestamp) -> StoreResult<Vec<String>> {
-        sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE expires_at > $1")
+        Ok(sqlx::query_scalar(sql::REVOKED_TOKENS)
             .bind(now.millis())
             .fetch_all(&self.pool)
-            .await
-            .map_err(|e| classify(e.into()))
+            .await?)
     }
 
     #[tracing::instrument(skip_all, fields(key = key))]
     async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
-        setting_or_insert(&self.pool, key, value)
-            .await
-            .map_err(classify)
+        setting_or_insert(&self.pool, key, value).await
     }
 }
 
 async fn insert_user(pool: &PgPool, user: &NewUser, now: Timestamp) -> StoreResult<UserRecord> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query(
-        "INSERT INTO users (email, password_hash, role, partner_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         RETURNING id, email, password_hash, role, partner_id, created_at",
-    )
-    .bind(&user.email)
-    .bind(&user.password_hash)
-    .bind(user.role.as_str())
-    .bind(user.partner_id)
-    .bind(now.millis())
-    .fetch_one(&mut *tx)
-    .await?;
+    let row = sqlx::query(sql::INSERT_USER)
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .bind(user.partner_id)
+        .bind(now.millis())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict_on_unique(sql::USERS_EMAIL_KEY, "email_taken"))?;
     let record = user_from_row(&row)?;
     let event = events::user_created(record.id, record.role, record.partner_id);
     outbox::append(&mut tx, &[event], now).await?;
@@ -170,7 +137,8 @@ async fn insert_users_bulk(
     .bind(&partners)
     .bind(now.millis())
     .fetch_all(&mut *tx)
-    .await?;
+    .await
+    .map_err(conflict_on_unique(sql::USERS_EMAIL_KEY, "email_taken"))?;
     let mut ids = HashMap::with_capacity(rows.len());
     for row in &rows {
         ids.insert(
@@ -204,16 +172,13 @@ async fn create_session(
     now: Timestamp,
 ) -> StoreResult<i64> {
     let mut tx = pool.begin().await?;
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO sessions (user_id, refresh_hash, refresh_expires_at, created_at) \
-         VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind(user_id)
-    .bind(refresh_hash)
-    .bind(refresh_expires_at.millis())
-    .bind(now.millis())
-    .fetch_one(&mut *tx)
-    .await?;
+    let id: i64 = sqlx::query_scalar(sql::INSERT_SESSION)
+        .bind(user_id)
+        .bind(refresh_hash)
+        .bind(refresh_expires_at.millis())
+        .bind(now.millis())
+        .fetch_one(&mut *tx)
+        .await?;
     let event = events::session(events::SESSION_STARTED, user_id, id);
     outbox::append(&mut tx, &[event], now).await?;
     tx.commit().await?;
@@ -233,18 +198,13 @@ async fn rotate_refresh(
     now: Timestamp,
 ) -> StoreResult<RotateOutcome> {
     let mut tx = pool.begin().await?;
-    let rotated = sqlx::query(
-        "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $2, \
-         refresh_expires_at = $3 \
-         WHERE refresh_hash = $1 AND revoked_at IS NULL AND refresh_expires_at > $4 \
-         RETURNING id, user_id",
-    )
-    .bind(old_hash)
-    .bind(new_hash)
-    .bind(new_expires_at.millis())
-    .bind(now.millis())
-    .fetch_optional(&mut *tx)
-    .await?;
+    let rotated = sqlx::query(sql::ROTATE_REFRESH)
+        .bind(old_hash)
+        .bind(new_hash)
+        .bind(new_expires_at.millis())
+        .bind(now.millis())
+        .fetch_optional(&mut *tx)
+        .await?;
     let outcome = match rotated {
         Some(row) => {
             let (user_id, session_id) = (row.try_get("user_id")?, row.try_get("id")?);
@@ -258,15 +218,11 @@ async fn rotate_refresh(
         None => {
             // A token already rotated away is being replayed: whoever holds it may have
             // stolen it, so the whole session dies (once; later replays are just invalid).
-            let reused: Option<(i64, i64)> = sqlx::query_as(
-                "UPDATE sessions SET revoked_at = $2 \
-                 WHERE previous_hash = $1 AND revoked_at IS NULL \
-                 RETURNING id, user_id",
-            )
-            .bind(old_hash)
-            .bind(now.millis())
-            .fetch_optional(&mut *tx)
-            .await?;
+            let reused: Option<(i64, i64)> = sqlx::query_as(sql::REVOKE_REUSED_SESSION)
+                .bind(old_hash)
+                .bind(now.millis())
+                .fetch_optional(&mut *tx)
+                .await?;
             match reused {
                 Some((session_id, user_id)) => {
                     let event = events::session_reuse_revoked(user_id, session_id);
@@ -290,23 +246,17 @@ async fn revoke_session(
     now: Timestamp,
 ) -> StoreResult<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "UPDATE sessions SET revoked_at = $3 \
-         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(session_id)
-    .bind(user_id)
-    .bind(now.millis())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
-         ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(jti)
-    .bind(access_expires_at.millis())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(sql::REVOKE_SESSION)
+        .bind(session_id)
+        .bind(user_id)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(sql::DENY_TOKEN)
+        .bind(jti)
+        .bind(access_expires_at.millis())
+        .execute(&mut *tx)
+        .await?;
     let event = events::session_revoked(user_id, session_id, jti, access_expires_at);
     outbox::append(&mut tx, &[event], now).await?;
     tx.commit().await?;
@@ -316,12 +266,12 @@ async fn revoke_session(
 /// Insert-if-absent then read: the read runs after the insert's statement, so it sees
 /// whichever value won a concurrent first start.
 async fn setting_or_insert(pool: &PgPool, key: &str, value: &str) -> StoreResult<String> {
-    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+    sqlx::query(sql::INSERT_SETTING)
         .bind(key)
         .bind(value)
         .execute(pool)
         .await?;
-    let stored = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+    let stored = sqlx::query_scalar(sql::SETTING)
         .bind(key)
         .fetch_one(pool)
         .await?;

@@ -1,0 +1,152 @@
+//! Orders: placement batches and the order lifecycle ([`OrderStore`]), with the rows they
+//! read and write. Each backend places orders in its `place.rs` and moves them through
+//! their lifecycle in its `orders.rs`.
+
+use super::error::StoreResult;
+use super::page::{Page, PageRequest};
+use crate::domain::allocation::{OrderRequest, Rejection};
+use crate::domain::order::CancelReason;
+use crate::domain::{OrderStatus, Timestamp};
+use async_trait::async_trait;
+
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Places a batch in ONE transaction: locks the products' stock rows in ascending id
+    /// order, allocates with [`crate::domain::allocation::allocate`], writes accepted orders,
+    /// their partner orders, items, hold movements and events, and returns one outcome per
+    /// request, in order. A request rejected by allocation never fails the batch.
+    async fn place_batch(
+        &self,
+        batch: &[OrderRequest],
+        pay_by: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<BatchResult>;
+    async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>>;
+    /// Newest first; all orders when `user_id` is `None`.
+    async fn list_orders(
+        &self,
+        user_id: Option<i64>,
+        page: PageRequest,
+    ) -> StoreResult<Page<OrderRecord>>;
+    /// Records a payment attempt that did not go through (declined, amount mismatch, voided).
+    async fn record_payment(&self, payment: &PaymentAttempt, now: Timestamp) -> StoreResult<()>;
+    /// `pending_payment → paid` if still pending and `now < pay_by`: commits the holds
+    /// (commit movements), records the approved payment, writes `order.paid`.
+    async fn mark_paid(
+        &self,
+        order_id: i64,
+        payment: &PaymentAttempt,
+        now: Timestamp,
+    ) -> StoreResult<TransitionOutcome>;
+    /// `pending_payment → cancelled` (release movements, `order.cancelled`/`order.expired`)
+    /// or, for `reason == Requested`, `paid → refunded` (return movements, `order.refunded`).
+    async fn cancel_order(
+        &self,
+        order_id: i64,
+        reason: CancelReason,
+        now: Timestamp,
+    ) -> StoreResult<TransitionOutcome>;
+    /// Ids of up to `limit` pending orders whose `pay_by <= now`, oldest deadline first.
+    async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
+    /// `paid → confirmed` (purchase confirmed, by the buyer or automatically): the order and
+    /// its partner orders, and an `order.confirmed` event. No stock moves: the holds were
+    /// committed at payment. Re-checks the state in its transaction, so two nodes confirming
+    /// the same order confirm it once.
+    async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome>;
+    /// Ids of up to `limit` paid orders whose `paid_at <= cutoff`, oldest payment first.
+    async fn due_confirmations(&self, cutoff: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderItemRecord {
+    pub product_id: i64,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartnerOrderRecord {
+    pub id: i64,
+    pub partner_id: i64,
+    pub status: String,
+    pub subtotal: i64,
+    pub items: Vec<OrderItemRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub id: i64,
+    pub user_id: i64,
+    pub status: OrderStatus,
+    pub total: i64,
+    /// The user coupon the order holds or used.
+    pub coupon_id: Option<i64>,
+    pub discount: i64,
+    pub points_used: i64,
+    pub payable: i64,
+    pub pay_by: Timestamp,
+    /// When the payment was accepted; `None` until the order is paid.
+    pub paid_at: Option<Timestamp>,
+    pub cancel_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Ascending by partner id; items ascending by product id.
+    pub partner_orders: Vec<PartnerOrderRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PlaceOutcome {
+    Placed(OrderRecord),
+    /// The idempotency key was seen before with the same body.
+    Replayed(OrderRecord),
+    Rejected(Rejection),
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    /// One per request, in request order.
+    pub outcomes: Vec<PlaceOutcome>,
+    /// Availability after the batch for every product it touched.
+    pub available_after: Vec<(i64, i64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    Approved,
+    Declined,
+    AmountMismatch,
+    Refunded,
+    /// Captured by the gateway but the order could no longer be paid, so it was voided.
+    Voided,
+}
+
+impl PaymentOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentOutcome::Approved => "approved",
+            PaymentOutcome::Declined => "declined",
+            PaymentOutcome::AmountMismatch => "amount_mismatch",
+            PaymentOutcome::Refunded => "refunded",
+            PaymentOutcome::Voided => "voided",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentAttempt {
+    pub order_id: i64,
+    pub payment_key: String,
+    pub amount: i64,
+    pub outcome: PaymentOutcome,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TransitionOutcome {
+    Done(OrderRecord),
+    NotFound,
+    /// The order is not in a state that allows the transition (or its deadline passed);
+    /// nothing changed.
+    Refused(OrderRecord),
+}

@@ -1,0 +1,293 @@
+//! Row mapping both backends share: each record read column by column, by name, the same
+//! way from a SQLite or a PostgreSQL row. Both schemas store timestamps as epoch
+//! milliseconds and statuses as their `as_str` text; a value no parser knows is
+//! [`StoreError::Corrupt`].
+
+use super::accounts::UserRecord;
+use super::catalog::{MovementRecord, PartnerRecord, ProductRecord};
+use super::coupons::{CampaignRecord, UserCouponRecord};
+use super::error::{StoreError, StoreResult};
+use super::orders::{OrderItemRecord, OrderRecord, PartnerOrderRecord};
+use super::points::{PointsLedgerRecord, PointsOperationKind, PointsOperationRecord};
+use super::waitlist::WaitlistEntryRecord;
+use crate::domain::coupon::{CouponStatus, DiscountType};
+use crate::domain::events::Event;
+use crate::domain::order::MovementKind;
+use crate::domain::points::PointsKind;
+use crate::domain::waitlist::WaitlistStatus;
+use crate::domain::{OrderStatus, Role, Timestamp};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::collections::HashMap;
+
+/// The column reads the mappings need. Implemented for every row type whose database
+/// decodes integers and text, i.e. `SqliteRow` and `PgRow`.
+pub(crate) trait Columns {
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn text(&self, column: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error>;
+
+    /// An epoch-milliseconds column.
+    fn ts(&self, column: &str) -> Result<Timestamp, sqlx::Error> {
+        self.int(column).map(Timestamp::from_millis)
+    }
+
+    fn opt_ts(&self, column: &str) -> Result<Option<Timestamp>, sqlx::Error> {
+        Ok(self.opt_int(column)?.map(Timestamp::from_millis))
+    }
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    String: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    fn int(&self, column: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn text(&self, column: &str) -> Result<String, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, sqlx::Error> {
+        self.try_get(column)
+    }
+}
+
+/// Parses a stored enum value, or reports the row as corrupt naming `what` it should be.
+fn parse<T>(what: &str, raw: &str, parse: impl FnOnce(&str) -> Option<T>) -> StoreResult<T> {
+    parse(raw).ok_or_else(|| StoreError::Corrupt(format!("{what} {raw:?}")))
+}
+
+pub(crate) fn role(raw: &str) -> StoreResult<Role> {
+    parse("unknown role", raw, Role::parse)
+}
+
+pub(crate) fn order_status(raw: &str) -> StoreResult<OrderStatus> {
+    parse("order status", raw, OrderStatus::parse)
+}
+
+pub(crate) fn movement_kind(raw: &str) -> StoreResult<MovementKind> {
+    parse("movement kind", raw, MovementKind::parse)
+}
+
+pub(crate) fn points_kind(raw: &str) -> StoreResult<PointsKind> {
+    parse("points kind", raw, PointsKind::parse)
+}
+
+fn discount_type(raw: &str) -> StoreResult<DiscountType> {
+    parse("discount type", raw, DiscountType::parse)
+}
+
+/// Columns `id, email, password_hash, role, partner_id, created_at`.
+pub(crate) fn user_from_row(row: &impl Columns) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: row.int("id")?,
+        email: row.text("email")?,
+        password_hash: row.text("password_hash")?,
+        role: role(&row.text("role")?)?,
+        partner_id: row.opt_int("partner_id")?,
+        created_at: row.ts("created_at")?,
+    })
+}
+
+/// Columns `id, name, commission_rate_bps, created_at`.
+pub(crate) fn partner_from_row(row: &impl Columns) -> StoreResult<PartnerRecord> {
+    Ok(PartnerRecord {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        commission_rate_bps: row.int("commission_rate_bps")?,
+        created_at: row.ts("created_at")?,
+    })
+}
+
+/// A product with its stock account (`sql::PRODUCT_SELECT`).
+pub(crate) fn product_from_row(row: &impl Columns) -> StoreResult<ProductRecord> {
+    Ok(ProductRecord {
+        id: row.int("id")?,
+        partner_id: row.int("partner_id")?,
+        name: row.text("name")?,
+        price: row.int("price")?,
+        release_at: row.ts("release_at")?,
+        max_per_user: row.opt_int("max_per_user")?,
+        on_hand: row.int("on_hand")?,
+        held: row.int("held")?,
+        created_at: row.ts("created_at")?,
+        updated_at: row.ts("updated_at")?,
+    })
+}
+
+/// One row of `stock_movements`.
+pub(crate) fn movement_from_row(row: &impl Columns) -> StoreResult<MovementRecord> {
+    Ok(MovementRecord {
+        id: row.int("id")?,
+        product_id: row.int("product_id")?,
+        kind: movement_kind(&row.text("kind")?)?,
+        quantity: row.int("quantity")?,
+        order_id: row.opt_int("order_id")?,
+        memo: row.opt_text("memo")?,
+        on_hand_after: row.int("on_hand_after")?,
+        held_after: row.int("held_after")?,
+        created_at: row.ts("created_at")?,
+    })
+}
+
+/// One row of `orders` (`sql::ORDER_COLUMNS`), without its partner orders.
+pub(crate) fn order_from_row(row: &impl Columns) -> StoreResult<OrderRecord> {
+    Ok(OrderRecord {
+        id: row.int("id")?,
+        user_id: row.int("user_id")?,
+        status: order_status(&row.text("status")?)?,
+        total: row.int("total")?,
+        coupon_id: row.opt_int("coupon_id")?,
+        discount: row.int("discount")?,
+        points_used: row.int("points_used")?,
+        payable: row.int("payable")?,
+        pay_by: row.ts("pay_by")?,
+        paid_at: row.opt_ts("paid_at")?,
+        cancel_reason: row.opt_text("cancel_reason")?,
+        created_at: row.ts("created_at")?,
+        updated_at: row.ts("updated_at")?,
+        partner_orders: Vec::new(),
+    })
+}
+
+/// Partner orders with their items, by order id, from rows of partner orders joined to
+/// their items and sorted by order, partner and product (both backends' statements).
+pub(crate) fn partner_orders_from_rows<R: Columns>(
+    rows: &[R],
+) -> StoreResult<HashMap<i64, Vec<PartnerOrderRecord>>> {
+    let mut out: HashMap<i64, Vec<PartnerOrderRecord>> = HashMap::new();
+    for row in rows {
+        let partner_orders = out.entry(row.int("order_id")?).or_default();
+        let id = row.int("id")?;
+        if partner_orders.last().map(|p| p.id) != Some(id) {
+            partner_orders.push(PartnerOrderRecord {
+                id,
+                partner_id: row.int("partner_id")?,
+                status: row.text("status")?,
+                subtotal: row.int("subtotal")?,
+                items: Vec::new(),
+            });
+        }
+        if let Some(current) = partner_orders.last_mut() {
+            current.items.push(OrderItemRecord {
+                product_id: row.int("product_id")?,
+                quantity: row.int("quantity")?,
+                unit_price: row.int("unit_price")?,
+                line_total: row.int("line_total")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One row of `outbox`.
+pub(crate) fn event_from_row(row: &impl Columns) -> StoreResult<Event> {
+    Ok(Event {
+        id: row.int("id")?,
+        aggregate_type: row.text("aggregate_type")?,
+        aggregate_id: row.int("aggregate_id")?,
+        event_type: row.text("event_type")?,
+        payload: row.text("payload")?,
+        created_at: row.ts("created_at")?,
+    })
+}
+
+/// One row of `waitlist_entries`, without its position.
+pub(crate) fn entry_from_row(row: &impl Columns) -> StoreResult<WaitlistEntryRecord> {
+    let status = row.text("status")?;
+    Ok(WaitlistEntryRecord {
+        id: row.int("id")?,
+        product_id: row.int("product_id")?,
+        user_id: row.int("user_id")?,
+        quantity: row.int("quantity")?,
+        status: parse("waitlist status", &status, WaitlistStatus::parse)?,
+        order_id: row.opt_int("order_id")?,
+        position: None,
+        created_at: row.ts("created_at")?,
+        updated_at: row.ts("updated_at")?,
+    })
+}
+
+/// An entry with its `position` column (`sql::ENTRY_WITH_POSITION`).
+pub(crate) fn positioned_entry_from_row(row: &impl Columns) -> StoreResult<WaitlistEntryRecord> {
+    let mut entry = entry_from_row(row)?;
+    entry.position = row.opt_int("position")?;
+    Ok(entry)
+}
+
+/// One row of `coupon_campaigns` (`sql::CAMPAIGN_COLUMNS`).
+pub(crate) fn campaign_from_row(row: &impl Columns) -> StoreResult<CampaignRecord> {
+    Ok(CampaignRecord {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        discount_type: discount_type(&row.text("discount_type")?)?,
+        discount_value: row.int("discount_value")?,
+        max_discount: row.opt_int("max_discount")?,
+        min_order_amount: row.opt_int("min_order_amount")?,
+        total_quantity: row.int("total_quantity")?,
+        issued: row.int("issued")?,
+        issue_starts_at: row.ts("issue_starts_at")?,
+        issue_ends_at: row.opt_ts("issue_ends_at")?,
+        valid_days: row.opt_int("valid_days")?,
+        created_at: row.ts("created_at")?,
+    })
+}
+
+/// A user coupon with its campaign's name and terms (`sql::SELECT_COUPON`).
+pub(crate) fn coupon_from_row(row: &impl Columns) -> StoreResult<UserCouponRecord> {
+    let status = row.text("status")?;
+    Ok(UserCouponRecord {
+        id: row.int("id")?,
+        campaign_id: row.int("campaign_id")?,
+        user_id: row.int("user_id")?,
+        status: parse("coupon status", &status, CouponStatus::parse)?,
+        order_id: row.opt_int("order_id")?,
+        issued_at: row.ts("issued_at")?,
+        expires_at: row.opt_ts("expires_at")?,
+        campaign_name: row.text("name")?,
+        discount_type: discount_type(&row.text("discount_type")?)?,
+        discount_value: row.int("discount_value")?,
+        max_discount: row.opt_int("max_discount")?,
+        min_order_amount: row.opt_int("min_order_amount")?,
+    })
+}
+
+/// One row of `point_ledger`.
+pub(crate) fn ledger_from_row(row: &impl Columns) -> StoreResult<PointsLedgerRecord> {
+    Ok(PointsLedgerRecord {
+        id: row.int("id")?,
+        user_id: row.int("user_id")?,
+        kind: points_kind(&row.text("kind")?)?,
+        amount: row.int("amount")?,
+        lot_id: row.opt_int("lot_id")?,
+        order_id: row.opt_int("order_id")?,
+        reason: row.opt_text("reason")?,
+        created_at: row.ts("created_at")?,
+    })
+}
+
+/// One row of `point_operations` (`sql::OPERATION_COLUMNS`).
+pub(crate) fn operation_from_row(row: &impl Columns) -> StoreResult<PointsOperationRecord> {
+    let kind = row.text("kind")?;
+    Ok(PointsOperationRecord {
+        id: row.int("id")?,
+        admin_id: row.int("admin_id")?,
+        user_id: row.int("user_id")?,
+        kind: parse("points operation kind", &kind, PointsOperationKind::parse)?,
+        amount: row.int("amount")?,
+        reason: row.text("reason")?,
+        expires_at: row.opt_ts("expires_at")?,
+        balance_after: row.int("balance_after")?,
+        held_after: row.int("held_after")?,
+        created_at: row.ts("created_at")?,
+    })
+}

@@ -1,0 +1,466 @@
+//! SQL that both dialects run verbatim: `$n` placeholders (sqlx binds SQLite's `$n` by
+//! its number, so a statement may use them in any order), `RETURNING`, `ON CONFLICT … DO
+//! …`, `CAST`. Each backend keeps what differs in its own folder: PostgreSQL's row locks
+//! (`FOR UPDATE`), array parameters (`ANY`, `UNNEST`) and advisory locks; SQLite's
+//! `json_each` lists and its single-statement batch inserts. Columns are read by name
+//! (`store::rows`), so a statement's column order is free.
+//!
+//! Statements are grouped by area, in the order of the area files.
+
+// ---------------------------------------------------------------------------------------
+// Accounts
+// ---------------------------------------------------------------------------------------
+
+/// The unique constraint on `users.email` (PostgreSQL's default name; SQLite reports none).
+pub(crate) const USERS_EMAIL_KEY: &str = "users_email_key";
+
+macro_rules! user_columns {
+    () => {
+        "id, email, password_hash, role, partner_id, created_at"
+    };
+}
+
+pub(crate) const INSERT_USER: &str = concat!(
+    "INSERT INTO users (email, password_hash, role, partner_id, created_at)
+     VALUES ($1, $2, $3, $4, $5) RETURNING ",
+    user_columns!()
+);
+
+pub(crate) const USER_BY_EMAIL: &str =
+    concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
+
+pub(crate) const USER_BY_ID: &str =
+    concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+
+pub(crate) const INSERT_SESSION: &str =
+    "INSERT INTO sessions (user_id, refresh_hash, refresh_expires_at, created_at)
+     VALUES ($1, $2, $3, $4) RETURNING id";
+
+/// Rotates only a current, unrevoked, unexpired hash (`$1` old, `$2` new).
+pub(crate) const ROTATE_REFRESH: &str =
+    "UPDATE sessions SET previous_hash = refresh_hash, refresh_hash = $2,
+         refresh_expires_at = $3
+     WHERE refresh_hash = $1 AND revoked_at IS NULL AND refresh_expires_at > $4
+     RETURNING id, user_id";
+
+/// Revokes the live session whose previous hash is `$1` (a replayed refresh token).
+pub(crate) const REVOKE_REUSED_SESSION: &str = "UPDATE sessions SET revoked_at = $2
+     WHERE previous_hash = $1 AND revoked_at IS NULL
+     RETURNING id, user_id";
+
+pub(crate) const REVOKE_SESSION: &str = "UPDATE sessions SET revoked_at = $3
+     WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+
+pub(crate) const DENY_TOKEN: &str =
+    "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING";
+
+pub(crate) const REVOKED_TOKENS: &str = "SELECT jti FROM revoked_tokens WHERE expires_at > $1";
+
+pub(crate) const INSERT_SETTING: &str =
+    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+
+pub(crate) const SETTING: &str = "SELECT value FROM settings WHERE key = $1";
+
+// ---------------------------------------------------------------------------------------
+// Catalogue and stock
+// ---------------------------------------------------------------------------------------
+
+pub(crate) const INSERT_PARTNER: &str =
+    "INSERT INTO partners (name, commission_rate_bps, created_at) VALUES ($1, $2, $3)
+     RETURNING id, name, commission_rate_bps, created_at";
+
+pub(crate) const PARTNER_BY_ID: &str =
+    "SELECT id, name, commission_rate_bps, created_at FROM partners WHERE id = $1";
+
+pub(crate) const INSERT_PRODUCT: &str =
+    "INSERT INTO products (partner_id, name, price, release_at, max_per_user, created_at,
+         updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id";
+
+/// A product with its stock account; `p` is products, `s` is stock.
+macro_rules! product_select {
+    () => {
+        "SELECT p.id, p.partner_id, p.name, p.price, p.release_at, p.max_per_user,
+             s.on_hand, s.held, p.created_at, p.updated_at
+         FROM products p JOIN stock s ON s.product_id = p.id"
+    };
+}
+
+pub(crate) const PRODUCT_BY_ID: &str = concat!(product_select!(), " WHERE p.id = $1");
+
+pub(crate) const PRODUCTS_PAGE: &str = concat!(
+    product_select!(),
+    " ORDER BY p.release_at, p.id LIMIT $1 OFFSET $2"
+);
+
+pub(crate) const COUNT_PRODUCTS: &str = "SELECT COUNT(*) FROM products";
+
+/// COALESCE keeps a column when its patch field is absent; `max_per_user` is tri-state
+/// (leave, set, clear), hence the flag `$5` beside its value `$6`.
+pub(crate) const UPDATE_PRODUCT: &str =
+    "UPDATE products SET name = COALESCE($2, name), price = COALESCE($3, price),
+         release_at = COALESCE($4, release_at),
+         max_per_user = CASE WHEN $5 THEN $6 ELSE max_per_user END,
+         updated_at = $7
+     WHERE id = $1";
+
+/// The adjustment's guard is its own WHERE clause; `held >= 0`, so it also keeps `on_hand`
+/// from going negative.
+pub(crate) const ADJUST_STOCK: &str = "UPDATE stock SET on_hand = on_hand + $2
+     WHERE product_id = $1 AND on_hand + $2 >= held RETURNING on_hand, held";
+
+pub(crate) const MOVEMENTS_PAGE: &str =
+    "SELECT id, product_id, kind, quantity, order_id, memo, on_hand_after, held_after,
+         created_at
+     FROM stock_movements WHERE product_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3";
+
+pub(crate) const COUNT_MOVEMENTS: &str =
+    "SELECT COUNT(*) FROM stock_movements WHERE product_id = $1";
+
+// ---------------------------------------------------------------------------------------
+// Orders
+// ---------------------------------------------------------------------------------------
+
+/// The columns of `orders` that `rows::order_from_row` reads; each backend selects orders
+/// by id its own way (a list parameter).
+macro_rules! order_columns {
+    () => {
+        "id, user_id, status, total, coupon_id, discount, points_used, payable, pay_by,
+         paid_at, cancel_reason, created_at, updated_at"
+    };
+}
+pub(crate) use order_columns;
+
+pub(crate) const INSERT_PAYMENT: &str =
+    "INSERT INTO payments (order_id, payment_key, amount, outcome, detail, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(crate) const SET_PARTNER_ORDERS_STATUS: &str =
+    "UPDATE partner_orders SET status = $2 WHERE order_id = $1";
+
+pub(crate) const DUE_CONFIRMATIONS: &str =
+    "SELECT id FROM orders WHERE status = 'paid' AND paid_at <= $1
+     ORDER BY paid_at, id LIMIT $2";
+
+// ---------------------------------------------------------------------------------------
+// Outbox
+// ---------------------------------------------------------------------------------------
+
+pub(crate) const LAST_EVENT_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM outbox";
+
+pub(crate) const EVENTS_AFTER: &str =
+    "SELECT id, aggregate_type, aggregate_id, event_type, payload, created_at
+     FROM outbox WHERE id > $1 ORDER BY id LIMIT $2";
+
+// ---------------------------------------------------------------------------------------
+// Waitlists
+// ---------------------------------------------------------------------------------------
+
+macro_rules! entry_columns {
+    () => {
+        "id, product_id, user_id, quantity, status, order_id, created_at, updated_at"
+    };
+}
+
+/// The entry's columns (table alias `e`) and, for a waiting entry, its place in line.
+macro_rules! entry_with_position {
+    () => {
+        "SELECT e.id, e.product_id, e.user_id, e.quantity, e.status, e.order_id,
+             e.created_at, e.updated_at,
+             CASE WHEN e.status = 'waiting' THEN
+                 (SELECT COUNT(*) FROM waitlist_entries w
+                  WHERE w.product_id = e.product_id AND w.status = 'waiting' AND w.id <= e.id)
+             END AS position
+         FROM waitlist_entries e"
+    };
+}
+
+pub(crate) const ENTRY_BY_ID: &str = concat!(entry_with_position!(), " WHERE e.id = $1");
+
+pub(crate) const USER_WAITLIST_PAGE: &str = concat!(
+    entry_with_position!(),
+    " WHERE e.user_id = $1 ORDER BY e.id DESC LIMIT $2 OFFSET $3"
+);
+
+pub(crate) const COUNT_USER_WAITLIST: &str =
+    "SELECT COUNT(*) FROM waitlist_entries WHERE user_id = $1";
+
+/// `from → to` (`$2 → $3`); `order_id` is set when given, else kept.
+pub(crate) const CHANGE_ENTRY_STATUS: &str = concat!(
+    "UPDATE waitlist_entries SET status = $3, order_id = COALESCE($4, order_id),
+         updated_at = $5
+     WHERE id = $1 AND status = $2 RETURNING ",
+    entry_columns!()
+);
+
+pub(crate) const WAITING_ENTRY_OF: &str = "SELECT id FROM waitlist_entries
+     WHERE product_id = $1 AND user_id = $2 AND status = 'waiting'";
+
+pub(crate) const NEXT_WAITING: &str = concat!(
+    "SELECT ",
+    entry_columns!(),
+    " FROM waitlist_entries
+     WHERE product_id = $1 AND status = 'waiting' ORDER BY id LIMIT 1"
+);
+
+pub(crate) const PRODUCTS_TO_OFFER: &str = "SELECT DISTINCT e.product_id FROM waitlist_entries e
+     JOIN stock s ON s.product_id = e.product_id
+     JOIN products p ON p.id = e.product_id
+     WHERE e.status = 'waiting' AND s.on_hand > s.held AND p.release_at <= $2
+     ORDER BY e.product_id LIMIT $1";
+
+/// Offered entries whose order has left `pending_payment`, with that order's status.
+pub(crate) const OFFERS_TO_SETTLE: &str =
+    "SELECT e.id, o.status FROM waitlist_entries e JOIN orders o ON o.id = e.order_id
+     WHERE e.status = 'offered' AND o.status <> 'pending_payment'
+     ORDER BY e.id LIMIT $1";
+
+/// Entries that reference an order (or must: offered, fulfilled) which is not that buyer's
+/// order of exactly that product and quantity.
+pub(crate) const WAITLIST_AUDIT: &str = "SELECT e.id, e.user_id, e.status, e.order_id
+     FROM waitlist_entries e
+     LEFT JOIN orders o ON o.id = e.order_id AND o.user_id = e.user_id
+     LEFT JOIN order_items oi ON oi.order_id = o.id AND oi.product_id = e.product_id
+         AND oi.quantity = e.quantity
+     WHERE (e.order_id IS NOT NULL OR e.status IN ('offered', 'fulfilled')) AND oi.id IS NULL
+     ORDER BY e.id";
+
+// ---------------------------------------------------------------------------------------
+// Coupons
+// ---------------------------------------------------------------------------------------
+
+macro_rules! campaign_columns {
+    () => {
+        "id, name, discount_type, discount_value, max_discount, min_order_amount,
+         total_quantity, issued, issue_starts_at, issue_ends_at, valid_days, created_at"
+    };
+}
+
+/// A user coupon (alias `u`) with its campaign's name and terms (alias `c`).
+macro_rules! select_coupon {
+    () => {
+        "SELECT u.id, u.campaign_id, u.user_id, u.status, u.order_id,
+             u.issued_at, u.expires_at, c.name, c.discount_type, c.discount_value,
+             c.max_discount, c.min_order_amount
+         FROM user_coupons u JOIN coupon_campaigns c ON c.id = u.campaign_id"
+    };
+}
+
+/// For backends that add their own filter (a list of ids, a lock).
+pub(crate) use select_coupon;
+
+pub(crate) const INSERT_CAMPAIGN: &str = concat!(
+    "INSERT INTO coupon_campaigns
+         (name, discount_type, discount_value, max_discount, min_order_amount,
+          total_quantity, issued, issue_starts_at, issue_ends_at, valid_days, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10)
+     RETURNING ",
+    campaign_columns!()
+);
+
+pub(crate) const CAMPAIGN_BY_ID: &str = concat!(
+    "SELECT ",
+    campaign_columns!(),
+    " FROM coupon_campaigns WHERE id = $1"
+);
+
+/// The claim's guard: counts only inside the window and below the total.
+pub(crate) const COUNT_CLAIM: &str = "UPDATE coupon_campaigns SET issued = issued + 1
+     WHERE id = $1 AND issued < total_quantity AND issue_starts_at <= $2
+       AND (issue_ends_at IS NULL OR issue_ends_at > $2)
+     RETURNING issued, total_quantity";
+
+/// Nothing when the buyer already holds one (`UNIQUE (campaign_id, user_id)`).
+pub(crate) const INSERT_USER_COUPON: &str = "INSERT INTO user_coupons
+         (campaign_id, user_id, status, issued_at, expires_at, updated_at)
+     VALUES ($1, $2, 'issued', $3, $4, $3)
+     ON CONFLICT (campaign_id, user_id) DO NOTHING
+     RETURNING id";
+
+pub(crate) const USER_COUPON_BY_ID: &str = concat!(select_coupon!(), " WHERE u.id = $1");
+
+pub(crate) const USER_COUPONS_PAGE: &str = concat!(
+    select_coupon!(),
+    " WHERE u.user_id = $1 ORDER BY u.id DESC LIMIT $2 OFFSET $3"
+);
+
+pub(crate) const COUNT_USER_COUPONS: &str = "SELECT COUNT(*) FROM user_coupons WHERE user_id = $1";
+
+pub(crate) const COUPON_HOLDERS: &str =
+    "SELECT user_id FROM user_coupons WHERE campaign_id = $1 ORDER BY user_id";
+
+/// One statement, so the count and the rows come from one snapshot.
+pub(crate) const COUPON_AUDIT: &str = "SELECT c.id, c.total_quantity, c.issued,
+         (SELECT COUNT(*) FROM user_coupons u WHERE u.campaign_id = c.id),
+         (SELECT COUNT(*) - COUNT(DISTINCT u.user_id) FROM user_coupons u
+          WHERE u.campaign_id = c.id)
+     FROM coupon_campaigns c ORDER BY c.id";
+
+/// `$2 → $3` on a user coupon, naming order `$4` (or none once issued again); `$5` is the
+/// owner when holding for a new order, the order when the order moves on.
+macro_rules! move_coupon {
+    ($filter:literal) => {
+        concat!(
+            "UPDATE user_coupons SET status = $3, order_id = $4, updated_at = $6
+             WHERE ",
+            $filter,
+            " AND status = $2
+             RETURNING campaign_id, user_id"
+        )
+    };
+}
+
+pub(crate) const HOLD_COUPON: &str = move_coupon!("id = $1 AND user_id = $5");
+
+pub(crate) const STEP_ORDER_COUPON: &str = move_coupon!("id = $1 AND order_id = $5");
+
+// ---------------------------------------------------------------------------------------
+// Points
+// ---------------------------------------------------------------------------------------
+
+pub(crate) const APPEND_POINTS_LEDGER: &str = "INSERT INTO point_ledger
+         (user_id, kind, amount, lot_id, order_id, reason, idempotency_key, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Adds `$2` (> 0) to the balance, opening the account if needed.
+pub(crate) const CREDIT_POINTS: &str =
+    "INSERT INTO point_accounts (user_id, balance, held, updated_at) VALUES ($1, $2, 0, $3)
+     ON CONFLICT (user_id) DO UPDATE SET balance = point_accounts.balance + excluded.balance,
+         updated_at = excluded.updated_at
+     RETURNING balance, held";
+
+/// `(Δbalance, Δheld)` = `($2, $3)` while the unheld balance stays `>= 0`.
+pub(crate) const MOVE_POINTS: &str =
+    "UPDATE point_accounts SET balance = balance + $2, held = held + $3, updated_at = $4
+     WHERE user_id = $1 AND (balance + $2) - (held + $3) >= 0
+     RETURNING balance, held";
+
+pub(crate) const MOVE_LOT: &str =
+    "UPDATE point_lots SET remaining = remaining + $2, held = held + $3 WHERE id = $1";
+
+pub(crate) const INSERT_LOT: &str =
+    "INSERT INTO point_lots (user_id, amount, remaining, held, expires_at, source, order_id,
+         created_at)
+     VALUES ($1, $2, $2, 0, $3, $4, $5, $6) RETURNING id";
+
+pub(crate) const CONFIRMED_ORDER_PAYABLE: &str =
+    "SELECT user_id, payable FROM orders WHERE id = $1 AND status = 'confirmed'";
+
+pub(crate) const EARNED_BEFORE: &str =
+    "SELECT EXISTS (SELECT 1 FROM point_lots WHERE order_id = $1 AND source = 'earn')";
+
+/// Nothing when `(consumer, event_id)` was processed before.
+pub(crate) const CLAIM_EVENT: &str =
+    "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3)
+     ON CONFLICT (consumer, event_id) DO NOTHING";
+
+pub(crate) const USER_ROLE: &str = "SELECT role FROM users WHERE id = $1";
+
+macro_rules! operation_columns {
+    () => {
+        "id, admin_id, user_id, kind, amount, reason, expires_at, balance_after, held_after,
+         created_at"
+    };
+}
+
+/// Claims `(admin_id, idempotency_key)`; nothing when it was used before.
+pub(crate) const CLAIM_OPERATION: &str =
+    "INSERT INTO point_operations (admin_id, idempotency_key, request_hash, user_id, kind,
+         amount, reason, expires_at, balance_after, held_after, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9)
+     ON CONFLICT (admin_id, idempotency_key) DO NOTHING RETURNING id";
+
+pub(crate) const EARLIER_OPERATION: &str = concat!(
+    "SELECT ",
+    operation_columns!(),
+    ", request_hash FROM point_operations
+     WHERE admin_id = $1 AND idempotency_key = $2"
+);
+
+pub(crate) const FINISH_OPERATION: &str = concat!(
+    "UPDATE point_operations SET balance_after = $2, held_after = $3 WHERE id = $1
+     RETURNING ",
+    operation_columns!()
+);
+
+pub(crate) const INSERT_POINTS_HOLD: &str =
+    "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at)
+     VALUES ($1, $2, $3, 'held', $4, $4)";
+
+/// `$2 → $3` on the order's hold.
+pub(crate) const STEP_POINTS_HOLD: &str = "UPDATE point_holds SET status = $3, updated_at = $4
+     WHERE order_id = $1 AND status = $2 RETURNING user_id, amount";
+
+pub(crate) const POINTS_ACCOUNT: &str =
+    "SELECT balance, held FROM point_accounts WHERE user_id = $1";
+
+pub(crate) const POINTS_HISTORY_PAGE: &str =
+    "SELECT id, user_id, kind, amount, lot_id, order_id, reason, created_at
+     FROM point_ledger WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3";
+
+pub(crate) const COUNT_POINTS_HISTORY: &str =
+    "SELECT COUNT(*) FROM point_ledger WHERE user_id = $1";
+
+pub(crate) const USERS_WITH_EXPIRED_POINTS: &str = "SELECT DISTINCT user_id FROM point_lots
+     WHERE remaining > 0 AND expires_at IS NOT NULL AND expires_at <= $1
+         AND remaining > held
+     ORDER BY user_id LIMIT $2";
+
+pub(crate) const UNPROCESSED_CONFIRMATIONS: &str =
+    "SELECT o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload, o.created_at
+     FROM outbox o
+     WHERE o.event_type = 'order.confirmed' AND NOT EXISTS (
+         SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = o.id)
+     ORDER BY o.id LIMIT $2";
+
+// Sums are cast to BIGINT: PostgreSQL's SUM of BIGINTs is a NUMERIC, SQLite's is already
+// an integer (the cast changes nothing there).
+
+/// What the order's `$2` rows took from each lot, in the order they took it.
+pub(crate) const TAKEN_PER_LOT: &str =
+    "SELECT lot_id, CAST(SUM(amount) AS BIGINT) FROM point_ledger
+     WHERE order_id = $1 AND kind = $2 AND lot_id IS NOT NULL
+     GROUP BY lot_id ORDER BY MIN(id)";
+
+/// Unheld remainders of the buyer's lots expiring by `$2`, per instant.
+pub(crate) const EXPIRING_POINTS: &str =
+    "SELECT expires_at, CAST(SUM(remaining - held) AS BIGINT) FROM point_lots
+     WHERE user_id = $1 AND remaining > 0 AND expires_at <= $2 AND remaining > held
+     GROUP BY expires_at ORDER BY expires_at";
+
+pub(crate) const AUDIT_POINTS_LEDGER_BY_USER: &str =
+    "SELECT user_id, kind, CAST(SUM(amount) AS BIGINT) FROM point_ledger
+     GROUP BY user_id, kind";
+
+pub(crate) const AUDIT_POINTS_LOT_SUMS: &str =
+    "SELECT user_id, CAST(SUM(remaining) AS BIGINT), CAST(SUM(held) AS BIGINT) FROM point_lots
+     GROUP BY user_id";
+
+pub(crate) const AUDIT_POINTS_LEDGER_BY_LOT: &str =
+    "SELECT lot_id, kind, CAST(SUM(amount) AS BIGINT) FROM point_ledger
+     WHERE lot_id IS NOT NULL GROUP BY lot_id, kind";
+
+/// The hold, release, spend and refund rows of each order.
+pub(crate) const AUDIT_POINTS_LEDGER_BY_ORDER: &str =
+    "SELECT order_id, kind, CAST(SUM(amount) AS BIGINT) FROM point_ledger
+     WHERE order_id IS NOT NULL AND kind IN ('hold', 'release', 'spend', 'refund')
+     GROUP BY order_id, kind";
+
+pub(crate) const AUDIT_POINTS_ACCOUNTS: &str = "SELECT user_id, balance, held FROM point_accounts";
+
+pub(crate) const AUDIT_POINTS_LOTS: &str =
+    "SELECT id, user_id, amount, remaining, held FROM point_lots ORDER BY id";
+
+pub(crate) const AUDIT_POINTS_HOLDS: &str =
+    "SELECT order_id, user_id, amount, status FROM point_holds ORDER BY order_id";
+
+// ---------------------------------------------------------------------------------------
+// Leases
+// ---------------------------------------------------------------------------------------
+
+/// Takes the lease when it is free, expired (`$4` is now) or already this holder's.
+pub(crate) const TRY_LEASE: &str =
+    "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+         expires_at = excluded.expires_at
+     WHERE leases.expires_at < $4 OR leases.holder = excluded.holder";
