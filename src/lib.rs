@@ -30,7 +30,6 @@ pub mod config;
 pub mod coupons;
 pub mod domain;
 pub mod http;
-pub mod loadgen;
 pub mod metrics;
 pub mod outbox;
 pub mod payment;

@@ -139,8 +139,8 @@ fn round3(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::runner::{ErrorKind, Outcome, Recording};
-    use crate::loadgen::stats::analyse;
+    use crate::runner::{ErrorKind, Outcome, Recording};
+    use crate::stats::analyse;
     use std::time::Duration;
 
     #[derive(Serialize)]

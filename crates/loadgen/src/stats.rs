@@ -239,7 +239,7 @@ pub fn log_histogram(sorted: &[u32]) -> Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::runner::ErrorKind;
+    use crate::runner::ErrorKind;
     use std::time::Duration;
 
     fn recording(rows: &[(Outcome, u32, u32)]) -> Recording {

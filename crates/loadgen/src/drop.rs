@@ -3,13 +3,12 @@
 //! one fresh Idempotency-Key each), then reads the product and the admin order listing back
 //! and judges whether the server sold exactly what it had.
 
-use super::api::{self, Admin, Created, StockState};
+use super::api::{self, Admin, Created, StockState, MAX_QUANTITY, MAX_WON};
 use super::report::{self, Judgement, Page};
 use super::runner::{self, Outcome, Reply, Scenario, MAX_ATTEMPTS};
 use super::summary;
 use super::verdict::{self, Expected, Ledger, Seen, Verdict};
 use super::{stats, LoadArgs};
-use crate::domain::values::{MAX_QUANTITY, MAX_WON};
 use anyhow::Context;
 use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -361,7 +360,7 @@ impl Scenario for DropScenario {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::runner::ErrorKind;
+    use crate::runner::ErrorKind;
 
     #[test]
     fn sales_are_counted_per_token_round_robin() {

@@ -252,8 +252,8 @@ fn answers(page: &Page) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::runner::{ErrorKind, Outcome, Recording};
-    use crate::loadgen::stats::analyse;
+    use crate::runner::{ErrorKind, Outcome, Recording};
+    use crate::stats::analyse;
     use std::time::Duration;
 
     fn page_html(judgement: Option<Judgement>) -> String {

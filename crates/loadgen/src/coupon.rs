@@ -6,12 +6,11 @@
 //!
 //! Runner, summary.json and report.html are the ones every scenario shares.
 
-use super::api::{Admin, Created};
+use super::api::{Admin, Created, MAX_COUPON_QUANTITY};
 use super::drop::read_tokens;
 use super::report::{self, Judgement, Page};
 use super::runner::{self, Outcome, Reply, Scenario, MAX_ATTEMPTS};
 use super::{api, stats, summary, LoadArgs};
-use crate::domain::coupon::MAX_COUPON_QUANTITY;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};

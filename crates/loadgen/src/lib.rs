@@ -1,6 +1,8 @@
 //! `stampede loadgen`: drives running Stampede servers over HTTP and reports throughput,
 //! latency and, for a drop, whether anything was oversold (DESIGN §7, "Measured, not
-//! claimed").
+//! claimed"). A client of the HTTP API like any other: it knows the API's wire format
+//! (`api`), not the server's code. The `stampede` binary exposes [`LoadgenCommand`] as its
+//! `loadgen` subcommand and hands it to [`run`].
 //!
 //! A scenario only says how to build attempt n and what an answer means
 //! ([`runner::Scenario`]); everything else is shared: the closed/open loop runner
