@@ -69,6 +69,20 @@ pub fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
     Ok(value)
 }
 
+/// One `Bearer` header per non-empty line, built once so attempts only clone them.
+pub fn read_tokens(path: &std::path::Path) -> anyhow::Result<Vec<HeaderValue>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading tokens from {}", path.display()))?;
+    let tokens = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(bearer)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!tokens.is_empty(), "{} holds no tokens", path.display());
+    Ok(tokens)
+}
+
 #[derive(Deserialize)]
 struct ErrorEnvelope<'a> {
     #[serde(borrow)]

@@ -6,7 +6,7 @@
 //! created with `stock` units: committed = stock − on_hand, and held + committed must equal
 //! the units of live (not released) orders; available = stock − those units.
 
-use super::api::{OrderRow, OrderStatus, StockState};
+use crate::api::{OrderRow, OrderStatus, StockState};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
