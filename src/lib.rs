@@ -30,7 +30,6 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod jobs;
-pub mod loadgen;
 pub mod metrics;
 pub mod payment;
 pub mod store;

@@ -40,7 +40,7 @@ pub enum Command {
     Admin(AdminCommand),
     /// Generate load against running servers and report throughput, latency and correctness.
     #[command(subcommand)]
-    Loadgen(crate::loadgen::LoadgenCommand),
+    Loadgen(stampede_loadgen::LoadgenCommand),
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitCode> {
@@ -60,7 +60,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
         }
         Command::Verify { repair } => return verify::run(&config, repair).await,
         Command::Admin(command) => admin::run(command, &config).await?,
-        Command::Loadgen(command) => return crate::loadgen::run(command).await,
+        Command::Loadgen(command) => return stampede_loadgen::run(command).await,
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ async fn loadgen(args: &[&str]) -> ExitCode {
     let Some(Command::Loadgen(command)) = cli.command else {
         panic!("not a loadgen command")
     };
-    stampede::loadgen::run(command)
+    stampede_loadgen::run(command)
         .await
         .expect("the run completes")
 }
@@ -72,3 +72,43 @@ backend_tests!(a_drop_run_checks_itself_and_reports, |app| async move {
     app.assert_verify_clean().await;
     let _ = std::fs::remove_dir_all(&dir);
 });
+
+/// The load generator keeps its own copy of the API's limits (it is a client of the API and
+/// does not depend on the server crate): its flags take the largest value the API accepts,
+/// and refuse one more.
+#[test]
+fn the_loadgen_flags_mirror_the_api_limits() {
+    use stampede::domain::coupon::MAX_COUPON_QUANTITY;
+    use stampede::domain::values::{MAX_QUANTITY, MAX_WON};
+    let drop = "drop --target http://a:1 --admin-token t --tokens f --stock 1 --quantity 1 \
+                --max-per-user 1 --price 1 --attempts 1 --concurrency 1 --out o";
+    let burst = "coupon-burst --target http://a:1 --admin-token t --tokens f --total 1 \
+                 --attempts 1 --concurrency 1 --out o";
+    let parses = |line: &str, flag: &str, value: i64| {
+        let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        let at = words
+            .iter()
+            .position(|w| w == flag)
+            .expect("the flag is in the line");
+        words[at + 1] = value.to_string();
+        let args = ["stampede", "loadgen"]
+            .map(str::to_owned)
+            .into_iter()
+            .chain(words);
+        Cli::try_parse_from(args).is_ok()
+    };
+    for (line, flag, limit) in [
+        (drop, "--stock", MAX_QUANTITY),
+        (drop, "--quantity", MAX_QUANTITY),
+        (drop, "--max-per-user", MAX_QUANTITY),
+        (drop, "--price", MAX_WON),
+        (burst, "--total", MAX_COUPON_QUANTITY),
+    ] {
+        assert!(parses(line, flag, limit), "{flag} {limit} is refused");
+        assert!(
+            !parses(line, flag, limit + 1),
+            "{flag} {} is accepted",
+            limit + 1
+        );
+    }
+}

@@ -2,6 +2,15 @@
 //! database and talks to it over HTTP, once on SQLite and once on PostgreSQL
 //! (`STAMPEDE_TEST_PG_URL`; `STAMPEDE_TEST_REQUIRE_PG=1` makes its absence a failure).
 
+// An integration test fails by panicking: its helpers and `backend_tests!` bodies unwrap
+// and assert freely, though clippy does not see them as test code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "an integration test fails by panicking"
+)]
+
 #[macro_use]
 mod helpers;
 

@@ -6,8 +6,7 @@
 //! created with `stock` units: committed = stock − on_hand, and held + committed must equal
 //! the units of live (not released) orders; available = stock − those units.
 
-use super::api::{OrderRow, StockState};
-use crate::domain::OrderStatus;
+use crate::api::{OrderRow, OrderStatus, StockState};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -279,7 +278,7 @@ fn praise(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::api::{ItemRow, PartnerOrderRow};
+    use crate::api::{ItemRow, PartnerOrderRow};
 
     const EXPECTED: Expected = Expected {
         stock: 50,

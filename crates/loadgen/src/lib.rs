@@ -1,17 +1,25 @@
 //! `stampede loadgen`: drives running Stampede servers over HTTP and reports throughput,
 //! latency and, for a drop, whether anything was oversold (DESIGN §7, "Measured, not
-//! claimed").
+//! claimed"). A client of the HTTP API like any other: it knows the API's wire format
+//! (`api`), not the server's code. The `stampede` binary exposes [`LoadgenCommand`] as its
+//! `loadgen` subcommand and hands it to [`run`].
 //!
 //! A scenario only says how to build attempt n and what an answer means
-//! ([`runner::Scenario`]); everything else is shared: the closed/open loop runner
-//! (`runner`), the analysis (`stats`), `summary.json` (`summary`) and `report.html`
-//! (`report`, drawn by `svg`). `drop` adds the setup and the correctness check (`verdict`);
-//! `coupon` does the same for a first-come coupon campaign.
+//! ([`runner::Scenario`]); everything else is shared: the flags (`args`), the closed/open
+//! loop runner (`runner`, counting `outcome`s and showing `progress`), the analysis
+//! (`stats`), `summary.json` (`summary`) and `report.html` (`report`, drawn by `svg`).
+//! `drop` adds the setup and the correctness check (`verdict`); `coupon` does the same for a
+//! first-come coupon campaign.
+//!
+//! Modules only import downwards: this file knows the scenarios, the scenarios know the
+//! shared modules, and no module imports one that imports it.
 
 mod api;
+mod args;
 mod browse;
 mod coupon;
 mod drop;
+mod outcome;
 mod progress;
 mod report;
 mod runner;
@@ -20,14 +28,7 @@ mod summary;
 mod svg;
 mod verdict;
 
-use api::Target;
-use reqwest::Url;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
-
-/// Fastest open-loop schedule accepted, in attempts per second.
-const MAX_RATE_PER_S: f64 = 10_000_000.0;
 
 #[derive(clap::Subcommand)]
 pub enum LoadgenCommand {
@@ -44,81 +45,15 @@ pub enum LoadgenCommand {
     Hello(browse::HelloArgs),
 }
 
+/// Runs one command to the end. The exit code is the run's judgement: failure when a drop or
+/// a coupon burst was judged incorrect, or when no read succeeded; errors are runs that
+/// could not be carried out (bad tokens file, setup refused, output not writable).
 pub async fn run(command: LoadgenCommand) -> anyhow::Result<ExitCode> {
     match command {
         LoadgenCommand::Drop(args) => drop::run(args).await,
         LoadgenCommand::CouponBurst(args) => coupon::run(args).await,
         LoadgenCommand::Browse(args) => browse::run_browse(args).await,
         LoadgenCommand::Hello(args) => browse::run_hello(args).await,
-    }
-}
-
-/// The flags every scenario shares.
-#[derive(clap::Args, Debug)]
-pub struct LoadArgs {
-    /// Base URL of a server (http only). Repeat to spread attempts round-robin over nodes;
-    /// setup and checks go to the first.
-    #[arg(long = "target", value_name = "URL", required = true, value_parser = Target::parse)]
-    targets: Vec<Target>,
-    /// Requests in flight: exactly this many in a closed loop, at most this many with --rate.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    concurrency: u32,
-    /// Open loop: launch this many attempts per second on schedule, whatever completes.
-    /// Attempts due while --concurrency requests are in flight are dropped (counted as errors).
-    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
-    rate: Option<f64>,
-    /// Per-request timeout; a request without an answer by then counts as an error.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3_600))]
-    timeout_secs: u64,
-    /// Directory for summary.json and report.html (created if missing).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-}
-
-impl LoadArgs {
-    fn plan(&self, attempts: u64) -> runner::Plan {
-        let pace = match self.rate {
-            Some(per_second) => runner::Pace::Open { per_second },
-            None => runner::Pace::Closed,
-        };
-        runner::Plan {
-            attempts,
-            concurrency: self.concurrency,
-            pace,
-        }
-    }
-
-    fn info(&self, scenario: &'static str) -> summary::RunInfo {
-        summary::RunInfo {
-            scenario,
-            started_at: summary::now_rfc3339(),
-            targets: self.targets.iter().map(|t| t.as_str().to_owned()).collect(),
-            concurrency: self.concurrency,
-            rate_per_s: self.rate,
-            timeout_secs: self.timeout_secs,
-        }
-    }
-
-    fn client(&self) -> anyhow::Result<reqwest::Client> {
-        api::client(self.concurrency, Duration::from_secs(self.timeout_secs))
-    }
-
-    /// `path` on every target, parsed once before the run.
-    fn endpoints(&self, path: &str) -> anyhow::Result<Vec<Url>> {
-        self.targets.iter().map(|t| t.endpoint(path)).collect()
-    }
-}
-
-fn parse_rate(raw: &str) -> Result<f64, String> {
-    let rate: f64 = raw
-        .parse()
-        .map_err(|_| format!("{raw:?} is not a number"))?;
-    if rate.is_finite() && rate > 0.0 && rate <= MAX_RATE_PER_S {
-        Ok(rate)
-    } else {
-        Err(format!(
-            "must be above 0 and at most {MAX_RATE_PER_S} per second"
-        ))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Hand-made SVG charts for report.html: inline markup only, no scripts and nothing to
 //! fetch, so a report opens the same from a CI artifact years later.
 
-use super::stats::Histogram;
+use crate::stats::Histogram;
 
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 300.0;

@@ -1,7 +1,8 @@
 //! The HTTP side the scenarios share: target URLs, the one client, reading error codes from
-//! answers, and the few admin calls a drop needs to set up and to check afterwards.
+//! answers, the few admin calls a drop needs to set up and to check afterwards, and the
+//! wire format of what it reads back. The load generator is a client like any other: these
+//! types and limits are the API's as documented, not the server's own.
 
-use crate::domain::OrderStatus;
 use anyhow::Context;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
@@ -68,6 +69,20 @@ pub fn bearer(token: &str) -> anyhow::Result<HeaderValue> {
     Ok(value)
 }
 
+/// One `Bearer` header per non-empty line, built once so attempts only clone them.
+pub fn read_tokens(path: &std::path::Path) -> anyhow::Result<Vec<HeaderValue>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading tokens from {}", path.display()))?;
+    let tokens = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(bearer)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!tokens.is_empty(), "{} holds no tokens", path.display());
+    Ok(tokens)
+}
+
 #[derive(Deserialize)]
 struct ErrorEnvelope<'a> {
     #[serde(borrow)]
@@ -87,6 +102,26 @@ pub fn error_code(status: StatusCode, body: &[u8]) -> Cow<'_, str> {
         Ok(envelope) => envelope.error.code,
         Err(_) => Cow::Owned(format!("http_{}", status.as_u16())),
     }
+}
+
+/// The API refuses more than 1,000,000 units of a product in one order line, and a product
+/// created with more stock or a larger purchase limit than that.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+/// The API refuses a price above one trillion won.
+pub const MAX_WON: i64 = 1_000_000_000_000;
+/// The API refuses more than 10,000,000 coupons per campaign.
+pub const MAX_COUPON_QUANTITY: i64 = 10_000_000;
+
+/// An order's `status` as the API writes it: `pending_payment → paid → confirmed`,
+/// `pending_payment → cancelled`, `paid → refunded`.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Confirmed,
+    Cancelled,
+    Refunded,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, serde::Serialize, PartialEq, Eq)]
@@ -281,5 +316,16 @@ mod tests {
             error_code(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>"),
             "http_502"
         );
+    }
+
+    #[test]
+    fn order_statuses_are_read_from_the_apis_snake_case() {
+        let read = |raw: &str| serde_json::from_str::<OrderStatus>(raw).unwrap();
+        assert_eq!(read(r#""pending_payment""#), OrderStatus::PendingPayment);
+        assert_eq!(read(r#""paid""#), OrderStatus::Paid);
+        assert_eq!(read(r#""confirmed""#), OrderStatus::Confirmed);
+        assert_eq!(read(r#""cancelled""#), OrderStatus::Cancelled);
+        assert_eq!(read(r#""refunded""#), OrderStatus::Refunded);
+        assert!(serde_json::from_str::<OrderStatus>(r#""PendingPayment""#).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! `summary.json`: the figures of a run in one shape for every scenario, with the
 //! scenario's own facts (`sold`, `oversold`… or `ok`) flattened in.
 
-use super::stats::Analysis;
+use crate::stats::Analysis;
 use anyhow::Context;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -139,8 +139,9 @@ fn round3(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::runner::{ErrorKind, Outcome, Recording};
-    use crate::loadgen::stats::analyse;
+    use crate::outcome::{ErrorKind, Outcome};
+    use crate::runner::Recording;
+    use crate::stats::analyse;
     use std::time::Duration;
 
     #[derive(Serialize)]

@@ -3,14 +3,13 @@
 //! one fresh Idempotency-Key each), then reads the product and the admin order listing back
 //! and judges whether the server sold exactly what it had.
 
-use super::api::{self, Admin, Created, StockState};
-use super::report::{self, Judgement, Page};
-use super::runner::{self, Outcome, Reply, Scenario, MAX_ATTEMPTS};
-use super::summary;
-use super::verdict::{self, Expected, Ledger, Seen, Verdict};
-use super::{stats, LoadArgs};
-use crate::domain::values::{MAX_QUANTITY, MAX_WON};
-use anyhow::Context;
+use crate::api::{self, read_tokens, Admin, Created, StockState, MAX_QUANTITY, MAX_WON};
+use crate::args::LoadArgs;
+use crate::outcome::Outcome;
+use crate::report::{self, Judgement, Page};
+use crate::runner::{self, Reply, Scenario, MAX_ATTEMPTS};
+use crate::verdict::{self, Expected, Ledger, Seen, Verdict};
+use crate::{stats, summary};
 use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
@@ -233,20 +232,6 @@ fn write(
     )
 }
 
-/// One `Bearer` header per non-empty line, built once so attempts only clone them.
-pub(super) fn read_tokens(path: &std::path::Path) -> anyhow::Result<Vec<HeaderValue>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading tokens from {}", path.display()))?;
-    let tokens = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(api::bearer)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(!tokens.is_empty(), "{} holds no tokens", path.display());
-    Ok(tokens)
-}
-
 /// The body every attempt sends, serialised once.
 fn order_body(product_id: i64, quantity: i64) -> anyhow::Result<Bytes> {
     let body = serde_json::json!({ "items": [{ "product_id": product_id, "quantity": quantity }] });
@@ -361,7 +346,7 @@ impl Scenario for DropScenario {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::runner::ErrorKind;
+    use crate::outcome::ErrorKind;
 
     #[test]
     fn sales_are_counted_per_token_round_robin() {

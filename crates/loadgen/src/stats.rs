@@ -2,7 +2,8 @@
 //! latency histogram. Latency covers every attempt that got an HTTP answer (success or
 //! rejection); attempts without an answer are counted as errors instead.
 
-use super::runner::{Outcome, Recording};
+use crate::outcome::Outcome;
+use crate::runner::Recording;
 use std::collections::BTreeMap;
 
 /// Counts of outcomes over the whole run.
@@ -239,7 +240,7 @@ pub fn log_histogram(sorted: &[u32]) -> Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::runner::ErrorKind;
+    use crate::outcome::ErrorKind;
     use std::time::Duration;
 
     fn recording(rows: &[(Outcome, u32, u32)]) -> Recording {

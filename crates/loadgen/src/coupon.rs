@@ -6,12 +6,12 @@
 //!
 //! Runner, summary.json and report.html are the ones every scenario shares.
 
-use super::api::{Admin, Created};
-use super::drop::read_tokens;
-use super::report::{self, Judgement, Page};
-use super::runner::{self, Outcome, Reply, Scenario, MAX_ATTEMPTS};
-use super::{api, stats, summary, LoadArgs};
-use crate::domain::coupon::MAX_COUPON_QUANTITY;
+use crate::api::{self, read_tokens, Admin, Created, MAX_COUPON_QUANTITY};
+use crate::args::LoadArgs;
+use crate::outcome::Outcome;
+use crate::report::{self, Judgement, Page};
+use crate::runner::{self, Reply, Scenario, MAX_ATTEMPTS};
+use crate::{stats, summary};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};

@@ -2,9 +2,10 @@
 //! trivial-endpoint ceiling that real endpoints are compared against, measured with the
 //! same client and runner). Both are one GET per attempt and need no tokens.
 
-use super::report::{self, Page};
-use super::runner::{self, Reply, Scenario, MAX_ATTEMPTS};
-use super::{api, stats, summary, LoadArgs};
+use crate::args::LoadArgs;
+use crate::report::{self, Page};
+use crate::runner::{self, Reply, Scenario, MAX_ATTEMPTS};
+use crate::{api, stats, summary};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::Serialize;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! Live counters and a self-refreshing progress line on stderr. The line is drawn only when
 //! stderr is a terminal: piped into a file, it would be thousands of carriage returns.
 
-use super::runner::Outcome;
+use crate::outcome::Outcome;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -135,7 +135,7 @@ mod tests {
         let live = Live::new(3);
         live.count(Outcome::Ok);
         live.count(Outcome::Rejected(0));
-        live.count(Outcome::Failed(super::super::runner::ErrorKind::Timeout));
+        live.count(Outcome::Failed(crate::outcome::ErrorKind::Timeout));
         assert_eq!(
             live.snapshot(),
             Snapshot {

@@ -5,7 +5,8 @@
 //! time, outcome, all atomics so tasks never lock), live counters are four atomics, and
 //! all analysis happens after the run from the slots.
 
-use super::progress::{self, Live};
+use crate::outcome::{ErrorKind, Outcome};
+use crate::progress::{self, Live};
 use bytes::Bytes;
 use reqwest::{RequestBuilder, StatusCode};
 use std::borrow::Cow;
@@ -68,72 +69,6 @@ pub trait Scenario: Send + Sync + 'static {
     fn request(&self, attempt: u64) -> RequestBuilder;
     /// What a response means. Called once per response, on the hot path.
     fn classify<'a>(&self, attempt: u64, status: StatusCode, body: &'a [u8]) -> Reply<'a>;
-}
-
-/// Why an attempt got no HTTP response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ErrorKind {
-    Timeout,
-    Connect,
-    /// Open loop only: due while `concurrency` requests were already in flight.
-    Dropped,
-    Transport,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Dropped => "dropped",
-            ErrorKind::Transport => "transport",
-        }
-    }
-
-    fn of(e: &reqwest::Error) -> ErrorKind {
-        if e.is_timeout() {
-            ErrorKind::Timeout
-        } else if e.is_connect() {
-            ErrorKind::Connect
-        } else {
-            ErrorKind::Transport
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Never ran (only possible if the run was cut short).
-    Pending,
-    Ok,
-    /// An HTTP answer that is not a success; the index into [`Recording::codes`].
-    Rejected(u16),
-    Failed(ErrorKind),
-}
-
-const REJECTED_BASE: u16 = 16;
-
-impl Outcome {
-    fn encode(self) -> u16 {
-        match self {
-            Outcome::Pending => 0,
-            Outcome::Ok => 1,
-            Outcome::Failed(kind) => 2 + kind as u16,
-            Outcome::Rejected(code) => REJECTED_BASE + code,
-        }
-    }
-
-    fn decode(raw: u16) -> Outcome {
-        match raw {
-            0 => Outcome::Pending,
-            1 => Outcome::Ok,
-            2 => Outcome::Failed(ErrorKind::Timeout),
-            3 => Outcome::Failed(ErrorKind::Connect),
-            4 => Outcome::Failed(ErrorKind::Dropped),
-            5..REJECTED_BASE => Outcome::Failed(ErrorKind::Transport),
-            code => Outcome::Rejected(code - REJECTED_BASE),
-        }
-    }
 }
 
 /// Everything a run recorded, as plain data for the analysis.
@@ -371,23 +306,6 @@ fn saturating_u32(v: u128) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outcomes_survive_encoding() {
-        let all = [
-            Outcome::Pending,
-            Outcome::Ok,
-            Outcome::Failed(ErrorKind::Timeout),
-            Outcome::Failed(ErrorKind::Connect),
-            Outcome::Failed(ErrorKind::Dropped),
-            Outcome::Failed(ErrorKind::Transport),
-            Outcome::Rejected(0),
-            Outcome::Rejected(300),
-        ];
-        for outcome in all {
-            assert_eq!(Outcome::decode(outcome.encode()), outcome);
-        }
-    }
 
     #[test]
     fn codes_are_interned_once_and_named_back() {

@@ -1,9 +1,9 @@
 //! `report.html`: one self-contained page per run (inline CSS and SVG, no scripts, no
 //! links), with throughput over time, latency over time and the latency distribution.
 
-use super::stats::{Analysis, Bucket};
-use super::summary::{ms, RunInfo};
-use super::svg::{self, esc, Series, TimeAxis};
+use crate::stats::{Analysis, Bucket};
+use crate::summary::{ms, RunInfo};
+use crate::svg::{self, esc, Series, TimeAxis};
 
 const OK_COLOR: &str = "#2e8b57";
 const REJECTED_COLOR: &str = "#e0a100";
@@ -252,8 +252,9 @@ fn answers(page: &Page) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::runner::{ErrorKind, Outcome, Recording};
-    use crate::loadgen::stats::analyse;
+    use crate::outcome::{ErrorKind, Outcome};
+    use crate::runner::Recording;
+    use crate::stats::analyse;
     use std::time::Duration;
 
     fn page_html(judgement: Option<Judgement>) -> String {
