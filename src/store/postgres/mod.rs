@@ -18,8 +18,6 @@ mod outbox;
 mod place;
 mod points;
 mod stock;
-#[cfg(test)]
-mod tests;
 mod waitlist;
 
 use super::{PoolOptions, Store, StoreError, StoreResult};
