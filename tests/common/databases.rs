@@ -4,6 +4,7 @@
 use super::names::unique;
 use super::services::{redacted, Available, Service};
 use futures_util::FutureExt;
+use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 
@@ -86,7 +87,11 @@ impl TestDb {
                     .catch_unwind()
                     .await;
                 if dropped.is_err() {
-                    eprintln!("warning: could not drop test database {name}");
+                    // Uncaptured, like a skip: a passing test's `eprintln!` is never shown.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "warning: could not drop test database {name}"
+                    );
                 }
             }
         }
