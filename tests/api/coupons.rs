@@ -4,7 +4,6 @@
 //! database, verify says so and the repair behind `stampede verify --repair` fixes it.
 
 use crate::helpers::*;
-use crate::scale_out::{on_redis, raw_redis, with_redis};
 use serde_json::{json, Value};
 use stampede::config::Config;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -132,19 +131,13 @@ backend_tests!(
     |app| async move { burst_issues_exactly_the_total(app).await }
 );
 
-backend_tests!(
+redis_tests!(
     a_burst_through_the_redis_gate_issues_exactly_the_total_and_nobody_twice,
     config = |c| {
         burst_config(c);
-        with_redis(c);
         c.redis_timeout_ms = 2_000;
     },
-    |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
-        burst_issues_exactly_the_total(app).await
-    }
+    |app| async move { burst_issues_exactly_the_total(app).await }
 );
 
 backend_tests!(
@@ -339,13 +332,9 @@ backend_tests!(
     }
 );
 
-backend_tests!(
+redis_tests!(
     verify_reports_a_redis_gate_that_disagrees_and_repair_resets_it,
-    config = |c| with_redis(c),
     |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
         let store = app.state.store.clone();
         let gate = app.state.cluster.coupons.clone();
         let id = int(&create_campaign(&app, &fixed_campaign(5)).await, "id");
@@ -417,13 +406,9 @@ backend_tests!(
     }
 );
 
-backend_tests!(
+redis_tests!(
     another_node_learns_a_sold_out_campaign_from_the_redis_marker,
-    config = |c| with_redis(c),
     |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
         let (other, node) = app.another_node(|_| {}).await;
         let id = int(&create_campaign(&app, &fixed_campaign(2)).await, "id");
         for buyer in app.buyers(2).await {

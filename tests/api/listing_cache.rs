@@ -4,7 +4,6 @@
 //! node must see the first node's changes at once.
 
 use crate::helpers::*;
-use crate::scale_out::{on_redis, with_redis};
 use serde_json::{json, Value};
 
 /// Each read is made twice: the first may fill the cache, the second must be a hit and
@@ -113,30 +112,22 @@ backend_tests!(listing_is_current_after_every_change, |app| async move {
     stays_current(&app, &app).await;
 });
 
-backend_tests!(
+redis_tests!(
     listing_is_current_after_every_change_through_redis,
-    config = |c| with_redis(c),
     |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
         stays_current(&app, &app).await;
     }
 );
 
-backend_tests!(
+redis_tests!(
     another_node_reads_the_changes_at_once_through_redis,
     config = |c| {
-        with_redis(c);
         // The other node's own dispatcher is woken through Redis but runs on its own time;
         // the writer's response waits only for the writer's dispatcher. The shared
         // generation and stock levels are what make the other node current at once.
         c.outbox_poll_ms = 30_000;
     },
     |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
         let (other, node) = app.another_node(|_| {}).await;
         let admin = app.admin_token().await;
         let product = app.simple_product(1_000, 4).await;

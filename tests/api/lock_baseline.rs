@@ -4,28 +4,17 @@
 use crate::helpers::*;
 use std::sync::Arc;
 
-fn redis_url() -> Option<String> {
-    std::env::var("STAMPEDE_TEST_REDIS_URL").ok()
-}
-
-backend_tests!(
+redis_tests!(
     lock_baseline_sells_exactly_the_stock,
     config = |c| {
-        if let Some(url) = redis_url() {
-            c.placement_strategy = stampede::config::PlacementStrategy::Lock;
-            c.redis_url = Some(url.into());
-            c.redis_prefix = format!("{}:", unique("locktest"));
-        }
+        c.placement_strategy = stampede::config::PlacementStrategy::Lock;
+        c.redis_prefix = format!("{}:", unique("locktest"));
     },
     |app| async move {
-        if app.state.config.placement_strategy != stampede::config::PlacementStrategy::Lock {
-            assert!(
-                std::env::var("STAMPEDE_TEST_REQUIRE_PG").is_err(),
-                "STAMPEDE_TEST_REDIS_URL is required in CI"
-            );
-            eprintln!("skipped: STAMPEDE_TEST_REDIS_URL is not set");
-            return;
-        }
+        assert_eq!(
+            app.state.config.placement_strategy,
+            stampede::config::PlacementStrategy::Lock
+        );
         let product = app.simple_product(1_000, 20).await;
         let buyers: Vec<Arc<String>> = app.buyers(200).await.into_iter().map(Arc::new).collect();
         let replies = all_at_once(buyers.len(), |i| {

@@ -1,6 +1,8 @@
 //! Black-box API tests: each test starts the real server on port 0 against a fresh
 //! database and talks to it over HTTP, once on SQLite and once on PostgreSQL
-//! (`STAMPEDE_TEST_PG_URL`; `STAMPEDE_TEST_REQUIRE_PG=1` makes its absence a failure).
+//! (`STAMPEDE_TEST_PG_URL`), the scale-out tests also on Redis (`STAMPEDE_TEST_REDIS_URL`).
+//! A service that is missing skips its tests loudly, or fails them when
+//! `STAMPEDE_TEST_REQUIRE_PG=1` / `STAMPEDE_TEST_REQUIRE_REDIS=1` (tests/common/services.rs).
 
 // An integration test fails by panicking: its helpers and `backend_tests!` bodies unwrap
 // and assert freely, though clippy does not see them as test code.
@@ -11,6 +13,10 @@
     reason = "an integration test fails by panicking"
 )]
 
+// Shared with tests/store; this target uses only part of it.
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
 #[macro_use]
 mod helpers;
 

@@ -2,7 +2,6 @@
 //! `Retry-After`, per key, and — through Redis — across nodes.
 
 use crate::helpers::*;
-use crate::scale_out::{on_redis, with_redis};
 
 /// Status and `Retry-After` of `GET /api/v1{path}`.
 async fn status(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Option<u64>) {
@@ -90,17 +89,13 @@ backend_tests!(
     }
 );
 
-backend_tests!(
+redis_tests!(
     limits_hold_across_nodes_through_redis,
     config = |c| {
-        with_redis(c);
         c.rate_limit_user_per_sec = 1;
         c.rate_limit_user_burst = 4;
     },
     |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
         let (other, node) = app.another_node(|_| {}).await;
         let buyer = app.buyer().await;
         for node in [&app, &other, &app, &other] {

@@ -1,67 +1,18 @@
 //! Scale-out with Redis (`STAMPEDE_REDIS_URL`): several nodes on one database share the
 //! availability gate, wake each other for live updates, share the deny-list, and keep
-//! selling correctly when Redis goes away. Uses the real local Redis
-//! (`STAMPEDE_TEST_REDIS_URL`), each test under its own key prefix, or a private
-//! `redis-server` that the test kills.
+//! selling correctly when Redis goes away. Uses the run's Redis
+//! (`STAMPEDE_TEST_REDIS_URL`, through `redis_tests!`), each test under its own key prefix,
+//! or a private `redis-server` that the test kills.
 
 use crate::helpers::*;
 use serde_json::json;
 use stampede::cluster::gate::{Admit, StockSeen};
-use stampede::config::Config;
 use std::time::{Duration, Instant};
 
 /// Long enough that a test passing within a fraction of it was not helped by polling.
 const SLOW_POLL_MS: u64 = 30_000;
 /// How fast a cross-node notice must arrive to count as "at once".
 const AT_ONCE: Duration = Duration::from_secs(3);
-
-/// The shared Redis of this run, or `None` (with a note) when the run has none. Under
-/// `STAMPEDE_TEST_REQUIRE_PG=1` (scripts/test, CI) Redis is required too.
-pub fn redis_url() -> Option<String> {
-    match std::env::var("STAMPEDE_TEST_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            if std::env::var("STAMPEDE_TEST_REQUIRE_PG").as_deref() == Ok("1") {
-                panic!(
-                    "STAMPEDE_TEST_REQUIRE_PG=1 but STAMPEDE_TEST_REDIS_URL is not set: \
-                     the Redis tests must not be skipped"
-                );
-            }
-            eprintln!("skipped: Redis variant (set STAMPEDE_TEST_REDIS_URL to run it)");
-            None
-        }
-    }
-}
-
-/// Points the server at the shared Redis under a prefix of its own, if this run has Redis.
-/// Test bodies return early when [`on_redis`] is false.
-pub fn with_redis(config: &mut Config) {
-    if let Some(url) = redis_url() {
-        config.redis_url = Some(url.into());
-        config.redis_prefix = format!("{}:", unique("t"));
-        config.redis_probe_ms = 100;
-    }
-}
-
-pub fn on_redis(app: &TestApp) -> bool {
-    app.state.config.redis_url.is_some()
-}
-
-/// A raw connection to the test's Redis, to look behind the server's back.
-pub async fn raw_redis(app: &TestApp) -> redis::aio::MultiplexedConnection {
-    let url = app
-        .state
-        .config
-        .redis_url
-        .as_ref()
-        .expect("on redis")
-        .expose();
-    redis::Client::open(url)
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to the test redis")
-}
 
 /// A `redis-server` of the test's own, on a free port, killed when dropped.
 pub struct PrivateRedis {
@@ -136,16 +87,12 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
 
-backend_tests!(
+redis_tests!(
     status_change_on_one_node_reaches_a_stream_on_another_at_once,
     config = |c| {
-        with_redis(c);
         c.outbox_poll_ms = SLOW_POLL_MS;
     },
     |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
         let (other, node) = app.another_node(|_| {}).await;
         let product = app.simple_product(10_000, 5).await;
         let buyer = app.buyer().await;
@@ -169,95 +116,84 @@ backend_tests!(
     }
 );
 
-backend_tests!(
-    the_gate_counts_units_across_nodes,
-    config = |c| with_redis(c),
-    |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
-        let (other, node) = app.another_node(|_| {}).await;
-        let (a, b) = (&app.state.cluster.gate, &other.state.cluster.gate);
-        let product = app.simple_product(1_000, 3).await;
-        assert_eq!(a.admit("buyer-1:key-1", &[(product, 2)]).await, Admit::Pass);
-        // A retry of that attempt on the other node replays instead of counting again.
-        assert_eq!(
-            b.admit("buyer-1:key-1", &[(product, 2)]).await,
-            Admit::Again
-        );
-        assert_eq!(
-            b.admit(&unique("attempt"), &[(product, 1)]).await,
-            Admit::Pass
-        );
-        assert_eq!(
-            b.admit(&unique("attempt"), &[(product, 1)]).await,
-            Admit::SoldOut {
-                product_id: product
-            },
-            "three units admitted between two nodes: the fourth must be refused"
-        );
-        // An attempt the database did not place gives its units back.
-        a.settle(Admit::Pass, &[(product, 1)], None).await;
-        assert_eq!(
-            b.admit(&unique("attempt"), &[(product, 1)]).await,
-            Admit::Pass
-        );
-        assert!(matches!(
-            a.admit(&unique("attempt"), &[(product, 1)]).await,
-            Admit::SoldOut { .. }
-        ));
+redis_tests!(the_gate_counts_units_across_nodes, |app| async move {
+    let (other, node) = app.another_node(|_| {}).await;
+    let (a, b) = (&app.state.cluster.gate, &other.state.cluster.gate);
+    let product = app.simple_product(1_000, 3).await;
+    assert_eq!(a.admit("buyer-1:key-1", &[(product, 2)]).await, Admit::Pass);
+    // A retry of that attempt on the other node replays instead of counting again.
+    assert_eq!(
+        b.admit("buyer-1:key-1", &[(product, 2)]).await,
+        Admit::Again
+    );
+    assert_eq!(
+        b.admit(&unique("attempt"), &[(product, 1)]).await,
+        Admit::Pass
+    );
+    assert_eq!(
+        b.admit(&unique("attempt"), &[(product, 1)]).await,
+        Admit::SoldOut {
+            product_id: product
+        },
+        "three units admitted between two nodes: the fourth must be refused"
+    );
+    // An attempt the database did not place gives its units back.
+    a.settle(Admit::Pass, &[(product, 1)], None).await;
+    assert_eq!(
+        b.admit(&unique("attempt"), &[(product, 1)]).await,
+        Admit::Pass
+    );
+    assert!(matches!(
+        a.admit(&unique("attempt"), &[(product, 1)]).await,
+        Admit::SoldOut { .. }
+    ));
 
-        // Stock coming back reaches the gate before the inbound call answers (nothing was
-        // placed: the database has 3 + 4 available).
-        let admin = app.admin_token().await;
-        let inbound = app
-            .post(
-                &format!("/products/{product}/inbound"),
-                Some(&admin),
-                &json!({"quantity": 4}),
-            )
-            .await;
-        expect(&inbound, 200);
-        assert_eq!(
-            b.admit(&unique("attempt"), &[(product, 4)]).await,
-            Admit::Pass
-        );
-        assert!(matches!(
-            a.admit(&unique("attempt"), &[(product, 4)]).await,
-            Admit::SoldOut { .. }
-        ));
+    // Stock coming back reaches the gate before the inbound call answers (nothing was
+    // placed: the database has 3 + 4 available).
+    let admin = app.admin_token().await;
+    let inbound = app
+        .post(
+            &format!("/products/{product}/inbound"),
+            Some(&admin),
+            &json!({"quantity": 4}),
+        )
+        .await;
+    expect(&inbound, 200);
+    assert_eq!(
+        b.admit(&unique("attempt"), &[(product, 4)]).await,
+        Admit::Pass
+    );
+    assert!(matches!(
+        a.admit(&unique("attempt"), &[(product, 4)]).await,
+        Admit::SoldOut { .. }
+    ));
 
-        // An older event never overwrites a newer one; a newer one resets the counter.
-        let newest = app.state.store.last_event_id().await.unwrap();
-        let seen = |event_id, available| StockSeen {
-            event_id,
-            product_id: product,
-            available,
-        };
-        b.observe(&[seen(newest - 1, 100)]).await;
-        assert!(matches!(
-            a.admit(&unique("attempt"), &[(product, 4)]).await,
-            Admit::SoldOut { .. }
-        ));
-        b.observe(&[seen(newest + 1_000, 10)]).await;
-        assert_eq!(
-            a.admit(&unique("attempt"), &[(product, 10)]).await,
-            Admit::Pass
-        );
-        node.stop().await;
-    }
-);
+    // An older event never overwrites a newer one; a newer one resets the counter.
+    let newest = app.state.store.last_event_id().await.unwrap();
+    let seen = |event_id, available| StockSeen {
+        event_id,
+        product_id: product,
+        available,
+    };
+    b.observe(&[seen(newest - 1, 100)]).await;
+    assert!(matches!(
+        a.admit(&unique("attempt"), &[(product, 4)]).await,
+        Admit::SoldOut { .. }
+    ));
+    b.observe(&[seen(newest + 1_000, 10)]).await;
+    assert_eq!(
+        a.admit(&unique("attempt"), &[(product, 10)]).await,
+        Admit::Pass
+    );
+    node.stop().await;
+});
 
-backend_tests!(
+redis_tests!(
     a_logout_announced_through_redis_is_refused_everywhere_at_once,
     config = |c| {
-        with_redis(c);
         c.outbox_poll_ms = SLOW_POLL_MS;
     },
     |app| async move {
-        if !on_redis(&app) {
-            return;
-        }
         let mut redis = raw_redis(&app).await;
         let prefix = app.state.config.redis_prefix.clone();
         let (first, second) = (app.buyer().await, app.buyer().await);
@@ -314,70 +250,74 @@ async fn drop_wave(app: &TestApp, tokens: &[String], product: i64) -> Vec<u16> {
     .await
 }
 
-backend_tests!(redis_dying_mid_drop_never_oversells, |app| async move {
-    if redis_url().is_none() {
-        return;
-    }
-    const BUYERS: usize = 300;
-    const UNITS: i64 = 50;
-    let mut redis = PrivateRedis::start().await;
-    let (node, handle) = app
-        .another_node(|c| {
-            c.redis_url = Some(redis.url().into());
-            c.redis_probe_ms = 100;
-            c.redis_timeout_ms = 200;
-        })
+// The first node runs without Redis and the second on a private `redis-server` this test
+// kills and restarts; it needs Redis in the run for the `redis-server` binary that
+// `scripts/services.sh redis` installs.
+backend_tests!(
+    redis_dying_mid_drop_never_oversells,
+    needs = [Redis],
+    |app| async move {
+        const BUYERS: usize = 300;
+        const UNITS: i64 = 50;
+        let mut redis = PrivateRedis::start().await;
+        let (node, handle) = app
+            .another_node(|c| {
+                c.redis_url = Some(redis.url().into());
+                c.redis_probe_ms = 100;
+                c.redis_timeout_ms = 200;
+            })
+            .await;
+        assert_eq!(metric(&node, "redis_up").await, 1.0, "node did not connect");
+        let product = app.simple_product(20_000, UNITS).await;
+        let buyers = app.buyers(BUYERS).await;
+        expect(&node.get(&format!("/products/{product}"), None).await, 200);
+
+        let mut statuses = drop_wave(&node, &buyers[..BUYERS / 2], product).await;
+        redis.kill();
+        statuses.extend(drop_wave(&node, &buyers[BUYERS / 2..], product).await);
+
+        let sold = statuses.iter().filter(|s| **s == 201).count() as i64;
+        let refused = statuses.iter().filter(|s| **s == 409).count();
+        assert_eq!(sold, UNITS, "sold {sold} of {UNITS}: {statuses:?}");
+        assert_eq!(refused, BUYERS - UNITS as usize, "{statuses:?}");
+        let stock = app.stock(product).await;
+        assert_eq!(
+            (stock.on_hand, stock.held, stock.available),
+            (UNITS, UNITS, 0)
+        );
+        app.assert_verify_clean().await;
+
+        // The node works on without Redis: reads, the gate, logout.
+        assert_eq!(metric(&node, "redis_up").await, 0.0);
+        assert!(metric(&node, "redis_errors_total").await >= 1.0);
+        let listed = node.get(&format!("/products/{product}"), None).await;
+        assert_eq!(int(expect(&listed, 200), "available"), 0);
+        node.state.events.caught_up().await;
+        let gate = node.state.cluster.gate.clone();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(1),
+            gate.admit(&unique("attempt"), &[(product, 1)]),
+        )
         .await;
-    assert_eq!(metric(&node, "redis_up").await, 1.0, "node did not connect");
-    let product = app.simple_product(20_000, UNITS).await;
-    let buyers = app.buyers(BUYERS).await;
-    expect(&node.get(&format!("/products/{product}"), None).await, 200);
+        assert_eq!(
+            answer.expect("gate answers without Redis"),
+            Admit::SoldOut {
+                product_id: product
+            }
+        );
+        expect(
+            &node.post_empty("/auth/logout", Some(&buyers[0])).await,
+            204,
+        );
 
-    let mut statuses = drop_wave(&node, &buyers[..BUYERS / 2], product).await;
-    redis.kill();
-    statuses.extend(drop_wave(&node, &buyers[BUYERS / 2..], product).await);
-
-    let sold = statuses.iter().filter(|s| **s == 201).count() as i64;
-    let refused = statuses.iter().filter(|s| **s == 409).count();
-    assert_eq!(sold, UNITS, "sold {sold} of {UNITS}: {statuses:?}");
-    assert_eq!(refused, BUYERS - UNITS as usize, "{statuses:?}");
-    let stock = app.stock(product).await;
-    assert_eq!(
-        (stock.on_hand, stock.held, stock.available),
-        (UNITS, UNITS, 0)
-    );
-    app.assert_verify_clean().await;
-
-    // The node works on without Redis: reads, the gate, logout.
-    assert_eq!(metric(&node, "redis_up").await, 0.0);
-    assert!(metric(&node, "redis_errors_total").await >= 1.0);
-    let listed = node.get(&format!("/products/{product}"), None).await;
-    assert_eq!(int(expect(&listed, 200), "available"), 0);
-    node.state.events.caught_up().await;
-    let gate = node.state.cluster.gate.clone();
-    let answer = tokio::time::timeout(
-        Duration::from_secs(1),
-        gate.admit(&unique("attempt"), &[(product, 1)]),
-    )
-    .await;
-    assert_eq!(
-        answer.expect("gate answers without Redis"),
-        Admit::SoldOut {
-            product_id: product
-        }
-    );
-    expect(
-        &node.post_empty("/auth/logout", Some(&buyers[0])).await,
-        204,
-    );
-
-    // And finds Redis again when it comes back.
-    redis.restart().await;
-    eventually(
-        Duration::from_secs(10),
-        "redis_up after restart",
-        || async { (metric(&node, "redis_up").await == 1.0).then_some(()) },
-    )
-    .await;
-    handle.stop().await;
-});
+        // And finds Redis again when it comes back.
+        redis.restart().await;
+        eventually(
+            Duration::from_secs(10),
+            "redis_up after restart",
+            || async { (metric(&node, "redis_up").await == 1.0).then_some(()) },
+        )
+        .await;
+        handle.stop().await;
+    }
+);

@@ -32,8 +32,6 @@ mod place;
 mod place_write;
 mod points;
 mod stock;
-#[cfg(test)]
-mod tests;
 mod waitlist;
 
 pub use conn::PgStore;

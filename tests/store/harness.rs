@@ -1,0 +1,114 @@
+//! Running a store test: the services rule, a fresh database, the store opened and
+//! migrated, the body, then the database dropped whatever happened.
+
+use crate::common::databases::{Backend, TestDb};
+use crate::common::services::available;
+use futures_util::FutureExt;
+use stampede::clock::{Clock, SystemClock};
+use stampede::store::{PoolOptions, Store};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Defines a module `$name` with a test per backend, `sqlite` and `postgres`, each running
+/// the body with a fresh `store: Arc<dyn Store>`. With `postgres_only` it defines only
+/// `postgres`, and the body also gets the database's URL for side connections; say why the
+/// test cannot run on SQLite in a comment beside it.
+///
+/// ```ignore
+/// store_tests!(places, |store| async move { … });
+/// store_tests!(row_locks, postgres_only, |store, url| async move { … });
+/// ```
+macro_rules! store_tests {
+    ($name:ident, |$store:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                $crate::harness::with_store(
+                    $crate::common::databases::Backend::Sqlite,
+                    |$store, _url| $body,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                $crate::harness::with_store(
+                    $crate::common::databases::Backend::Postgres,
+                    |$store, _url| $body,
+                )
+                .await;
+            }
+        }
+    };
+    ($name:ident, postgres_only, |$store:ident, $url:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                $crate::harness::with_store(
+                    $crate::common::databases::Backend::Postgres,
+                    |$store, $url| $body,
+                )
+                .await;
+            }
+        }
+    };
+}
+
+fn options() -> PoolOptions {
+    PoolOptions {
+        max_connections: 16,
+        acquire_timeout: Duration::from_secs(30),
+    }
+}
+
+/// The one place that opens and migrates a store: when the store API moves, this is the
+/// line to adapt. Migrates twice at once (two nodes starting together: the second waits
+/// and then finds nothing to do), then once more.
+pub async fn open(url: &str) -> Arc<dyn Store> {
+    let store = stampede::store::open::connect(url, &options())
+        .await
+        .expect("connect");
+    let now = SystemClock.now();
+    let (a, b) = tokio::join!(store.migrate(now), store.migrate(now));
+    a.expect("migrate");
+    b.expect("migrate concurrently");
+    store.migrate(now).await.expect("migrate again");
+    store
+}
+
+/// Applies the services rule (the one place a test is skipped), creates the database,
+/// opens the store, runs `body` on a task of its own, then closes the store and drops the
+/// database even when `body` panicked, and only then re-raises the panic.
+pub async fn with_store<F, Fut>(backend: Backend, body: F)
+where
+    F: FnOnce(Arc<dyn Store>, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(services) = available(backend.services()).await else {
+        return;
+    };
+    let db = TestDb::create(backend, &services).await;
+    let store = match AssertUnwindSafe(open(db.url())).catch_unwind().await {
+        Ok(store) => store,
+        Err(panic) => {
+            db.destroy().await;
+            std::panic::resume_unwind(panic);
+        }
+    };
+    let outcome = tokio::spawn(body(store.clone(), db.url().to_owned())).await;
+    store.close().await;
+    db.destroy().await;
+    match outcome {
+        Ok(()) => {}
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the test's task did not finish: {e}"),
+    }
+}
