@@ -73,6 +73,19 @@ struct Verdict {
     notes: Vec<String>,
 }
 
+/// What the burst found, beside the client's own tally.
+struct Checked {
+    buyers: usize,
+    /// Buyers that claimed at least once: min(buyers, attempts).
+    buyers_claiming: u64,
+    expected: i64,
+    issued_twice: u64,
+    campaign_id: i64,
+    /// The campaign's `issued`, read back from the server.
+    read_back: Result<i64, String>,
+    verdict: Verdict,
+}
+
 pub async fn run(args: CouponBurstArgs) -> anyhow::Result<ExitCode> {
     let tokens = read_tokens(&args.tokens)?;
     let client = args.load.client()?;
@@ -81,17 +94,7 @@ pub async fn run(args: CouponBurstArgs) -> anyhow::Result<ExitCode> {
         args.load.targets[0].clone(),
         &args.admin_token,
     )?;
-    let run_id = format!("{:016x}", rand::random::<u64>());
-    let campaign = serde_json::json!({
-        "name": format!("loadgen coupon burst {run_id}"),
-        "discount_type": "fixed",
-        "discount_value": 1_000,
-        "total_quantity": args.total,
-    });
-    let campaign_id = admin
-        .post_json::<Created>("/api/v1/coupons", &campaign, "creating the campaign")
-        .await?
-        .id;
+    let campaign_id = create_campaign(&admin, args.total).await?;
     let info = args.load.info("coupon-burst");
     let scenario = Arc::new(Burst {
         client,
@@ -110,9 +113,42 @@ pub async fn run(args: CouponBurstArgs) -> anyhow::Result<ExitCode> {
     let analysis = stats::analyse(&recording);
     eprintln!("{}", summary::final_line(&info, "issued", &analysis));
     let buyers = scenario.tokens.len();
+    let issued_twice = issued_twice(&recording.outcomes, buyers);
+    let checked = check(&args, &admin, campaign_id, buyers, issued_twice, &analysis).await;
+    write_reports(&args, &info, &analysis, &checked)?;
+    Ok(if checked.verdict.correct {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A fixed-discount campaign of `total` coupons, named after this run.
+async fn create_campaign(admin: &Admin, total: i64) -> anyhow::Result<i64> {
+    let run_id = format!("{:016x}", rand::random::<u64>());
+    let campaign = serde_json::json!({
+        "name": format!("loadgen coupon burst {run_id}"),
+        "discount_type": "fixed",
+        "discount_value": 1_000,
+        "total_quantity": total,
+    });
+    Ok(admin
+        .post_json::<Created>("/api/v1/coupons", &campaign, "creating the campaign")
+        .await?
+        .id)
+}
+
+/// Reads the campaign back and judges the burst.
+async fn check(
+    args: &CouponBurstArgs,
+    admin: &Admin,
+    campaign_id: i64,
+    buyers: usize,
+    issued_twice: u64,
+    analysis: &stats::Analysis,
+) -> Checked {
     let buyers_claiming = args.attempts.min(buyers as u64);
     let expected = args.total.min(buyers_claiming as i64);
-    let issued_twice = issued_twice(&recording.outcomes, buyers);
     let read_back = admin
         .get_json::<CampaignState>(
             &format!("/api/v1/coupons/{campaign_id}"),
@@ -129,6 +165,25 @@ pub async fn run(args: CouponBurstArgs) -> anyhow::Result<ExitCode> {
         issued_twice,
         &read_back,
     );
+    Checked {
+        buyers,
+        buyers_claiming,
+        expected,
+        issued_twice,
+        campaign_id,
+        read_back,
+        verdict,
+    }
+}
+
+/// summary.json and report.html, and the verdict on standard output.
+fn write_reports(
+    args: &CouponBurstArgs,
+    info: &summary::RunInfo,
+    analysis: &stats::Analysis,
+    checked: &Checked,
+) -> anyhow::Result<()> {
+    let verdict = &checked.verdict;
     let facts = BurstFacts {
         issued: analysis.tally.ok,
         correct: verdict.correct,
@@ -136,15 +191,15 @@ pub async fn run(args: CouponBurstArgs) -> anyhow::Result<ExitCode> {
         problems: &verdict.problems,
         notes: &verdict.notes,
         total: args.total,
-        buyers,
-        buyers_claiming,
-        expected_issued: expected,
-        issued_twice,
-        campaign_id,
-        campaign_issued: read_back.as_ref().ok().copied(),
+        buyers: checked.buyers,
+        buyers_claiming: checked.buyers_claiming,
+        expected_issued: checked.expected,
+        issued_twice: checked.issued_twice,
+        campaign_id: checked.campaign_id,
+        campaign_issued: checked.read_back.as_ref().ok().copied(),
     };
     let html = report::render(&Page {
-        run: &info,
+        run: info,
         ok_label: "issued",
         judgement: Some(Judgement {
             correct: verdict.correct,
@@ -153,16 +208,16 @@ pub async fn run(args: CouponBurstArgs) -> anyhow::Result<ExitCode> {
         }),
         facts: vec![
             ("coupons", args.total.to_string()),
-            ("buyers (tokens)", buyers.to_string()),
-            ("expected issued", expected.to_string()),
-            ("issued twice", issued_twice.to_string()),
-            ("campaign id", campaign_id.to_string()),
+            ("buyers (tokens)", checked.buyers.to_string()),
+            ("expected issued", checked.expected.to_string()),
+            ("issued twice", checked.issued_twice.to_string()),
+            ("campaign id", checked.campaign_id.to_string()),
         ],
-        analysis: &analysis,
+        analysis,
     });
     let (json_path, html_path) = summary::write_outputs(
         &args.load.out,
-        &summary::summary(&info, &analysis, facts),
+        &summary::summary(info, analysis, facts),
         &html,
     )?;
     println!("{}", verdict.text);
@@ -174,11 +229,7 @@ pub async fn run(args: CouponBurstArgs) -> anyhow::Result<ExitCode> {
         json_path.display(),
         html_path.display()
     );
-    Ok(if verdict.correct {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(())
 }
 
 /// Buyers answered 201 more than once. Attempt n used token n % tokens.
