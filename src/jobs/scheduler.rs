@@ -144,3 +144,132 @@ async fn woken(wake: &Option<Arc<Notify>>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::open::connect;
+    use crate::store::PoolOptions;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::mpsc;
+
+    /// Counts its runs and reports each run's trigger.
+    struct Counting {
+        scope: Scope,
+        wake: Option<Arc<Notify>>,
+        runs: AtomicUsize,
+        seen: mpsc::UnboundedSender<Trigger>,
+    }
+
+    #[async_trait]
+    impl Job for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+
+        fn schedule(&self) -> Schedule {
+            Schedule {
+                every: Duration::from_secs(3600),
+                at_start: true,
+                scope: self.scope,
+                wake: self.wake.clone(),
+            }
+        }
+
+        async fn run(&self, _now: Timestamp, trigger: Trigger) -> anyhow::Result<()> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            let _ = self.seen.send(trigger);
+            Ok(())
+        }
+    }
+
+    fn counting(scope: Scope) -> (Arc<Counting>, mpsc::UnboundedReceiver<Trigger>) {
+        let (seen, rx) = mpsc::unbounded_channel();
+        let job = Counting {
+            scope,
+            wake: Some(Arc::new(Notify::new())),
+            runs: AtomicUsize::new(0),
+            seen,
+        };
+        (Arc::new(job), rx)
+    }
+
+    async fn store() -> (Arc<dyn Store>, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "stampede-scheduler-{}-{}.db",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let options = PoolOptions {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let url = format!("sqlite://{}", path.display());
+        let store = connect(&url, &options).await.unwrap();
+        store.migrate(Timestamp::from_millis(0)).await.unwrap();
+        (store, path)
+    }
+
+    #[tokio::test]
+    async fn a_one_node_job_runs_only_where_its_lease_is_held() {
+        let (store, path) = store().await;
+        let clock = ManualClock::at(Timestamp::from_millis(1_000_000));
+        let node_a = Scheduler::new(store.clone(), clock.clone(), "node-a".into());
+        let node_b = Scheduler::new(store.clone(), clock.clone(), "node-b".into());
+        let (job, _) = counting(Scope::OneNode);
+        assert!(node_a.run_once(job.as_ref(), Trigger::Timer).await.unwrap());
+        assert!(!node_b.run_once(job.as_ref(), Trigger::Timer).await.unwrap());
+        // The holder renews its lease at every run; the other waits for it to lapse.
+        assert!(node_a.run_once(job.as_ref(), Trigger::Timer).await.unwrap());
+        clock.advance(Duration::from_secs(2 * 3600 + 1));
+        assert!(node_b.run_once(job.as_ref(), Trigger::Timer).await.unwrap());
+        assert!(!node_a.run_once(job.as_ref(), Trigger::Timer).await.unwrap());
+        assert_eq!(job.runs.load(Ordering::SeqCst), 3);
+
+        let (everywhere, _) = counting(Scope::EveryNode);
+        assert!(node_a
+            .run_once(everywhere.as_ref(), Trigger::Timer)
+            .await
+            .unwrap());
+        assert!(node_b
+            .run_once(everywhere.as_ref(), Trigger::Timer)
+            .await
+            .unwrap());
+        assert_eq!(everywhere.runs.load(Ordering::SeqCst), 2);
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_at_start_then_when_woken_until_stopped() {
+        let (store, path) = store().await;
+        let clock = ManualClock::at(Timestamp::from_millis(0));
+        let mut scheduler = Scheduler::new(store.clone(), clock, "node-a".into());
+        let (job, mut seen) = counting(Scope::EveryNode);
+        scheduler.add(job.clone());
+        let (stop, stopped) = watch::channel(false);
+        let tasks = scheduler.spawn(stopped);
+        let within = Duration::from_secs(10);
+        let first = tokio::time::timeout(within, seen.recv()).await.unwrap();
+        assert_eq!(first, Some(Trigger::Timer), "the first run is at start");
+        job.wake.as_ref().unwrap().notify_one();
+        let woken = tokio::time::timeout(within, seen.recv()).await.unwrap();
+        assert_eq!(woken, Some(Trigger::Woken));
+        let _ = stop.send(true);
+        for task in tasks {
+            tokio::time::timeout(within, task).await.unwrap().unwrap();
+        }
+        assert_eq!(
+            job.runs.load(Ordering::SeqCst),
+            2,
+            "the hourly timer did not fire"
+        );
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
