@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod allocation;
 pub mod coupon;
+pub mod dead_letter;
 pub mod error;
 pub mod event_names;
 pub mod events;

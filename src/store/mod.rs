@@ -3,8 +3,8 @@
 //!
 //! - One file per area holds its trait and the rows it reads and writes: [`accounts`],
 //!   [`catalog`], [`orders`], [`outbox`], [`audit`], [`waitlist`], [`coupons`], [`points`],
-//!   [`leases`]; [`page`] and [`error`] (with the one classification of driver errors) are
-//!   what every area shares.
+//!   [`leases`], [`relay`], [`dead_letters`]; [`page`] and [`error`] (with the one
+//!   classification of driver errors) are what every area shares.
 //! - `sqlite/` and `postgres/` implement every trait with the same file names in both, each
 //!   owning its `migrations/` and the SQL of its dialect (row locks, array or JSON list
 //!   parameters, batch inserts). Stock is held, committed and released in `*/stock.rs`;
@@ -23,6 +23,7 @@ pub mod catalog;
 #[cfg(test)]
 mod conventions;
 pub mod coupons;
+pub mod dead_letters;
 pub mod error;
 pub mod leases;
 pub mod open;
@@ -31,6 +32,7 @@ pub mod outbox;
 pub mod page;
 pub mod points;
 pub mod postgres;
+pub mod relay;
 pub(crate) mod rows;
 pub(crate) mod sql;
 pub mod sqlite;
@@ -49,6 +51,7 @@ pub use coupons::{
     coupon_terms, CampaignRecord, CouponAudit, CouponStore, IssueOutcome, NewCampaign,
     NewUserCoupon, UserCouponRecord,
 };
+pub use dead_letters::{DeadLetterRecord, DeadLetterStore, NewDeadLetter};
 pub use error::{StoreError, StoreResult};
 pub use leases::LeaseStore;
 pub use orders::{
@@ -63,6 +66,7 @@ pub use points::{
     PointsLotAudit, PointsOperationKind, PointsOperationOutcome, PointsOperationRecord,
     PointsStore, PointsSummary,
 };
+pub use relay::RelayStore;
 pub use waitlist::{JoinOutcome, WaitlistBreach, WaitlistEntryRecord, WaitlistStore};
 
 use crate::domain::Timestamp;
@@ -81,6 +85,8 @@ pub trait Store:
     + coupons::CouponStore
     + points::PointsStore
     + leases::LeaseStore
+    + relay::RelayStore
+    + dead_letters::DeadLetterStore
 {
     fn backend(&self) -> &'static str;
     /// Brings the schema up to date; `now` is recorded as each migration's `applied_at`.

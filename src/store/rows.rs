@@ -6,11 +6,13 @@
 use super::accounts::UserRecord;
 use super::catalog::{MovementRecord, PartnerRecord, ProductRecord};
 use super::coupons::{CampaignRecord, UserCouponRecord};
+use super::dead_letters::DeadLetterRecord;
 use super::error::{StoreError, StoreResult};
 use super::orders::{OrderItemRecord, OrderRecord, PartnerOrderRecord};
 use super::points::{PointsLedgerRecord, PointsOperationKind, PointsOperationRecord};
 use super::waitlist::WaitlistEntryRecord;
 use crate::domain::coupon::{CouponStatus, DiscountType};
+use crate::domain::dead_letter::DeadLetterStatus;
 use crate::domain::events::Event;
 use crate::domain::order::MovementKind;
 use crate::domain::points::PointsKind;
@@ -289,5 +291,35 @@ pub(crate) fn operation_from_row(row: &impl Columns) -> StoreResult<PointsOperat
         balance_after: row.int("balance_after")?,
         held_after: row.int("held_after")?,
         created_at: row.ts("created_at")?,
+    })
+}
+
+/// A 32-bit column stored as a 64-bit integer (partitions, attempt counts).
+fn small(row: &impl Columns, column: &str) -> StoreResult<i32> {
+    let value = row.int(column)?;
+    i32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} {value}")))
+}
+
+pub(crate) fn dead_letter_from_row(row: &impl Columns) -> StoreResult<DeadLetterRecord> {
+    Ok(DeadLetterRecord {
+        id: row.int("id")?,
+        handler: row.text("handler")?,
+        topic: row.text("topic")?,
+        partition: small(row, "kafka_partition")?,
+        offset: row.int("kafka_offset")?,
+        key: row.opt_text("message_key")?,
+        message: row.text("message")?,
+        event_id: row.opt_int("event_id")?,
+        error: row.text("error")?,
+        attempts: small(row, "attempts")?,
+        retries: small(row, "retries")?,
+        status: parse(
+            "dead letter status",
+            &row.text("status")?,
+            DeadLetterStatus::parse,
+        )?,
+        first_failed_at: row.ts("first_failed_at")?,
+        last_failed_at: row.ts("last_failed_at")?,
+        updated_at: row.ts("updated_at")?,
     })
 }

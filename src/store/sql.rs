@@ -464,3 +464,68 @@ pub(crate) const TRY_LEASE: &str =
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
          expires_at = excluded.expires_at
      WHERE leases.expires_at < $4 OR leases.holder = excluded.holder";
+
+// ---------------------------------------------------------------------------------------
+// The event stream: relay progress and dead letters
+// ---------------------------------------------------------------------------------------
+
+pub(crate) const RELAY_POSITION: &str = "SELECT last_event_id FROM relay_progress WHERE name = $1";
+
+/// Forward only: an older position (a relay that lost its lease) updates nothing.
+pub(crate) const ADVANCE_RELAY: &str =
+    "INSERT INTO relay_progress (name, last_event_id, updated_at) VALUES ($1, $2, $3)
+     ON CONFLICT (name) DO UPDATE SET last_event_id = excluded.last_event_id,
+         updated_at = excluded.updated_at
+     WHERE relay_progress.last_event_id < excluded.last_event_id";
+
+macro_rules! dead_letter_columns {
+    () => {
+        "id, handler, topic, kafka_partition, kafka_offset, message_key, message, event_id,
+         error, attempts, retries, status, first_failed_at, last_failed_at, updated_at"
+    };
+}
+
+/// The same message of the same handler again: the row reopens with the new error.
+pub(crate) const INSERT_DEAD_LETTER: &str = concat!(
+    "INSERT INTO dead_letters (handler, topic, kafka_partition, kafka_offset, message_key,
+         message, event_id, error, attempts, retries, status, first_failed_at,
+         last_failed_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 'open', $10, $11, $11)
+     ON CONFLICT (handler, topic, kafka_partition, kafka_offset) DO UPDATE SET
+         error = excluded.error, attempts = dead_letters.attempts + excluded.attempts,
+         status = 'open', last_failed_at = excluded.last_failed_at,
+         updated_at = excluded.updated_at
+     RETURNING ",
+    dead_letter_columns!()
+);
+
+pub(crate) const DEAD_LETTER_BY_ID: &str = concat!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE id = $1"
+);
+
+/// `$1` NULL lists every status.
+pub(crate) const DEAD_LETTERS_PAGE: &str = concat!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE status = COALESCE($1, status)
+     ORDER BY id DESC LIMIT $2 OFFSET $3"
+);
+
+pub(crate) const COUNT_DEAD_LETTERS: &str =
+    "SELECT COUNT(*) FROM dead_letters WHERE status = COALESCE($1, status)";
+
+pub(crate) const SETTLE_DEAD_LETTER: &str =
+    "UPDATE dead_letters SET status = $2, updated_at = $3 WHERE id = $1 AND status = 'open'";
+
+pub(crate) const DEAD_LETTER_FAILED: &str =
+    "UPDATE dead_letters SET attempts = attempts + 1, retries = retries + $3, error = $2,
+         last_failed_at = $4, updated_at = $4
+     WHERE id = $1";
+
+pub(crate) const RETRYABLE_DEAD_LETTERS: &str = concat!(
+    "SELECT ",
+    dead_letter_columns!(),
+    " FROM dead_letters WHERE status = 'open' AND retries < $1 ORDER BY id LIMIT $2"
+);

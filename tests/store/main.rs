@@ -25,6 +25,7 @@ mod fixtures;
 
 mod auth;
 mod catalog;
+mod event_stream;
 mod orders;
 mod outbox;
 mod placement;

@@ -9,7 +9,8 @@
 //!
 //! - `conn.rs` — the store and its pool (a leaf every other file imports);
 //! - `accounts.rs`, `catalog.rs`, `waitlist.rs`, `coupons.rs`, `leases.rs`, `audit.rs`,
-//!   `outbox.rs` (the event writer and its horizon lock too) — one store trait each;
+//!   `outbox.rs` (the event writer and its horizon lock too), `relay.rs`,
+//!   `dead_letters.rs` — one store trait each;
 //! - `stock.rs` — where stock is held, committed, released and returned: the stock
 //!   accounts (locked in ascending product id) and their ledger;
 //! - `orders.rs` — reading orders and moving them through their lifecycle, with
@@ -24,6 +25,7 @@ mod benefits;
 mod catalog;
 mod conn;
 mod coupons;
+mod dead_letters;
 mod leases;
 mod order_reads;
 mod orders;
@@ -31,6 +33,7 @@ mod outbox;
 mod place;
 mod place_write;
 mod points;
+mod relay;
 mod stock;
 mod waitlist;
 
@@ -48,6 +51,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_coupons.sql")),
     (4, include_str!("migrations/0004_points.sql")),
     (5, include_str!("migrations/0005_order_benefits.sql")),
+    (6, include_str!("migrations/0006_event_stream.sql")),
 ];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment

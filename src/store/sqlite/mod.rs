@@ -7,7 +7,8 @@
 //! - `conn.rs` — the store, its reader and writer pools, the write transaction (a leaf
 //!   every other file imports);
 //! - `accounts.rs`, `catalog.rs`, `waitlist.rs`, `coupons.rs`, `leases.rs`, `audit.rs`,
-//!   `outbox.rs` (the event writer too) — one store trait each;
+//!   `outbox.rs` (the event writer too), `relay.rs`, `dead_letters.rs` — one store trait
+//!   each;
 //! - `stock.rs` — where stock is held, committed, released and returned: the stock
 //!   accounts and their ledger;
 //! - `orders.rs` — reading orders and moving them through their lifecycle, with
@@ -22,6 +23,7 @@ mod benefits;
 mod catalog;
 mod conn;
 mod coupons;
+mod dead_letters;
 mod leases;
 mod order_reads;
 mod orders;
@@ -29,6 +31,7 @@ mod outbox;
 mod place;
 mod place_write;
 mod points;
+mod relay;
 mod stock;
 mod waitlist;
 
@@ -45,6 +48,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_coupons.sql")),
     (4, include_str!("migrations/0004_points.sql")),
     (5, include_str!("migrations/0005_order_benefits.sql")),
+    (6, include_str!("migrations/0006_event_stream.sql")),
 ];
 
 #[async_trait]

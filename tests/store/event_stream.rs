@@ -1,0 +1,110 @@
+//! What the event stream keeps in the database: the relay's progress, and dead letters.
+
+use crate::fixtures::NOW;
+use stampede::domain::dead_letter::DeadLetterStatus;
+use stampede::domain::Timestamp;
+use stampede::store::{NewDeadLetter, PageRequest};
+
+store_tests!(relay_progress_only_moves_forward, |store| async move {
+    assert_eq!(store.relay_position("kafka").await.unwrap(), 0);
+    store.advance_relay("kafka", 40, NOW).await.unwrap();
+    assert_eq!(store.relay_position("kafka").await.unwrap(), 40);
+    // A relay that lost its lease records late: nothing moves back.
+    store.advance_relay("kafka", 25, NOW).await.unwrap();
+    assert_eq!(store.relay_position("kafka").await.unwrap(), 40);
+    store.advance_relay("kafka", 41, NOW).await.unwrap();
+    assert_eq!(store.relay_position("kafka").await.unwrap(), 41);
+    assert_eq!(store.relay_position("other").await.unwrap(), 0);
+});
+
+fn letter(offset: i64) -> NewDeadLetter {
+    NewDeadLetter {
+        handler: "stampede.points-earner".into(),
+        topic: "stampede.order".into(),
+        partition: 3,
+        offset,
+        key: Some("42".into()),
+        message: format!(r#"{{"id": {offset}}}"#),
+        event_id: Some(offset),
+        error: "gateway down".into(),
+        attempts: 3,
+        first_failed_at: NOW,
+    }
+}
+
+store_tests!(
+    dead_letters_are_kept_listed_and_settled_once,
+    |store| async move {
+        let later = Timestamp::from_millis(NOW.millis() + 1_000);
+        let first = store.insert_dead_letter(&letter(7), NOW).await.unwrap();
+        assert_eq!(
+            (first.status, first.attempts, first.retries, first.partition),
+            (DeadLetterStatus::Open, 3, 0, 3)
+        );
+        assert_eq!(first.key.as_deref(), Some("42"));
+        assert_eq!(first.event_id, Some(7));
+        let second = store.insert_dead_letter(&letter(8), NOW).await.unwrap();
+        assert!(second.id > first.id);
+
+        // The retry job's view: open, tried fewer than its maximum, oldest first.
+        let due = store.retryable_dead_letters(5, 10).await.unwrap();
+        assert_eq!(
+            due.iter().map(|l| l.id).collect::<Vec<_>>(),
+            [first.id, second.id]
+        );
+        store
+            .dead_letter_failed(first.id, "still down", true, later)
+            .await
+            .unwrap();
+        let failed = store.dead_letter(first.id).await.unwrap().unwrap();
+        assert_eq!((failed.attempts, failed.retries), (4, 1));
+        assert_eq!(
+            (failed.error.as_str(), failed.last_failed_at),
+            ("still down", later)
+        );
+        assert_eq!(store.retryable_dead_letters(1, 10).await.unwrap().len(), 1);
+
+        // Settled once: a second replay or a discard of a settled letter changes nothing.
+        assert!(store
+            .settle_dead_letter(first.id, DeadLetterStatus::Replayed, later)
+            .await
+            .unwrap());
+        assert!(!store
+            .settle_dead_letter(first.id, DeadLetterStatus::Discarded, later)
+            .await
+            .unwrap());
+        assert!(store
+            .settle_dead_letter(second.id, DeadLetterStatus::Discarded, later)
+            .await
+            .unwrap());
+        assert!(store
+            .retryable_dead_letters(5, 10)
+            .await
+            .unwrap()
+            .is_empty());
+
+        let page = PageRequest { page: 1, size: 10 };
+        let all = store.dead_letters(None, page).await.unwrap();
+        assert_eq!(all.total, 2);
+        assert_eq!(all.items[0].id, second.id, "newest first");
+        let replayed = store
+            .dead_letters(Some(DeadLetterStatus::Replayed), page)
+            .await
+            .unwrap();
+        assert_eq!(
+            replayed.items.iter().map(|l| l.id).collect::<Vec<_>>(),
+            [first.id]
+        );
+        let open = store
+            .dead_letters(Some(DeadLetterStatus::Open), page)
+            .await
+            .unwrap();
+        assert_eq!(open.total, 0);
+
+        // The same message dead-lettered again reopens its row.
+        let again = store.insert_dead_letter(&letter(7), later).await.unwrap();
+        assert_eq!(again.id, first.id);
+        assert_eq!((again.status, again.attempts), (DeadLetterStatus::Open, 7));
+        assert!(store.dead_letter(999_999).await.unwrap().is_none());
+    }
+);
