@@ -10,6 +10,7 @@
 //! - [`orders`]: reading, cancelling and confirming orders, and the deadlines the clock
 //!   enforces; [`payments`]: paying through the gateway, and refunds;
 //! - [`coupons`], [`points`], [`waitlist`]: first-come coupons, loyalty points, waitlists;
+//! - [`dead_letters`]: the messages consumers gave up on, for operators and the retry job;
 //! - [`audit`]: what `stampede verify` checks.
 //!
 //! Every use case returns [`error::AppError`] for what it refuses.
@@ -18,6 +19,7 @@ pub mod accounts;
 pub mod audit;
 pub mod catalog;
 pub mod coupons;
+pub mod dead_letters;
 pub mod error;
 pub mod orders;
 pub mod payments;
@@ -36,4 +38,5 @@ pub struct App {
     pub coupons: Arc<coupons::Coupons>,
     pub points: Arc<points::Points>,
     pub waitlists: waitlist::Waitlists,
+    pub dead_letters: Arc<dead_letters::DeadLetters>,
 }

@@ -82,6 +82,16 @@ choice! {
     }
 }
 
+choice! {
+    /// Whether `serve` runs the consumer workers too.
+    pub enum Workers {
+        /// One binary does everything: `serve` runs the consumer groups beside the API.
+        On = "on",
+        /// Only `stampede worker` processes consume.
+        Off = "off",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

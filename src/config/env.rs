@@ -46,6 +46,13 @@ impl FromEnv for Option<ConnectionUrl> {
     }
 }
 
+/// The same for an optional list such as `STAMPEDE_KAFKA_BROKERS=`: empty is unset.
+impl FromEnv for Option<String> {
+    fn from_env(_: &str, raw: String) -> Result<Self, ConfigError> {
+        Ok(Some(raw).filter(|value| !value.trim().is_empty()))
+    }
+}
+
 /// An empty secret is kept, and validation refuses it as too short: reading it as unset
 /// would silently switch to the generated secret, hiding the mistake.
 impl FromEnv for Option<Secret> {

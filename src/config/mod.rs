@@ -10,11 +10,12 @@ mod choice;
 mod declare;
 mod env;
 mod error;
+pub mod partitions;
 mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use choice::{PaymentGateway, PlacementStrategy};
+pub use choice::{PaymentGateway, PlacementStrategy, Workers};
 pub use declare::Setting;
 pub use error::ConfigError;
 pub use secret::{redact_url, ConnectionUrl, Secret};
@@ -125,6 +126,35 @@ settings! {
         /// Requests a client IP address may make at once above the sustained rate;
         /// 1..=10000000 when the rate is set.
         rate_limit_ip_burst: u32 = 4000, Any;
+        /// `host:port[,host:port…]`: the outbox is relayed to Kafka and the once-per-cluster
+        /// work runs as consumer groups (DESIGN §4). Unset: all in-process. Needs a build
+        /// with the `kafka` feature.
+        kafka_brokers: Option<String> = None, Check(kafka_brokers_shape);
+        /// Prepended to every topic and consumer group name.
+        kafka_topic_prefix: String = "stampede.".into(), Check(kafka_topic_prefix_shape);
+        /// Partitions of the topics created at start, per aggregate type; `*` is every
+        /// other aggregate (seed 002's numbers).
+        kafka_partitions: String = "order=16,product=12,coupon=8,points=8,*=4".into(),
+            Check(kafka_partitions_shape);
+        /// `on`: `serve` also runs the consumer workers (with `kafka_brokers`); `off`: only
+        /// `stampede worker` processes do.
+        workers: Workers = Workers::On, Any;
+        /// Attempts a consumer makes at one message before it becomes a dead letter.
+        consumer_max_attempts: u32 = 3, 1..=100;
+        /// A consumer's pause after its first failed attempt; doubled after each one.
+        consumer_backoff_ms: u64 = 200, 1..=60_000;
+        /// How often the dead-letter job retries open dead letters (on the node holding
+        /// its lease).
+        dlq_retry_interval_secs: u64 = 300, 1..=86_400;
+        /// Retries of one dead letter by that job before it is left to an operator.
+        dlq_retry_max: u32 = 5, 0..=1000;
+        /// The relay's lease: another node takes the relay over this long after its holder
+        /// stopped renewing it.
+        relay_lease_ms: u64 = 3000, 500..=60_000;
+        /// How often the relay looks for new outbox events when none woke it.
+        relay_poll_ms: u64 = 20, 1..=10_000;
+        /// Outbox events the relay publishes per round (it waits for all their acks).
+        relay_batch_max: i64 = 1000, 1..=100_000;
     }
 }
 
@@ -162,6 +192,41 @@ fn redis_prefix_shape(prefix: &String) -> Result<(), &'static str> {
         .ok_or("must be 1 to 64 bytes without whitespace")
 }
 
+fn kafka_brokers_shape(brokers: &Option<String>) -> Result<(), &'static str> {
+    let Some(brokers) = brokers else {
+        return Ok(());
+    };
+    let well_formed = brokers.len() <= 1024
+        && brokers.split(',').all(|broker| {
+            broker
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        });
+    well_formed
+        .then_some(())
+        .ok_or("must be host:port[,host:port…]")
+}
+
+/// Kafka topic names allow ASCII letters, digits, `.`, `_` and `-`, up to 249 bytes.
+#[allow(
+    clippy::ptr_arg,
+    reason = "a `Check` function takes the field's own type"
+)]
+fn kafka_topic_prefix_shape(prefix: &String) -> Result<(), &'static str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    (prefix.len() <= 64 && prefix.chars().all(allowed))
+        .then_some(())
+        .ok_or("must be at most 64 of A-Z a-z 0-9 . _ -")
+}
+
+#[allow(
+    clippy::ptr_arg,
+    reason = "a `Check` function takes the field's own type"
+)]
+fn kafka_partitions_shape(partitions: &String) -> Result<(), &'static str> {
+    crate::config::partitions::TopicPartitions::parse(partitions).map(|_| ())
+}
+
 impl Config {
     /// Defaults, then `stampede.toml` (or the file in `STAMPEDE_CONFIG`) if present, then
     /// the environment; validated.
@@ -196,6 +261,11 @@ impl Config {
         check(
             strategy_ready,
             "placement_strategy must be \"batch\", or \"lock\" with redis_url set",
+        )?;
+        check(
+            self.kafka_brokers.is_none() || cfg!(feature = "kafka"),
+            "kafka_brokers is set, but this build has no Kafka support: build with \
+             `--features kafka`",
         )?;
         // A burst only means something under a rate; 0 turns the limit (and it) off.
         for (rate, burst, burst_name) in [

@@ -7,14 +7,18 @@
 //!   the [`Subscriber`]s the wiring registers (waitlist offers, points earning);
 //! - [`sync`] lets a handler wake the dispatcher, or wait until it caught up.
 //!
-//! The Kafka relay and the consumer workers of the scale-out mode belong here too.
+//! - [`message`] is an event as it travels on Kafka; [`handler`] the once-per-cluster work
+//!   the consumer workers run.
 
 pub mod dispatcher;
+pub mod handler;
 pub mod hub;
+pub mod message;
 pub mod subscriber;
 pub mod sync;
 
 pub use dispatcher::Dispatcher;
+pub use handler::{Handler, Handlers};
 pub use hub::{Hub, UserEvent};
 pub use subscriber::Subscriber;
 pub use sync::{DispatchProgress, EventSync};

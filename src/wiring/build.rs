@@ -4,6 +4,7 @@
 use crate::app::accounts::Accounts;
 use crate::app::catalog::Catalog;
 use crate::app::coupons::Coupons;
+use crate::app::dead_letters::DeadLetters;
 use crate::app::orders::Orders;
 use crate::app::payments::Payments;
 use crate::app::placement::lock::{LockConfig, LockPlacement};
@@ -15,7 +16,7 @@ use crate::auth::AuthService;
 use crate::clock::{Clock, SharedClock};
 use crate::cluster::Cluster;
 use crate::config::{Config, PlacementStrategy};
-use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub};
+use crate::events::{DispatchProgress, Dispatcher, EventSync, Handlers, Hub};
 use crate::http::rendered::RenderedCache;
 use crate::http::{AppState, Shared};
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
@@ -242,6 +243,12 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> App {
             events: parts.events.clone(),
             earn_rate_bps: parts.config.points_earn_rate_bps,
             valid_days: parts.config.points_valid_days,
+        }),
+        dead_letters: Arc::new(DeadLetters {
+            store: parts.store.clone(),
+            handlers: Handlers::default(),
+            clock: parts.clock.clone(),
+            metrics: parts.metrics.clone(),
         }),
         waitlists: Waitlists {
             store: parts.store.clone(),
