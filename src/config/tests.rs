@@ -156,6 +156,22 @@ fn shared_state_settings_are_read_and_validated() {
             redis_timeout_ms: 0,
             ..Config::default()
         },
+        Config {
+            kafka_brokers: Some("no-port".into()),
+            ..Config::default()
+        },
+        Config {
+            kafka_brokers: Some("a:9092,:9093".into()),
+            ..Config::default()
+        },
+        Config {
+            kafka_topic_prefix: "has space.".into(),
+            ..Config::default()
+        },
+        Config {
+            kafka_partitions: "order=16".into(),
+            ..Config::default()
+        },
     ];
     for config in bad {
         assert!(config.validate().is_err(), "{config:?}");
@@ -215,6 +231,20 @@ fn defaults_are_unchanged() {
         ("rate_limit_user_burst", "40"),
         ("rate_limit_ip_per_sec", "2000"),
         ("rate_limit_ip_burst", "4000"),
+        ("kafka_brokers", "None"),
+        ("kafka_topic_prefix", "\"stampede.\""),
+        (
+            "kafka_partitions",
+            "\"order=16,product=12,coupon=8,points=8,*=4\"",
+        ),
+        ("workers", "\"on\""),
+        ("consumer_max_attempts", "3"),
+        ("consumer_backoff_ms", "200"),
+        ("dlq_retry_interval_secs", "300"),
+        ("dlq_retry_max", "5"),
+        ("relay_lease_ms", "3000"),
+        ("relay_poll_ms", "20"),
+        ("relay_batch_max", "1000"),
     ];
     let names: Vec<&str> = Config::SETTINGS.iter().map(|s| s.name).collect();
     let expected_names: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
@@ -234,7 +264,7 @@ fn defaults_are_unchanged() {
 /// accepted, each value just outside is refused with `<name> must be <lo>..=<hi>`.
 #[test]
 fn ranges_are_unchanged() {
-    let ranges: [(&str, i64, i64); 30] = [
+    let ranges: [(&str, i64, i64); 37] = [
         ("access_token_ttl_secs", 1, 86_400),
         ("hold_ttl_secs", 1, 604_800),
         ("sweeper_interval_ms", 10, 3_600_000),
@@ -265,6 +295,13 @@ fn ranges_are_unchanged() {
         ("cache_max_entries", 1, 1_000_000),
         ("rate_limit_user_per_sec", 0, 1_000_000),
         ("rate_limit_ip_per_sec", 0, 1_000_000),
+        ("consumer_max_attempts", 1, 100),
+        ("consumer_backoff_ms", 1, 60_000),
+        ("dlq_retry_interval_secs", 1, 86_400),
+        ("dlq_retry_max", 0, 1000),
+        ("relay_lease_ms", 500, 60_000),
+        ("relay_poll_ms", 1, 10_000),
+        ("relay_batch_max", 1, 100_000),
     ];
     for (name, lo, hi) in ranges {
         let var = format!("STAMPEDE_{}", name.to_ascii_uppercase());
@@ -449,6 +486,8 @@ fn sample(ty: &str) -> (&'static str, &'static str) {
         "PlacementStrategy" => ("lock", "\"lock\""),
         // Its only variant is the default; the parsing is tested in `choice`.
         "PaymentGateway" => ("simulated", "\"simulated\""),
+        "Option<String>" => ("kafka:9092", "Some(\"kafka:9092\")"),
+        "Workers" => ("off", "\"off\""),
         other => panic!("no sample value for settings of type {other}"),
     }
 }
@@ -487,6 +526,7 @@ fn unreadable_values_name_their_variable() {
             "ConnectionUrl",
             "Option<ConnectionUrl>",
             "Option<Secret>",
+            "Option<String>",
         ];
         let accepts_any_text = texts.contains(&setting.ty);
         match from_env(&[(var.as_str(), "eleven")]) {
@@ -553,6 +593,7 @@ fn numbers_are_named_with_their_unit() {
         "_connections",
         "_writers",
         "_burst",
+        "_attempts",
     ];
     for setting in Config::SETTINGS.iter().filter(|s| is_number(s.ty)) {
         assert!(
