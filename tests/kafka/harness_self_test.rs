@@ -38,7 +38,8 @@ async fn a_private_broker_takes_messages_pauses_and_resumes() {
             "one key, one partition, rising offsets: {acked:?}"
         );
 
-        let mut reader = TopicReader::open(&broker.bootstrap(), &[topic.clone()], WITHIN).await;
+        let mut reader =
+            TopicReader::open(&broker.bootstrap(), std::slice::from_ref(&topic), WITHIN).await;
         reader
             .read_until(WITHIN, "3 messages", |r| r.len() >= 3, |r| format!("{r:?}"))
             .await;

@@ -6,11 +6,13 @@
 //! - [`broker`] — the private broker, its pause and resume;
 //! - [`topics`] — reading topics back, producing, a group's committed offsets;
 //! - [`outbox`] — the outbox rows and the checks that the topics carry them;
-//! - [`nodes`] — nodes as child processes of the binary, and metrics.
+//! - [`nodes`] — nodes as child processes of the binary, and metrics;
+//! - [`shop`] — paying, confirming and points over the API.
 
 pub mod broker;
 pub mod nodes;
 pub mod outbox;
+pub mod shop;
 pub mod topics;
 
 use crate::helpers::{available, run_on, Backend, Service, TestApp};
@@ -18,8 +20,9 @@ pub use broker::PrivateBroker;
 pub use nodes::{metrics, sample, NodeProcess};
 pub use outbox::{
     assert_published_exactly_once, assert_published_none_lost, outbox_events, read_until_published,
-    OutboxEvent, PREFIX,
+    PREFIX,
 };
+pub use shop::{confirm_ok, earning, pay_ok, points_balance, wait_for_balance};
 use stampede::config::Config;
 use std::future::Future;
 use std::sync::Arc;

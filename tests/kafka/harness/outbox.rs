@@ -200,6 +200,9 @@ pub async fn read_until_published(
     reader.received().to_vec()
 }
 
+/// Where an event was found: (partition, offset, event id).
+type Placed = (i32, i64, i64);
+
 /// What the topics must show in every test: each message that carries an outbox event is
 /// that event exactly (topic, key, headers, value), and no message claims an id the outbox
 /// does not have. Messages of events written after `events` was read (higher ids) are left
@@ -211,7 +214,8 @@ fn checked_sequences(
 ) -> BTreeMap<(String, String), Vec<i64>> {
     let by_id: HashMap<i64, &OutboxEvent> = events.iter().map(|e| (e.id, e)).collect();
     let last = events.iter().map(|e| e.id).max().unwrap_or(0);
-    let mut per_key: BTreeMap<(String, String), Vec<(i32, i64, i64)>> = BTreeMap::new();
+    // (partition, offset, event id) per (topic, key)
+    let mut per_key: BTreeMap<(String, String), Vec<Placed>> = BTreeMap::new();
     for message in received {
         let Some(id) = message.event_id() else {
             panic!(

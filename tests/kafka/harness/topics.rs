@@ -34,17 +34,6 @@ pub struct Received {
 }
 
 impl Received {
-    /// The value as JSON; a failure names the message.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.value).unwrap_or_else(|e| {
-            panic!(
-                "{}: value is not JSON ({e}): {}",
-                self.place(),
-                String::from_utf8_lossy(&self.value)
-            )
-        })
-    }
-
     /// The value's `id`, when it is a JSON object with an integer id (an event).
     pub fn event_id(&self) -> Option<i64> {
         serde_json::from_slice::<Value>(&self.value)
@@ -148,7 +137,7 @@ impl TopicReader {
                 .collect::<Vec<_>>()
         })
         .await
-        .expect("waiting for the topics");
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         for (topic, ids) in &partitions {
             for &partition in ids {
                 assignment
@@ -285,7 +274,7 @@ pub async fn committed_offset(
         }
     })
     .await
-    .expect("reading committed offsets")
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// Messages per topic, for progress and failure messages.
