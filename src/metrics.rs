@@ -28,6 +28,20 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// A consumer worker's handler (`points-earn`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    pub handler: String,
+}
+
+/// One partition a consumer group reads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -101,6 +115,25 @@ metrics! {
     /// Events written but not yet dispatched on this node.
     outbox_lag_events: Gauge = Gauge::default(),
         "Outbox events not yet dispatched on this node";
+    relay_active: Gauge = Gauge::default(),
+        "1 while this node holds the Kafka relay's lease";
+    relay_published: Counter = Counter::default(),
+        "Outbox events the broker acknowledged from this node's relay";
+    relay_lag_events: Gauge = Gauge::default(),
+        "Outbox events after the relay's position when it last read (0 when caught up)";
+    /// From an event's commit to the broker's acknowledgement of it.
+    relay_lag_seconds: Histogram = Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        "Seconds from an outbox event's commit to the broker's acknowledgement";
+    relay_failures: Counter = Counter::default(),
+        "Relay rounds that ended in an error (broker or database); the relay backs off";
+    consumer_processed: Family<HandlerLabels, Counter> = Family::default(),
+        "Messages a consumer handler processed (or found processed before)";
+    consumer_failed: Family<HandlerLabels, Counter> = Family::default(),
+        "Failed attempts of a consumer handler (each retry counts)";
+    consumer_dead_lettered: Family<HandlerLabels, Counter> = Family::default(),
+        "Messages a consumer handler gave up on and kept as dead letters";
+    consumer_lag: Family<PartitionLabels, Gauge> = Family::default(),
+        "Messages behind the partition's end, per consumer group, as the client last saw";
     gate_passes: Counter = Counter::default(),
         "Order attempts the availability gate let through to the database";
     gate_sold_out: Counter = Counter::default(),

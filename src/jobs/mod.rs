@@ -2,6 +2,7 @@
 //! purchase confirmation), waitlist offers, points earning, and points expiry (on one node
 //! at a time, by lease). Each job is a thin timer around a use case of `crate::app`.
 
+pub mod handlers;
 pub mod points;
 pub mod scheduler;
 pub mod sweeper;
