@@ -42,6 +42,12 @@ pub struct PartitionLabels {
     pub partition: i32,
 }
 
+/// Fine enough to read a p99 against the one-second goal (issue 9).
+const RELAY_LAG_BUCKETS: [f64; 18] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0,
+    30.0,
+];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -122,7 +128,7 @@ metrics! {
     relay_lag_events: Gauge = Gauge::default(),
         "Outbox events after the relay's position when it last read (0 when caught up)";
     /// From an event's commit to the broker's acknowledgement of it.
-    relay_lag_seconds: Histogram = Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+    relay_lag_seconds: Histogram = Histogram::new(RELAY_LAG_BUCKETS.iter().copied()),
         "Seconds from an outbox event's commit to the broker's acknowledgement";
     relay_failures: Counter = Counter::default(),
         "Relay rounds that ended in an error (broker or database); the relay backs off";
