@@ -53,8 +53,10 @@ struct Held {
 enum Round {
     /// Events were published: look again at once.
     Busy,
-    /// Nothing new, or not the holder: wait for the poll.
+    /// Nothing new: wait for the poll.
     Idle,
+    /// Another node holds the lease: try again when a third of it has passed.
+    Standby,
 }
 
 impl Relay {
@@ -73,6 +75,7 @@ impl Relay {
                         backoff = self.poll;
                         self.poll
                     }
+                    Ok(Round::Standby) => self.lease / 3,
                     Err(e) => {
                         self.metrics.relay_failures.inc();
                         tracing::warn!(error = %e, "relay round failed; backing off");
@@ -99,10 +102,10 @@ impl Relay {
         topics: &mut BTreeSet<String>,
     ) -> anyhow::Result<Round> {
         if !self.keep_lease(held).await? {
-            return Ok(Round::Idle);
+            return Ok(Round::Standby);
         }
         let Some(position) = held.as_ref().map(|h| h.position) else {
-            return Ok(Round::Idle);
+            return Ok(Round::Standby);
         };
         let batch = self.store.events_after(position, self.batch_max).await?;
         self.metrics.relay_lag_events.set(batch.len() as i64);
@@ -127,7 +130,7 @@ impl Relay {
         let (deliveries, send_error) = self.send(producer, &batch);
         let Some(acked) = self.acknowledged(deliveries, held).await? else {
             // The lease was lost while waiting: the new holder publishes from the record.
-            return Ok(Round::Idle);
+            return Ok(Round::Standby);
         };
         if let Some(last) = acked.checked_sub(1).and_then(|i| batch.get(i)) {
             self.store
