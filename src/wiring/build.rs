@@ -19,6 +19,7 @@ use crate::config::{Config, PlacementStrategy};
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Handlers, Hub};
 use crate::http::rendered::RenderedCache;
 use crate::http::{AppState, Shared};
+use crate::jobs::dead_letters::DlqRetryJob;
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::waitlist::WaitlistJob;
@@ -316,6 +317,11 @@ fn scheduler(
     scheduler.add(Arc::new(ExpiryJob {
         points: app.points.clone(),
         interval: Duration::from_secs(config.points_expiry_interval_secs),
+    }));
+    scheduler.add(Arc::new(DlqRetryJob {
+        dead_letters: app.dead_letters.clone(),
+        interval: Duration::from_secs(config.dlq_retry_interval_secs),
+        max_retries: config.dlq_retry_max,
     }));
     scheduler
 }
