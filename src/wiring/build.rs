@@ -105,11 +105,8 @@ pub async fn auth_service(
     Ok(auth)
 }
 
-pub(super) async fn node(
-    config: Config,
-    clock: SharedClock,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Node> {
+/// The parts, and the dispatcher's progress that only a serving node uses.
+async fn parts(config: Config, clock: SharedClock) -> anyhow::Result<(Parts, DispatchProgress)> {
     let store = open_store(&config, clock.as_ref()).await?;
     let auth = Arc::new(auth_service(store.as_ref(), &config, clock.clone()).await?);
     let metrics = Arc::new(Metrics::default());
@@ -124,6 +121,15 @@ pub(super) async fn node(
         cluster,
         events,
     };
+    Ok((parts, progress))
+}
+
+pub(super) async fn node(
+    config: Config,
+    clock: SharedClock,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Node> {
+    let (parts, progress) = parts(config, clock).await?;
     let placement = placement(&parts, shutdown.clone()).await?;
     let signal = Arc::new(Signal::default());
     let app = app(&parts, placement, signal.clone());
@@ -147,6 +153,20 @@ pub(super) async fn node(
         shutdown,
     });
     Ok(Node { state, tasks })
+}
+
+/// The use cases exactly as [`node`] builds them (so with the same event handlers), and
+/// the store, for an operator's command: no dispatcher, no jobs, no cluster links. Only the
+/// placement writers run, until `shutdown`.
+pub(super) async fn operator(
+    config: Config,
+    clock: SharedClock,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(App, Arc<dyn Store>)> {
+    let (parts, _progress) = parts(config, clock).await?;
+    let placement = placement(&parts, shutdown).await?;
+    let app = app(&parts, placement, Arc::new(Signal::default()));
+    Ok((app, parts.store))
 }
 
 /// The batching writers, and the seeds' lock baseline when configured.
