@@ -28,6 +28,26 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// A consumer worker's handler (`points-earn`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    pub handler: String,
+}
+
+/// One partition a consumer group reads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Fine enough to read a p99 against the one-second goal (issue 9).
+const RELAY_LAG_BUCKETS: [f64; 18] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0,
+    30.0,
+];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -101,6 +121,25 @@ metrics! {
     /// Events written but not yet dispatched on this node.
     outbox_lag_events: Gauge = Gauge::default(),
         "Outbox events not yet dispatched on this node";
+    relay_active: Gauge = Gauge::default(),
+        "1 while this node holds the Kafka relay's lease";
+    relay_published: Counter = Counter::default(),
+        "Outbox events the broker acknowledged from this node's relay";
+    relay_lag_events: Gauge = Gauge::default(),
+        "Outbox events after the relay's position when it last read (0 when caught up)";
+    /// From an event's commit to the broker's acknowledgement of it.
+    relay_lag_seconds: Histogram = Histogram::new(RELAY_LAG_BUCKETS.iter().copied()),
+        "Seconds from an outbox event's commit to the broker's acknowledgement";
+    relay_failures: Counter = Counter::default(),
+        "Relay rounds that ended in an error (broker or database); the relay backs off";
+    consumer_processed: Family<HandlerLabels, Counter> = Family::default(),
+        "Messages a consumer handler processed (or found processed before)";
+    consumer_failed: Family<HandlerLabels, Counter> = Family::default(),
+        "Failed attempts of a consumer handler (each retry counts)";
+    consumer_dead_lettered: Family<HandlerLabels, Counter> = Family::default(),
+        "Messages a consumer handler gave up on and kept as dead letters";
+    consumer_lag: Family<PartitionLabels, Gauge> = Family::default(),
+        "Messages behind the partition's end, per consumer group, as the client last saw";
     gate_passes: Counter = Counter::default(),
         "Order attempts the availability gate let through to the database";
     gate_sold_out: Counter = Counter::default(),

@@ -28,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Run the consumer workers (and the outbox relay when this process holds its lease)
+    /// without the HTTP API; needs STAMPEDE_KAFKA_BROKERS.
+    Worker,
     /// Bring the database schema up to date and exit.
     Migrate,
     /// Recompute every balance from its ledger; exit non-zero if anything differs. With
@@ -55,6 +58,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
             let server = Server::bind(config).await?;
             tracing::info!(addr = %server.local_addr(), "listening");
             server.run(wiring::shutdown_signal()).await?;
+        }
+        Command::Worker => {
+            tracing::info!(?config, "starting a worker");
+            wiring::work(config, wiring::shutdown_signal()).await?;
         }
         Command::Migrate => {
             wiring::open_store(&config, &SystemClock)

@@ -4,6 +4,7 @@
 //! a use case of `crate::app`.
 
 pub mod dead_letters;
+pub mod handlers;
 pub mod points;
 pub mod scheduler;
 pub mod sweeper;

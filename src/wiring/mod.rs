@@ -11,7 +11,7 @@ pub use build::{auth_service, open_store};
 
 use crate::app::App;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, Workers};
 use crate::http::AppState;
 use crate::store::Store;
 use anyhow::Context;
@@ -39,7 +39,8 @@ impl Server {
     pub async fn bind_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Server> {
         config.validate()?;
         let (stop, shutdown) = watch::channel(false);
-        let node = build::node(config, clock, shutdown).await?;
+        let workers = config.workers == Workers::On;
+        let node = build::node(config, clock, workers, shutdown).await?;
         let listener = TcpListener::bind(node.state.config.http_addr)
             .await
             .with_context(|| format!("binding {}", node.state.config.http_addr))?;
@@ -117,6 +118,29 @@ impl OperatorApp {
         drop(self.app);
         self.store.close().await;
     }
+}
+
+/// `stampede worker`: a node without the HTTP API that runs the consumer workers (and
+/// everything else a node runs in the background: the relay when it holds the lease, the
+/// scheduled jobs) until `shutdown` completes.
+pub async fn work(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    anyhow::ensure!(
+        config.kafka_brokers.is_some(),
+        "stampede worker consumes from Kafka: set STAMPEDE_KAFKA_BROKERS"
+    );
+    let (stop, stopping) = watch::channel(false);
+    let node = build::node(config, Arc::new(SystemClock), true, stopping).await?;
+    shutdown.await;
+    let _ = stop.send(true);
+    for task in node.tasks {
+        let _ = task.await;
+    }
+    node.state.store.close().await;
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.
