@@ -202,6 +202,23 @@ metrics! {
     /// Expiry runs this node made while holding the lease.
     points_expiry_runs: Counter = Counter::default(),
         "Points expiry runs made by this node as lease holder";
+    /// Dead letters processed after all (`app::dead_letters`): by an operator's replay or
+    /// by the dead-letter job's retry. Distinct from the consumers' own `consumer_*`.
+    dead_letters_replayed: Counter = Counter::default(),
+        "Dead letters replayed successfully, by an operator or the retry job";
+    /// Operators' replays that failed (refused or the handler failed again).
+    dead_letters_replay_failed: Counter = Counter::default(),
+        "Operators' replays of dead letters that failed; the letters stay open";
+    /// Automatic retries by the dead-letter job that failed; each counts one retry of
+    /// `dlq_retry_max`.
+    dead_letters_retry_failed: Counter = Counter::default(),
+        "Automatic retries of dead letters that failed again";
+    dead_letters_discarded: Counter = Counter::default(),
+        "Dead letters discarded by operators";
+    /// Counted by the dead-letter job at each run, on the node holding its lease; a node
+    /// that lost the lease keeps its last count, so read it with `max`.
+    dead_letters_open: Gauge = Gauge::default(),
+        "Open dead letters, as the dead-letter job last counted them";
 }
 
 impl Metrics {

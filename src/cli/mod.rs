@@ -1,10 +1,12 @@
 //! The command line: one binary, `stampede`, whose default command is `serve`. The
-//! operator's commands are in [`admin`] and [`verify`].
+//! operator's commands are in [`admin`], [`dlq`] and [`verify`].
 
 mod admin;
+mod dlq;
 mod verify;
 
 pub use admin::AdminCommand;
+pub use dlq::DlqCommand;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -41,6 +43,9 @@ pub enum Command {
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Dead letters: messages the event consumers gave up on. List, replay, discard.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Generate load against running servers and report throughput, latency and correctness.
     #[command(subcommand)]
     Loadgen(stampede_loadgen::LoadgenCommand),
@@ -67,6 +72,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
         }
         Command::Verify { repair } => return verify::run(&config, repair).await,
         Command::Admin(command) => admin::run(command, &config).await?,
+        Command::Dlq(command) => dlq::run(command, config).await?,
         Command::Loadgen(command) => return stampede_loadgen::run(command).await,
     }
     Ok(std::process::ExitCode::SUCCESS)

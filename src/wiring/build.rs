@@ -19,6 +19,7 @@ use crate::config::{Config, PlacementStrategy};
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub, Subscriber};
 use crate::http::rendered::RenderedCache;
 use crate::http::{AppState, Shared};
+use crate::jobs::dead_letters::DlqRetryJob;
 use crate::jobs::handlers;
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
 use crate::jobs::sweeper::Sweeper;
@@ -105,13 +106,8 @@ pub async fn auth_service(
     Ok(auth)
 }
 
-/// Builds a node: `workers` says whether it runs the consumer workers (with Kafka).
-pub(super) async fn node(
-    config: Config,
-    clock: SharedClock,
-    workers: bool,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Node> {
+/// The parts, and the dispatcher's progress that only a serving node uses.
+async fn parts(config: Config, clock: SharedClock) -> anyhow::Result<(Parts, DispatchProgress)> {
     let store = open_store(&config, clock.as_ref()).await?;
     let auth = Arc::new(auth_service(store.as_ref(), &config, clock.clone()).await?);
     let metrics = Arc::new(Metrics::default());
@@ -126,6 +122,17 @@ pub(super) async fn node(
         cluster,
         events,
     };
+    Ok((parts, progress))
+}
+
+/// Builds a node: `workers` says whether it runs the consumer workers (with Kafka).
+pub(super) async fn node(
+    config: Config,
+    clock: SharedClock,
+    workers: bool,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Node> {
+    let (parts, progress) = parts(config, clock).await?;
     let placement = placement(&parts, shutdown.clone()).await?;
     let signal = Arc::new(Signal::default());
     let app = app(&parts, placement, signal.clone());
@@ -160,6 +167,21 @@ pub(super) async fn node(
         shutdown,
     });
     Ok(Node { state, tasks })
+}
+
+/// The use cases exactly as [`node`] builds them (so with the same event handlers), and
+/// the store, for an operator's command: no dispatcher, jobs, relay, workers or cluster
+/// links. Only the placement writers run, until `shutdown`. The waitlist handler's signal
+/// wakes nothing here: the serving nodes' offer pass also runs on its timer.
+pub(super) async fn operator(
+    config: Config,
+    clock: SharedClock,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(App, Arc<dyn Store>)> {
+    let (parts, _progress) = parts(config, clock).await?;
+    let placement = placement(&parts, shutdown).await?;
+    let app = app(&parts, placement, Arc::new(Signal::default()));
+    Ok((app, parts.store))
 }
 
 /// The batching writers, and the seeds' lock baseline when configured.
@@ -332,6 +354,11 @@ fn scheduler(
     scheduler.add(Arc::new(ExpiryJob {
         points: app.points.clone(),
         interval: Duration::from_secs(config.points_expiry_interval_secs),
+    }));
+    scheduler.add(Arc::new(DlqRetryJob {
+        dead_letters: app.dead_letters.clone(),
+        interval: Duration::from_secs(config.dlq_retry_interval_secs),
+        max_retries: config.dlq_retry_max,
     }));
     scheduler
 }
