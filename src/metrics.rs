@@ -28,6 +28,26 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// A consumer worker's handler (`points-earn`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    pub handler: String,
+}
+
+/// One partition a consumer group reads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Fine enough to read a p99 against the one-second goal (issue 9).
+const RELAY_LAG_BUCKETS: [f64; 18] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0,
+    30.0,
+];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -101,6 +121,25 @@ metrics! {
     /// Events written but not yet dispatched on this node.
     outbox_lag_events: Gauge = Gauge::default(),
         "Outbox events not yet dispatched on this node";
+    relay_active: Gauge = Gauge::default(),
+        "1 while this node holds the Kafka relay's lease";
+    relay_published: Counter = Counter::default(),
+        "Outbox events the broker acknowledged from this node's relay";
+    relay_lag_events: Gauge = Gauge::default(),
+        "Outbox events after the relay's position when it last read (0 when caught up)";
+    /// From an event's commit to the broker's acknowledgement of it.
+    relay_lag_seconds: Histogram = Histogram::new(RELAY_LAG_BUCKETS.iter().copied()),
+        "Seconds from an outbox event's commit to the broker's acknowledgement";
+    relay_failures: Counter = Counter::default(),
+        "Relay rounds that ended in an error (broker or database); the relay backs off";
+    consumer_processed: Family<HandlerLabels, Counter> = Family::default(),
+        "Messages a consumer handler processed (or found processed before)";
+    consumer_failed: Family<HandlerLabels, Counter> = Family::default(),
+        "Failed attempts of a consumer handler (each retry counts)";
+    consumer_dead_lettered: Family<HandlerLabels, Counter> = Family::default(),
+        "Messages a consumer handler gave up on and kept as dead letters";
+    consumer_lag: Family<PartitionLabels, Gauge> = Family::default(),
+        "Messages behind the partition's end, per consumer group, as the client last saw";
     gate_passes: Counter = Counter::default(),
         "Order attempts the availability gate let through to the database";
     gate_sold_out: Counter = Counter::default(),
@@ -163,6 +202,23 @@ metrics! {
     /// Expiry runs this node made while holding the lease.
     points_expiry_runs: Counter = Counter::default(),
         "Points expiry runs made by this node as lease holder";
+    /// Dead letters processed after all (`app::dead_letters`): by an operator's replay or
+    /// by the dead-letter job's retry. Distinct from the consumers' own `consumer_*`.
+    dead_letters_replayed: Counter = Counter::default(),
+        "Dead letters replayed successfully, by an operator or the retry job";
+    /// Operators' replays that failed (refused or the handler failed again).
+    dead_letters_replay_failed: Counter = Counter::default(),
+        "Operators' replays of dead letters that failed; the letters stay open";
+    /// Automatic retries by the dead-letter job that failed; each counts one retry of
+    /// `dlq_retry_max`.
+    dead_letters_retry_failed: Counter = Counter::default(),
+        "Automatic retries of dead letters that failed again";
+    dead_letters_discarded: Counter = Counter::default(),
+        "Dead letters discarded by operators";
+    /// Counted by the dead-letter job at each run, on the node holding its lease; a node
+    /// that lost the lease keeps its last count, so read it with `max`.
+    dead_letters_open: Gauge = Gauge::default(),
+        "Open dead letters, as the dead-letter job last counted them";
 }
 
 impl Metrics {

@@ -57,6 +57,20 @@ pub enum AppError {
     IdempotencyMismatch,
     #[error("the buyer's points not held for open orders are fewer than that")]
     InsufficientPoints,
+    /// A dead letter that was already replayed or discarded: only an open one moves.
+    #[error("the dead letter is not open (already replayed or discarded)")]
+    DeadLetterNotOpen,
+    /// A dead letter names a handler this node does not run (the message says which).
+    #[error("{0}")]
+    UnknownHandler(String),
+    /// A dead letter's message is not an event this system wrote, so no replay can
+    /// process it (the message says why); discard it.
+    #[error("{0}")]
+    InvalidMessage(String),
+    /// The handler failed again on a replayed dead letter; the message is the handler's
+    /// error, shortened. The letter stays open.
+    #[error("{0}")]
+    ReplayFailed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Something that cannot fail in normal operation did (a worker task died, a hash

@@ -5,6 +5,7 @@
 
 use super::error::{AppError, AppResult};
 use crate::clock::SharedClock;
+use crate::domain::events::{self, Event, RefundDue};
 use crate::domain::{Actor, DomainError, OrderStatus};
 use crate::events::EventSync;
 use crate::metrics::{Metrics, ReasonLabels};
@@ -116,23 +117,47 @@ impl Payments {
     /// in the books (stock returned, `order.refunded` written); a gateway failure is logged
     /// and counted for reconciliation rather than undoing that.
     pub async fn refund(&self, order: &OrderRecord) {
-        let outcome = match self.gateway.refund(order.id, order.payable).await {
-            Ok(()) => "refunded",
-            Err(e) => {
-                tracing::error!(order_id = order.id, error = %e, "gateway refund failed; reconcile by hand");
-                "refund_failed"
-            }
-        };
-        self.count(outcome);
+        if self.give_back(order.id, order.payable, "a refund").await {
+            self.count("refunded");
+        }
     }
 
-    /// Voids a capture we cannot use. A failure is logged and counted as `refund_failed`,
-    /// never dropped: the money is the buyer's and someone must give it back.
-    async fn give_back(&self, order_id: i64, amount: i64, what: &str) {
-        if let Err(e) = self.gateway.refund(order_id, amount).await {
-            tracing::error!(order_id, amount, error = %e, "could not void {what}; reconcile by hand");
-            self.count("refund_failed");
+    /// Gives money back through the gateway. A failure is never dropped — the money is the
+    /// buyer's: it is logged, counted as `refund_failed`, and written as a
+    /// `payment.refund_failed` event, which the refund retrier consumes (with Kafka).
+    async fn give_back(&self, order_id: i64, amount: i64, what: &str) -> bool {
+        let Err(e) = self.gateway.refund(order_id, amount).await else {
+            return true;
+        };
+        tracing::error!(order_id, amount, error = %e, "could not give back {what}");
+        self.count("refund_failed");
+        let due = [events::payment_refund_failed(
+            order_id,
+            amount,
+            &e.to_string(),
+        )];
+        let written = self.store.append_events(None, &due, self.clock.now());
+        if let Err(e) = written.await {
+            tracing::error!(order_id, amount, error = %e, "could not record the failed refund; reconcile by hand");
         }
+        self.events.wake();
+        false
+    }
+
+    /// The refund retrier's work: asks the gateway again for a refund that failed, and on
+    /// success records `payment.refunded` once per `(handler, event id)`. A redelivery
+    /// after a success asks the gateway again, which refunds an order once (gateways such
+    /// as PortOne cancel by the merchant's order id and refuse a second cancellation).
+    pub async fn retry_refund(&self, handler: &str, event: &Event) -> anyhow::Result<()> {
+        let due: RefundDue = serde_json::from_str(&event.payload)?;
+        self.gateway.refund(due.order_id, due.amount).await?;
+        self.count("refunded");
+        let done = events::payment_refunded(due.order_id, due.amount);
+        self.store
+            .append_events(Some((handler, event.id)), &[done], self.clock.now())
+            .await?;
+        self.events.wake();
+        Ok(())
     }
 
     /// The buyer's own order: another buyer's is "not found" (ids leak nothing), and an

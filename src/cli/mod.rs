@@ -1,10 +1,12 @@
 //! The command line: one binary, `stampede`, whose default command is `serve`. The
-//! operator's commands are in [`admin`] and [`verify`].
+//! operator's commands are in [`admin`], [`dlq`] and [`verify`].
 
 mod admin;
+mod dlq;
 mod verify;
 
 pub use admin::AdminCommand;
+pub use dlq::DlqCommand;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -26,6 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Run the consumer workers (and the outbox relay when this process holds its lease)
+    /// without the HTTP API; needs STAMPEDE_KAFKA_BROKERS.
+    Worker,
     /// Bring the database schema up to date and exit.
     Migrate,
     /// Recompute every balance from its ledger; exit non-zero if anything differs. With
@@ -38,6 +43,9 @@ pub enum Command {
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Dead letters: messages the event consumers gave up on. List, replay, discard.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
     /// Generate load against running servers and report throughput, latency and correctness.
     #[command(subcommand)]
     Loadgen(stampede_loadgen::LoadgenCommand),
@@ -51,6 +59,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
             tracing::info!(addr = %server.local_addr(), "listening");
             server.run(wiring::shutdown_signal()).await?;
         }
+        Command::Worker => {
+            tracing::info!(?config, "starting a worker");
+            wiring::work(config, wiring::shutdown_signal()).await?;
+        }
         Command::Migrate => {
             wiring::open_store(&config, &SystemClock)
                 .await?
@@ -60,6 +72,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
         }
         Command::Verify { repair } => return verify::run(&config, repair).await,
         Command::Admin(command) => admin::run(command, &config).await?,
+        Command::Dlq(command) => dlq::run(command, config).await?,
         Command::Loadgen(command) => return stampede_loadgen::run(command).await,
     }
     Ok(std::process::ExitCode::SUCCESS)

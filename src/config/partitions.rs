@@ -40,6 +40,16 @@ impl TopicPartitions {
         })
     }
 
+    /// The aggregates named, with their partitions.
+    pub fn named(&self) -> &[(String, i32)] {
+        &self.named
+    }
+
+    /// The partitions of every aggregate not named.
+    pub fn others(&self) -> i32 {
+        self.others
+    }
+
     /// The partitions of the topic of `aggregate_type`.
     pub fn of(&self, aggregate_type: &str) -> i32 {
         self.named

@@ -12,6 +12,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The operator at the command line (`stampede dlq …`): whoever can run the binary
+    /// with the database's credentials already holds everything an admin could, so the
+    /// commands act as an admin that is no account (id 0 is never a user's).
+    pub const OPERATOR: Actor = Actor {
+        id: 0,
+        role: Role::Admin,
+        partner_id: None,
+    };
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }

@@ -27,6 +27,10 @@ pub const SESSION_ROTATED: &str = "session.rotated";
 pub const USER_CREATED: &str = "user.created";
 pub const PARTNER_CREATED: &str = "partner.created";
 pub const PAYMENT_FAILED: &str = "payment.failed";
+/// The gateway did not give an order's money back; the refund retrier tries again.
+pub const PAYMENT_REFUND_FAILED: &str = "payment.refund_failed";
+/// A refund that had failed went through on a retry.
+pub const PAYMENT_REFUNDED: &str = "payment.refunded";
 pub const WAITLIST_JOINED: &str = "waitlist.joined";
 pub const WAITLIST_LEFT: &str = "waitlist.left";
 pub const WAITLIST_OFFERED: &str = "waitlist.offered";
@@ -51,3 +55,8 @@ pub const POINTS_HELD: &str = "points.held";
 pub const POINTS_RELEASED: &str = "points.released";
 pub const POINTS_SPENT: &str = "points.spent";
 pub const POINTS_REFUNDED: &str = "points.refunded";
+
+/// Every aggregate type: each has its topic on Kafka, created at start.
+pub const AGGREGATES: &[&str] = &[
+    ORDER, PRODUCT, SESSION, USER, PARTNER, WAITLIST, COUPON, POINTS,
+];

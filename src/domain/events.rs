@@ -201,6 +201,46 @@ pub fn payment_failed(order_id: i64, outcome: &str) -> NewEvent {
     }
 }
 
+/// Payload of `payment.refund_failed` and `payment.refunded`: what the gateway owes back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefundDue {
+    pub order_id: i64,
+    pub amount: i64,
+    /// Why the gateway refused (on `payment.refund_failed`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// A gateway refund (or void) that failed: the refund retrier's input.
+pub fn payment_refund_failed(order_id: i64, amount: i64, error: &str) -> NewEvent {
+    let due = RefundDue {
+        order_id,
+        amount,
+        error: Some(error.chars().take(500).collect()),
+    };
+    NewEvent {
+        aggregate_type: ORDER,
+        aggregate_id: order_id,
+        event_type: PAYMENT_REFUND_FAILED,
+        payload: json(&due),
+    }
+}
+
+/// A refund that had failed went through.
+pub fn payment_refunded(order_id: i64, amount: i64) -> NewEvent {
+    let due = RefundDue {
+        order_id,
+        amount,
+        error: None,
+    };
+    NewEvent {
+        aggregate_type: ORDER,
+        aggregate_id: order_id,
+        event_type: PAYMENT_REFUNDED,
+        payload: json(&due),
+    }
+}
+
 /// Payload of every `waitlist.*` event. `order_id` names the offer's order once there is
 /// one; `pay_by` is its payment deadline (on `waitlist.offered`); `reason` says why a
 /// buyer was skipped (the order's rejection code).

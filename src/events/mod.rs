@@ -13,6 +13,8 @@
 pub mod dispatcher;
 pub mod handler;
 pub mod hub;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod message;
 pub mod subscriber;
 pub mod sync;

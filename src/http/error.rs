@@ -58,6 +58,14 @@ pub enum ErrorCode {
     CouponMinOrderNotMet,
     /// An order spends more points than is left to pay after its coupon.
     PointsExceedPayable,
+    /// A dead letter that was already replayed or discarded.
+    DeadLetterNotOpen,
+    /// A dead letter names a handler this node does not run.
+    UnknownHandler,
+    /// A dead letter's message is not an event this system wrote: it cannot be replayed.
+    InvalidMessage,
+    /// The handler failed again on a replayed dead letter; it stays open.
+    ReplayFailed,
     RequestTimeout,
     /// Too many requests from this user or address; see `Retry-After`.
     RateLimited,
@@ -88,7 +96,8 @@ impl ErrorCode {
             EmailTaken | OutOfStock | InsufficientStock | NotReleased | OrderNotPayable
             | OrderNotCancellable | OrderNotConfirmable | AlreadyWaitlisted
             | InsufficientPoints | CouponSoldOut | CouponAlreadyIssued | CouponNotIssuable
-            | CouponExpired | CouponInUse => StatusCode::CONFLICT,
+            | CouponExpired | CouponInUse | DeadLetterNotOpen | UnknownHandler | InvalidMessage
+            | ReplayFailed => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -298,6 +307,10 @@ impl From<AppError> for ApiError {
             AppError::CouponAlreadyIssued => ApiError::new(ErrorCode::CouponAlreadyIssued, message),
             AppError::IdempotencyMismatch => ApiError::new(ErrorCode::IdempotencyMismatch, message),
             AppError::InsufficientPoints => ApiError::new(ErrorCode::InsufficientPoints, message),
+            AppError::DeadLetterNotOpen => ApiError::new(ErrorCode::DeadLetterNotOpen, message),
+            AppError::UnknownHandler(_) => ApiError::new(ErrorCode::UnknownHandler, message),
+            AppError::InvalidMessage(_) => ApiError::new(ErrorCode::InvalidMessage, message),
+            AppError::ReplayFailed(_) => ApiError::new(ErrorCode::ReplayFailed, message),
             AppError::Store(e) => e.into(),
             AppError::Internal(cause) => ApiError::internal(cause),
         }

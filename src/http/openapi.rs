@@ -2,7 +2,8 @@
 
 use super::state::AppState;
 use super::{
-    auth, catalog, coupons, error, ops, order_view, orders, points, queue, waitlist, PageView,
+    auth, catalog, coupons, dead_letters, error, ops, order_view, orders, points, queue, waitlist,
+    PageView,
 };
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -21,8 +22,10 @@ use utoipa_swagger_ui::SwaggerUi;
         waitlist::join_waitlist, waitlist::leave_waitlist, waitlist::my_waitlist, waitlist::my_events,
         coupons::create_campaign, coupons::get_campaign, coupons::issue_coupon, coupons::my_coupons,
         points::my_points, points::my_points_history, points::grant_points, points::adjust_points,
+        dead_letters::list_dead_letters, dead_letters::get_dead_letter, dead_letters::replay_dead_letter,
+        dead_letters::discard_dead_letter,
     ),
-    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<order_view::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>)),
+    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<order_view::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>, PageView<dead_letters::DeadLetterView>)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -3,7 +3,9 @@
 
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
-use super::{auth, catalog, coupons, limits, openapi, ops, orders, points, queue, waitlist};
+use super::{
+    auth, catalog, coupons, dead_letters, limits, openapi, ops, orders, points, queue, waitlist,
+};
 use crate::metrics::{HttpLabels, RouteLabels};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -47,6 +49,15 @@ pub fn router(state: AppState) -> Router {
         .route("/me/points/history", get(points::my_points_history))
         .route("/admin/points/grant", post(points::grant_points))
         .route("/admin/points/adjust", post(points::adjust_points))
+        .route("/admin/dead-letters", get(dead_letters::list_dead_letters))
+        .route(
+            "/admin/dead-letters/{id}",
+            get(dead_letters::get_dead_letter).delete(dead_letters::discard_dead_letter),
+        )
+        .route(
+            "/admin/dead-letters/{id}/replay",
+            post(dead_letters::replay_dead_letter),
+        )
         .route(
             "/orders",
             post(orders::place_order).get(orders::list_orders),

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 /// A message a handler gave up on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeadLetter {
-    /// The handler's consumer group, e.g. `stampede.points-earner`.
+    /// The handler's name (`points-earn`): its consumer group is `{prefix}{handler}`.
     pub handler: String,
     pub topic: String,
     pub partition: i32,

@@ -185,8 +185,11 @@ pub enum EarnOutcome {
         amount: i64,
         lot_id: i64,
     },
-    /// Recorded as processed, but the purchase earns nothing (too small, or no such order).
+    /// Recorded as processed, but the purchase earns nothing (too small, or earned before).
     Nothing,
+    /// Not recorded: no such order is confirmed (a forged or corrupt event); the caller
+    /// treats it as a failure to retry.
+    NotConfirmed,
     /// This consumer processed this event before (another node, or a redelivery).
     AlreadyProcessed,
 }

@@ -16,9 +16,11 @@ use crate::auth::AuthService;
 use crate::clock::{Clock, SharedClock};
 use crate::cluster::Cluster;
 use crate::config::{Config, PlacementStrategy};
-use crate::events::{DispatchProgress, Dispatcher, EventSync, Handlers, Hub};
+use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub, Subscriber};
 use crate::http::rendered::RenderedCache;
 use crate::http::{AppState, Shared};
+use crate::jobs::dead_letters::DlqRetryJob;
+use crate::jobs::handlers;
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::waitlist::WaitlistJob;
@@ -104,11 +106,8 @@ pub async fn auth_service(
     Ok(auth)
 }
 
-pub(super) async fn node(
-    config: Config,
-    clock: SharedClock,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Node> {
+/// The parts, and the dispatcher's progress that only a serving node uses.
+async fn parts(config: Config, clock: SharedClock) -> anyhow::Result<(Parts, DispatchProgress)> {
     let store = open_store(&config, clock.as_ref()).await?;
     let auth = Arc::new(auth_service(store.as_ref(), &config, clock.clone()).await?);
     let metrics = Arc::new(Metrics::default());
@@ -123,15 +122,37 @@ pub(super) async fn node(
         cluster,
         events,
     };
+    Ok((parts, progress))
+}
+
+/// Builds a node: `workers` says whether it runs the consumer workers (with Kafka).
+pub(super) async fn node(
+    config: Config,
+    clock: SharedClock,
+    workers: bool,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Node> {
+    let (parts, progress) = parts(config, clock).await?;
     let placement = placement(&parts, shutdown.clone()).await?;
     let signal = Arc::new(Signal::default());
     let app = app(&parts, placement, signal.clone());
-    let earn_queue = Arc::new(EarnQueue::default());
+    // Unique per process: the leases tell nodes apart by it.
+    let holder = format!("node-{}", crate::auth::random_token(12));
     let hub = Arc::new(Hub::default());
-    let dispatcher = dispatcher(&parts, hub.clone(), progress, signal.clone(), &earn_queue);
+    // The once-per-cluster work: fed by this node's dispatcher, or, with Kafka, by the
+    // consumer groups (`kafka`).
+    let in_process = parts.config.kafka_brokers.is_none();
+    let earn_queue = in_process.then(|| Arc::new(EarnQueue::default()));
+    let mut subscribers: Vec<Arc<dyn Subscriber>> = Vec::new();
+    if let Some(queue) = &earn_queue {
+        subscribers.extend([signal.clone() as Arc<dyn Subscriber>, queue.clone()]);
+    }
+    let dispatcher = dispatcher(&parts, hub.clone(), progress, subscribers);
     let mut tasks = vec![tokio::spawn(dispatcher.run(shutdown.clone()))];
-    tasks.extend(scheduler(&parts, &app, signal, earn_queue).spawn(shutdown.clone()));
+    let scheduler = scheduler(&parts, &app, signal, earn_queue, holder.clone());
+    tasks.extend(scheduler.spawn(shutdown.clone()));
     tasks.extend(parts.cluster.start(shutdown.clone()).await);
+    tasks.extend(kafka(&parts, &app, holder, workers, shutdown.clone()).await?);
     let state = AppState::new(Shared {
         app,
         rendered: RenderedCache::new(parts.config.redis_url.is_none()),
@@ -146,6 +167,21 @@ pub(super) async fn node(
         shutdown,
     });
     Ok(Node { state, tasks })
+}
+
+/// The use cases exactly as [`node`] builds them (so with the same event handlers), and
+/// the store, for an operator's command: no dispatcher, jobs, relay, workers or cluster
+/// links. Only the placement writers run, until `shutdown`. The waitlist handler's signal
+/// wakes nothing here: the serving nodes' offer pass also runs on its timer.
+pub(super) async fn operator(
+    config: Config,
+    clock: SharedClock,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(App, Arc<dyn Store>)> {
+    let (parts, _progress) = parts(config, clock).await?;
+    let placement = placement(&parts, shutdown).await?;
+    let app = app(&parts, placement, Arc::new(Signal::default()));
+    Ok((app, parts.store))
 }
 
 /// The batching writers, and the seeds' lock baseline when configured.
@@ -206,6 +242,15 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> App {
         metrics: parts.metrics.clone(),
         events: parts.events.clone(),
     });
+    let points = Arc::new(Points {
+        store: parts.store.clone(),
+        clock: parts.clock.clone(),
+        metrics: parts.metrics.clone(),
+        events: parts.events.clone(),
+        earn_rate_bps: parts.config.points_earn_rate_bps,
+        valid_days: parts.config.points_valid_days,
+    });
+    let handlers = handlers::all(points.clone(), payments.clone(), signal.clone());
     App {
         accounts: Accounts {
             store: parts.store.clone(),
@@ -236,17 +281,10 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> App {
             parts.metrics.clone(),
             parts.events.clone(),
         )),
-        points: Arc::new(Points {
-            store: parts.store.clone(),
-            clock: parts.clock.clone(),
-            metrics: parts.metrics.clone(),
-            events: parts.events.clone(),
-            earn_rate_bps: parts.config.points_earn_rate_bps,
-            valid_days: parts.config.points_valid_days,
-        }),
+        points,
         dead_letters: Arc::new(DeadLetters {
             store: parts.store.clone(),
-            handlers: Handlers::default(),
+            handlers,
             clock: parts.clock.clone(),
             metrics: parts.metrics.clone(),
         }),
@@ -264,8 +302,7 @@ fn dispatcher(
     parts: &Parts,
     hub: Arc<Hub>,
     progress: DispatchProgress,
-    signal: Arc<Signal>,
-    earn_queue: &Arc<EarnQueue>,
+    subscribers: Vec<Arc<dyn Subscriber>>,
 ) -> Dispatcher {
     Dispatcher {
         store: parts.store.clone(),
@@ -274,7 +311,7 @@ fn dispatcher(
         auth: parts.auth.clone(),
         metrics: parts.metrics.clone(),
         clock: parts.clock.clone(),
-        subscribers: vec![signal, earn_queue.clone()],
+        subscribers,
         progress,
         poll: Duration::from_millis(parts.config.outbox_poll_ms),
     }
@@ -284,11 +321,10 @@ fn scheduler(
     parts: &Parts,
     app: &App,
     signal: Arc<Signal>,
-    earn_queue: Arc<EarnQueue>,
+    earn_queue: Option<Arc<EarnQueue>>,
+    holder: String,
 ) -> Scheduler {
     let config = &parts.config;
-    // Unique per process: the leases tell nodes apart by it.
-    let holder = format!("node-{}", crate::auth::random_token(12));
     let mut scheduler = Scheduler::new(parts.store.clone(), parts.clock.clone(), holder);
     scheduler.add(Arc::new(Sweeper {
         orders: app.orders.clone(),
@@ -309,13 +345,86 @@ fn scheduler(
         offers: Arc::new(offers),
         interval: Duration::from_millis(config.waitlist_interval_ms),
     }));
-    scheduler.add(Arc::new(EarnJob {
-        points: app.points.clone(),
-        queue: earn_queue,
-    }));
+    if let Some(queue) = earn_queue {
+        scheduler.add(Arc::new(EarnJob {
+            points: app.points.clone(),
+            queue,
+        }));
+    }
     scheduler.add(Arc::new(ExpiryJob {
         points: app.points.clone(),
         interval: Duration::from_secs(config.points_expiry_interval_secs),
     }));
+    scheduler.add(Arc::new(DlqRetryJob {
+        dead_letters: app.dead_letters.clone(),
+        interval: Duration::from_secs(config.dlq_retry_interval_secs),
+        max_retries: config.dlq_retry_max,
+    }));
     scheduler
+}
+
+/// With Kafka (`kafka_brokers`): the outbox relay (one node at a time holds its lease), and
+/// this node's consumer workers when `workers`.
+#[cfg(feature = "kafka")]
+async fn kafka(
+    parts: &Parts,
+    app: &App,
+    holder: String,
+    workers: bool,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    use crate::events::kafka::{KafkaSettings, Relay, Workers};
+    let config = &parts.config;
+    let Some(brokers) = &config.kafka_brokers else {
+        return Ok(Vec::new());
+    };
+    let partitions = crate::config::partitions::TopicPartitions::parse(&config.kafka_partitions)
+        .map_err(|e| anyhow::anyhow!("kafka_partitions {e}"))?;
+    let settings = KafkaSettings {
+        brokers: brokers.clone(),
+        prefix: config.kafka_topic_prefix.clone(),
+        partitions: partitions.named().to_vec(),
+        other_partitions: partitions.others(),
+    };
+    if let Err(e) = settings.ensure_all_topics().await {
+        // Not fatal: the relay and the workers create their topics when the broker is back.
+        tracing::warn!(error = %e, "could not create the Kafka topics at start");
+    }
+    let relay = Relay {
+        store: parts.store.clone(),
+        settings: settings.clone(),
+        clock: parts.clock.clone(),
+        metrics: parts.metrics.clone(),
+        holder,
+        lease: Duration::from_millis(config.relay_lease_ms),
+        poll: Duration::from_millis(config.relay_poll_ms),
+        batch_max: config.relay_batch_max,
+    };
+    let mut tasks = vec![tokio::spawn(relay.run(shutdown.clone()))];
+    if workers {
+        let workers = Workers {
+            store: parts.store.clone(),
+            settings,
+            handlers: app.dead_letters.handlers.clone(),
+            clock: parts.clock.clone(),
+            metrics: parts.metrics.clone(),
+            max_attempts: config.consumer_max_attempts,
+            backoff: Duration::from_millis(config.consumer_backoff_ms),
+        };
+        tasks.extend(workers.start(shutdown).await?);
+    }
+    Ok(tasks)
+}
+
+/// Without the `kafka` feature there is nothing to start (the configuration refuses
+/// `kafka_brokers` in such a build).
+#[cfg(not(feature = "kafka"))]
+async fn kafka(
+    _parts: &Parts,
+    _app: &App,
+    _holder: String,
+    _workers: bool,
+    _shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    Ok(Vec::new())
 }

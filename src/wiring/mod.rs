@@ -1,16 +1,19 @@
 //! Wires the parts together: the store, the clock, auth, what nodes share, the event
 //! dispatcher, the use cases, the jobs and the HTTP router. `main` and `cli` only parse
 //! configuration and call [`Server::bind`] and [`Server::run`]; tests do the same on port 0,
-//! with a clock of their own ([`Server::bind_with_clock`]). Nothing else imports this
-//! module.
+//! with a clock of their own ([`Server::bind_with_clock`]). An operator's command that needs
+//! the use cases themselves (a dead-letter replay runs the node's handlers) takes an
+//! [`OperatorApp`]. Nothing else imports this module.
 
 mod build;
 
 pub use build::{auth_service, open_store};
 
+use crate::app::App;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, Workers};
 use crate::http::AppState;
+use crate::store::Store;
 use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,7 +39,8 @@ impl Server {
     pub async fn bind_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Server> {
         config.validate()?;
         let (stop, shutdown) = watch::channel(false);
-        let node = build::node(config, clock, shutdown).await?;
+        let workers = config.workers == Workers::On;
+        let node = build::node(config, clock, workers, shutdown).await?;
         let listener = TcpListener::bind(node.state.config.http_addr)
             .await
             .with_context(|| format!("binding {}", node.state.config.http_addr))?;
@@ -89,6 +93,54 @@ impl Server {
         store.close().await;
         Ok(())
     }
+}
+
+/// A node's use cases for a command at the operator's shell, built from the configuration
+/// as `serve` builds them (the same store, handlers and settings), serving nothing and
+/// running no background work. [`OperatorApp::close`] it when done.
+pub struct OperatorApp {
+    pub app: App,
+    store: Arc<dyn Store>,
+    stop: watch::Sender<bool>,
+}
+
+impl OperatorApp {
+    pub async fn open(config: Config) -> anyhow::Result<OperatorApp> {
+        config.validate()?;
+        let (stop, shutdown) = watch::channel(false);
+        let (app, store) = build::operator(config, Arc::new(SystemClock), shutdown).await?;
+        Ok(OperatorApp { app, store, stop })
+    }
+
+    /// Stops the placement writers and closes the database.
+    pub async fn close(self) {
+        let _ = self.stop.send(true);
+        drop(self.app);
+        self.store.close().await;
+    }
+}
+
+/// `stampede worker`: a node without the HTTP API that runs the consumer workers (and
+/// everything else a node runs in the background: the relay when it holds the lease, the
+/// scheduled jobs) until `shutdown` completes.
+pub async fn work(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    anyhow::ensure!(
+        config.kafka_brokers.is_some(),
+        "stampede worker consumes from Kafka: set STAMPEDE_KAFKA_BROKERS"
+    );
+    let (stop, stopping) = watch::channel(false);
+    let node = build::node(config, Arc::new(SystemClock), true, stopping).await?;
+    shutdown.await;
+    let _ = stop.send(true);
+    for task in node.tasks {
+        let _ = task.await;
+    }
+    node.state.store.close().await;
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -27,6 +27,7 @@ mod bad_input;
 mod catalog;
 mod confirm;
 mod coupons;
+mod dead_letters;
 mod events;
 mod lifecycle;
 mod listing_cache;

@@ -312,7 +312,7 @@ backend_tests!(verify_notices_tampered_points, |app| async move {
 });
 
 /// A buyer's order of one 10,000-won unit, paid and confirmed; returns the buyer and id.
-async fn confirmed_purchase(app: &TestApp) -> (String, i64) {
+pub(crate) async fn confirmed_purchase(app: &TestApp) -> (String, i64) {
     let product = app.simple_product(10_000, 5).await;
     let buyer = app.buyer().await;
     let order = app.order_ok(&buyer, &[(product, 1)]).await;

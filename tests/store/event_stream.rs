@@ -19,7 +19,7 @@ store_tests!(relay_progress_only_moves_forward, |store| async move {
 
 fn letter(offset: i64) -> NewDeadLetter {
     NewDeadLetter {
-        handler: "stampede.points-earner".into(),
+        handler: "points-earn".into(),
         topic: "stampede.order".into(),
         partition: 3,
         offset,
@@ -106,5 +106,34 @@ store_tests!(
         assert_eq!(again.id, first.id);
         assert_eq!((again.status, again.attempts), (DeadLetterStatus::Open, 7));
         assert!(store.dead_letter(999_999).await.unwrap().is_none());
+    }
+);
+
+store_tests!(
+    events_appended_under_a_claim_are_appended_once,
+    |store| async move {
+        let before = store.last_event_id().await.unwrap();
+        let refunded = || stampede::domain::events::payment_refunded(7, 5_000);
+        assert!(store
+            .append_events(Some(("refund-retrier", 99)), &[refunded()], NOW)
+            .await
+            .unwrap());
+        // A redelivery of event 99 to the same handler appends nothing.
+        assert!(!store
+            .append_events(Some(("refund-retrier", 99)), &[refunded()], NOW)
+            .await
+            .unwrap());
+        // Another handler's claim on the same event is its own.
+        assert!(store
+            .append_events(Some(("other", 99)), &[], NOW)
+            .await
+            .unwrap());
+        // Without a claim, every call appends.
+        let failed = stampede::domain::events::payment_refund_failed(7, 5_000, "timeout");
+        assert!(store.append_events(None, &[failed], NOW).await.unwrap());
+        let events = store.events_after(before, 10).await.unwrap();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["payment.refunded", "payment.refund_failed"]);
+        assert!(events.iter().all(|e| e.aggregate_type == "order" && e.aggregate_id == 7));
     }
 );

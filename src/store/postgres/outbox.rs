@@ -74,6 +74,29 @@ impl OutboxStore for PgStore {
     async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
         events_after(&self.pool, after, limit).await
     }
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    async fn append_events(
+        &self,
+        claim: Option<(&str, i64)>,
+        events: &[NewEvent],
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((consumer, event_id)) = claim {
+            let claimed = sqlx::query(sql::CLAIM_EVENT)
+                .bind(consumer)
+                .bind(event_id)
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await?;
+            if claimed.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
+        append(&mut tx, events, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
 
 /// Takes the horizon lock exclusively inside `tx`; see the module comment.

@@ -50,4 +50,27 @@ impl OutboxStore for SqliteStore {
             .await?;
         rows.iter().map(event_from_row).collect()
     }
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    async fn append_events(
+        &self,
+        claim: Option<(&str, i64)>,
+        events: &[NewEvent],
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write_tx().await?;
+        if let Some((consumer, event_id)) = claim {
+            let claimed = sqlx::query(sql::CLAIM_EVENT)
+                .bind(consumer)
+                .bind(event_id)
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await?;
+            if claimed.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
+        append(&mut tx, events, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }

@@ -134,9 +134,12 @@ pub(super) async fn take_from_lots(
     Ok(())
 }
 
-/// The buyer and the points their confirmed order earns; `None` when it earns nothing
-/// (too small, not confirmed, no such order, or it already earned).
-async fn earnable(conn: &mut PgConnection, earning: &Earning) -> StoreResult<Option<(i64, i64)>> {
+/// The buyer and the points their confirmed order earns: `None` when there is no such
+/// confirmed order, `Some(None)` when it earns nothing (too small, or it already earned).
+async fn earnable(
+    conn: &mut PgConnection,
+    earning: &Earning,
+) -> StoreResult<Option<Option<(i64, i64)>>> {
     let order: Option<(i64, i64)> = sqlx::query_as(sql::CONFIRMED_ORDER_PAYABLE)
         .bind(earning.order_id)
         .fetch_optional(&mut *conn)
@@ -146,13 +149,10 @@ async fn earnable(conn: &mut PgConnection, earning: &Earning) -> StoreResult<Opt
         .bind(earning.order_id)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(order
-        .filter(|_| !earned_before)
-        .map(|(user_id, payable)| {
-            let amount = crate::domain::points::earned_points(payable, earning.rate_bps);
-            (user_id, amount)
-        })
-        .filter(|(_, amount)| *amount > 0))
+    Ok(order.map(|(user_id, payable)| {
+        let amount = crate::domain::points::earned_points(payable, earning.rate_bps);
+        Some((user_id, amount)).filter(|(_, amount)| *amount > 0 && !earned_before)
+    }))
 }
 
 pub(super) async fn earn(
@@ -172,7 +172,13 @@ pub(super) async fn earn(
     if first.rows_affected() == 0 {
         return Ok(EarnOutcome::AlreadyProcessed);
     }
-    let Some((user_id, amount)) = earnable(&mut tx, earning).await? else {
+    let Some(earnable) = earnable(&mut tx, earning).await? else {
+        // Not recorded: the event claims more than the books show, so it is retried (and
+        // kept as a dead letter if it never comes true).
+        tx.rollback().await?;
+        return Ok(EarnOutcome::NotConfirmed);
+    };
+    let Some((user_id, amount)) = earnable else {
         // Recorded as processed all the same: the event is done with.
         tx.commit().await?;
         return Ok(EarnOutcome::Nothing);
