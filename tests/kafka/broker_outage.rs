@@ -74,17 +74,20 @@ async fn a_broker_down_for_ten_seconds_stops_no_order_and_loses_no_event() {
             );
             assert!(lag > 0.0, "relay_lag_events was {lag} with the broker down");
 
+            let resumed = Instant::now();
             place(app, &buyers, product, 10 + during, 5).await;
             let events = outbox_events(&app.database_url).await;
             let received = read_until_published(&k.broker.bootstrap(), &events, WITHIN).await;
+            let caught_up = resumed.elapsed();
             let repeats = assert_published_none_lost(&events, &received);
             eventually(WITHIN, "relay_lag_events back to 0", || async {
                 (k.metric("relay_lag_events", &[]).await == 0.0).then_some(())
             })
             .await;
             eprintln!(
-                "broker outage: {during} orders placed during {PAUSE:?} (slowest {slowest:?}); \
-             {} events, {repeats} republished",
+                "broker outage: {during} orders placed during {PAUSE:?} (slowest \
+                 {slowest:?}); {} events, all on their topics {caught_up:?} after the broker \
+                 was back; {repeats} republished",
                 events.len()
             );
         },

@@ -3,6 +3,10 @@
 //! configured attempts (a `dead_letters` row and a copy on `stampede.dlq`) while the other
 //! messages keep flowing; after the order really is confirmed and the letter replayed, it
 //! is processed once and the buyer has earned once.
+//!
+//! The poison goes to the partition of another buyer's order, ahead of that order's
+//! confirmation: that buyer earning proves the partition moved on past it (on any other
+//! partition, the confirmation would never have been behind it).
 
 use crate::harness::{
     confirm_ok, earning, outbox_events, pay_ok, points_balance, read_until_published, run,
@@ -92,16 +96,28 @@ async fn a_poison_message_is_dead_lettered_while_others_flow_and_replays_once() 
             pay_ok(app, bob, &bob_order).await;
 
             // The forged confirmation looks like the real one would: ann's `order.paid`
-            // with the status changed, under an event id no outbox row has. Produced once
-            // the relay has created the topic (the broker would otherwise create it with
-            // its own partition count).
+            // with the status changed, under an event id no outbox row has.
             let events = outbox_events(&app.database_url).await;
-            let paid = events
+            let paid_event = |order_id: i64| {
+                events
+                    .iter()
+                    .find(|e| e.event_type == "order.paid" && e.aggregate_id == order_id)
+                    .expect("the order.paid event in the outbox")
+                    .clone()
+            };
+            let paid = paid_event(ann_id);
+            let bob_paid = paid_event(int(&bob_order, "id"));
+            let published = read_until_published(
+                &k.broker.bootstrap(),
+                &[paid.clone(), bob_paid.clone()],
+                WITHIN,
+            )
+            .await;
+            let bob_partition = published
                 .iter()
-                .find(|e| e.event_type == "order.paid" && e.aggregate_id == ann_id)
-                .expect("ann's order.paid in the outbox")
-                .clone();
-            read_until_published(&k.broker.bootstrap(), std::slice::from_ref(&paid), WITHIN).await;
+                .find(|m| m.event_id() == Some(bob_paid.id))
+                .unwrap()
+                .partition;
             let forged_id = FORGED_ID_BASE + ann_id;
             let mut payload: Value = serde_json::from_str(&paid.payload).unwrap();
             payload["status"] = json!("confirmed");
@@ -124,10 +140,18 @@ async fn a_poison_message_is_dead_lettered_while_others_flow_and_replays_once() 
             ];
             let producer = TestProducer::new(&k.broker.bootstrap());
             let (partition, offset) = producer
-                .produce(&topic, &ann_id.to_string(), forged.as_bytes(), &headers)
+                .produce_to(
+                    &topic,
+                    Some(bob_partition),
+                    &ann_id.to_string(),
+                    forged.as_bytes(),
+                    &headers,
+                )
                 .await;
+            assert_eq!(partition, bob_partition);
 
-            // Others keep flowing: bob confirms after the poison was sent, and earns.
+            // Others keep flowing: bob confirms after the poison was sent, his confirmation
+            // lands behind it on the same partition, and he earns.
             confirm_ok(app, bob, int(&bob_order, "id")).await;
             wait_for_balance(app, bob, earning(&bob_order), WITHIN).await;
 
@@ -150,6 +174,17 @@ async fn a_poison_message_is_dead_lettered_while_others_flow_and_replays_once() 
             assert_eq!(letter.message_key, Some(ann_id.to_string()), "{letter:?}");
             assert_eq!(letter.message, forged, "{letter:?}");
             assert_eq!(letter.event_id, Some(forged_id));
+            // Every attempt, as the handler's own counters saw them: nothing else failed
+            // in this test.
+            let handler = [("handler", "points-earn")];
+            assert_eq!(
+                k.metric("consumer_failed_total", &handler).await,
+                f64::from(MAX_ATTEMPTS)
+            );
+            assert_eq!(
+                k.metric("consumer_dead_lettered_total", &handler).await,
+                1.0
+            );
             assert_eq!(
                 processed(&k, forged_id).await,
                 0,

@@ -104,3 +104,178 @@ async fn a_private_broker_takes_messages_pauses_and_resumes() {
     })
     .await;
 }
+
+/// The checks the Kafka tests end with, on made-up messages: each must refuse what it is
+/// there to catch, or a passing test would mean nothing.
+mod checks {
+    use crate::harness::{
+        assert_published_exactly_once, assert_published_none_lost, OutboxEvent, Received,
+    };
+    use serde_json::{json, Value};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    fn event(id: i64, aggregate_id: i64) -> OutboxEvent {
+        OutboxEvent {
+            id,
+            aggregate_type: "order".to_owned(),
+            aggregate_id,
+            event_type: "order.paid".to_owned(),
+            payload: format!(r#"{{"order_id":{aggregate_id},"status":"paid"}}"#),
+            created_at: 1_764_000_000_123 + id,
+        }
+    }
+
+    fn value(e: &OutboxEvent) -> Value {
+        let nanos = i128::from(e.created_at) * 1_000_000;
+        let created_at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        json!({
+            "id": e.id,
+            "type": e.event_type,
+            "aggregate_type": e.aggregate_type,
+            "aggregate_id": e.aggregate_id,
+            "payload": serde_json::from_str::<Value>(&e.payload).unwrap(),
+            "created_at": created_at,
+        })
+    }
+
+    /// `e` as the relay publishes it, at `offset` of partition `aggregate_id % 2`.
+    fn message(e: &OutboxEvent, offset: i64) -> Received {
+        Received {
+            topic: e.topic(),
+            partition: (e.aggregate_id % 2) as i32,
+            offset,
+            key: Some(e.aggregate_id.to_string()),
+            value: value(e).to_string().into_bytes(),
+            headers: vec![
+                ("event-id".to_owned(), Some(e.id.to_string())),
+                ("event-type".to_owned(), Some(e.event_type.clone())),
+            ],
+        }
+    }
+
+    fn events() -> Vec<OutboxEvent> {
+        vec![event(1, 10), event(2, 11), event(3, 10), event(4, 10)]
+    }
+
+    fn published(events: &[OutboxEvent]) -> Vec<Received> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| message(e, i as i64))
+            .collect()
+    }
+
+    fn exactly_once_refuses(received: &[Received]) -> bool {
+        catch_unwind(AssertUnwindSafe(|| {
+            assert_published_exactly_once(&events(), received)
+        }))
+        .is_err()
+    }
+
+    fn none_lost_refuses(received: &[Received]) -> bool {
+        catch_unwind(AssertUnwindSafe(|| {
+            assert_published_none_lost(&events(), received)
+        }))
+        .is_err()
+    }
+
+    /// `edit` applied to the message of event 3.
+    fn with_third(edit: impl FnOnce(&mut Received)) -> Vec<Received> {
+        let mut received = published(&events());
+        edit(&mut received[2]);
+        received
+    }
+
+    fn edit_value(message: &mut Received, edit: impl FnOnce(&mut Value)) {
+        let mut value: Value = serde_json::from_slice(&message.value).unwrap();
+        edit(&mut value);
+        message.value = value.to_string().into_bytes();
+    }
+
+    #[test]
+    fn the_outbox_as_published_passes() {
+        let received = published(&events());
+        assert_published_exactly_once(&events(), &received);
+        assert_eq!(assert_published_none_lost(&events(), &received), 0);
+        // Later events (higher ids than the outbox read) are left out.
+        let mut later = received.clone();
+        later.push(message(&event(5, 10), 9));
+        assert_published_exactly_once(&events(), &later);
+    }
+
+    #[test]
+    fn a_repeat_fails_exactly_once_but_not_none_lost() {
+        let mut received = published(&events());
+        received.push(message(&events()[2], 7));
+        assert!(exactly_once_refuses(&received));
+        assert_eq!(assert_published_none_lost(&events(), &received), 1);
+    }
+
+    #[test]
+    fn a_lost_or_overtaken_event_fails_both() {
+        let all = published(&events());
+        let lost: Vec<Received> = all.iter().filter(|m| m.offset != 2).cloned().collect();
+        assert!(exactly_once_refuses(&lost));
+        assert!(none_lost_refuses(&lost));
+        // Key 10's events 3 and 4 swapped on their partition.
+        let swapped = with_third(|m| m.offset = 9);
+        assert!(exactly_once_refuses(&swapped));
+        assert!(none_lost_refuses(&swapped));
+        // A repeat of event 3 cannot hide that event 4 came first.
+        let mut late: Vec<Received> = all.iter().filter(|m| m.offset != 2).cloned().collect();
+        late.push(message(&events()[2], 9));
+        assert!(none_lost_refuses(&late));
+    }
+
+    #[test]
+    fn any_difference_from_the_row_fails() {
+        let cases: Vec<(&str, Vec<Received>)> = vec![
+            ("key", with_third(|m| m.key = Some("11".to_owned()))),
+            ("no key", with_third(|m| m.key = None)),
+            (
+                "topic",
+                with_third(|m| m.topic = "stampede.other".to_owned()),
+            ),
+            ("partition", with_third(|m| m.partition = 1)),
+            (
+                "event-id header",
+                with_third(|m| m.headers[0].1 = Some("4".to_owned())),
+            ),
+            ("event-type header", with_third(|m| m.headers.truncate(1))),
+            ("id", with_third(|m| edit_value(m, |v| v["id"] = json!(9)))),
+            (
+                "type",
+                with_third(|m| edit_value(m, |v| v["type"] = json!("order.placed"))),
+            ),
+            (
+                "payload",
+                with_third(|m| edit_value(m, |v| v["payload"]["status"] = json!("x"))),
+            ),
+            (
+                "created_at",
+                with_third(|m| edit_value(m, |v| v["created_at"] = json!("2025-11-24T16:00:00Z"))),
+            ),
+            (
+                "extra field",
+                with_third(|m| edit_value(m, |v| v["extra"] = json!(1))),
+            ),
+            ("not JSON", with_third(|m| m.value = b"order 3".to_vec())),
+        ];
+        for (what, received) in cases {
+            assert!(exactly_once_refuses(&received), "a wrong {what} passed");
+            assert!(none_lost_refuses(&received), "a wrong {what} passed");
+        }
+        let mut unknown = published(&events());
+        let mut stranger = message(&event(3, 10), 9);
+        edit_value(&mut stranger, |v| v["id"] = json!(0));
+        stranger.headers[0].1 = Some("0".to_owned());
+        unknown.push(stranger);
+        assert!(
+            exactly_once_refuses(&unknown),
+            "an id the outbox lacks passed"
+        );
+    }
+}

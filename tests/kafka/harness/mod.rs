@@ -20,7 +20,7 @@ pub use broker::PrivateBroker;
 pub use nodes::{metrics, sample, NodeProcess};
 pub use outbox::{
     assert_published_exactly_once, assert_published_none_lost, outbox_events, read_until_published,
-    PREFIX,
+    OutboxEvent, PREFIX,
 };
 pub use shop::{confirm_ok, earning, pay_ok, points_balance, wait_for_balance};
 use stampede::config::Config;

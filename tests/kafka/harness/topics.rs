@@ -231,6 +231,18 @@ impl TestProducer {
         value: &[u8],
         headers: &[(String, Option<String>)],
     ) -> (i32, i64) {
+        self.produce_to(topic, None, key, value, headers).await
+    }
+
+    /// [`produce`](Self::produce) to `partition` when given, else where the key hashes.
+    pub async fn produce_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        value: &[u8],
+        headers: &[(String, Option<String>)],
+    ) -> (i32, i64) {
         let mut owned = OwnedHeaders::new();
         for (name, value) in headers {
             owned = owned.insert(Header {
@@ -238,10 +250,13 @@ impl TestProducer {
                 value: value.as_deref(),
             });
         }
-        let record = FutureRecord::to(topic)
+        let mut record = FutureRecord::to(topic)
             .key(key)
             .payload(value)
             .headers(owned);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         let delivery = self
             .0
             .send(record, REQUEST_TIMEOUT)
