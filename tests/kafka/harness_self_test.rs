@@ -279,3 +279,90 @@ mod checks {
         );
     }
 }
+
+/// The link to a broker, on a stand-in broker that records what reaches it: it forwards,
+/// holds while cut off, delivers what waited on release — but not what a client that went
+/// away meanwhile had sent.
+mod link {
+    use crate::harness::link::Link;
+    use crate::helpers::eventually;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const WITHIN: Duration = Duration::from_secs(10);
+
+    /// Per connection accepted, what arrived, and whether it was closed.
+    type Arrived = Arc<Mutex<Vec<(Vec<u8>, bool)>>>;
+
+    async fn stand_in() -> (u16, Arrived) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let arrived: Arrived = Arc::default();
+        let record = arrived.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let record = record.clone();
+                let index = {
+                    let mut all = record.lock().unwrap();
+                    all.push((Vec::new(), false));
+                    all.len() - 1
+                };
+                tokio::spawn(async move {
+                    let mut buffer = [0_u8; 1024];
+                    loop {
+                        let n = socket.read(&mut buffer).await.unwrap_or(0);
+                        let mut all = record.lock().unwrap();
+                        if n == 0 {
+                            all[index].1 = true;
+                            return;
+                        }
+                        all[index].0.extend_from_slice(&buffer[..n]);
+                    }
+                });
+            }
+        });
+        (port, arrived)
+    }
+
+    async fn wait_for(arrived: &Arrived, what: &str, check: impl Fn(&[(Vec<u8>, bool)]) -> bool) {
+        eventually(WITHIN, what, || {
+            let done = check(&arrived.lock().unwrap());
+            async move { done.then_some(()) }
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_cut_off_link_holds_and_drops_what_dead_clients_sent() {
+        let (upstream, arrived) = stand_in().await;
+        let link = Link::start(upstream).await;
+        let address = ("127.0.0.1", link.port());
+        let mut alive = TcpStream::connect(address).await.unwrap();
+        alive.write_all(b"a1").await.unwrap();
+        wait_for(&arrived, "a1 through the link", |a| {
+            a.len() == 1 && a[0].0 == b"a1"
+        })
+        .await;
+
+        link.hold();
+        alive.write_all(b"a2").await.unwrap();
+        let mut dying = TcpStream::connect(address).await.unwrap();
+        dying.write_all(b"b1").await.unwrap();
+        wait_for(&arrived, "the second connection", |a| a.len() == 2).await;
+        drop(dying);
+        // Not a wait for something to happen: the check is that nothing does for a while.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(arrived.lock().unwrap()[0].0, b"a1", "a2 passed while held");
+
+        link.release();
+        wait_for(&arrived, "a2 after the release", |a| a[0].0 == b"a1a2").await;
+        wait_for(&arrived, "the dead client's connection closed", |a| a[1].1).await;
+        assert_eq!(
+            arrived.lock().unwrap()[1].0,
+            b"",
+            "what the dead client sent while held was delivered"
+        );
+    }
+}

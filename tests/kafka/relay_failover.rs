@@ -5,6 +5,13 @@
 //! first appearances in outbox order. Repeats are allowed (the successor republishes what
 //! the dead holder had sent but not recorded; consumers dedupe by event id).
 //!
+//! The kill lands while the holder has a batch sent and not acknowledged — the moment a
+//! relay that recorded its progress before the broker's acks would lose events. A relay
+//! spends most of its time between batches, so the test makes that moment last: it cuts
+//! the broker off until the holder is stuck on a batch, kills the holder, then restores
+//! the link. What the holder had sent dies with it (as with a crashed host), so the
+//! successor must publish that batch from the recorded position.
+//!
 //! Orders go through the test's in-process node, which stays off Kafka so that it can never
 //! be the relay holder the test must kill; it shares the database with the three.
 
@@ -27,6 +34,27 @@ const BUYERS: usize = 30;
 /// Orders placed by the stream before the kill, and after the takeover.
 const ORDERS_BEFORE_KILL: usize = 15;
 const ORDERS_AFTER_TAKEOVER: usize = 15;
+
+/// Waits until the relay of the node at `root` has read events it cannot publish: events
+/// behind (`relay_lag_events` > 0) and `relay_published_total` standing still.
+async fn wait_stuck_on_a_batch(client: &reqwest::Client, root: &str) {
+    let deadline = Instant::now() + TAKEOVER_WITHIN;
+    let mut before = None;
+    loop {
+        let text = metrics(client, root).await.expect("the holder's metrics");
+        let lag = sample(&text, "relay_lag_events", &[]).expect("relay_lag_events");
+        let published = sample(&text, "relay_published_total", &[]).expect("relay_published_total");
+        if lag > 0.0 && before == Some(published) {
+            return;
+        }
+        before = Some(published);
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not get stuck on a batch (lag {lag}, published {published})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 /// Which of the live `nodes` holds the relay: polls their metrics until exactly one says
 /// `relay_active 1`. Two at once is a failure (one relay at a time).
@@ -118,8 +146,11 @@ async fn killing_the_relay_holder_loses_nothing_and_reorders_nothing() {
                 stop.clone(),
             );
             wait_placed(&placed, ORDERS_BEFORE_KILL).await;
+            let cut_off = k.broker.cut_off();
+            wait_stuck_on_a_batch(&client, &nodes[holder].root).await;
             nodes[holder].kill9();
             let killed_at = Instant::now();
+            cut_off.restore();
             let successor = relay_holder(&client, &live(&nodes, Some(holder))).await;
             let takeover = killed_at.elapsed();
             assert_ne!(successor, holder);

@@ -1,8 +1,13 @@
-//! A Tansu broker of the test's own: on a free port, in memory, killed on drop. Taken away
-//! and given back by pausing it (SIGSTOP / SIGCONT): a paused broker keeps its connections
-//! open and answers nothing, like a host that stopped responding, and comes back with its
-//! topics (a restart would lose them: its storage is in memory).
+//! A Tansu broker of the test's own: on a free port, in memory, behind a link of the test's
+//! own ([`Link`]), killed on drop. Taken away and given back without losing its topics (a
+//! restart would lose them: its storage is in memory) in two ways:
+//!
+//! - paused (SIGSTOP / SIGCONT): it keeps its connections open and answers nothing, like a
+//!   host that stopped responding; whatever clients sent meanwhile reaches it afterwards;
+//! - cut off ([`Link`]): nothing reaches it; what clients sent meanwhile reaches it
+//!   afterwards, except what a client that died meanwhile had sent.
 
+use super::link::Link;
 use crate::helpers::{eventually, unique};
 use std::fs::File;
 use std::path::PathBuf;
@@ -15,7 +20,9 @@ const LISTEN_WITHIN: Duration = Duration::from_secs(20);
 
 pub struct PrivateBroker {
     child: Child,
+    /// Where the broker itself listens; clients are told the link's address.
     port: u16,
+    link: Link,
     log: PathBuf,
     paused: AtomicBool,
 }
@@ -24,7 +31,9 @@ impl PrivateBroker {
     /// Starts `tansu broker` from the binary at `tansu` and waits until it listens.
     pub async fn start(tansu: &str) -> PrivateBroker {
         let port = free_port();
+        let link = Link::start(port).await;
         let address = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", link.port());
         let log = std::env::temp_dir().join(format!("{}.log", unique("tansu")));
         let out = File::create(&log).expect("create the broker's log file");
         let err = out.try_clone().expect("clone the broker's log file");
@@ -34,7 +43,7 @@ impl PrivateBroker {
             // could set; a cluster id of its own, so no two brokers look alike.
             .args(["--cluster-id", &unique("cluster")])
             .args(["--listener-url", &address])
-            .args(["--advertised-listener-url", &address])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
             .stdout(out)
@@ -44,6 +53,7 @@ impl PrivateBroker {
         let mut broker = PrivateBroker {
             child,
             port,
+            link,
             log,
             paused: AtomicBool::new(false),
         };
@@ -52,7 +62,7 @@ impl PrivateBroker {
     }
 
     async fn wait_listening(&mut self) {
-        let addr = self.bootstrap();
+        let addr = format!("127.0.0.1:{}", self.port);
         let what = format!("the private broker to listen on {addr}");
         eventually(LISTEN_WITHIN, &what, || {
             let addr = addr.clone();
@@ -67,9 +77,16 @@ impl PrivateBroker {
         .await;
     }
 
-    /// `127.0.0.1:PORT`, what `STAMPEDE_KAFKA_BROKERS` and clients take.
+    /// `127.0.0.1:PORT` of the link, what `STAMPEDE_KAFKA_BROKERS` and clients take.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.link.port())
+    }
+
+    /// Cuts every client off the broker until the guard is restored or dropped; see
+    /// [`Link`].
+    pub fn cut_off(&self) -> CutOff<'_> {
+        self.link.hold();
+        CutOff { broker: self }
     }
 
     pub fn pid(&self) -> u32 {
@@ -121,6 +138,23 @@ impl Paused<'_> {
 impl Drop for Paused<'_> {
     fn drop(&mut self) {
         self.broker.resume();
+    }
+}
+
+/// A broker cut off from its clients; see [`PrivateBroker::cut_off`].
+pub struct CutOff<'a> {
+    broker: &'a PrivateBroker,
+}
+
+impl CutOff<'_> {
+    pub fn restore(self) {
+        self.broker.link.release();
+    }
+}
+
+impl Drop for CutOff<'_> {
+    fn drop(&mut self) {
+        self.broker.link.release();
     }
 }
 

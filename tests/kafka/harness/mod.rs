@@ -3,13 +3,15 @@
 //! in-process node, here on that broker), the body, and teardown whatever happened — the
 //! node stops before the broker dies, and the broker dies even when the body panicked.
 //!
-//! - [`broker`] — the private broker, its pause and resume;
+//! - [`broker`] — the private broker, its pause and resume; [`link`] — the network to it,
+//!   cut off and restored;
 //! - [`topics`] — reading topics back, producing, a group's committed offsets;
 //! - [`outbox`] — the outbox rows and the checks that the topics carry them;
 //! - [`nodes`] — nodes as child processes of the binary, and metrics;
 //! - [`shop`] — paying, confirming and points over the API.
 
 pub mod broker;
+pub mod link;
 pub mod nodes;
 pub mod outbox;
 pub mod shop;
