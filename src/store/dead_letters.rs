@@ -71,7 +71,7 @@ pub trait DeadLetterStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<bool>;
     /// A retry or replay that failed again: one more attempt, the new error; one more
-    /// automatic retry when `automatic`.
+    /// automatic retry when `automatic`. Changes nothing once the letter is settled.
     async fn dead_letter_failed(
         &self,
         id: i64,

@@ -522,7 +522,7 @@ pub(crate) const SETTLE_DEAD_LETTER: &str =
 pub(crate) const DEAD_LETTER_FAILED: &str =
     "UPDATE dead_letters SET attempts = attempts + 1, retries = retries + $3, error = $2,
          last_failed_at = $4, updated_at = $4
-     WHERE id = $1";
+     WHERE id = $1 AND status = 'open'";
 
 pub(crate) const RETRYABLE_DEAD_LETTERS: &str = concat!(
     "SELECT ",

@@ -386,10 +386,14 @@ async fn kafka(
         partitions: partitions.named().to_vec(),
         other_partitions: partitions.others(),
     };
-    if let Err(e) = settings.ensure_all_topics().await {
-        // Not fatal: the relay and the workers create their topics when the broker is back.
-        tracing::warn!(error = %e, "could not create the Kafka topics at start");
-    }
+    // In the background, so that a node starts while the broker is away; the relay and the
+    // workers create the topics they use when the broker is back.
+    let creating = settings.clone();
+    tokio::spawn(async move {
+        if let Err(e) = creating.ensure_all_topics().await {
+            tracing::warn!(error = %e, "could not create the Kafka topics at start");
+        }
+    });
     let relay = Relay {
         store: parts.store.clone(),
         settings: settings.clone(),

@@ -134,6 +134,8 @@ store_tests!(
         let events = store.events_after(before, 10).await.unwrap();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         assert_eq!(types, ["payment.refunded", "payment.refund_failed"]);
-        assert!(events.iter().all(|e| e.aggregate_type == "order" && e.aggregate_id == 7));
+        assert!(events
+            .iter()
+            .all(|e| e.aggregate_type == "order" && e.aggregate_id == 7));
     }
 );
