@@ -126,6 +126,8 @@ backend_tests!(ops_endpoints, |app| async move {
         "/api/v1/auth/login",
         "/api/v1/products/{id}/adjust",
         "/api/v1/orders/{id}/confirm",
+        "/api/v1/partner-orders/{id}/ship",
+        "/api/v1/partners/{id}/orders",
     ] {
         assert!(
             paths.contains_key(path),
