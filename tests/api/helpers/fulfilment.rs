@@ -30,20 +30,25 @@ impl TestApp {
         self.post_empty(&path, Some(token)).await
     }
 
-    /// Prepares, ships and delivers every partner order of a paid `order` (as the API
-    /// showed it) through the routes, as the admin, insisting on 200 at each step; returns
-    /// the delivered partner orders.
+    /// Prepares, ships and delivers one paid partner order as `token`, insisting on 200 at
+    /// each step; returns it delivered.
+    pub async fn deliver_part(&self, token: &str, partner_order_id: i64) -> Value {
+        let id = partner_order_id;
+        expect(&self.prepare(token, id).await, 200);
+        let tracking = format!("TRACK-{id}");
+        expect(&self.ship(token, id, "CJ Logistics", &tracking).await, 200);
+        let done = expect(&self.deliver(token, id).await, 200).clone();
+        assert_eq!(done["status"], "delivered", "{done}");
+        done
+    }
+
+    /// Delivers every partner order of a paid `order` (as the API showed it) through the
+    /// routes, as the admin; returns the delivered partner orders.
     pub async fn deliver_all(&self, order: &Value) -> Vec<Value> {
         let admin = self.admin_token().await;
         let mut delivered = Vec::new();
         for part in array(order, "partner_orders") {
-            let id = int(part, "id");
-            expect(&self.prepare(&admin, id).await, 200);
-            let tracking = format!("TRACK-{id}");
-            expect(&self.ship(&admin, id, "CJ Logistics", &tracking).await, 200);
-            let done = expect(&self.deliver(&admin, id).await, 200).clone();
-            assert_eq!(done["status"], "delivered", "{done}");
-            delivered.push(done);
+            delivered.push(self.deliver_part(&admin, int(part, "id")).await);
         }
         delivered
     }
