@@ -97,8 +97,8 @@ metrics! {
         "Orders paid (holds committed)";
     orders_cancelled: Family<ReasonLabels, Counter> = Family::default(),
         "Orders cancelled or refunded, by reason";
-    /// By who confirmed: `buyer`, `admin`, or `auto` (the sweeper, after
-    /// `auto_confirm_after_secs`).
+    /// By who confirmed: `buyer`, `admin`, or `auto` (the sweeper,
+    /// `auto_confirm_after_secs` after the last delivery).
     orders_confirmed: Family<ReasonLabels, Counter> = Family::default(),
         "Purchases confirmed (paid → confirmed), by buyer, admin or auto";
     /// By step: `prepare`, `ship`, `deliver` (`app::fulfilment`).
