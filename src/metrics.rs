@@ -135,7 +135,7 @@ metrics! {
     relay_published: Counter = Counter::default(),
         "Outbox events the broker acknowledged from this node's relay";
     relay_lag_events: Gauge = Gauge::default(),
-        "Outbox events after the relay's position when it last read (0 when caught up)";
+        "Outbox events after the relay's recorded position (0 when caught up; on the holder)";
     /// From an event's commit to the broker's acknowledgement of it.
     relay_lag_seconds: Histogram = Histogram::new(RELAY_LAG_BUCKETS.iter().copied()),
         "Seconds from an outbox event's commit to the broker's acknowledgement";

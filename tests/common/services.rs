@@ -1,14 +1,19 @@
-//! The one rule for the services a test needs beyond SQLite, PostgreSQL and Redis alike:
+//! The one rule for the services a test needs beyond SQLite, PostgreSQL, Redis and Kafka
+//! alike:
 //!
-//! - a service is *available* when its URL variable (`STAMPEDE_TEST_PG_URL`,
-//!   `STAMPEDE_TEST_REDIS_URL`) is set and the service answers there;
+//! - a service is *available* when its variable (`STAMPEDE_TEST_PG_URL`,
+//!   `STAMPEDE_TEST_REDIS_URL`) is set and the service answers there — for Kafka, when
+//!   `STAMPEDE_TEST_TANSU_BIN` names a Tansu broker binary that runs (each Kafka test starts
+//!   brokers of its own from it, so there is no shared broker to probe);
 //! - when it is not available and its require variable (`STAMPEDE_TEST_REQUIRE_PG=1`,
-//!   `STAMPEDE_TEST_REQUIRE_REDIS=1`; `scripts/test` sets both) is set, the test FAILS here,
-//!   saying which variable is missing or what did not answer;
+//!   `STAMPEDE_TEST_REQUIRE_REDIS=1`, `STAMPEDE_TEST_REQUIRE_KAFKA=1`; `scripts/test` sets
+//!   all three) is set, the test FAILS here, saying which variable is missing or what did
+//!   not answer;
 //! - when it is not available and not required, the harness skips the test before the test
 //!   starts anything, with a loud note on stderr (uncaptured: it shows in a normal run).
 //!
-//! The harnesses (`tests/api/helpers`, `tests/store/harness.rs`) call [`available`] once per
+//! The harnesses (`tests/api/helpers`, `tests/store/harness.rs`, `tests/kafka/harness`) call
+//! [`available`] once per
 //! test, before creating a database or a server; test bodies never look for a service and
 //! never return early. Each service is probed once per test process, so every test of a
 //! run gets the same answer and an unreachable service costs one timeout, not one per test.
@@ -24,6 +29,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Service {
     Postgres,
     Redis,
+    /// A Kafka-compatible broker: its "URL" is the path of the Tansu binary.
+    Kafka,
 }
 
 impl Service {
@@ -31,6 +38,7 @@ impl Service {
         match self {
             Service::Postgres => "PostgreSQL",
             Service::Redis => "Redis",
+            Service::Kafka => "Kafka (Tansu)",
         }
     }
 
@@ -38,6 +46,7 @@ impl Service {
         match self {
             Service::Postgres => "STAMPEDE_TEST_PG_URL",
             Service::Redis => "STAMPEDE_TEST_REDIS_URL",
+            Service::Kafka => "STAMPEDE_TEST_TANSU_BIN",
         }
     }
 
@@ -45,14 +54,17 @@ impl Service {
         match self {
             Service::Postgres => "STAMPEDE_TEST_REQUIRE_PG",
             Service::Redis => "STAMPEDE_TEST_REQUIRE_REDIS",
+            Service::Kafka => "STAMPEDE_TEST_REQUIRE_KAFKA",
         }
     }
 
-    /// The argument of `scripts/services.sh` that installs and starts it.
+    /// The argument of `scripts/services.sh` that provides it (installs and starts it; for
+    /// Kafka, installs Tansu and prints the binary's path).
     const fn script_arg(self) -> &'static str {
         match self {
             Service::Postgres => "postgres",
             Service::Redis => "redis",
+            Service::Kafka => "tansu-bin",
         }
     }
 
@@ -72,9 +84,11 @@ impl Service {
     async fn probed(self) -> Result<String, String> {
         static POSTGRES: OnceCell<Result<String, String>> = OnceCell::const_new();
         static REDIS: OnceCell<Result<String, String>> = OnceCell::const_new();
+        static KAFKA: OnceCell<Result<String, String>> = OnceCell::const_new();
         let cell = match self {
             Service::Postgres => &POSTGRES,
             Service::Redis => &REDIS,
+            Service::Kafka => &KAFKA,
         };
         cell.get_or_init(|| self.probe()).await.clone()
     }
@@ -88,13 +102,18 @@ impl Service {
         let answer = match self {
             Service::Postgres => tokio::time::timeout(PROBE_TIMEOUT, probe_postgres(&url)).await,
             Service::Redis => tokio::time::timeout(PROBE_TIMEOUT, probe_redis(&url)).await,
+            Service::Kafka => tokio::time::timeout(PROBE_TIMEOUT, probe_tansu(&url)).await,
+        };
+        // A binary's path has no password to hide.
+        let shown = match self {
+            Service::Kafka => url.clone(),
+            Service::Postgres | Service::Redis => redacted(&url),
         };
         match answer {
             Ok(Ok(())) => Ok(url),
-            Ok(Err(e)) => Err(format!("{var}={} does not answer: {e}", redacted(&url))),
+            Ok(Err(e)) => Err(format!("{var}={shown} does not answer: {e}")),
             Err(_) => Err(format!(
-                "{var}={} did not answer within {PROBE_TIMEOUT:?}",
-                redacted(&url)
+                "{var}={shown} did not answer within {PROBE_TIMEOUT:?}"
             )),
         }
     }
@@ -124,6 +143,31 @@ async fn probe_redis(url: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("PING answered {pong:?}"))
+    }
+}
+
+/// Runs `{bin} --version`: an executable that is not Tansu, or cannot run here (another
+/// architecture), fails now rather than as a broker that never listens.
+async fn probe_tansu(bin: &str) -> Result<(), String> {
+    let bin = bin.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&bin)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot run it: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let version = stdout.lines().next().unwrap_or_default();
+    if output.status.success() && version.starts_with("tansu") {
+        Ok(())
+    } else {
+        Err(format!(
+            "`--version` answered {} with {version:?}, not tansu's version",
+            output.status
+        ))
     }
 }
 
@@ -172,8 +216,7 @@ pub async fn available(needs: &[Service]) -> Option<Available> {
             Ok(url) => urls.push((service, url)),
             Err(why) if service.required() => panic!(
                 "{test} needs {name} and {require}=1 forbids skipping it, but {why}. \
-                 `scripts/services.sh {arg}` installs and starts it; `scripts/test` also sets \
-                 {url_var}.",
+                 `scripts/services.sh {arg}` provides it; `scripts/test` also sets {url_var}.",
                 name = service.name(),
                 require = service.require_var(),
                 arg = service.script_arg(),
@@ -191,7 +234,7 @@ pub async fn available(needs: &[Service]) -> Option<Available> {
         let _ = writeln!(
             std::io::stderr(),
             "\n!!!! SKIPPED {test}: it needs {name}, which is not available ({why}).\n\
-             !!!! It runs when {url_var} points at a running {name}; {require}=1 turns this \
+             !!!! It runs when {url_var} points at a working {name}; {require}=1 turns this \
              skip into a failure (scripts/test sets it).\n",
             name = service.name(),
             url_var = service.url_var(),

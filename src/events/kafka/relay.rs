@@ -108,10 +108,11 @@ impl Relay {
             return Ok(Round::Standby);
         };
         let batch = self.store.events_after(position, self.batch_max).await?;
-        self.metrics.relay_lag_events.set(batch.len() as i64);
         if batch.is_empty() {
+            self.metrics.relay_lag_events.set(0);
             return Ok(Round::Idle);
         }
+        self.report_lag(position).await;
         let new_types: Vec<&str> = batch
             .iter()
             .map(|e| e.aggregate_type.as_str())
@@ -140,6 +141,7 @@ impl Relay {
                 h.position = last.id;
             }
             self.metrics.relay_published.inc_by(acked as u64);
+            self.report_lag(last.id).await;
         }
         match send_error {
             Some(e) => Err(e),
@@ -185,6 +187,16 @@ impl Relay {
             }
         }
         Ok(true)
+    }
+
+    /// `relay_lag_events`: outbox events after `position` (ids are dense enough for a
+    /// gauge; a failed read leaves the last value).
+    async fn report_lag(&self, position: i64) {
+        if let Ok(head) = self.store.last_event_id().await {
+            self.metrics
+                .relay_lag_events
+                .set(head.saturating_sub(position).max(0));
+        }
     }
 
     fn producer(&self) -> anyhow::Result<FutureProducer> {
@@ -249,6 +261,10 @@ impl Relay {
                 _ = tokio::time::sleep(self.lease / 3) => {
                     if !self.keep_lease(held).await? {
                         return Ok(None);
+                    }
+                    // Still waiting (a slow or absent broker): the lag keeps growing.
+                    if let Some(h) = held.as_ref() {
+                        self.report_lag(h.position).await;
                     }
                 }
             }
