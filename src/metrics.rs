@@ -28,6 +28,12 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// A seller's step on a partner order: `prepare`, `ship` or `deliver`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: String,
+}
+
 /// A consumer worker's handler (`points-earn`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandlerLabels {
@@ -91,10 +97,13 @@ metrics! {
         "Orders paid (holds committed)";
     orders_cancelled: Family<ReasonLabels, Counter> = Family::default(),
         "Orders cancelled or refunded, by reason";
-    /// By who confirmed: `buyer`, `admin`, or `auto` (the sweeper, after
-    /// `auto_confirm_after_secs`).
+    /// By who confirmed: `buyer`, `admin`, or `auto` (the sweeper,
+    /// `auto_confirm_after_secs` after the last delivery).
     orders_confirmed: Family<ReasonLabels, Counter> = Family::default(),
         "Purchases confirmed (paid → confirmed), by buyer, admin or auto";
+    /// By step: `prepare`, `ship`, `deliver` (`app::fulfilment`).
+    partner_orders_advanced: Family<StepLabels, Counter> = Family::default(),
+        "Partner orders moved a step by their sellers (paid → preparing → shipped → delivered)";
     holds_expired: Counter = Counter::default(),
         "Orders whose payment deadline passed and whose holds were released";
     payments: Family<ReasonLabels, Counter> = Family::default(),

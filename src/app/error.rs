@@ -35,6 +35,13 @@ pub enum AppError {
     OrderNotCancellable,
     #[error("only a paid order can be confirmed")]
     OrderNotConfirmable,
+    /// A paid order with a partner order neither delivered nor cancelled yet.
+    #[error("the purchase can be confirmed once every partner order is delivered")]
+    OrderNotDelivered,
+    /// A partner order asked to take a step its status does not allow (the message says
+    /// which status and step).
+    #[error("{0}")]
+    InvalidTransition(String),
     #[error("amount does not match the order's payable amount")]
     PaymentAmountMismatch,
     #[error("the payment was declined")]

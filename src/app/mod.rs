@@ -9,6 +9,7 @@
 //!   waiting room, and the seeds' lock-per-product baseline;
 //! - [`orders`]: reading, cancelling and confirming orders, and the deadlines the clock
 //!   enforces; [`payments`]: paying through the gateway, and refunds;
+//! - [`fulfilment`]: sellers preparing, shipping and delivering their partner orders;
 //! - [`coupons`], [`points`], [`waitlist`]: first-come coupons, loyalty points, waitlists;
 //! - [`dead_letters`]: the messages consumers gave up on, for operators and the retry job;
 //! - [`audit`]: what `stampede verify` checks.
@@ -21,6 +22,7 @@ pub mod catalog;
 pub mod coupons;
 pub mod dead_letters;
 pub mod error;
+pub mod fulfilment;
 pub mod orders;
 pub mod payments;
 pub mod placement;
@@ -35,6 +37,7 @@ pub struct App {
     pub catalog: catalog::Catalog,
     pub orders: Arc<orders::Orders>,
     pub payments: Arc<payments::Payments>,
+    pub fulfilment: fulfilment::Fulfilment,
     pub coupons: Arc<coupons::Coupons>,
     pub points: Arc<points::Points>,
     pub waitlists: waitlist::Waitlists,

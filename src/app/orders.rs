@@ -29,7 +29,7 @@ pub struct Orders {
 pub enum ConfirmedBy {
     Buyer,
     Admin,
-    /// The sweeper, `auto_confirm_after_secs` after payment.
+    /// The sweeper, `auto_confirm_after_secs` after the last delivery.
     Auto,
 }
 
@@ -107,7 +107,8 @@ impl Orders {
         }
     }
 
-    /// Confirms the purchase of a paid order, for its buyer or an admin.
+    /// Confirms the purchase of a paid order whose partner orders are all delivered (or
+    /// cancelled), for its buyer or an admin.
     pub async fn confirm(&self, actor: &Actor, id: i64) -> AppResult<OrderRecord> {
         let order = self.visible(actor, id).await?;
         let by = if order.user_id == actor.id {
@@ -124,6 +125,9 @@ impl Orders {
                 Ok(order)
             }
             TransitionOutcome::NotFound => Err(AppError::not_found("order")),
+            TransitionOutcome::Refused(order) if order.status == OrderStatus::Paid => {
+                Err(AppError::OrderNotDelivered)
+            }
             TransitionOutcome::Refused(_) => Err(AppError::OrderNotConfirmable),
         }
     }
@@ -152,9 +156,9 @@ impl Orders {
         Ok(expired)
     }
 
-    /// Confirms up to `limit` paid orders whose `paid_at + after_secs <= now`. An order
-    /// the buyer confirmed, or that was refunded, since it was listed is refused and
-    /// skipped.
+    /// Confirms up to `limit` paid orders whose last partner order was delivered at least
+    /// `after_secs` before `now` (one query finds them all). An order the buyer confirmed,
+    /// or that was refunded, since it was listed is refused and skipped.
     pub async fn confirm_due(
         &self,
         now: Timestamp,

@@ -46,8 +46,8 @@ settings! {
         sweeper_interval_ms: u64 = 1000, 10..=3_600_000;
         /// Orders the sweeper expires, and orders it confirms, per pass.
         sweeper_batch_max: i64 = 500, 1..=10_000;
-        /// How long after payment the sweeper confirms a purchase the buyer has not
-        /// confirmed (at most 90 days).
+        /// How long after its last partner order was delivered the sweeper confirms a
+        /// purchase the buyer has not confirmed (at most 90 days).
         auto_confirm_after_secs: u64 = 7 * 86_400, 1..=90 * 86_400;
         /// How long a waitlist offer (a held order) waits for payment before it lapses and
         /// passes to the next in line.

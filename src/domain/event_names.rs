@@ -11,6 +11,8 @@ pub const PARTNER: &str = "partner";
 pub const WAITLIST: &str = "waitlist";
 /// Aggregate id: the coupon campaign (so one campaign's events stay in order).
 pub const COUPON: &str = "coupon";
+/// Aggregate id: the partner order (one seller's part of an order).
+pub const PARTNER_ORDER: &str = "partner_order";
 
 pub const ORDER_PLACED: &str = "order.placed";
 pub const ORDER_PAID: &str = "order.paid";
@@ -26,6 +28,11 @@ pub const SESSION_STARTED: &str = "session.started";
 pub const SESSION_ROTATED: &str = "session.rotated";
 pub const USER_CREATED: &str = "user.created";
 pub const PARTNER_CREATED: &str = "partner.created";
+/// A seller's steps after payment (`domain::fulfilment`): `paid → preparing → shipped →
+/// delivered`.
+pub const PARTNER_ORDER_PREPARING: &str = "partner_order.preparing";
+pub const PARTNER_ORDER_SHIPPED: &str = "partner_order.shipped";
+pub const PARTNER_ORDER_DELIVERED: &str = "partner_order.delivered";
 pub const PAYMENT_FAILED: &str = "payment.failed";
 /// The gateway did not give an order's money back; the refund retrier tries again.
 pub const PAYMENT_REFUND_FAILED: &str = "payment.refund_failed";
@@ -58,5 +65,13 @@ pub const POINTS_REFUNDED: &str = "points.refunded";
 
 /// Every aggregate type: each has its topic on Kafka, created at start.
 pub const AGGREGATES: &[&str] = &[
-    ORDER, PRODUCT, SESSION, USER, PARTNER, WAITLIST, COUPON, POINTS,
+    ORDER,
+    PRODUCT,
+    SESSION,
+    USER,
+    PARTNER,
+    WAITLIST,
+    COUPON,
+    POINTS,
+    PARTNER_ORDER,
 ];

@@ -1,6 +1,7 @@
 //! Events written to the outbox in the same transaction as the state change they describe
 //! (DESIGN §4). Payloads are built here so both stores write byte-identical JSON.
 
+use super::fulfilment::PartnerOrderStatus;
 use super::order::{CancelReason, OrderStatus, Role};
 use super::values::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,23 @@ pub struct OrderStatusChanged {
     pub status: OrderStatus,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    pub at: Timestamp,
+}
+
+/// Payload of every `partner_order.*` event: the part's new status and shipment, with the
+/// order and buyer it belongs to so the dispatcher can route it to their live streams
+/// without a read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartnerOrderChanged {
+    pub partner_order_id: i64,
+    pub order_id: i64,
+    pub user_id: i64,
+    pub partner_id: i64,
+    pub status: PartnerOrderStatus,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub carrier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tracking_number: Option<String>,
     pub at: Timestamp,
 }
 
@@ -86,6 +104,16 @@ pub fn order_status(
             reason: reason.map(|r| r.as_str().to_owned()),
             at,
         }),
+    }
+}
+
+/// A seller moved a partner order forward (`event_type` names the step).
+pub fn partner_order_changed(event_type: &'static str, change: &PartnerOrderChanged) -> NewEvent {
+    NewEvent {
+        aggregate_type: PARTNER_ORDER,
+        aggregate_id: change.partner_order_id,
+        event_type,
+        payload: json(change),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod dead_letter;
 pub mod error;
 pub mod event_names;
 pub mod events;
+pub mod fulfilment;
 pub mod order;
 pub mod points;
 pub mod values;

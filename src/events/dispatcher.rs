@@ -1,11 +1,12 @@
 //! The in-process event dispatcher (DESIGN §4). Each node tails the outbox table from the
-//! id it started at and feeds what it keeps: live order streams (SSE), the availability
+//! id it started at and feeds what it keeps: live order streams (SSE: the order's status
+//! and its partner orders' fulfilment), the availability
 //! gate, the listing cache, the access-token deny-list, and its [`Subscriber`]s (the
 //! waitlist worker, the points earner). Because every node tails the same table, a change
 //! made on node B reaches a buyer connected to node A; with Redis, B's notice wakes A at
 //! once instead of at A's next poll.
 
-use super::hub::Hub;
+use super::hub::{Hub, OrderUpdate};
 use super::subscriber::Subscriber;
 use super::sync::DispatchProgress;
 use crate::auth::AuthService;
@@ -14,7 +15,8 @@ use crate::cluster::cache::LevelsSeen;
 use crate::cluster::gate::StockSeen;
 use crate::cluster::Cluster;
 use crate::domain::events::{
-    self, Event, OrderStatusChanged, SessionRevoked, StockChanged, WaitlistChanged,
+    self, Event, OrderStatusChanged, PartnerOrderChanged, SessionRevoked, StockChanged,
+    WaitlistChanged,
 };
 use crate::metrics::Metrics;
 use crate::store::{StockLevels, Store};
@@ -157,7 +159,13 @@ impl Dispatcher {
             t if t.starts_with("order.") => {
                 serde_json::from_str::<OrderStatusChanged>(&event.payload).map(|c| {
                     self.hub.publish_user(c.user_id, event);
-                    self.hub.publish(c)
+                    self.hub.publish(c.order_id, OrderUpdate::Status(c))
+                })
+            }
+            t if t.starts_with("partner_order.") => {
+                serde_json::from_str::<PartnerOrderChanged>(&event.payload).map(|c| {
+                    self.hub.publish_user(c.user_id, event);
+                    self.hub.publish(c.order_id, OrderUpdate::PartnerOrder(c))
                 })
             }
             t if t.starts_with("points.") => {

@@ -1,7 +1,7 @@
 //! Live updates on this node: per-order channels for `GET /orders/{id}/events` and per-user
 //! channels for `GET /me/events`, fed by the dispatcher.
 
-use crate::domain::events::{Event, OrderStatusChanged};
+use crate::domain::events::{Event, OrderStatusChanged, PartnerOrderChanged};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -9,16 +9,24 @@ use tokio::sync::broadcast;
 /// Buffered status events per live order stream; a slower client skips ahead.
 const STREAM_BUFFER_EVENTS: usize = 16;
 
+/// What an order's live stream carries: the order's status changes, and each step of its
+/// partner orders (preparing, shipped with the tracking number, delivered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderUpdate {
+    Status(OrderStatusChanged),
+    PartnerOrder(PartnerOrderChanged),
+}
+
 /// Per-order broadcast channels for `GET /orders/{id}/events`, and per-user ones for
 /// `GET /me/events`.
 #[derive(Default)]
 pub struct Hub {
-    topics: Mutex<HashMap<i64, broadcast::Sender<Arc<OrderStatusChanged>>>>,
+    topics: Mutex<HashMap<i64, broadcast::Sender<Arc<OrderUpdate>>>>,
     users: Mutex<HashMap<i64, broadcast::Sender<Arc<UserEvent>>>>,
 }
 
-/// One event of a user's own stream: every `order.*` of their orders, every `waitlist.*`
-/// of their entries, every `points.*` of their account and every change of their coupons, as
+/// One event of a user's own stream: every `order.*` and `partner_order.*` of their orders,
+/// every `waitlist.*` of their entries, every `points.*` of their account and every change of their coupons, as
 /// written to the outbox.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserEvent {
@@ -30,7 +38,7 @@ pub struct UserEvent {
 }
 
 impl Hub {
-    pub fn subscribe(&self, order_id: i64) -> broadcast::Receiver<Arc<OrderStatusChanged>> {
+    pub fn subscribe(&self, order_id: i64) -> broadcast::Receiver<Arc<OrderUpdate>> {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
         topics
             .entry(order_id)
@@ -38,11 +46,10 @@ impl Hub {
             .subscribe()
     }
 
-    pub(crate) fn publish(&self, change: OrderStatusChanged) {
+    pub(crate) fn publish(&self, order_id: i64, update: OrderUpdate) {
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        let order_id = change.order_id;
         if let Some(sender) = topics.get(&order_id) {
-            if sender.send(Arc::new(change)).is_err() {
+            if sender.send(Arc::new(update)).is_err() {
                 topics.remove(&order_id);
             }
         }

@@ -21,6 +21,6 @@ pub mod sync;
 
 pub use dispatcher::Dispatcher;
 pub use handler::{Handler, Handlers};
-pub use hub::{Hub, UserEvent};
+pub use hub::{Hub, OrderUpdate, UserEvent};
 pub use subscriber::Subscriber;
 pub use sync::{DispatchProgress, EventSync};

@@ -38,6 +38,11 @@ pub enum ErrorCode {
     OrderNotPayable,
     OrderNotCancellable,
     OrderNotConfirmable,
+    /// A paid order is confirmed only once every partner order is delivered (or cancelled).
+    OrderNotDelivered,
+    /// A partner order asked for a step its status does not allow (`ship` before
+    /// `prepare`, `deliver` twice…).
+    InvalidTransition,
     /// The buyer already waits for (or holds an offer of) this product.
     AlreadyWaitlisted,
     /// A points deduction (or hold) larger than the buyer's unheld points.
@@ -94,10 +99,10 @@ impl ErrorCode {
             NotFound | CouponNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | OutOfStock | InsufficientStock | NotReleased | OrderNotPayable
-            | OrderNotCancellable | OrderNotConfirmable | AlreadyWaitlisted
-            | InsufficientPoints | CouponSoldOut | CouponAlreadyIssued | CouponNotIssuable
-            | CouponExpired | CouponInUse | DeadLetterNotOpen | UnknownHandler | InvalidMessage
-            | ReplayFailed => StatusCode::CONFLICT,
+            | OrderNotCancellable | OrderNotConfirmable | OrderNotDelivered | InvalidTransition
+            | AlreadyWaitlisted | InsufficientPoints | CouponSoldOut | CouponAlreadyIssued
+            | CouponNotIssuable | CouponExpired | CouponInUse | DeadLetterNotOpen
+            | UnknownHandler | InvalidMessage | ReplayFailed => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -292,6 +297,8 @@ impl From<AppError> for ApiError {
             AppError::OrderNotPayable => ApiError::new(ErrorCode::OrderNotPayable, message),
             AppError::OrderNotCancellable => ApiError::new(ErrorCode::OrderNotCancellable, message),
             AppError::OrderNotConfirmable => ApiError::new(ErrorCode::OrderNotConfirmable, message),
+            AppError::OrderNotDelivered => ApiError::new(ErrorCode::OrderNotDelivered, message),
+            AppError::InvalidTransition(_) => ApiError::new(ErrorCode::InvalidTransition, message),
             AppError::PaymentAmountMismatch => {
                 ApiError::new(ErrorCode::PaymentAmountMismatch, message)
             }

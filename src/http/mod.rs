@@ -8,6 +8,7 @@ pub mod coupons;
 pub mod dead_letters;
 pub mod error;
 pub mod extract;
+pub mod fulfilment;
 pub mod limits;
 pub mod openapi;
 pub mod ops;

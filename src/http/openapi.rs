@@ -2,8 +2,8 @@
 
 use super::state::AppState;
 use super::{
-    auth, catalog, coupons, dead_letters, error, ops, order_view, orders, points, queue, waitlist,
-    PageView,
+    auth, catalog, coupons, dead_letters, error, fulfilment, ops, order_view, orders, points,
+    queue, waitlist, PageView,
 };
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -24,8 +24,9 @@ use utoipa_swagger_ui::SwaggerUi;
         points::my_points, points::my_points_history, points::grant_points, points::adjust_points,
         dead_letters::list_dead_letters, dead_letters::get_dead_letter, dead_letters::replay_dead_letter,
         dead_letters::discard_dead_letter,
+        fulfilment::prepare, fulfilment::ship, fulfilment::deliver, fulfilment::partner_orders,
     ),
-    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<order_view::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>, PageView<dead_letters::DeadLetterView>)),
+    components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<order_view::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>, PageView<dead_letters::DeadLetterView>, PageView<order_view::PartnerOrderView>)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

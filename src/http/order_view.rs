@@ -1,7 +1,8 @@
 //! How an order looks on the wire: in answers, in waiting-room tickets, in live streams.
 
+use crate::domain::fulfilment::PartnerOrderStatus;
 use crate::domain::{OrderStatus, Timestamp};
-use crate::store::OrderRecord;
+use crate::store::{OrderItemRecord, OrderRecord, PartnerOrderRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -13,13 +14,59 @@ pub struct OrderItemView {
     pub line_total: i64,
 }
 
+/// One partner's part of an order, as its buyer and its sellers see it.
 #[derive(Serialize, ToSchema)]
 pub struct PartnerOrderView {
     pub id: i64,
+    /// The buyer's order it is part of.
+    pub order_id: i64,
     pub partner_id: i64,
-    pub status: String,
+    /// `pending_payment`, `paid`, then the seller's `preparing`, `shipped`, `delivered`,
+    /// then `confirmed` with the purchase; or `cancelled`, `refunded` with the order.
+    pub status: PartnerOrderStatus,
     pub subtotal: i64,
+    /// Who carries it and the number to track it by; `null` until it ships.
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub prepared_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub shipped_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub confirmed_at: Option<Timestamp>,
     pub items: Vec<OrderItemView>,
+}
+
+impl From<OrderItemRecord> for OrderItemView {
+    fn from(i: OrderItemRecord) -> Self {
+        OrderItemView {
+            product_id: i.product_id,
+            quantity: i.quantity,
+            unit_price: i.unit_price,
+            line_total: i.line_total,
+        }
+    }
+}
+
+impl From<PartnerOrderRecord> for PartnerOrderView {
+    fn from(p: PartnerOrderRecord) -> Self {
+        PartnerOrderView {
+            id: p.id,
+            order_id: p.order_id,
+            partner_id: p.partner_id,
+            status: p.status,
+            subtotal: p.subtotal,
+            carrier: p.carrier,
+            tracking_number: p.tracking_number,
+            prepared_at: p.prepared_at,
+            shipped_at: p.shipped_at,
+            delivered_at: p.delivered_at,
+            confirmed_at: p.confirmed_at,
+            items: p.items.into_iter().map(OrderItemView::from).collect(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -38,6 +85,10 @@ pub struct OrderView {
     /// When the payment was accepted; `null` until the order is paid.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub paid_at: Option<Timestamp>,
+    /// When the last partner order was delivered; `null` while one is left to deliver.
+    /// The purchase is confirmed automatically `auto_confirm_after_secs` later.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<Timestamp>,
     pub cancel_reason: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -59,28 +110,14 @@ impl From<OrderRecord> for OrderView {
             payable: o.payable,
             pay_by: o.pay_by,
             paid_at: o.paid_at,
+            delivered_at: o.delivered_at,
             cancel_reason: o.cancel_reason,
             created_at: o.created_at,
             updated_at: o.updated_at,
             partner_orders: o
                 .partner_orders
                 .into_iter()
-                .map(|p| PartnerOrderView {
-                    id: p.id,
-                    partner_id: p.partner_id,
-                    status: p.status,
-                    subtotal: p.subtotal,
-                    items: p
-                        .items
-                        .into_iter()
-                        .map(|i| OrderItemView {
-                            product_id: i.product_id,
-                            quantity: i.quantity,
-                            unit_price: i.unit_price,
-                            line_total: i.line_total,
-                        })
-                        .collect(),
-                })
+                .map(PartnerOrderView::from)
                 .collect(),
         }
     }

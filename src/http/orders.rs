@@ -10,6 +10,8 @@ use crate::app::payments::PaymentClaim;
 use crate::app::placement::request::OrderInput;
 use crate::app::placement::Placed;
 use crate::domain::events::OrderStatusChanged;
+use crate::domain::OrderStatus;
+use crate::events::OrderUpdate;
 use crate::store::PlaceOutcome;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -138,7 +140,7 @@ pub async fn cancel_order(
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/confirm", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = super::error::ErrorBody),
-        (status = 409, description = "`order_not_confirmable`: the order is not `paid`", body = super::error::ErrorBody)))]
+        (status = 409, description = "`order_not_confirmable`: the order is not `paid`; `order_not_delivered`: a partner order is neither delivered nor cancelled yet", body = super::error::ErrorBody)))]
 pub async fn confirm_order(
     State(state): State<AppState>,
     user: AuthUser,
@@ -155,8 +157,25 @@ fn sse_event(change: &OrderStatusChanged) -> Event {
         .unwrap_or_default()
 }
 
+/// The stream's next event for `update`, or `None` for a status it already sent (`last`).
+fn next_sse_event(update: &OrderUpdate, last: &mut OrderStatus) -> Option<Event> {
+    match update {
+        OrderUpdate::Status(change) if change.status == *last => None,
+        OrderUpdate::Status(change) => {
+            *last = change.status;
+            Some(sse_event(change))
+        }
+        OrderUpdate::PartnerOrder(change) => Some(
+            Event::default()
+                .event("partner_order")
+                .json_data(change)
+                .unwrap_or_default(),
+        ),
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, description = "text/event-stream of `status` events with OrderStatusChanged JSON"), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "text/event-stream: `status` events with OrderStatusChanged JSON (the current status first), and a `partner_order` event {partner_order_id, order_id, user_id, partner_id, status, carrier, tracking_number, at} for each step of a partner order (preparing, shipped, delivered)"), (status = 404, body = super::error::ErrorBody)))]
 pub async fn order_events(
     State(state): State<AppState>,
     user: AuthUser,
@@ -183,11 +202,10 @@ pub async fn order_events(
             loop {
                 tokio::select! {
                     received = updates.recv() => match received {
-                        Ok(change) if change.status == last => continue,
-                        Ok(change) => {
-                            last = change.status;
-                            return Some((Ok(sse_event(&change)), (updates, stop, last)));
-                        }
+                        Ok(update) => match next_sse_event(&update, &mut last) {
+                            Some(event) => return Some((Ok(event), (updates, stop, last))),
+                            None => continue,
+                        },
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     },

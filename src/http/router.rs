@@ -4,7 +4,8 @@
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 use super::{
-    auth, catalog, coupons, dead_letters, limits, openapi, ops, orders, points, queue, waitlist,
+    auth, catalog, coupons, dead_letters, fulfilment, limits, openapi, ops, orders, points, queue,
+    waitlist,
 };
 use crate::metrics::{HttpLabels, RouteLabels};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -23,6 +24,10 @@ pub fn router(state: AppState) -> Router {
         .route("/me", get(auth::me))
         .route("/partners", post(catalog::create_partner))
         .route("/partners/{id}/sellers", post(catalog::create_seller))
+        .route("/partners/{id}/orders", get(fulfilment::partner_orders))
+        .route("/partner-orders/{id}/prepare", post(fulfilment::prepare))
+        .route("/partner-orders/{id}/ship", post(fulfilment::ship))
+        .route("/partner-orders/{id}/deliver", post(fulfilment::deliver))
         .route(
             "/products",
             post(catalog::create_product).get(catalog::list_products),

@@ -2,9 +2,9 @@
 //! ever see `Arc<dyn Store>`, opened by [`open::connect`] from the URL scheme.
 //!
 //! - One file per area holds its trait and the rows it reads and writes: [`accounts`],
-//!   [`catalog`], [`orders`], [`outbox`], [`audit`], [`waitlist`], [`coupons`], [`points`],
-//!   [`leases`], [`relay`], [`dead_letters`]; [`page`] and [`error`] (with the one
-//!   classification of driver errors) are what every area shares.
+//!   [`catalog`], [`orders`], [`fulfilment`], [`outbox`], [`audit`], [`waitlist`],
+//!   [`coupons`], [`points`], [`leases`], [`relay`], [`dead_letters`]; [`page`] and
+//!   [`error`] (with the one classification of driver errors) are what every area shares.
 //! - `sqlite/` and `postgres/` implement every trait with the same file names in both, each
 //!   owning its `migrations/` and the SQL of its dialect (row locks, array or JSON list
 //!   parameters, batch inserts). Stock is held, committed and released in `*/stock.rs`;
@@ -25,6 +25,7 @@ mod conventions;
 pub mod coupons;
 pub mod dead_letters;
 pub mod error;
+pub mod fulfilment;
 pub mod leases;
 pub mod open;
 pub mod orders;
@@ -53,6 +54,7 @@ pub use coupons::{
 };
 pub use dead_letters::{DeadLetterRecord, DeadLetterStore, NewDeadLetter};
 pub use error::{StoreError, StoreResult};
+pub use fulfilment::{FulfilmentAudit, FulfilmentOutcome, FulfilmentStore, PartnerOrderStates};
 pub use leases::LeaseStore;
 pub use orders::{
     BatchResult, OrderItemRecord, OrderRecord, OrderStore, PartnerOrderRecord, PaymentAttempt,
@@ -79,6 +81,7 @@ pub trait Store:
     accounts::AuthStore
     + catalog::CatalogStore
     + orders::OrderStore
+    + fulfilment::FulfilmentStore
     + outbox::OutboxStore
     + audit::AuditStore
     + waitlist::WaitlistStore

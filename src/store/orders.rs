@@ -5,6 +5,8 @@
 use super::error::StoreResult;
 use super::page::{Page, PageRequest};
 use crate::domain::allocation::{OrderRequest, Rejection};
+use crate::domain::events::PartnerOrderChanged;
+use crate::domain::fulfilment::PartnerOrderStatus;
 use crate::domain::order::CancelReason;
 use crate::domain::{OrderStatus, Timestamp};
 use async_trait::async_trait;
@@ -48,12 +50,15 @@ pub trait OrderStore: Send + Sync {
     ) -> StoreResult<TransitionOutcome>;
     /// Ids of up to `limit` pending orders whose `pay_by <= now`, oldest deadline first.
     async fn due_orders(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
-    /// `paid → confirmed` (purchase confirmed, by the buyer or automatically): the order and
-    /// its partner orders, and an `order.confirmed` event. No stock moves: the holds were
+    /// `paid → confirmed` (purchase confirmed, by the buyer or automatically) once every
+    /// partner order is delivered or cancelled: the order, its delivered partner orders
+    /// (`confirmed_at`), and an `order.confirmed` event. No stock moves: the holds were
     /// committed at payment. Re-checks the state in its transaction, so two nodes confirming
-    /// the same order confirm it once.
+    /// the same order confirm it once; a paid order with a part still to deliver is
+    /// `Refused` as it is.
     async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome>;
-    /// Ids of up to `limit` paid orders whose `paid_at <= cutoff`, oldest payment first.
+    /// Ids of up to `limit` paid orders whose last delivery (`delivered_at`) was at or
+    /// before `cutoff`, oldest delivery first.
     async fn due_confirmations(&self, cutoff: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;
 }
 
@@ -65,13 +70,65 @@ pub struct OrderItemRecord {
     pub line_total: i64,
 }
 
+/// One partner's part of an order, and how far its seller has fulfilled it.
 #[derive(Debug, Clone)]
 pub struct PartnerOrderRecord {
     pub id: i64,
+    /// The buyer's order it is part of.
+    pub order_id: i64,
     pub partner_id: i64,
-    pub status: String,
+    pub status: PartnerOrderStatus,
     pub subtotal: i64,
+    /// Set together when the partner order ships.
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub prepared_at: Option<Timestamp>,
+    pub shipped_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    /// When the buyer's purchase confirmation (or the sweeper's) covered it.
+    pub confirmed_at: Option<Timestamp>,
+    /// Ascending by product id.
     pub items: Vec<OrderItemRecord>,
+}
+
+impl PartnerOrderRecord {
+    /// A partner order as placement writes it: awaiting payment, nothing fulfilled yet.
+    pub fn placed(
+        id: i64,
+        order_id: i64,
+        partner_id: i64,
+        subtotal: i64,
+        items: Vec<OrderItemRecord>,
+    ) -> PartnerOrderRecord {
+        PartnerOrderRecord {
+            id,
+            order_id,
+            partner_id,
+            status: PartnerOrderStatus::PendingPayment,
+            subtotal,
+            carrier: None,
+            tracking_number: None,
+            prepared_at: None,
+            shipped_at: None,
+            delivered_at: None,
+            confirmed_at: None,
+            items,
+        }
+    }
+
+    /// The payload of the `partner_order.*` event of a step it has just taken.
+    pub fn changed(&self, user_id: i64, at: Timestamp) -> PartnerOrderChanged {
+        PartnerOrderChanged {
+            partner_order_id: self.id,
+            order_id: self.order_id,
+            user_id,
+            partner_id: self.partner_id,
+            status: self.status,
+            carrier: self.carrier.clone(),
+            tracking_number: self.tracking_number.clone(),
+            at,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +145,9 @@ pub struct OrderRecord {
     pub pay_by: Timestamp,
     /// When the payment was accepted; `None` until the order is paid.
     pub paid_at: Option<Timestamp>,
+    /// When the last of its partner orders was delivered (none left to deliver); the
+    /// automatic purchase confirmation counts from here.
+    pub delivered_at: Option<Timestamp>,
     pub cancel_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

@@ -8,12 +8,14 @@ use super::catalog::{MovementRecord, PartnerRecord, ProductRecord};
 use super::coupons::{CampaignRecord, UserCouponRecord};
 use super::dead_letters::DeadLetterRecord;
 use super::error::{StoreError, StoreResult};
+use super::fulfilment::PartnerOrderStates;
 use super::orders::{OrderItemRecord, OrderRecord, PartnerOrderRecord};
 use super::points::{PointsLedgerRecord, PointsOperationKind, PointsOperationRecord};
 use super::waitlist::WaitlistEntryRecord;
 use crate::domain::coupon::{CouponStatus, DiscountType};
 use crate::domain::dead_letter::DeadLetterStatus;
 use crate::domain::events::Event;
+use crate::domain::fulfilment::PartnerOrderStatus;
 use crate::domain::order::MovementKind;
 use crate::domain::points::PointsKind;
 use crate::domain::waitlist::WaitlistStatus;
@@ -74,6 +76,10 @@ pub(crate) fn role(raw: &str) -> StoreResult<Role> {
 
 pub(crate) fn order_status(raw: &str) -> StoreResult<OrderStatus> {
     parse("order status", raw, OrderStatus::parse)
+}
+
+pub(crate) fn partner_order_status(raw: &str) -> StoreResult<PartnerOrderStatus> {
+    parse("partner order status", raw, PartnerOrderStatus::parse)
 }
 
 pub(crate) fn movement_kind(raw: &str) -> StoreResult<MovementKind> {
@@ -154,6 +160,7 @@ pub(crate) fn order_from_row(row: &impl Columns) -> StoreResult<OrderRecord> {
         payable: row.int("payable")?,
         pay_by: row.ts("pay_by")?,
         paid_at: row.opt_ts("paid_at")?,
+        delivered_at: row.opt_ts("delivered_at")?,
         cancel_reason: row.opt_text("cancel_reason")?,
         created_at: row.ts("created_at")?,
         updated_at: row.ts("updated_at")?,
@@ -161,34 +168,73 @@ pub(crate) fn order_from_row(row: &impl Columns) -> StoreResult<OrderRecord> {
     })
 }
 
-/// Partner orders with their items, by order id, from rows of partner orders joined to
-/// their items and sorted by order, partner and product (both backends' statements).
+/// A partner order without its items, from a row of `sql::partner_order_rows!`.
+fn partner_order_from_row(row: &impl Columns) -> StoreResult<PartnerOrderRecord> {
+    Ok(PartnerOrderRecord {
+        id: row.int("id")?,
+        order_id: row.int("order_id")?,
+        partner_id: row.int("partner_id")?,
+        status: partner_order_status(&row.text("status")?)?,
+        subtotal: row.int("subtotal")?,
+        carrier: row.opt_text("carrier")?,
+        tracking_number: row.opt_text("tracking_number")?,
+        prepared_at: row.opt_ts("prepared_at")?,
+        shipped_at: row.opt_ts("shipped_at")?,
+        delivered_at: row.opt_ts("delivered_at")?,
+        confirmed_at: row.opt_ts("confirmed_at")?,
+        items: Vec::new(),
+    })
+}
+
+fn item_from_row(row: &impl Columns) -> StoreResult<OrderItemRecord> {
+    Ok(OrderItemRecord {
+        product_id: row.int("product_id")?,
+        quantity: row.int("quantity")?,
+        unit_price: row.int("unit_price")?,
+        line_total: row.int("line_total")?,
+    })
+}
+
+/// Partner orders with their items, in the order of the rows of `sql::partner_order_rows!`
+/// (one per item), which must keep each partner order's rows together.
+pub(crate) fn partner_order_list_from_rows<R: Columns>(
+    rows: &[R],
+) -> StoreResult<Vec<PartnerOrderRecord>> {
+    let mut out: Vec<PartnerOrderRecord> = Vec::new();
+    for row in rows {
+        let id = row.int("id")?;
+        if out.last().map(|p| p.id) != Some(id) {
+            out.push(partner_order_from_row(row)?);
+        }
+        if let Some(current) = out.last_mut() {
+            current.items.push(item_from_row(row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Partner orders with their items, by order id, from rows of `sql::partner_order_rows!`
+/// sorted by order, partner and product (both backends' statements).
 pub(crate) fn partner_orders_from_rows<R: Columns>(
     rows: &[R],
 ) -> StoreResult<HashMap<i64, Vec<PartnerOrderRecord>>> {
     let mut out: HashMap<i64, Vec<PartnerOrderRecord>> = HashMap::new();
-    for row in rows {
-        let partner_orders = out.entry(row.int("order_id")?).or_default();
-        let id = row.int("id")?;
-        if partner_orders.last().map(|p| p.id) != Some(id) {
-            partner_orders.push(PartnerOrderRecord {
-                id,
-                partner_id: row.int("partner_id")?,
-                status: row.text("status")?,
-                subtotal: row.int("subtotal")?,
-                items: Vec::new(),
-            });
-        }
-        if let Some(current) = partner_orders.last_mut() {
-            current.items.push(OrderItemRecord {
-                product_id: row.int("product_id")?,
-                quantity: row.int("quantity")?,
-                unit_price: row.int("unit_price")?,
-                line_total: row.int("line_total")?,
-            });
-        }
+    for partner_order in partner_order_list_from_rows(rows)? {
+        out.entry(partner_order.order_id)
+            .or_default()
+            .push(partner_order);
     }
     Ok(out)
+}
+
+/// One row of `sql::PARTNER_ORDER_STATES`.
+pub(crate) fn partner_order_states_from_row(row: &impl Columns) -> StoreResult<PartnerOrderStates> {
+    Ok(PartnerOrderStates {
+        order_status: order_status(&row.text("order_status")?)?,
+        status: partner_order_status(&row.text("status")?)?,
+        partner_orders: row.int("partner_orders")?,
+        first_id: row.int("first_id")?,
+    })
 }
 
 /// One row of `outbox`.

@@ -126,21 +126,107 @@ pub(crate) const COUNT_MOVEMENTS: &str =
 macro_rules! order_columns {
     () => {
         "id, user_id, status, total, coupon_id, discount, points_used, payable, pay_by,
-         paid_at, cancel_reason, created_at, updated_at"
+         paid_at, delivered_at, cancel_reason, created_at, updated_at"
     };
 }
 pub(crate) use order_columns;
+
+/// Partner orders (alias `po`) with their items (alias `oi`), one row per item, as
+/// `rows::partner_order_list_from_rows` reads them; each caller adds its filter and an
+/// order that keeps a partner order's rows together. Items are joined on their order too,
+/// so the lookup uses `order_items`' `(order_id, product_id)` key.
+macro_rules! partner_order_rows {
+    () => {
+        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal, po.carrier,
+             po.tracking_number, po.prepared_at, po.shipped_at, po.delivered_at,
+             po.confirmed_at, oi.product_id, oi.quantity, oi.unit_price, oi.line_total
+         FROM partner_orders po
+         JOIN order_items oi ON oi.order_id = po.order_id AND oi.partner_order_id = po.id"
+    };
+}
+pub(crate) use partner_order_rows;
 
 pub(crate) const INSERT_PAYMENT: &str =
     "INSERT INTO payments (order_id, payment_key, amount, outcome, detail, created_at)
      VALUES ($1, $2, $3, $4, $5, $6)";
 
-pub(crate) const SET_PARTNER_ORDERS_STATUS: &str =
-    "UPDATE partner_orders SET status = $2 WHERE order_id = $1";
+/// The order's transition reaches its partner orders, except those cancelled on their own
+/// (they stay cancelled whatever becomes of the rest); confirming stamps `confirmed_at`
+/// (`$3` is now).
+pub(crate) const SET_PARTNER_ORDERS_STATUS: &str = "UPDATE partner_orders SET status = $2,
+         confirmed_at = CASE WHEN $2 = 'confirmed' THEN $3 ELSE confirmed_at END
+     WHERE order_id = $1 AND status <> 'cancelled'";
 
+/// Parts of order `$1` not yet delivered nor cancelled: the purchase cannot be confirmed
+/// while there is one.
+pub(crate) const UNSETTLED_PARTNER_ORDERS: &str = "SELECT COUNT(*) FROM partner_orders
+     WHERE order_id = $1 AND status NOT IN ('delivered', 'cancelled')";
+
+/// Paid orders with nothing left to deliver, by their last delivery.
 pub(crate) const DUE_CONFIRMATIONS: &str =
-    "SELECT id FROM orders WHERE status = 'paid' AND paid_at <= $1
-     ORDER BY paid_at, id LIMIT $2";
+    "SELECT id FROM orders WHERE status = 'paid' AND delivered_at <= $1
+     ORDER BY delivered_at, id LIMIT $2";
+
+// ---------------------------------------------------------------------------------------
+// Fulfilment
+// ---------------------------------------------------------------------------------------
+
+/// A seller's step `$3 → $4` on partner order `$1` at `$2`, only from `$3`: stamps the
+/// step's time and, when shipping, the shipment (`$5`, `$6`; NULL for the other steps).
+pub(crate) const ADVANCE_PARTNER_ORDER: &str = "UPDATE partner_orders SET status = $4,
+         prepared_at = CASE WHEN $4 = 'preparing' THEN $2 ELSE prepared_at END,
+         shipped_at = CASE WHEN $4 = 'shipped' THEN $2 ELSE shipped_at END,
+         delivered_at = CASE WHEN $4 = 'delivered' THEN $2 ELSE delivered_at END,
+         carrier = COALESCE($5, carrier), tracking_number = COALESCE($6, tracking_number)
+     WHERE id = $1 AND status = $3
+     RETURNING order_id";
+
+/// Once none of paid order `$1`'s parts is left to deliver, the order records its last
+/// delivery: the automatic confirmation counts from there. Nothing while one is left.
+pub(crate) const MARK_ORDER_DELIVERED: &str = "UPDATE orders SET delivered_at =
+         (SELECT MAX(delivered_at) FROM partner_orders WHERE order_id = $1)
+     WHERE id = $1 AND status = 'paid' AND NOT EXISTS (
+         SELECT 1 FROM partner_orders
+         WHERE order_id = $1 AND status NOT IN ('delivered', 'cancelled'))";
+
+pub(crate) const ORDER_OWNER: &str = "SELECT user_id FROM orders WHERE id = $1";
+
+pub(crate) const PARTNER_ORDER_BY_ID: &str = concat!(
+    partner_order_rows!(),
+    " WHERE po.id = $1 ORDER BY oi.product_id"
+);
+
+// Two statement texts each for the listing, with and without a status, so that each runs
+// on its own index ((partner_id, id) or (partner_id, status, id)) under a cached plan.
+
+pub(crate) const PARTNER_ORDER_IDS: &str = "SELECT id FROM partner_orders
+     WHERE partner_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3";
+
+pub(crate) const COUNT_PARTNER_ORDERS: &str =
+    "SELECT COUNT(*) FROM partner_orders WHERE partner_id = $1";
+
+pub(crate) const PARTNER_ORDER_IDS_IN_STATUS: &str = "SELECT id FROM partner_orders
+     WHERE partner_id = $1 AND status = $4 ORDER BY id DESC LIMIT $2 OFFSET $3";
+
+pub(crate) const COUNT_PARTNER_ORDERS_IN_STATUS: &str =
+    "SELECT COUNT(*) FROM partner_orders WHERE partner_id = $1 AND status = $2";
+
+/// Every (order status, partner order status) that occurs, with a count and one id.
+pub(crate) const PARTNER_ORDER_STATES: &str =
+    "SELECT o.status AS order_status, po.status, COUNT(*) AS partner_orders,
+         MIN(po.id) AS first_id
+     FROM partner_orders po JOIN orders o ON o.id = po.order_id
+     GROUP BY o.status, po.status ORDER BY MIN(po.id)";
+
+/// Paid orders whose `delivered_at` is set while a part is left to deliver, or missing
+/// although none is and one was delivered (`MARK_ORDER_DELIVERED`'s rule).
+pub(crate) const DELIVERY_MISMATCHES: &str = "SELECT o.id FROM orders o
+     WHERE o.status = 'paid' AND (o.delivered_at IS NOT NULL) <> (
+         NOT EXISTS (SELECT 1 FROM partner_orders po
+                     WHERE po.order_id = o.id AND po.status NOT IN ('delivered', 'cancelled'))
+         AND EXISTS (SELECT 1 FROM partner_orders po
+                     WHERE po.order_id = o.id AND po.status = 'delivered'))
+     ORDER BY o.id";
 
 // ---------------------------------------------------------------------------------------
 // Outbox

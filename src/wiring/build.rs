@@ -5,6 +5,7 @@ use crate::app::accounts::Accounts;
 use crate::app::catalog::Catalog;
 use crate::app::coupons::Coupons;
 use crate::app::dead_letters::DeadLetters;
+use crate::app::fulfilment::Fulfilment;
 use crate::app::orders::Orders;
 use crate::app::payments::Payments;
 use crate::app::placement::lock::{LockConfig, LockPlacement};
@@ -274,6 +275,12 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> App {
             events: parts.events.clone(),
         }),
         payments,
+        fulfilment: Fulfilment {
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            metrics: parts.metrics.clone(),
+            events: parts.events.clone(),
+        },
         coupons: Arc::new(Coupons::new(
             parts.store.clone(),
             parts.cluster.coupons.clone(),

@@ -1,5 +1,7 @@
 //! Purchase confirmation (DESIGN §3): `paid → confirmed` by the buyer through
-//! `POST /orders/{id}/confirm`, or by the sweeper `auto_confirm_after_secs` after payment.
+//! `POST /orders/{id}/confirm` once every partner order is delivered, or by the sweeper
+//! `auto_confirm_after_secs` after the last delivery (tests/api/fulfilment.rs covers the
+//! rule itself).
 
 use crate::helpers::*;
 use serde_json::Value;
@@ -29,6 +31,17 @@ async fn order_events(app: &TestApp, order_id: i64) -> Vec<String> {
         .filter(|e| e.aggregate_type == "order" && e.aggregate_id == order_id)
         .map(|e| e.event_type)
         .collect()
+}
+
+/// The next `status` event of an order's stream, past the `partner_order` events of the
+/// deliveries (the dispatcher may still be sending them when the stream opens).
+async fn next_status(stream: &mut SseReader) -> Value {
+    loop {
+        match stream.next_named_event(SSE_WAIT).await {
+            (name, event) if name == "status" => return event,
+            (name, event) => assert_eq!(name, "partner_order", "{event}"),
+        }
+    }
 }
 
 #[track_caller]
@@ -82,22 +95,33 @@ backend_tests!(buyer_confirms_a_paid_order, |app| async move {
         app.movements(products[0]).await,
         app.movements(products[1]).await,
     ];
+    expect_error(
+        &confirm(&app, &buyer, order_id).await,
+        409,
+        "order_not_delivered",
+    );
+    app.deliver_all(&paid).await;
+    let delivered = app.order(&buyer, order_id).await;
+    assert_eq!(partner_statuses(&delivered), ["delivered", "delivered"]);
 
     let mut stream = SseReader::new(app.subscribe(&buyer, order_id).await);
-    assert_eq!(stream.next_event(SSE_WAIT).await["status"], "paid");
+    assert_eq!(next_status(&mut stream).await["status"], "paid");
 
     let confirmed = expect(&confirm(&app, &buyer, order_id).await, 200).clone();
     assert_eq!(confirmed["status"], "confirmed", "{confirmed}");
     assert_eq!(int(&confirmed, "id"), order_id);
     assert_eq!(partner_statuses(&confirmed), ["confirmed", "confirmed"]);
+    for part in array(&confirmed, "partner_orders") {
+        assert_eq!(part["confirmed_at"], confirmed["updated_at"], "{part}");
+        assert!(part["delivered_at"].is_string(), "delivery is kept: {part}");
+    }
     assert_eq!(confirmed["paid_at"], paid["paid_at"], "paid_at is kept");
     let fetched = app.order(&buyer, order_id).await;
     assert_eq!(fetched["status"], "confirmed");
     assert_eq!(partner_statuses(&fetched), ["confirmed", "confirmed"]);
     assert_eq!(fetched["paid_at"], paid["paid_at"]);
 
-    let live = stream.next_event(SSE_WAIT).await;
-    assert_eq!(live["status"], "confirmed", "{live}");
+    assert_eq!(next_status(&mut stream).await["status"], "confirmed");
     assert_eq!(
         order_events(&app, order_id).await,
         ["order.placed", "order.paid", "order.confirmed"]
@@ -185,6 +209,7 @@ backend_tests!(confirm_is_for_the_owner_and_admins, |app| async move {
     expect_error(&confirm(&app, &buyer, 987_654_321).await, 404, "not_found");
     assert_eq!(app.order(&buyer, order_id).await["status"], "paid");
 
+    app.deliver_all(&paid).await;
     let admin = app.admin_token().await;
     let confirmed = confirm(&app, &admin, order_id).await;
     assert_eq!(expect(&confirmed, 200)["status"], "confirmed");
@@ -204,6 +229,8 @@ backend_tests!(
     |app| async move {
         let (buyer, paid, _) = paid_split_order(&app).await;
         let order_id = int(&paid, "id");
+        app.deliver_all(&paid).await;
+        let delivered = app.order(&buyer, order_id).await;
         // Ten minutes later by the servers' clock, without waiting for them.
         app.clock
             .advance(Duration::from_secs(AUTO_CONFIRM_AFTER_SECS + 1));
@@ -225,10 +252,11 @@ backend_tests!(
         .await;
         assert_eq!(partner_statuses(&confirmed), ["confirmed", "confirmed"]);
         assert_eq!(confirmed["paid_at"], paid["paid_at"]);
-        let waited = parse_time(&confirmed, "updated_at") - parse_time(&paid, "paid_at");
+        assert_eq!(confirmed["delivered_at"], delivered["delivered_at"]);
+        let waited = parse_time(&confirmed, "updated_at") - parse_time(&delivered, "delivered_at");
         assert!(
             waited >= time::Duration::seconds(AUTO_CONFIRM_AFTER_SECS as i64),
-            "confirmed {waited} after payment, before auto_confirm_after_secs"
+            "confirmed {waited} after delivery, before auto_confirm_after_secs"
         );
         assert_eq!(
             order_events(&app, order_id).await,

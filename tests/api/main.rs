@@ -29,6 +29,7 @@ mod confirm;
 mod coupons;
 mod dead_letters;
 mod events;
+mod fulfilment;
 mod lifecycle;
 mod listing_cache;
 mod loadgen;

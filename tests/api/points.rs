@@ -311,12 +311,14 @@ backend_tests!(verify_notices_tampered_points, |app| async move {
     assert!(text.contains(lot), "{text}");
 });
 
-/// A buyer's order of one 10,000-won unit, paid and confirmed; returns the buyer and id.
+/// A buyer's order of one 10,000-won unit, paid, delivered and confirmed; returns the
+/// buyer and id.
 pub(crate) async fn confirmed_purchase(app: &TestApp) -> (String, i64) {
     let product = app.simple_product(10_000, 5).await;
     let buyer = app.buyer().await;
     let order = app.order_ok(&buyer, &[(product, 1)]).await;
-    expect(&app.pay(&buyer, &order).await, 200);
+    let paid = expect(&app.pay(&buyer, &order).await, 200).clone();
+    app.deliver_all(&paid).await;
     let id = int(&order, "id");
     let confirmed = app
         .post_empty(&format!("/orders/{id}/confirm"), Some(&buyer))

@@ -126,6 +126,8 @@ backend_tests!(ops_endpoints, |app| async move {
         "/api/v1/auth/login",
         "/api/v1/products/{id}/adjust",
         "/api/v1/orders/{id}/confirm",
+        "/api/v1/partner-orders/{id}/ship",
+        "/api/v1/partners/{id}/orders",
     ] {
         assert!(
             paths.contains_key(path),
@@ -214,6 +216,58 @@ backend_tests!(
                 "UPDATE user_coupons SET status = 'issued', order_id = NULL WHERE id = {other}"
             ),
             &format!("user coupon {other} is used by order Some({id})"),
+        )
+        .await;
+    }
+);
+
+backend_tests!(
+    verify_notices_partner_orders_out_of_step_with_their_order,
+    |app| async move {
+        let product = app.simple_product(1_000, 5).await;
+        let buyer = app.buyer().await;
+        let pending = app.order_ok(&buyer, &[(product, 1)]).await;
+        let pending_id = int(&pending, "id");
+        let order = app.order_ok(&buyer, &[(product, 1)]).await;
+        let paid = expect(&app.pay(&buyer, &order).await, 200).clone();
+        let paid_id = int(&paid, "id");
+        let part = int(&array(&paid, "partner_orders")[0], "id");
+        app.assert_verify_clean().await;
+
+        // No shipped partner order on an unpaid order.
+        assert_caught_and_undo(
+            &app,
+            &format!(
+                "UPDATE partner_orders SET status = 'shipped', prepared_at = 1, shipped_at = 2, \
+                 carrier = 'CJ', tracking_number = 'T' WHERE order_id = {pending_id}"
+            ),
+            &format!(
+                "UPDATE partner_orders SET status = 'pending_payment', prepared_at = NULL, \
+                 shipped_at = NULL, carrier = NULL, tracking_number = NULL \
+                 WHERE order_id = {pending_id}"
+            ),
+            "1 partner order(s) are shipped while their order is pending_payment",
+        )
+        .await;
+        // The sweeper would confirm an order whose part is still to deliver.
+        assert_caught_and_undo(
+            &app,
+            &format!("UPDATE orders SET delivered_at = 5 WHERE id = {paid_id}"),
+            &format!("UPDATE orders SET delivered_at = NULL WHERE id = {paid_id}"),
+            &format!("order {paid_id}: delivered_at disagrees"),
+        )
+        .await;
+
+        // A confirmed order's parts were all delivered: one forced back is noticed.
+        app.deliver_all(&paid).await;
+        let path = format!("/orders/{paid_id}/confirm");
+        expect(&app.post_empty(&path, Some(&buyer)).await, 200);
+        app.assert_verify_clean().await;
+        assert_caught_and_undo(
+            &app,
+            &format!("UPDATE partner_orders SET status = 'delivered', confirmed_at = NULL WHERE id = {part}"),
+            &format!("UPDATE partner_orders SET status = 'confirmed', confirmed_at = delivered_at WHERE id = {part}"),
+            &format!("1 partner order(s) are delivered while their order is confirmed (e.g. partner order {part})"),
         )
         .await;
     }

@@ -123,3 +123,32 @@ pub async fn sqlite_execute(url: &str, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let _ = conn.close().await;
 }
+
+/// The one integer `sql` selects, read on a connection of its own to PostgreSQL at `url`.
+pub async fn pg_int(url: &str, sql: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {}: {e}", redacted(url)));
+    let value = sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+    value
+}
+
+/// The one integer `sql` selects, read on a connection of its own to the SQLite file at
+/// `url`.
+pub async fn sqlite_int(url: &str, sql: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+    let value = sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = conn.close().await;
+    value
+}

@@ -94,6 +94,12 @@ pub async fn assert_books_balance(store: &dyn Store) {
     assert!(report.is_clean(), "verify found: {:#?}", report.problems);
 }
 
+/// Everything `stampede verify` checks must find nothing.
+pub async fn assert_verify_clean(store: &dyn Store) {
+    let report = stampede::app::audit::run(store).await.expect("verify");
+    assert!(report.is_clean(), "verify found: {:#?}", report.problems);
+}
+
 /// The types of every event in the outbox, oldest first.
 pub async fn event_types(store: &dyn Store) -> Vec<String> {
     let events = store.events_after(0, 1_000).await.unwrap();

@@ -26,6 +26,7 @@ mod fixtures;
 mod auth;
 mod catalog;
 mod event_stream;
+mod fulfilment;
 mod orders;
 mod outbox;
 mod placement;

@@ -7,6 +7,7 @@ use crate::fixtures::{
 };
 use stampede::domain::allocation::Rejection;
 use stampede::domain::events;
+use stampede::domain::fulfilment::PartnerOrderStatus;
 use stampede::domain::order::{CancelReason, MovementKind};
 use stampede::domain::{OrderStatus, Timestamp};
 use stampede::store::{
@@ -152,7 +153,10 @@ async fn pay_cancel_refund(store: &dyn Store, first: &OrderRecord, split: &Order
     let approved = payment(first, PaymentOutcome::Approved);
     let paid = done(store.mark_paid(first.id, &approved, NOW).await.unwrap());
     assert_eq!(paid.status, OrderStatus::Paid);
-    assert!(paid.partner_orders.iter().all(|p| p.status == "paid"));
+    assert!(paid
+        .partner_orders
+        .iter()
+        .all(|p| p.status == PartnerOrderStatus::Paid));
     let twice = store.mark_paid(first.id, &approved, NOW).await.unwrap();
     assert!(matches!(twice, TransitionOutcome::Refused(_)));
 
@@ -165,7 +169,7 @@ async fn pay_cancel_refund(store: &dyn Store, first: &OrderRecord, split: &Order
     assert!(refunded
         .partner_orders
         .iter()
-        .all(|p| p.status == "refunded"));
+        .all(|p| p.status == PartnerOrderStatus::Refunded));
     let missing = store.cancel_order(999_999, requested, NOW).await.unwrap();
     assert!(matches!(missing, TransitionOutcome::NotFound));
 }

@@ -2,8 +2,9 @@
 //! from its rows, and lists each difference. Clean means no problems at all. The store
 //! reads what to compare in one snapshot per area (`store::AuditStore`); the rules of what
 //! must add up live here: stock and orders, coupons and benefits in [`ledgers`], points in
-//! [`points`].
+//! [`points`], partner orders' fulfilment in [`fulfilment`].
 
+mod fulfilment;
 pub mod ledgers;
 pub mod points;
 pub mod report;
@@ -31,6 +32,7 @@ pub async fn run(store: &dyn Store) -> anyhow::Result<Report> {
     }
     points::check(&store.points_audit().await?, &mut report.problems);
     ledgers::check_benefits(&store.benefits_audit().await?, &mut report.problems);
+    fulfilment::check(&store.fulfilment_audit().await?, &mut report.problems);
     Ok(report)
 }
 

@@ -15,6 +15,7 @@
 //!   accounts (locked in ascending product id) and their ledger;
 //! - `orders.rs` — reading orders and moving them through their lifecycle, with
 //!   `order_reads.rs` loading whole orders;
+//! - `fulfilment.rs` — sellers' steps on partner orders and the partner's listing;
 //! - `place.rs` and `place_write.rs` — order placement, the hot path (DESIGN §3);
 //! - `benefits.rs` — the coupon and points an order holds;
 //! - `points/` — loyalty points.
@@ -26,6 +27,7 @@ mod catalog;
 mod conn;
 mod coupons;
 mod dead_letters;
+mod fulfilment;
 mod leases;
 mod order_reads;
 mod orders;
@@ -52,6 +54,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_points.sql")),
     (5, include_str!("migrations/0005_order_benefits.sql")),
     (6, include_str!("migrations/0006_event_stream.sql")),
+    (7, include_str!("migrations/0007_fulfilment.sql")),
 ];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment

@@ -27,13 +27,10 @@ pub(super) async fn load_orders(
         .map(order_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
     // Partner orders ascending by partner id, each with its items ascending by product id.
-    let rows = sqlx::query(
-        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal, \
-                oi.product_id, oi.quantity, oi.unit_price, oi.line_total \
-         FROM partner_orders po JOIN order_items oi ON oi.partner_order_id = po.id \
-         WHERE po.order_id = ANY($1) \
-         ORDER BY po.order_id, po.partner_id, oi.product_id",
-    )
+    let rows = sqlx::query(concat!(
+        sql::partner_order_rows!(),
+        " WHERE po.order_id = ANY($1) ORDER BY po.order_id, po.partner_id, oi.product_id"
+    ))
     .bind(ids)
     .fetch_all(conn)
     .await?;

@@ -217,8 +217,8 @@ async fn cancel_order(
     Ok(TransitionOutcome::Done(order))
 }
 
-/// `paid → confirmed`. Nothing moves in the stock ledger: payment already committed the
-/// holds. Once paid, `paid_at` never changes, so the state is the only thing to re-check.
+/// `paid → confirmed` once no part is left to deliver. Nothing moves in the stock ledger:
+/// payment already committed the holds.
 async fn confirm_order(
     pool: &PgPool,
     order_id: i64,
@@ -228,7 +228,13 @@ async fn confirm_order(
     let Some(locked) = lock_order(&mut tx, order_id).await? else {
         return Ok(TransitionOutcome::NotFound);
     };
-    if locked.status != OrderStatus::Paid {
+    // Partner orders move under this same row lock (`fulfilment.rs`), so the count holds
+    // until the commit.
+    let unsettled: i64 = sqlx::query_scalar(sql::UNSETTLED_PARTNER_ORDERS)
+        .bind(order_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if locked.status != OrderStatus::Paid || unsettled > 0 {
         return refused(&mut tx, order_id).await;
     }
     let order = set_status(&mut tx, order_id, OrderStatus::Confirmed, None, now).await?;
@@ -253,8 +259,9 @@ async fn refused(conn: &mut PgConnection, order_id: i64) -> StoreResult<Transiti
     })
 }
 
-/// Sets the locked order and its partner orders to `to`. Entering `paid` stamps `paid_at`;
-/// later transitions keep it. Returns the order as it now is.
+/// Sets the locked order and its partner orders (but those cancelled on their own) to
+/// `to`. Entering `paid` stamps `paid_at`; later transitions keep it. Returns the order as
+/// it now is.
 async fn set_status(
     conn: &mut PgConnection,
     order_id: i64,
@@ -276,6 +283,7 @@ async fn set_status(
     sqlx::query(sql::SET_PARTNER_ORDERS_STATUS)
         .bind(order_id)
         .bind(to.as_str())
+        .bind(now.millis())
         .execute(&mut *conn)
         .await?;
     load_order(conn, order_id)

@@ -154,10 +154,15 @@ async fn insert_partner_orders(
         }
     }
     let rows = sqlx::query(
-        "INSERT INTO partner_orders (order_id, partner_id, status, subtotal) \
-         SELECT p.order_id, p.partner_id, 'pending_payment', p.subtotal \
+        // Each part keeps its partner's commission rate as it is now: settlement charges the
+        // rate at placement, whatever the partner's rate becomes.
+        "INSERT INTO partner_orders (order_id, partner_id, status, subtotal, \
+             commission_rate_bps) \
+         SELECT p.order_id, p.partner_id, 'pending_payment', p.subtotal, \
+             pa.commission_rate_bps \
          FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) \
               WITH ORDINALITY AS p(order_id, partner_id, subtotal, ord) \
+         JOIN partners pa ON pa.id = p.partner_id \
          ORDER BY p.ord \
          RETURNING id, order_id, partner_id",
     )
@@ -290,15 +295,12 @@ fn placed_record(
     let partner_orders = plan
         .partner_orders
         .iter()
-        .map(|p| PartnerOrderRecord {
-            id: partner_order_ids
+        .map(|p| {
+            let id = partner_order_ids
                 .get(&(order_id, p.partner_id))
                 .copied()
-                .unwrap_or_default(),
-            partner_id: p.partner_id,
-            status: OrderStatus::PendingPayment.as_str().to_owned(),
-            subtotal: p.subtotal.get(),
-            items: p
+                .unwrap_or_default();
+            let items = p
                 .lines
                 .iter()
                 .map(|l| OrderItemRecord {
@@ -307,7 +309,8 @@ fn placed_record(
                     unit_price: l.unit_price.get(),
                     line_total: l.line_total.get(),
                 })
-                .collect(),
+                .collect();
+            PartnerOrderRecord::placed(id, order_id, p.partner_id, p.subtotal.get(), items)
         })
         .collect();
     OrderRecord {
@@ -321,6 +324,7 @@ fn placed_record(
         payable: plan.payable.get(),
         pay_by,
         paid_at: None,
+        delivered_at: None,
         cancel_reason: None,
         created_at: now,
         updated_at: now,

@@ -13,6 +13,7 @@
 //!   accounts and their ledger;
 //! - `orders.rs` — reading orders and moving them through their lifecycle, with
 //!   `order_reads.rs` loading whole orders;
+//! - `fulfilment.rs` — sellers' steps on partner orders and the partner's listing;
 //! - `place.rs` and `place_write.rs` — order placement, the hot path (DESIGN §3);
 //! - `benefits.rs` — the coupon and points an order holds;
 //! - `points/` — loyalty points.
@@ -24,6 +25,7 @@ mod catalog;
 mod conn;
 mod coupons;
 mod dead_letters;
+mod fulfilment;
 mod leases;
 mod order_reads;
 mod orders;
@@ -49,6 +51,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_points.sql")),
     (5, include_str!("migrations/0005_order_benefits.sql")),
     (6, include_str!("migrations/0006_event_stream.sql")),
+    (7, include_str!("migrations/0007_fulfilment.sql")),
 ];
 
 #[async_trait]

@@ -27,13 +27,11 @@ pub(super) async fn partner_orders_of(
     conn: &mut SqliteConnection,
     order_ids: &[i64],
 ) -> StoreResult<HashMap<i64, Vec<PartnerOrderRecord>>> {
-    let rows = sqlx::query(
-        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal,
-                oi.product_id, oi.quantity, oi.unit_price, oi.line_total
-         FROM partner_orders po JOIN order_items oi ON oi.partner_order_id = po.id
-         WHERE po.order_id IN (SELECT value FROM json_each($1))
-         ORDER BY po.order_id, po.partner_id, oi.product_id",
-    )
+    let rows = sqlx::query(concat!(
+        sql::partner_order_rows!(),
+        " WHERE po.order_id IN (SELECT value FROM json_each($1))
+         ORDER BY po.order_id, po.partner_id, oi.product_id"
+    ))
     .bind(json_ids(order_ids.iter().copied()))
     .fetch_all(conn)
     .await?;

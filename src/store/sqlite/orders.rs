@@ -110,6 +110,14 @@ impl OrderStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(order_id = order_id))]
     async fn confirm_order(&self, order_id: i64, now: Timestamp) -> StoreResult<TransitionOutcome> {
         let mut tx = self.write_tx().await?;
+        // Under the write lock no part can move between this count and the update.
+        let unsettled: i64 = sqlx::query_scalar(sql::UNSETTLED_PARTNER_ORDERS)
+            .bind(order_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if unsettled > 0 {
+            return refused_or_missing(tx, order_id).await;
+        }
         let change = (OrderStatus::Paid, OrderStatus::Confirmed);
         let Some(order) = transition(&mut tx, order_id, change, None, None, now).await? else {
             return refused_or_missing(tx, order_id).await;
@@ -154,9 +162,9 @@ async fn insert_payment(
     Ok(())
 }
 
-/// Sets the order and its partner orders `from → to` if the order is in `from` (and, when
-/// given, its deadline passes the check). Entering `paid` stamps `paid_at`; later
-/// transitions keep it. Returns the order as it now is.
+/// Sets the order and its partner orders (but those cancelled on their own) `from → to` if
+/// the order is in `from` (and, when given, its deadline passes the check). Entering `paid`
+/// stamps `paid_at`; later transitions keep it. Returns the order as it now is.
 async fn transition(
     conn: &mut SqliteConnection,
     order_id: i64,
@@ -188,6 +196,7 @@ async fn transition(
     sqlx::query(sql::SET_PARTNER_ORDERS_STATUS)
         .bind(order_id)
         .bind(to.as_str())
+        .bind(now.millis())
         .execute(&mut *conn)
         .await?;
     load_order(conn, order_id).await

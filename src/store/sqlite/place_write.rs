@@ -171,6 +171,7 @@ impl<'a> BatchRows<'a> {
             payable,
             pay_by,
             paid_at: None,
+            delivered_at: None,
             cancel_reason: None,
             created_at: now,
             updated_at: now,
@@ -223,13 +224,13 @@ impl<'a> BatchRows<'a> {
             ]);
             items.push(item);
         }
-        PartnerOrderRecord {
-            id: partner_order_id,
-            partner_id: planned.partner_id,
-            status: OrderStatus::PendingPayment.as_str().to_owned(),
+        PartnerOrderRecord::placed(
+            partner_order_id,
+            order_id,
+            planned.partner_id,
             subtotal,
             items,
-        }
+        )
     }
 }
 
@@ -252,8 +253,12 @@ async fn insert_rows(
             Some(pay_by.millis()),
         ),
         (
-            "INSERT INTO partner_orders (id, order_id, partner_id, status, subtotal)
-             SELECT value ->> 0, value ->> 1, value ->> 2, 'pending_payment', value ->> 3
+            // Each part keeps its partner's commission rate as it is now: settlement
+            // charges the rate at placement, whatever the partner's rate becomes.
+            "INSERT INTO partner_orders (id, order_id, partner_id, status, subtotal,
+                 commission_rate_bps)
+             SELECT value ->> 0, value ->> 1, value ->> 2, 'pending_payment', value ->> 3,
+                 (SELECT commission_rate_bps FROM partners WHERE id = value ->> 2)
              FROM json_each($1)",
             to_json(&rows.partner_orders),
             None,

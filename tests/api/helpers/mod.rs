@@ -9,7 +9,7 @@
 //!   run's Redis as tests use it;
 //! - [`databases`] — fresh databases (`tests/common/databases.rs`) and raw SQL;
 //! - [`client`] — requests and replies; [`assertions`] — reading replies;
-//! - [`accounts`], [`catalog`], [`orders`] — fixtures over the API;
+//! - [`accounts`], [`catalog`], [`orders`], [`fulfilment`] — fixtures over the API;
 //! - [`sse`] — event streams; [`polling`] — `eventually`, `all_at_once`.
 //!
 //! Everything is re-exported here: tests `use crate::helpers::*;`.
@@ -101,6 +101,7 @@ mod assertions;
 mod catalog;
 mod client;
 mod databases;
+mod fulfilment;
 mod orders;
 mod polling;
 mod server;

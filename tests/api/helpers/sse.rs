@@ -34,6 +34,12 @@ impl SseReader {
 
     /// The next event's data as JSON, or a failure after `within`.
     pub async fn next_event(&mut self, within: Duration) -> Value {
+        self.next_named_event(within).await.1
+    }
+
+    /// The next event's name (its `event:` line, `message` without one) and data as JSON,
+    /// or a failure after `within`.
+    pub async fn next_named_event(&mut self, within: Duration) -> (String, Value) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(event) = self.take_event() {
@@ -50,10 +56,15 @@ impl SseReader {
         }
     }
 
-    fn take_event(&mut self) -> Option<Value> {
+    fn take_event(&mut self) -> Option<(String, Value)> {
         while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
             let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
             let block = String::from_utf8(block).expect("SSE is UTF-8");
+            let name = block
+                .lines()
+                .find_map(|line| line.strip_prefix("event:"))
+                .map_or("message", str::trim)
+                .to_owned();
             let data: Vec<&str> = block
                 .lines()
                 .filter_map(|line| line.strip_prefix("data:"))
@@ -63,10 +74,9 @@ impl SseReader {
                 continue;
             }
             let joined = data.join("\n");
-            return Some(
-                serde_json::from_str(&joined)
-                    .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {joined}")),
-            );
+            let value = serde_json::from_str(&joined)
+                .unwrap_or_else(|e| panic!("SSE data is not JSON ({e}): {joined}"));
+            return Some((name, value));
         }
         None
     }

@@ -16,8 +16,11 @@ pub async fn pay_ok(app: &TestApp, token: &str, order: &Value) {
     assert_eq!(expect(&paid, 200)["status"], "paid", "{:?}", paid.1);
 }
 
-/// The buyer confirms their paid purchase; insists on 200.
+/// Every part of the buyer's paid order is delivered (by the admin, through the routes,
+/// each step a `partner_order.*` event), then the buyer confirms the purchase; insists on
+/// 200.
 pub async fn confirm_ok(app: &TestApp, token: &str, order_id: i64) {
+    app.deliver_all(&app.order(token, order_id).await).await;
     let confirmed = app
         .post_empty(&format!("/orders/{order_id}/confirm"), Some(token))
         .await;
