@@ -78,6 +78,10 @@ pub enum AppError {
     /// error, shortened. The letter stays open.
     #[error("{0}")]
     ReplayFailed(String),
+    /// A business day asked to be settled before it ended in the settlement time zone
+    /// (the message says which).
+    #[error("{0}")]
+    BusinessDayNotOver(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Something that cannot fail in normal operation did (a worker task died, a hash

@@ -11,6 +11,7 @@
 //!   enforces; [`payments`]: paying through the gateway, and refunds;
 //! - [`fulfilment`]: sellers preparing, shipping and delivering their partner orders;
 //! - [`coupons`], [`points`], [`waitlist`]: first-come coupons, loyalty points, waitlists;
+//! - [`settlement`]: each business day's statements per partner, with their commission;
 //! - [`dead_letters`]: the messages consumers gave up on, for operators and the retry job;
 //! - [`audit`]: what `stampede verify` checks.
 //!
@@ -27,6 +28,7 @@ pub mod orders;
 pub mod payments;
 pub mod placement;
 pub mod points;
+pub mod settlement;
 pub mod waitlist;
 
 use std::sync::Arc;
@@ -42,4 +44,5 @@ pub struct App {
     pub points: Arc<points::Points>,
     pub waitlists: waitlist::Waitlists,
     pub dead_letters: Arc<dead_letters::DeadLetters>,
+    pub settlement: Arc<settlement::Settlement>,
 }

@@ -1,8 +1,9 @@
 //! The command line: one binary, `stampede`, whose default command is `serve`. The
-//! operator's commands are in [`admin`], [`dlq`] and [`verify`].
+//! operator's commands are in [`admin`], [`dlq`], [`settle`] and [`verify`].
 
 mod admin;
 mod dlq;
+mod settle;
 mod verify;
 
 pub use admin::AdminCommand;
@@ -40,6 +41,14 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Settle one business day by hand, as the daily job does: one statement per partner
+    /// of the purchases confirmed that day. Running a day twice changes nothing.
+    Settle {
+        /// YYYY-MM-DD in STAMPEDE_SETTLEMENT_TIMEZONE; the day must have ended. Default:
+        /// yesterday.
+        #[arg(long)]
+        date: Option<String>,
+    },
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -71,6 +80,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
             println!("database is up to date");
         }
         Command::Verify { repair } => return verify::run(&config, repair).await,
+        Command::Settle { date } => settle::run(date, config).await?,
         Command::Admin(command) => admin::run(command, &config).await?,
         Command::Dlq(command) => dlq::run(command, config).await?,
         Command::Loadgen(command) => return stampede_loadgen::run(command).await,

@@ -148,6 +148,12 @@ settings! {
         dlq_retry_interval_secs: u64 = 300, 1..=86_400;
         /// Retries of one dead letter by that job before it is left to an operator.
         dlq_retry_max: u32 = 5, 0..=1000;
+        /// IANA time zone whose calendar days are settlement's business days (DST
+        /// included).
+        settlement_timezone: String = "Asia/Seoul".into(), Check(settlement_timezone_known);
+        /// Local time (`HH:MM`, in `settlement_timezone`) from which the daily job settles
+        /// the previous business day.
+        settlement_at: String = "04:00".into(), Check(settlement_at_shape);
         /// The relay's lease: another node takes the relay over this long after its holder
         /// stopped renewing it.
         relay_lease_ms: u64 = 3000, 500..=60_000;
@@ -225,6 +231,36 @@ fn kafka_topic_prefix_shape(prefix: &String) -> Result<(), &'static str> {
 )]
 fn kafka_partitions_shape(partitions: &String) -> Result<(), &'static str> {
     crate::config::partitions::TopicPartitions::parse(partitions).map(|_| ())
+}
+
+#[allow(
+    clippy::ptr_arg,
+    reason = "a `Check` function takes the field's own type"
+)]
+fn settlement_timezone_known(zone: &String) -> Result<(), &'static str> {
+    jiff::tz::TimeZone::get(zone)
+        .map(|_| ())
+        .map_err(|_| "must be an IANA time zone name, e.g. Asia/Seoul")
+}
+
+/// `HH:MM` from 00:00 to 23:59.
+#[allow(
+    clippy::ptr_arg,
+    reason = "a `Check` function takes the field's own type"
+)]
+fn settlement_at_shape(at: &String) -> Result<(), &'static str> {
+    // ASCII first, so the slices below fall on character boundaries.
+    let well_formed = at.len() == 5
+        && at.as_bytes().get(2) == Some(&b':')
+        && at
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| i == 2 || b.is_ascii_digit())
+        && at[..2].parse::<u8>().is_ok_and(|h| h < 24)
+        && at[3..].parse::<u8>().is_ok_and(|m| m < 60);
+    well_formed
+        .then_some(())
+        .ok_or("must be a local time HH:MM")
 }
 
 impl Config {

@@ -242,6 +242,8 @@ fn defaults_are_unchanged() {
         ("consumer_backoff_ms", "200"),
         ("dlq_retry_interval_secs", "300"),
         ("dlq_retry_max", "5"),
+        ("settlement_timezone", "\"Asia/Seoul\""),
+        ("settlement_at", "\"04:00\""),
         ("relay_lease_ms", "3000"),
         ("relay_poll_ms", "20"),
         ("relay_batch_max", "1000"),
@@ -641,5 +643,45 @@ fn readme_lists_every_setting() {
                 "README lists unknown {name}"
             );
         }
+    }
+}
+
+#[test]
+fn settlement_time_zone_and_time_of_day_are_checked() {
+    for (var, value) in [
+        ("STAMPEDE_SETTLEMENT_TIMEZONE", "Europe/Berlin"),
+        ("STAMPEDE_SETTLEMENT_TIMEZONE", "UTC"),
+        ("STAMPEDE_SETTLEMENT_AT", "00:00"),
+        ("STAMPEDE_SETTLEMENT_AT", "23:59"),
+    ] {
+        let config = from_env(&[(var, value)]).unwrap();
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("{var}={value}: {e}"));
+    }
+    for (var, value, refused) in [
+        (
+            "STAMPEDE_SETTLEMENT_TIMEZONE",
+            "Asia/Atlantis",
+            "settlement_timezone must be an IANA time zone name, e.g. Asia/Seoul",
+        ),
+        (
+            "STAMPEDE_SETTLEMENT_AT",
+            "4:00",
+            "settlement_at must be a local time HH:MM",
+        ),
+        (
+            "STAMPEDE_SETTLEMENT_AT",
+            "24:00",
+            "settlement_at must be a local time HH:MM",
+        ),
+        (
+            "STAMPEDE_SETTLEMENT_AT",
+            "aé:00",
+            "settlement_at must be a local time HH:MM",
+        ),
+    ] {
+        let error = from_env(&[(var, value)]).unwrap().validate().unwrap_err();
+        assert_eq!(error.to_string(), format!("configuration: {refused}"));
     }
 }

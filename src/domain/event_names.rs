@@ -13,6 +13,8 @@ pub const WAITLIST: &str = "waitlist";
 pub const COUPON: &str = "coupon";
 /// Aggregate id: the partner order (one seller's part of an order).
 pub const PARTNER_ORDER: &str = "partner_order";
+/// Aggregate id: the settlement statement (one partner's business day).
+pub const SETTLEMENT: &str = "settlement";
 
 pub const ORDER_PLACED: &str = "order.placed";
 pub const ORDER_PAID: &str = "order.paid";
@@ -62,6 +64,8 @@ pub const POINTS_HELD: &str = "points.held";
 pub const POINTS_RELEASED: &str = "points.released";
 pub const POINTS_SPENT: &str = "points.spent";
 pub const POINTS_REFUNDED: &str = "points.refunded";
+/// A partner's statement for a business day was made (`domain::settlement`).
+pub const SETTLEMENT_CREATED: &str = "settlement.created";
 
 /// Every aggregate type: each has its topic on Kafka, created at start.
 pub const AGGREGATES: &[&str] = &[
@@ -74,4 +78,5 @@ pub const AGGREGATES: &[&str] = &[
     COUPON,
     POINTS,
     PARTNER_ORDER,
+    SETTLEMENT,
 ];

@@ -375,3 +375,26 @@ pub fn points_changed(event_type: &'static str, change: &PointsChanged) -> NewEv
         payload: json(change),
     }
 }
+
+/// Payload of `settlement.created`: the statement's totals, so a payout system needs no
+/// read to start a transfer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SettlementCreated {
+    pub settlement_id: i64,
+    pub partner_id: i64,
+    /// `YYYY-MM-DD` in the settlement time zone.
+    pub business_date: String,
+    pub gross: i64,
+    pub commission: i64,
+    pub net: i64,
+    pub line_count: i64,
+}
+
+pub fn settlement_created(created: &SettlementCreated) -> NewEvent {
+    NewEvent {
+        aggregate_type: SETTLEMENT,
+        aggregate_id: created.settlement_id,
+        event_type: SETTLEMENT_CREATED,
+        payload: json(created),
+    }
+}

@@ -71,6 +71,8 @@ pub enum ErrorCode {
     InvalidMessage,
     /// The handler failed again on a replayed dead letter; it stays open.
     ReplayFailed,
+    /// A business day can be settled only once it has ended in the settlement time zone.
+    BusinessDayNotOver,
     RequestTimeout,
     /// Too many requests from this user or address; see `Retry-After`.
     RateLimited,
@@ -102,7 +104,9 @@ impl ErrorCode {
             | OrderNotCancellable | OrderNotConfirmable | OrderNotDelivered | InvalidTransition
             | AlreadyWaitlisted | InsufficientPoints | CouponSoldOut | CouponAlreadyIssued
             | CouponNotIssuable | CouponExpired | CouponInUse | DeadLetterNotOpen
-            | UnknownHandler | InvalidMessage | ReplayFailed => StatusCode::CONFLICT,
+            | UnknownHandler | InvalidMessage | ReplayFailed | BusinessDayNotOver => {
+                StatusCode::CONFLICT
+            }
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -318,6 +322,9 @@ impl From<AppError> for ApiError {
             AppError::UnknownHandler(_) => ApiError::new(ErrorCode::UnknownHandler, message),
             AppError::InvalidMessage(_) => ApiError::new(ErrorCode::InvalidMessage, message),
             AppError::ReplayFailed(_) => ApiError::new(ErrorCode::ReplayFailed, message),
+            AppError::BusinessDayNotOver(_) => {
+                ApiError::new(ErrorCode::BusinessDayNotOver, message)
+            }
             AppError::Store(e) => e.into(),
             AppError::Internal(cause) => ApiError::internal(cause),
         }

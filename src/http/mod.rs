@@ -19,6 +19,7 @@ pub mod points;
 pub mod queue;
 pub mod rendered;
 pub mod router;
+pub mod settlement;
 pub mod state;
 pub mod waitlist;
 

@@ -5,7 +5,7 @@ use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 use super::{
     auth, catalog, coupons, dead_letters, fulfilment, limits, openapi, ops, orders, points, queue,
-    waitlist,
+    settlement, waitlist,
 };
 use crate::metrics::{HttpLabels, RouteLabels};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -25,6 +25,15 @@ pub fn router(state: AppState) -> Router {
         .route("/partners", post(catalog::create_partner))
         .route("/partners/{id}/sellers", post(catalog::create_seller))
         .route("/partners/{id}/orders", get(fulfilment::partner_orders))
+        .route(
+            "/partners/{id}/settlements",
+            get(settlement::partner_settlements),
+        )
+        .route("/settlements/{id}", get(settlement::get_settlement))
+        .route(
+            "/settlements/{id}/lines.csv",
+            get(settlement::settlement_lines_csv),
+        )
         .route("/partner-orders/{id}/prepare", post(fulfilment::prepare))
         .route("/partner-orders/{id}/ship", post(fulfilment::ship))
         .route("/partner-orders/{id}/deliver", post(fulfilment::deliver))

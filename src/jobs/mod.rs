@@ -1,12 +1,13 @@
 //! Background work, behind one [`scheduler`]: the sweeper (payment deadlines, automatic
 //! purchase confirmation), waitlist offers, points earning, and, on one node at a time by
-//! lease, points expiry and the retries of [`dead_letters`]. Each job is a thin timer around
+//! lease, points expiry, the retries of [`dead_letters`] and the daily [`settlement`]. Each job is a thin timer around
 //! a use case of `crate::app`.
 
 pub mod dead_letters;
 pub mod handlers;
 pub mod points;
 pub mod scheduler;
+pub mod settlement;
 pub mod sweeper;
 pub mod waitlist;
 

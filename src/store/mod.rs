@@ -3,7 +3,7 @@
 //!
 //! - One file per area holds its trait and the rows it reads and writes: [`accounts`],
 //!   [`catalog`], [`orders`], [`fulfilment`], [`outbox`], [`audit`], [`waitlist`],
-//!   [`coupons`], [`points`], [`leases`], [`relay`], [`dead_letters`]; [`page`] and
+//!   [`coupons`], [`points`], [`settlement`], [`leases`], [`relay`], [`dead_letters`]; [`page`] and
 //!   [`error`] (with the one classification of driver errors) are what every area shares.
 //! - `sqlite/` and `postgres/` implement every trait with the same file names in both, each
 //!   owning its `migrations/` and the SQL of its dialect (row locks, array or JSON list
@@ -35,6 +35,7 @@ pub mod points;
 pub mod postgres;
 pub mod relay;
 pub(crate) mod rows;
+pub mod settlement;
 pub(crate) mod sql;
 pub mod sqlite;
 pub mod waitlist;
@@ -69,6 +70,10 @@ pub use points::{
     PointsStore, PointsSummary,
 };
 pub use relay::RelayStore;
+pub use settlement::{
+    SettlementAudit, SettlementDay, SettlementLineRecord, SettlementRecord, SettlementStore,
+    StatementMismatch,
+};
 pub use waitlist::{JoinOutcome, WaitlistBreach, WaitlistEntryRecord, WaitlistStore};
 
 use crate::domain::Timestamp;
@@ -87,6 +92,7 @@ pub trait Store:
     + waitlist::WaitlistStore
     + coupons::CouponStore
     + points::PointsStore
+    + settlement::SettlementStore
     + leases::LeaseStore
     + relay::RelayStore
     + dead_letters::DeadLetterStore

@@ -11,6 +11,7 @@ use super::error::{StoreError, StoreResult};
 use super::fulfilment::PartnerOrderStates;
 use super::orders::{OrderItemRecord, OrderRecord, PartnerOrderRecord};
 use super::points::{PointsLedgerRecord, PointsOperationKind, PointsOperationRecord};
+use super::settlement::{SettlementLineRecord, SettlementRecord, StatementMismatch};
 use super::waitlist::WaitlistEntryRecord;
 use crate::domain::coupon::{CouponStatus, DiscountType};
 use crate::domain::dead_letter::DeadLetterStatus;
@@ -18,6 +19,7 @@ use crate::domain::events::Event;
 use crate::domain::fulfilment::PartnerOrderStatus;
 use crate::domain::order::MovementKind;
 use crate::domain::points::PointsKind;
+use crate::domain::settlement::BusinessDate;
 use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::{OrderStatus, Role, Timestamp};
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -367,5 +369,57 @@ pub(crate) fn dead_letter_from_row(row: &impl Columns) -> StoreResult<DeadLetter
         first_failed_at: row.ts("first_failed_at")?,
         last_failed_at: row.ts("last_failed_at")?,
         updated_at: row.ts("updated_at")?,
+    })
+}
+
+/// A stored `YYYY-MM-DD`.
+pub(crate) fn business_date(raw: &str) -> StoreResult<BusinessDate> {
+    BusinessDate::parse("business_date", raw)
+        .map_err(|_| StoreError::Corrupt(format!("business date {raw:?}")))
+}
+
+/// `sql::settlement_columns!()`.
+pub(crate) fn settlement_from_row(row: &impl Columns) -> StoreResult<SettlementRecord> {
+    Ok(SettlementRecord {
+        id: row.int("id")?,
+        partner_id: row.int("partner_id")?,
+        business_date: business_date(&row.text("business_date")?)?,
+        gross: row.int("gross")?,
+        commission: row.int("commission")?,
+        net: row.int("net")?,
+        line_count: row.int("line_count")?,
+        created_at: row.ts("created_at")?,
+    })
+}
+
+/// `sql::settlement_line_columns!()`.
+pub(crate) fn settlement_line_from_row(row: &impl Columns) -> StoreResult<SettlementLineRecord> {
+    Ok(SettlementLineRecord {
+        partner_order_id: row.int("partner_order_id")?,
+        order_id: row.int("order_id")?,
+        subtotal: row.int("subtotal")?,
+        commission_rate_bps: row.int("commission_rate_bps")?,
+        commission: row.int("commission")?,
+        net: row.int("net")?,
+        confirmed_at: row.ts("confirmed_at")?,
+    })
+}
+
+/// `sql::STATEMENT_MISMATCHES`.
+pub(crate) fn statement_mismatch_from_row(row: &impl Columns) -> StoreResult<StatementMismatch> {
+    Ok(StatementMismatch {
+        settlement_id: row.int("id")?,
+        stated: (
+            row.int("gross")?,
+            row.int("commission")?,
+            row.int("net")?,
+            row.int("line_count")?,
+        ),
+        summed: (
+            row.int("line_gross")?,
+            row.int("line_commission")?,
+            row.int("line_net")?,
+            row.int("line_lines")?,
+        ),
     })
 }

@@ -615,3 +615,137 @@ pub(crate) const RETRYABLE_DEAD_LETTERS: &str = concat!(
     dead_letter_columns!(),
     " FROM dead_letters WHERE status = 'open' AND retries < $1 ORDER BY id LIMIT $2"
 );
+
+// ---------------------------------------------------------------------------------------
+// Settlement
+// ---------------------------------------------------------------------------------------
+
+/// One line's commission, rounded half up in integer arithmetic (`domain::settlement::
+/// commission`); subtotals are never negative on a sale line.
+macro_rules! line_commission {
+    () => {
+        "(po.subtotal * po.commission_rate_bps + 5000) / 10000"
+    };
+}
+
+macro_rules! settlement_columns {
+    () => {
+        "id, partner_id, business_date, gross, commission, net, line_count, created_at"
+    };
+}
+pub(crate) use settlement_columns;
+
+macro_rules! settlement_line_columns {
+    () => {
+        "partner_order_id, order_id, subtotal, commission_rate_bps, commission, net, confirmed_at"
+    };
+}
+
+/// A day's statements: one per partner with purchases confirmed in `[$2, $3)`, in partner
+/// order (two nodes settling one day at once then meet on the unique key in the same
+/// order, and the second one waits, then skips). `$1` the business date, `$4` now. Both
+/// dialects take `INSERT … SELECT … ON CONFLICT` given the `WHERE` before it.
+macro_rules! insert_day_statements {
+    () => {
+        concat!(
+            "INSERT INTO settlements (partner_id, business_date, gross, commission, net,
+                 line_count, created_at)
+             SELECT po.partner_id, $1, SUM(po.subtotal), SUM(",
+            $crate::store::sql::line_commission!(),
+            "), SUM(po.subtotal - ",
+            $crate::store::sql::line_commission!(),
+            "), COUNT(*), $4
+             FROM partner_orders po
+             WHERE po.confirmed_at >= $2 AND po.confirmed_at < $3
+             GROUP BY po.partner_id
+             ORDER BY po.partner_id
+             ON CONFLICT (partner_id, business_date) DO NOTHING
+             RETURNING ",
+            $crate::store::sql::settlement_columns!()
+        )
+    };
+}
+pub(crate) use insert_day_statements;
+
+/// The sale lines of the day's partner orders on statement `s` (the backends name which
+/// statements: those the same transaction just made). `$2`, `$3` the day's bounds.
+macro_rules! insert_day_lines {
+    ($statements:literal) => {
+        concat!(
+            "INSERT INTO settlement_lines (settlement_id, kind, partner_order_id, order_id,
+                 subtotal, commission_rate_bps, commission, net, confirmed_at)
+             SELECT s.id, 'sale', po.id, po.order_id, po.subtotal, po.commission_rate_bps, ",
+            $crate::store::sql::line_commission!(),
+            ", po.subtotal - ",
+            $crate::store::sql::line_commission!(),
+            ", po.confirmed_at
+             FROM partner_orders po JOIN ",
+            $statements,
+            " s ON s.partner_id = po.partner_id
+             WHERE po.confirmed_at >= $2 AND po.confirmed_at < $3"
+        )
+    };
+}
+pub(crate) use insert_day_lines;
+pub(crate) use line_commission;
+
+pub(crate) const MARK_DAY_SETTLED: &str =
+    "INSERT INTO settlement_days (business_date, statements, settled_at) VALUES ($1, $2, $3)
+     ON CONFLICT (business_date) DO NOTHING";
+
+pub(crate) const LAST_SETTLED_DAY: &str = "SELECT MAX(business_date) FROM settlement_days";
+
+pub(crate) const FIRST_CONFIRMATION: &str =
+    "SELECT MIN(confirmed_at) FROM partner_orders WHERE confirmed_at IS NOT NULL";
+
+pub(crate) const SETTLEMENT_BY_ID: &str = concat!(
+    "SELECT ",
+    settlement_columns!(),
+    " FROM settlements WHERE id = $1"
+);
+
+pub(crate) const PARTNER_SETTLEMENTS: &str = concat!(
+    "SELECT ",
+    settlement_columns!(),
+    " FROM settlements WHERE partner_id = $1
+     ORDER BY business_date DESC LIMIT $2 OFFSET $3"
+);
+
+pub(crate) const COUNT_PARTNER_SETTLEMENTS: &str =
+    "SELECT COUNT(*) FROM settlements WHERE partner_id = $1";
+
+pub(crate) const SETTLEMENT_LINES_PAGE: &str = concat!(
+    "SELECT ",
+    settlement_line_columns!(),
+    " FROM settlement_lines WHERE settlement_id = $1
+     ORDER BY partner_order_id, kind LIMIT $2 OFFSET $3"
+);
+
+pub(crate) const COUNT_SETTLEMENT_LINES: &str =
+    "SELECT COUNT(*) FROM settlement_lines WHERE settlement_id = $1";
+
+pub(crate) const ALL_SETTLEMENT_LINES: &str = concat!(
+    "SELECT ",
+    settlement_line_columns!(),
+    " FROM settlement_lines WHERE settlement_id = $1 ORDER BY partner_order_id, kind"
+);
+
+/// Statements whose totals are not the sums of their lines (a statement without lines
+/// sums to zeros).
+pub(crate) const STATEMENT_MISMATCHES: &str =
+    "SELECT s.id, s.gross, s.commission, s.net, s.line_count,
+         CAST(COALESCE(l.gross, 0) AS BIGINT) AS line_gross,
+         CAST(COALESCE(l.commission, 0) AS BIGINT) AS line_commission,
+         CAST(COALESCE(l.net, 0) AS BIGINT) AS line_net,
+         CAST(COALESCE(l.lines, 0) AS BIGINT) AS line_lines
+     FROM settlements s
+     LEFT JOIN (SELECT settlement_id, SUM(subtotal) AS gross, SUM(commission) AS commission,
+                    SUM(net) AS net, COUNT(*) AS lines
+                FROM settlement_lines GROUP BY settlement_id) l ON l.settlement_id = s.id
+     WHERE s.gross <> COALESCE(l.gross, 0) OR s.commission <> COALESCE(l.commission, 0)
+        OR s.net <> COALESCE(l.net, 0) OR s.line_count <> COALESCE(l.lines, 0)
+     ORDER BY s.id";
+
+pub(crate) const SETTLED_TWICE: &str =
+    "SELECT partner_order_id FROM settlement_lines WHERE kind = 'sale'
+     GROUP BY partner_order_id HAVING COUNT(*) > 1 ORDER BY partner_order_id";

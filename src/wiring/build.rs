@@ -11,18 +11,21 @@ use crate::app::payments::Payments;
 use crate::app::placement::lock::{LockConfig, LockPlacement};
 use crate::app::placement::{Placement, PlacementConfig};
 use crate::app::points::Points;
+use crate::app::settlement::Settlement;
 use crate::app::waitlist::{Offers, Signal, Waitlists};
 use crate::app::App;
 use crate::auth::AuthService;
 use crate::clock::{Clock, SharedClock};
 use crate::cluster::Cluster;
 use crate::config::{Config, PlacementStrategy};
+use crate::domain::settlement::SettlementCalendar;
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub, Subscriber};
 use crate::http::rendered::RenderedCache;
 use crate::http::{AppState, Shared};
 use crate::jobs::dead_letters::DlqRetryJob;
 use crate::jobs::handlers;
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
+use crate::jobs::settlement::SettlementJob;
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::waitlist::WaitlistJob;
 use crate::jobs::Scheduler;
@@ -136,7 +139,7 @@ pub(super) async fn node(
     let (parts, progress) = parts(config, clock).await?;
     let placement = placement(&parts, shutdown.clone()).await?;
     let signal = Arc::new(Signal::default());
-    let app = app(&parts, placement, signal.clone());
+    let app = app(&parts, placement, signal.clone())?;
     // Unique per process: the leases tell nodes apart by it.
     let holder = format!("node-{}", crate::auth::random_token(12));
     let hub = Arc::new(Hub::default());
@@ -181,7 +184,7 @@ pub(super) async fn operator(
 ) -> anyhow::Result<(App, Arc<dyn Store>)> {
     let (parts, _progress) = parts(config, clock).await?;
     let placement = placement(&parts, shutdown).await?;
-    let app = app(&parts, placement, Arc::new(Signal::default()));
+    let app = app(&parts, placement, Arc::new(Signal::default()))?;
     Ok((app, parts.store))
 }
 
@@ -234,7 +237,10 @@ async fn placement(parts: &Parts, shutdown: watch::Receiver<bool>) -> anyhow::Re
     ))
 }
 
-fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> App {
+fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Result<App> {
+    let config = &parts.config;
+    let calendar = SettlementCalendar::new(&config.settlement_timezone, &config.settlement_at)
+        .context("settlement calendar")?;
     let gateway: Arc<dyn PaymentGateway> = Arc::new(SimulatedGateway);
     let payments = Arc::new(Payments {
         store: parts.store.clone(),
@@ -252,7 +258,7 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> App {
         valid_days: parts.config.points_valid_days,
     });
     let handlers = handlers::all(points.clone(), payments.clone(), signal.clone());
-    App {
+    Ok(App {
         accounts: Accounts {
             store: parts.store.clone(),
             auth: parts.auth.clone(),
@@ -302,7 +308,13 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> App {
             signal,
             events: parts.events.clone(),
         },
-    }
+        settlement: Arc::new(Settlement {
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            events: parts.events.clone(),
+            calendar,
+        }),
+    })
 }
 
 fn dispatcher(
@@ -366,6 +378,9 @@ fn scheduler(
         dead_letters: app.dead_letters.clone(),
         interval: Duration::from_secs(config.dlq_retry_interval_secs),
         max_retries: config.dlq_retry_max,
+    }));
+    scheduler.add(Arc::new(SettlementJob {
+        settlement: app.settlement.clone(),
     }));
     scheduler
 }

@@ -40,6 +40,7 @@ mod payments;
 mod points;
 mod rate_limits;
 mod scale_out;
+mod settlement;
 mod verify;
 mod waiting_room;
 mod waitlist;

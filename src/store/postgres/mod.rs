@@ -36,6 +36,7 @@ mod place;
 mod place_write;
 mod points;
 mod relay;
+mod settlement;
 mod stock;
 mod waitlist;
 
@@ -55,6 +56,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_order_benefits.sql")),
     (6, include_str!("migrations/0006_event_stream.sql")),
     (7, include_str!("migrations/0007_fulfilment.sql")),
+    (8, include_str!("migrations/0008_settlement.sql")),
 ];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment

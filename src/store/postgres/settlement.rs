@@ -1,0 +1,175 @@
+//! Settlement on PostgreSQL. A day's statements and their lines are one statement: the
+//! lines join the statements the `INSERT … SELECT … GROUP BY` returns, in a data-modifying
+//! CTE, so both read the same snapshot of `partner_orders` (one index-only range scan
+//! each) and a partner whose statement exists already gets no lines. Two nodes at once
+//! meet on the statements' unique key: the second waits for the first to commit, then
+//! skips every partner it made.
+
+use super::conn::PgStore;
+use super::outbox;
+use crate::domain::settlement::BusinessDate;
+use crate::domain::Timestamp;
+use crate::store::rows::{
+    business_date, settlement_from_row, settlement_line_from_row, statement_mismatch_from_row,
+};
+use crate::store::settlement::created_events;
+use crate::store::{
+    sql, Page, PageRequest, SettlementAudit, SettlementDay, SettlementLineRecord, SettlementRecord,
+    SettlementStore, StoreResult,
+};
+use async_trait::async_trait;
+
+#[async_trait]
+impl SettlementStore for PgStore {
+    #[tracing::instrument(skip_all, fields(business_date = %day.date))]
+    async fn settle_day(
+        &self,
+        day: &SettlementDay,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SettlementRecord>> {
+        let date = day.date.to_string();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(concat!(
+            "WITH created AS (",
+            sql::insert_day_statements!(),
+            "), lines AS (",
+            sql::insert_day_lines!("created"),
+            ") SELECT ",
+            sql::settlement_columns!(),
+            " FROM created ORDER BY partner_id"
+        ))
+        .bind(&date)
+        .bind(day.from.millis())
+        .bind(day.to.millis())
+        .bind(now.millis())
+        .fetch_all(&mut *tx)
+        .await?;
+        let created = rows
+            .iter()
+            .map(settlement_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        sqlx::query(sql::MARK_DAY_SETTLED)
+            .bind(&date)
+            .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
+        outbox::append(&mut tx, &created_events(&created), now).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn last_settled_day(&self) -> StoreResult<Option<BusinessDate>> {
+        let last: Option<String> = sqlx::query_scalar(sql::LAST_SETTLED_DAY)
+            .fetch_one(&self.pool)
+            .await?;
+        last.map(|raw| business_date(&raw)).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn first_confirmation(&self) -> StoreResult<Option<Timestamp>> {
+        let first: Option<i64> = sqlx::query_scalar(sql::FIRST_CONFIRMATION)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(first.map(Timestamp::from_millis))
+    }
+
+    #[tracing::instrument(skip_all, fields(settlement_id = id))]
+    async fn settlement(&self, id: i64) -> StoreResult<Option<SettlementRecord>> {
+        let row = sqlx::query(sql::SETTLEMENT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(settlement_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(partner_id = partner_id, page = page.page))]
+    async fn settlements(
+        &self,
+        partner_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<SettlementRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(sql::PARTNER_SETTLEMENTS)
+            .bind(partner_id)
+            .bind(page.size)
+            .bind(page.offset())
+            .fetch_all(&mut *tx)
+            .await?;
+        let total: i64 = sqlx::query_scalar(sql::COUNT_PARTNER_SETTLEMENTS)
+            .bind(partner_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(settlement_from_row)
+                .collect::<StoreResult<_>>()?,
+            page: page.page,
+            size: page.size,
+            total,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(settlement_id = settlement_id, page = page.page))]
+    async fn settlement_lines(
+        &self,
+        settlement_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<SettlementLineRecord>> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(sql::SETTLEMENT_LINES_PAGE)
+            .bind(settlement_id)
+            .bind(page.size)
+            .bind(page.offset())
+            .fetch_all(&mut *tx)
+            .await?;
+        let total: i64 = sqlx::query_scalar(sql::COUNT_SETTLEMENT_LINES)
+            .bind(settlement_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(settlement_line_from_row)
+                .collect::<StoreResult<_>>()?,
+            page: page.page,
+            size: page.size,
+            total,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(settlement_id = settlement_id))]
+    async fn all_settlement_lines(
+        &self,
+        settlement_id: i64,
+    ) -> StoreResult<Vec<SettlementLineRecord>> {
+        let rows = sqlx::query(sql::ALL_SETTLEMENT_LINES)
+            .bind(settlement_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(settlement_line_from_row).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn settlement_audit(&self) -> StoreResult<SettlementAudit> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(sql::STATEMENT_MISMATCHES)
+            .fetch_all(&mut *tx)
+            .await?;
+        let settled_twice = sqlx::query_scalar(sql::SETTLED_TWICE)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(SettlementAudit {
+            mismatches: rows
+                .iter()
+                .map(statement_mismatch_from_row)
+                .collect::<StoreResult<_>>()?,
+            settled_twice,
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! Settlement on SQLite. A day is settled in one write transaction (SQLite's single writer
+//! makes it the only one): the statements by `INSERT … SELECT … GROUP BY`, then the lines
+//! of the statements just made, both range scans of `partner_orders_confirmed`.
+
+use super::conn::{json_ids, SqliteStore};
+use super::outbox;
+use crate::domain::settlement::BusinessDate;
+use crate::domain::Timestamp;
+use crate::store::rows::{
+    business_date, settlement_from_row, settlement_line_from_row, statement_mismatch_from_row,
+};
+use crate::store::settlement::created_events;
+use crate::store::{
+    sql, Page, PageRequest, SettlementAudit, SettlementDay, SettlementLineRecord, SettlementRecord,
+    SettlementStore, StoreResult,
+};
+use async_trait::async_trait;
+
+#[async_trait]
+impl SettlementStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(business_date = %day.date))]
+    async fn settle_day(
+        &self,
+        day: &SettlementDay,
+        now: Timestamp,
+    ) -> StoreResult<Vec<SettlementRecord>> {
+        let date = day.date.to_string();
+        let mut tx = self.write_tx().await?;
+        let rows = sqlx::query(sql::insert_day_statements!())
+            .bind(&date)
+            .bind(day.from.millis())
+            .bind(day.to.millis())
+            .bind(now.millis())
+            .fetch_all(&mut *tx)
+            .await?;
+        let created = rows
+            .iter()
+            .map(settlement_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if !created.is_empty() {
+            // Only the statements made here: a partner settled before keeps its lines.
+            sqlx::query(concat!(
+                sql::insert_day_lines!("settlements"),
+                " AND s.business_date = $4 AND s.id IN (SELECT value FROM json_each($1))"
+            ))
+            .bind(json_ids(created.iter().map(|s| s.id)))
+            .bind(day.from.millis())
+            .bind(day.to.millis())
+            .bind(&date)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(sql::MARK_DAY_SETTLED)
+            .bind(&date)
+            .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
+        outbox::append(&mut tx, &created_events(&created), now).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn last_settled_day(&self) -> StoreResult<Option<BusinessDate>> {
+        let last: Option<String> = sqlx::query_scalar(sql::LAST_SETTLED_DAY)
+            .fetch_one(&self.reader)
+            .await?;
+        last.map(|raw| business_date(&raw)).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn first_confirmation(&self) -> StoreResult<Option<Timestamp>> {
+        let first: Option<i64> = sqlx::query_scalar(sql::FIRST_CONFIRMATION)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(first.map(Timestamp::from_millis))
+    }
+
+    #[tracing::instrument(skip_all, fields(settlement_id = id))]
+    async fn settlement(&self, id: i64) -> StoreResult<Option<SettlementRecord>> {
+        let row = sqlx::query(sql::SETTLEMENT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(settlement_from_row).transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(partner_id = partner_id, page = page.page))]
+    async fn settlements(
+        &self,
+        partner_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<SettlementRecord>> {
+        let mut tx = self.reader.begin().await?;
+        let rows = sqlx::query(sql::PARTNER_SETTLEMENTS)
+            .bind(partner_id)
+            .bind(page.size)
+            .bind(page.offset())
+            .fetch_all(&mut *tx)
+            .await?;
+        let total: i64 = sqlx::query_scalar(sql::COUNT_PARTNER_SETTLEMENTS)
+            .bind(partner_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(settlement_from_row)
+                .collect::<StoreResult<_>>()?,
+            page: page.page,
+            size: page.size,
+            total,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(settlement_id = settlement_id, page = page.page))]
+    async fn settlement_lines(
+        &self,
+        settlement_id: i64,
+        page: PageRequest,
+    ) -> StoreResult<Page<SettlementLineRecord>> {
+        let mut tx = self.reader.begin().await?;
+        let rows = sqlx::query(sql::SETTLEMENT_LINES_PAGE)
+            .bind(settlement_id)
+            .bind(page.size)
+            .bind(page.offset())
+            .fetch_all(&mut *tx)
+            .await?;
+        let total: i64 = sqlx::query_scalar(sql::COUNT_SETTLEMENT_LINES)
+            .bind(settlement_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Page {
+            items: rows
+                .iter()
+                .map(settlement_line_from_row)
+                .collect::<StoreResult<_>>()?,
+            page: page.page,
+            size: page.size,
+            total,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(settlement_id = settlement_id))]
+    async fn all_settlement_lines(
+        &self,
+        settlement_id: i64,
+    ) -> StoreResult<Vec<SettlementLineRecord>> {
+        let rows = sqlx::query(sql::ALL_SETTLEMENT_LINES)
+            .bind(settlement_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(settlement_line_from_row).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn settlement_audit(&self) -> StoreResult<SettlementAudit> {
+        let mut tx = self.reader.begin().await?;
+        let rows = sqlx::query(sql::STATEMENT_MISMATCHES)
+            .fetch_all(&mut *tx)
+            .await?;
+        let settled_twice = sqlx::query_scalar(sql::SETTLED_TWICE)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(SettlementAudit {
+            mismatches: rows
+                .iter()
+                .map(statement_mismatch_from_row)
+                .collect::<StoreResult<_>>()?,
+            settled_twice,
+        })
+    }
+}
