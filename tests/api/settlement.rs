@@ -340,6 +340,21 @@ backend_tests!(
             "not_found",
         );
         app.assert_verify_clean().await;
+
+        // Verify notices a statement that is not the sum of its lines.
+        execute_sql(
+            &app,
+            &format!(
+                "UPDATE settlements SET gross = gross + 1, net = net + 1 WHERE id = {north_id}"
+            ),
+        )
+        .await;
+        let report = stampede::app::audit::run(&*app.state.store).await.unwrap();
+        let expected = format!(
+            "settlement {north_id}: states gross 2011, commission 202, net 1809 over 2 lines, \
+             its lines sum to 2010, 202, 1808 over 2"
+        );
+        assert_eq!(report.problems, [expected]);
     }
 );
 

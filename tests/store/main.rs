@@ -30,3 +30,4 @@ mod fulfilment;
 mod orders;
 mod outbox;
 mod placement;
+mod settlement;

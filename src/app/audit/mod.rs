@@ -2,12 +2,13 @@
 //! from its rows, and lists each difference. Clean means no problems at all. The store
 //! reads what to compare in one snapshot per area (`store::AuditStore`); the rules of what
 //! must add up live here: stock and orders, coupons and benefits in [`ledgers`], points in
-//! [`points`], partner orders' fulfilment in [`fulfilment`].
+//! [`points`], partner orders' fulfilment in [`fulfilment`], statements in [`settlement`].
 
 mod fulfilment;
 pub mod ledgers;
 pub mod points;
 pub mod report;
+mod settlement;
 
 pub use ledgers::check;
 pub use report::Report;
@@ -33,6 +34,7 @@ pub async fn run(store: &dyn Store) -> anyhow::Result<Report> {
     points::check(&store.points_audit().await?, &mut report.problems);
     ledgers::check_benefits(&store.benefits_audit().await?, &mut report.problems);
     fulfilment::check(&store.fulfilment_audit().await?, &mut report.problems);
+    settlement::check(&store.settlement_audit().await?, &mut report.problems);
     Ok(report)
 }
 
