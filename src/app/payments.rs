@@ -205,3 +205,6 @@ impl Payments {
             .inc();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+//! Refunds that fail at the gateway: recorded as `payment.refund_failed`, retried by the
+//! refund retrier until the gateway gives the money back, and recorded as refunded once per
+//! event however often the retry is delivered. Against a real SQLite store and a gateway of
+//! the test's own whose refunds fail until it is told to recover.
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::domain::Timestamp;
+use crate::payment::GatewayError;
+use crate::store::open::connect;
+use crate::store::PoolOptions;
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+const NOW: Timestamp = Timestamp::from_millis(1_764_000_000_000);
+
+/// Refunds fail while `down`; every refund asked for is counted.
+#[derive(Default)]
+struct FlakyGateway {
+    down: AtomicBool,
+    refunds_asked: AtomicU32,
+}
+
+#[async_trait]
+impl PaymentGateway for FlakyGateway {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+
+    async fn confirm(
+        &self,
+        _payment_key: &str,
+        _order_id: i64,
+        amount: i64,
+    ) -> Result<GatewayOutcome, GatewayError> {
+        Ok(GatewayOutcome::Approved { amount })
+    }
+
+    async fn refund(&self, _order_id: i64, _amount: i64) -> Result<(), GatewayError> {
+        self.refunds_asked.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(GatewayError("connection reset".into()));
+        }
+        Ok(())
+    }
+}
+
+async fn payments(gateway: Arc<FlakyGateway>) -> (Payments, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!(
+        "stampede-refunds-{}-{}.db",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let options = PoolOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(10),
+    };
+    let store = connect(&format!("sqlite://{}", path.display()), &options)
+        .await
+        .unwrap();
+    store.migrate(NOW).await.unwrap();
+    let (events, _progress) = EventSync::new(store.clone());
+    let payments = Payments {
+        store,
+        gateway,
+        clock: ManualClock::at(NOW),
+        metrics: Arc::new(Metrics::default()),
+        events,
+    };
+    (payments, path)
+}
+
+fn refunds_of(payments: &Payments, outcome: &str) -> u64 {
+    payments
+        .metrics
+        .payments
+        .get_or_create(&ReasonLabels {
+            reason: outcome.into(),
+        })
+        .get()
+}
+
+#[tokio::test]
+async fn a_failed_refund_is_recorded_retried_and_refunded_once() {
+    let gateway = Arc::new(FlakyGateway::default());
+    gateway.down.store(true, Ordering::SeqCst);
+    let (payments, path) = payments(gateway.clone()).await;
+
+    assert!(!payments.give_back(7, 5_000, "a refund").await);
+    let failed = payments.store.events_after(0, 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    let event = &failed[0];
+    assert_eq!(event.event_type, events::PAYMENT_REFUND_FAILED);
+    assert_eq!(
+        (event.aggregate_type.as_str(), event.aggregate_id),
+        ("order", 7)
+    );
+    let due: RefundDue = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!((due.order_id, due.amount), (7, 5_000));
+    assert!(due.error.unwrap().contains("connection reset"));
+    assert_eq!(refunds_of(&payments, "refund_failed"), 1);
+
+    // The gateway still down: the retry fails and records nothing.
+    assert!(payments
+        .retry_refund("refund-retrier", event)
+        .await
+        .is_err());
+    assert_eq!(
+        payments
+            .store
+            .events_after(event.id, 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Back: the money goes back, and that is recorded.
+    gateway.down.store(false, Ordering::SeqCst);
+    payments
+        .retry_refund("refund-retrier", event)
+        .await
+        .unwrap();
+    let done = payments.store.events_after(event.id, 10).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].event_type, events::PAYMENT_REFUNDED);
+    let refunded: RefundDue = serde_json::from_str(&done[0].payload).unwrap();
+    assert_eq!(
+        (refunded.order_id, refunded.amount, refunded.error),
+        (7, 5_000, None)
+    );
+
+    // Delivered again: nothing more is recorded.
+    payments
+        .retry_refund("refund-retrier", event)
+        .await
+        .unwrap();
+    assert_eq!(
+        payments
+            .store
+            .events_after(event.id, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(gateway.refunds_asked.load(Ordering::SeqCst), 4);
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn a_refund_that_goes_through_writes_no_event() {
+    let gateway = Arc::new(FlakyGateway::default());
+    let (payments, path) = payments(gateway.clone()).await;
+    assert!(payments.give_back(7, 5_000, "a refund").await);
+    assert!(payments.store.events_after(0, 10).await.unwrap().is_empty());
+    assert_eq!(refunds_of(&payments, "refund_failed"), 0);
+    let _ = std::fs::remove_file(path);
+}
