@@ -1,8 +1,8 @@
 //! The in-process event dispatcher (DESIGN §4). Each node tails the outbox table from the
 //! id it started at and feeds what it keeps: live order streams (SSE: the order's status
-//! and its partner orders' fulfilment), the availability
-//! gate, the listing cache, the access-token deny-list, and its [`Subscriber`]s (the
-//! waitlist worker, the points earner). Because every node tails the same table, a change
+//! and its partner orders' fulfilment), the availability gate, the listing cache, the
+//! access-token deny-list, and its [`Subscriber`]s (the waitlist worker, the points
+//! earner). Because every node tails the same table, a change
 //! made on node B reaches a buyer connected to node A; with Redis, B's notice wakes A at
 //! once instead of at A's next poll.
 

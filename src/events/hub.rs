@@ -26,8 +26,8 @@ pub struct Hub {
 }
 
 /// One event of a user's own stream: every `order.*` and `partner_order.*` of their orders,
-/// every `waitlist.*` of their entries, every `points.*` of their account and every change of their coupons, as
-/// written to the outbox.
+/// every `waitlist.*` of their entries, every `points.*` of their account and every change
+/// of their coupons, as written to the outbox.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserEvent {
     /// The outbox id: increasing, so a client can tell what it has seen.

@@ -1,7 +1,8 @@
 //! Background lifecycle work that is due by the clock: releases the holds of orders whose
 //! payment deadline passed, and confirms purchases whose last partner order was delivered
-//! `auto_confirm_after_secs` ago that the buyer did not confirm (DESIGN §3). On every node: each transition re-checks the
-//! order's state (and deadline) in its own transaction, so two nodes never do it twice.
+//! `auto_confirm_after_secs` ago that the buyer did not confirm (DESIGN §3). On every node:
+//! each transition re-checks the order's state (and deadline) in its own transaction, so
+//! two nodes never do it twice.
 
 use super::scheduler::{Job, Schedule, Scope, Trigger};
 use crate::app::orders::Orders;

@@ -38,3 +38,4 @@ mod harness_self_test;
 mod outbox_to_topics;
 mod redelivery;
 mod relay_failover;
+mod workers;

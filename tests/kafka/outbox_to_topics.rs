@@ -3,10 +3,10 @@
 //! once.
 
 use crate::harness::{
-    assert_published_exactly_once, confirm_ok, earning, outbox_events, pay_ok,
-    read_until_published, run, wait_for_balance,
+    assert_published_exactly_once, confirm_ok, earning, metrics, outbox_events, pay_ok,
+    read_until_published, run, sample, wait_for_balance, PREFIX,
 };
-use crate::helpers::{all_at_once, expect, int, unique};
+use crate::helpers::{all_at_once, eventually, expect, int, unique};
 use std::time::Duration;
 
 /// Generous on two shared cores: the relay publishes within milliseconds when idle.
@@ -90,6 +90,23 @@ async fn after_a_drop_every_outbox_event_is_on_its_topic_in_order_per_key() {
             }
             let received = read_until_published(&k.broker.bootstrap(), &events, WITHIN).await;
             assert_published_exactly_once(&events, &received);
+
+            // The node reports what it published and each group's lag per partition (from
+            // the client's statistics, every few seconds), caught up to 0.
+            assert!(k.metric("relay_published_total", &[]).await >= events.len() as f64);
+            let group = format!("{PREFIX}points-earn");
+            let topic = format!("{PREFIX}order");
+            eventually(WITHIN, "consumer_lag of the points group", || async {
+                let text = metrics(&app.client, &app.root).await?;
+                let labels = [("group", group.as_str()), ("topic", topic.as_str())];
+                (sample(&text, "consumer_lag", &labels)? == 0.0).then_some(())
+            })
+            .await;
+            assert!(
+                k.metric("consumer_processed_total", &[("handler", "points-earn")])
+                    .await
+                    >= confirmed.len() as f64
+            );
         },
     )
     .await;

@@ -25,12 +25,23 @@ impl NodeProcess {
     /// Starts `stampede serve` with `env` (`STAMPEDE_*` settings) and nothing inherited of
     /// this process's `STAMPEDE_*` variables; waits until `/healthz` answers.
     pub async fn start(name: &str, env: &[(&str, String)]) -> NodeProcess {
+        let mut node = NodeProcess::spawn(name, "serve", env);
+        node.wait_ready().await;
+        node
+    }
+
+    /// Starts `stampede worker` (no HTTP API: `root` answers nothing) with `env`.
+    pub fn worker(name: &str, env: &[(&str, String)]) -> NodeProcess {
+        NodeProcess::spawn(name, "worker", env)
+    }
+
+    fn spawn(name: &str, subcommand: &str, env: &[(&str, String)]) -> NodeProcess {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
         let out = File::create(&log).expect("create the node's log file");
         let err = out.try_clone().expect("clone the node's log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_stampede"));
-        command.arg("serve");
+        command.arg(subcommand);
         for (var, _) in std::env::vars() {
             if var.starts_with("STAMPEDE_") || var == "RUST_LOG" {
                 command.env_remove(var);
@@ -46,14 +57,12 @@ impl NodeProcess {
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start node {name}: {e}"));
-        let mut node = NodeProcess {
+        NodeProcess {
             name: name.to_owned(),
             root: format!("http://127.0.0.1:{port}"),
             child,
             log,
-        };
-        node.wait_ready().await;
-        node
+        }
     }
 
     async fn wait_ready(&mut self) {
