@@ -13,6 +13,7 @@
 //! - [`coupons`], [`points`], [`waitlist`]: first-come coupons, loyalty points, waitlists;
 //! - [`settlement`]: each business day's statements per partner, with their commission;
 //! - [`dead_letters`]: the messages consumers gave up on, for operators and the retry job;
+//! - [`jobs`]: the scheduled jobs and their last runs, for admins;
 //! - [`audit`]: what `stampede verify` checks.
 //!
 //! Every use case returns [`error::AppError`] for what it refuses.
@@ -24,6 +25,7 @@ pub mod coupons;
 pub mod dead_letters;
 pub mod error;
 pub mod fulfilment;
+pub mod jobs;
 pub mod orders;
 pub mod payments;
 pub mod placement;
@@ -45,4 +47,5 @@ pub struct App {
     pub waitlists: waitlist::Waitlists,
     pub dead_letters: Arc<dead_letters::DeadLetters>,
     pub settlement: Arc<settlement::Settlement>,
+    pub jobs: jobs::Jobs,
 }

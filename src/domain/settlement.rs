@@ -61,6 +61,12 @@ impl SettlementCalendar {
         })
     }
 
+    /// `04:00 Asia/Seoul`: the settlement time and zone.
+    pub fn describe(&self) -> String {
+        let zone = self.zone.iana_name().unwrap_or("UTC");
+        format!("{} {zone}", self.at.strftime("%H:%M"))
+    }
+
     /// `[start of D, start of D+1)` in epoch milliseconds. A day is 23 or 25 hours long
     /// across a DST change; a day starting in a DST gap starts at the first local instant.
     pub fn bounds(&self, date: BusinessDate) -> Result<(Timestamp, Timestamp), DomainError> {

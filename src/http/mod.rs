@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod extract;
 pub mod fulfilment;
+pub mod jobs;
 pub mod limits;
 pub mod openapi;
 pub mod ops;

@@ -4,8 +4,8 @@
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 use super::{
-    auth, catalog, coupons, dead_letters, fulfilment, limits, openapi, ops, orders, points, queue,
-    settlement, waitlist,
+    auth, catalog, coupons, dead_letters, fulfilment, jobs, limits, openapi, ops, orders, points,
+    queue, settlement, waitlist,
 };
 use crate::metrics::{HttpLabels, RouteLabels};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/me/points/history", get(points::my_points_history))
         .route("/admin/points/grant", post(points::grant_points))
         .route("/admin/points/adjust", post(points::adjust_points))
+        .route("/admin/jobs", get(jobs::list_jobs))
         .route("/admin/dead-letters", get(dead_letters::list_dead_letters))
         .route(
             "/admin/dead-letters/{id}",

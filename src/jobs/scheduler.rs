@@ -3,17 +3,23 @@
 //! first takes its lease in the `leases` table, in the spirit of ShedLock. The lease is a
 //! conditional upsert (`store::LeaseStore::try_lease`), held for two intervals and renewed
 //! by its holder at every run, so another node takes over within two intervals of the
-//! holder's death.
+//! holder's death. Each run of such a job is recorded (`job_runs`: start, duration,
+//! outcome, holder) for `GET /api/v1/admin/jobs`; jobs on every node are not, as the
+//! sweeper alone would then write once a second per node.
 
+use crate::app::jobs::ScheduledJob;
 use crate::clock::SharedClock;
 use crate::domain::Timestamp;
-use crate::store::{Store, StoreResult};
+use crate::store::{JobRunRecord, Store, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
+
+/// Characters of a failed run's error kept in `job_runs`.
+const RUN_ERROR_MAX_CHARS: usize = 500;
 
 /// Where a job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +53,10 @@ pub trait Job: Send + Sync + 'static {
     /// Its name in logs and, for [`Scope::OneNode`], its lease.
     fn name(&self) -> &'static str;
     fn schedule(&self) -> Schedule;
+    /// Its schedule as an operator reads it.
+    fn describe(&self) -> String {
+        format!("every {} s", self.schedule().every.as_secs())
+    }
     async fn run(&self, now: Timestamp, trigger: Trigger) -> anyhow::Result<()>;
 }
 
@@ -70,6 +80,18 @@ impl Scheduler {
 
     pub fn add(&mut self, job: Arc<dyn Job>) {
         self.jobs.push(job);
+    }
+
+    /// Every job added, with its schedule, in the order added.
+    pub fn scheduled(&self) -> Vec<ScheduledJob> {
+        self.jobs
+            .iter()
+            .map(|job| ScheduledJob {
+                name: job.name(),
+                schedule: job.describe(),
+                one_node: job.schedule().scope == Scope::OneNode,
+            })
+            .collect()
     }
 
     /// Spawns one task per job; each ends when `stop` fires.
@@ -118,8 +140,38 @@ impl Scheduler {
                 return Ok(false);
             }
         }
-        job.run(now, trigger).await?;
+        let started = std::time::Instant::now();
+        let outcome = job.run(now, trigger).await;
+        if schedule.scope == Scope::OneNode {
+            self.record(job.name(), now, started.elapsed(), &outcome)
+                .await;
+        }
+        outcome?;
         Ok(true)
+    }
+
+    /// Keeps a lease-held run's outcome; a failure to keep it is logged, as the run itself
+    /// happened.
+    async fn record(
+        &self,
+        name: &str,
+        started_at: Timestamp,
+        took: Duration,
+        outcome: &anyhow::Result<()>,
+    ) {
+        let run = JobRunRecord {
+            name: name.to_owned(),
+            holder: self.holder.clone(),
+            started_at,
+            duration_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
+            error: outcome
+                .as_ref()
+                .err()
+                .map(|e| format!("{e:#}").chars().take(RUN_ERROR_MAX_CHARS).collect()),
+        };
+        if let Err(e) = self.store.record_job_run(&run).await {
+            tracing::warn!(job = name, error = %e, "recording the job's run failed");
+        }
     }
 }
 
@@ -237,6 +289,78 @@ mod tests {
             .await
             .unwrap());
         assert_eq!(everywhere.runs.load(Ordering::SeqCst), 2);
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    /// Fails every run.
+    struct Failing;
+
+    #[async_trait]
+    impl Job for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+
+        fn schedule(&self) -> Schedule {
+            Schedule {
+                every: Duration::from_secs(60),
+                at_start: false,
+                scope: Scope::OneNode,
+                wake: None,
+            }
+        }
+
+        async fn run(&self, _now: Timestamp, _trigger: Trigger) -> anyhow::Result<()> {
+            anyhow::bail!("the books do not balance")
+        }
+    }
+
+    #[tokio::test]
+    async fn each_lease_held_run_is_recorded_with_its_outcome() {
+        let (store, path) = store().await;
+        let clock = ManualClock::at(Timestamp::from_millis(5_000));
+        let node_a = Scheduler::new(store.clone(), clock.clone(), "node-a".into());
+        assert!(node_a.run_once(&Failing, Trigger::Timer).await.is_err());
+        let (ok, _) = counting(Scope::OneNode);
+        assert!(node_a.run_once(ok.as_ref(), Trigger::Timer).await.unwrap());
+        let (everywhere, _) = counting(Scope::EveryNode);
+        assert!(node_a
+            .run_once(everywhere.as_ref(), Trigger::Timer)
+            .await
+            .unwrap());
+        // The every-node job shares its name with the lease-held one: one row, its own.
+        let runs = store.job_runs().await.unwrap();
+        let summary: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.name.as_str(),
+                    r.holder.as_str(),
+                    r.started_at,
+                    r.error.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("counting", "node-a", Timestamp::from_millis(5_000), None),
+                (
+                    "failing",
+                    "node-a",
+                    Timestamp::from_millis(5_000),
+                    Some("the books do not balance")
+                ),
+            ]
+        );
+        assert_eq!(
+            node_a.scheduled(),
+            Vec::<ScheduledJob>::new(),
+            "run_once schedules nothing"
+        );
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

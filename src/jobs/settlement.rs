@@ -38,6 +38,14 @@ impl Job for SettlementJob {
         }
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "daily at {} (checked every {} s)",
+            self.settlement.calendar.describe(),
+            SETTLEMENT_CHECK_INTERVAL.as_secs()
+        )
+    }
+
     async fn run(&self, now: Timestamp, _trigger: Trigger) -> anyhow::Result<()> {
         for day in self.settlement.settle_due(now).await? {
             tracing::info!(

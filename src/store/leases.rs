@@ -1,5 +1,6 @@
 //! Leases: one holder at a time per name, for work that must run once per cluster (the
-//! points expiry job today; every scheduled job of DESIGN §4 tomorrow).
+//! scheduler's jobs of DESIGN §4: points expiry, dead-letter retries, settlement), and the
+//! record of each such job's last run.
 
 use super::error::StoreResult;
 use crate::domain::Timestamp;
@@ -16,4 +17,20 @@ pub trait LeaseStore: Send + Sync {
         until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// Keeps `run` as its job's last run, over the one before.
+    async fn record_job_run(&self, run: &JobRunRecord) -> StoreResult<()>;
+    /// The last run of every job that has run, by name.
+    async fn job_runs(&self) -> StoreResult<Vec<JobRunRecord>>;
+}
+
+/// How one run of a lease-held job went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRunRecord {
+    pub name: String,
+    /// The node that held the lease and ran it.
+    pub holder: String,
+    pub started_at: Timestamp,
+    pub duration_ms: i64,
+    /// `None` when it went well; the failure otherwise.
+    pub error: Option<String>,
 }

@@ -9,6 +9,7 @@ use super::coupons::{CampaignRecord, UserCouponRecord};
 use super::dead_letters::DeadLetterRecord;
 use super::error::{StoreError, StoreResult};
 use super::fulfilment::PartnerOrderStates;
+use super::leases::JobRunRecord;
 use super::orders::{OrderItemRecord, OrderRecord, PartnerOrderRecord};
 use super::points::{PointsLedgerRecord, PointsOperationKind, PointsOperationRecord};
 use super::settlement::{SettlementLineRecord, SettlementRecord, StatementMismatch};
@@ -421,5 +422,16 @@ pub(crate) fn statement_mismatch_from_row(row: &impl Columns) -> StoreResult<Sta
             row.int("line_net")?,
             row.int("line_lines")?,
         ),
+    })
+}
+
+/// `sql::JOB_RUNS`.
+pub(crate) fn job_run_from_row(row: &impl Columns) -> StoreResult<JobRunRecord> {
+    Ok(JobRunRecord {
+        name: row.text("name")?,
+        holder: row.text("holder")?,
+        started_at: row.ts("started_at")?,
+        duration_ms: row.int("duration_ms")?,
+        error: row.opt_text("error")?,
     })
 }

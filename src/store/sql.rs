@@ -551,6 +551,16 @@ pub(crate) const TRY_LEASE: &str =
          expires_at = excluded.expires_at
      WHERE leases.expires_at < $4 OR leases.holder = excluded.holder";
 
+pub(crate) const RECORD_JOB_RUN: &str =
+    "INSERT INTO job_runs (name, holder, started_at, duration_ms, outcome, error)
+     VALUES ($1, $2, $3, $4, CASE WHEN $5 IS NULL THEN 'ok' ELSE 'failed' END, $5)
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+         started_at = excluded.started_at, duration_ms = excluded.duration_ms,
+         outcome = excluded.outcome, error = excluded.error";
+
+pub(crate) const JOB_RUNS: &str =
+    "SELECT name, holder, started_at, duration_ms, error FROM job_runs ORDER BY name";
+
 // ---------------------------------------------------------------------------------------
 // The event stream: relay progress and dead letters
 // ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ use crate::app::catalog::Catalog;
 use crate::app::coupons::Coupons;
 use crate::app::dead_letters::DeadLetters;
 use crate::app::fulfilment::Fulfilment;
+use crate::app::jobs::Jobs;
 use crate::app::orders::Orders;
 use crate::app::payments::Payments;
 use crate::app::placement::lock::{LockConfig, LockPlacement};
@@ -314,6 +315,7 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Resu
             events: parts.events.clone(),
             calendar,
         }),
+        jobs: Jobs::new(parts.store.clone()),
     })
 }
 
@@ -382,6 +384,7 @@ fn scheduler(
     scheduler.add(Arc::new(SettlementJob {
         settlement: app.settlement.clone(),
     }));
+    app.jobs.register(scheduler.scheduled());
     scheduler
 }
 

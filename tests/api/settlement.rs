@@ -419,3 +419,59 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+backend_tests!(admins_see_each_job_with_its_last_run, |app| async move {
+    let admin = app.admin_token().await;
+    let buyer = app.buyer().await;
+    // The dead-letter job does not run at start: the run below is the only one recorded.
+    let config = &app.state.config;
+    let job = stampede::jobs::dead_letters::DlqRetryJob {
+        dead_letters: app.state.app.dead_letters.clone(),
+        interval: Duration::from_secs(config.dlq_retry_interval_secs),
+        max_retries: config.dlq_retry_max,
+    };
+    let node = Scheduler::new(app.state.store.clone(), app.clock.clone(), "node-x".into());
+    let before = app.clock.now();
+    assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+
+    let jobs = expect(&app.get("/admin/jobs", Some(&admin)).await, 200).clone();
+    let find = |name: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == name)
+            .unwrap_or_else(|| panic!("no job {name} in {jobs}"))
+            .clone()
+    };
+    let dlq = find("dlq-retry");
+    assert_eq!(
+        (
+            str_of(&dlq, "schedule"),
+            str_of(&dlq, "runs_on"),
+            str_of(&dlq, "holder"),
+            str_of(&dlq, "last_outcome")
+        ),
+        ("every 300 s", "one_node", "node-x", "ok")
+    );
+    assert!(dlq["last_error"].is_null());
+    assert!(int(&dlq, "last_duration_ms") >= 0);
+    let started = parse_time(&dlq, "last_started_at");
+    assert!(started.unix_timestamp() * 1000 >= before.millis() / 1000 * 1000);
+    let settlement = find("settlement");
+    assert_eq!(
+        str_of(&settlement, "schedule"),
+        "daily at 04:00 Asia/Seoul (checked every 60 s)"
+    );
+    assert_eq!(str_of(&settlement, "runs_on"), "one_node");
+    // Jobs on every node are listed, never recorded.
+    let sweeper = find("sweeper");
+    assert_eq!(str_of(&sweeper, "runs_on"), "every_node");
+    assert!(sweeper["holder"].is_null() && sweeper["last_started_at"].is_null());
+
+    expect_error(
+        &app.get("/admin/jobs", Some(&buyer)).await,
+        403,
+        "forbidden",
+    );
+    expect_error(&app.get("/admin/jobs", None).await, 401, "unauthorized");
+});

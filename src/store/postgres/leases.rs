@@ -3,7 +3,8 @@
 
 use super::conn::PgStore;
 use crate::domain::Timestamp;
-use crate::store::{sql, LeaseStore, StoreResult};
+use crate::store::rows::job_run_from_row;
+use crate::store::{sql, JobRunRecord, LeaseStore, StoreResult};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -26,5 +27,24 @@ impl LeaseStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(taken.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %run.name))]
+    async fn record_job_run(&self, run: &JobRunRecord) -> StoreResult<()> {
+        sqlx::query(sql::RECORD_JOB_RUN)
+            .bind(&run.name)
+            .bind(&run.holder)
+            .bind(run.started_at.millis())
+            .bind(run.duration_ms)
+            .bind(run.error.as_deref())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn job_runs(&self) -> StoreResult<Vec<JobRunRecord>> {
+        let rows = sqlx::query(sql::JOB_RUNS).fetch_all(&self.pool).await?;
+        rows.iter().map(job_run_from_row).collect()
     }
 }

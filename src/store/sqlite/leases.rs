@@ -1,8 +1,10 @@
-//! Leases on SQLite: one conditional upsert (`sql::TRY_LEASE`) in a write transaction.
+//! Leases on SQLite: one conditional upsert (`sql::TRY_LEASE`) in a write transaction; the
+//! jobs' last runs beside them.
 
 use super::conn::SqliteStore;
 use crate::domain::Timestamp;
-use crate::store::{sql, LeaseStore, StoreResult};
+use crate::store::rows::job_run_from_row;
+use crate::store::{sql, JobRunRecord, LeaseStore, StoreResult};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -25,5 +27,26 @@ impl LeaseStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(taken.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %run.name))]
+    async fn record_job_run(&self, run: &JobRunRecord) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(sql::RECORD_JOB_RUN)
+            .bind(&run.name)
+            .bind(&run.holder)
+            .bind(run.started_at.millis())
+            .bind(run.duration_ms)
+            .bind(run.error.as_deref())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn job_runs(&self) -> StoreResult<Vec<JobRunRecord>> {
+        let rows = sqlx::query(sql::JOB_RUNS).fetch_all(&self.reader).await?;
+        rows.iter().map(job_run_from_row).collect()
     }
 }

@@ -57,3 +57,17 @@ CREATE TABLE settlement_days (
 CREATE INDEX partner_orders_confirmed
     ON partner_orders (confirmed_at, partner_id, order_id, subtotal, commission_rate_bps)
     WHERE confirmed_at IS NOT NULL;
+
+-- The last run of each job that runs on one node at a time under its lease (the
+-- scheduler's, DESIGN §4): when it started, how long it took, how it ended and on which
+-- node, for GET /api/v1/admin/jobs. One row per job, overwritten by each run.
+CREATE TABLE job_runs (
+    name        TEXT    PRIMARY KEY,
+    holder      TEXT    NOT NULL,
+    started_at  INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL CHECK (duration_ms >= 0),
+    outcome     TEXT    NOT NULL CHECK (outcome IN ('ok', 'failed')),
+    -- The failure, shortened; NULL when it went well.
+    error       TEXT,
+    CHECK ((error IS NULL) = (outcome = 'ok'))
+);
