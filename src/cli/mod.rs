@@ -4,6 +4,7 @@
 mod admin;
 mod dlq;
 mod settle;
+mod settlement_bench;
 mod verify;
 
 pub use admin::AdminCommand;
@@ -57,7 +58,19 @@ pub enum Command {
     Dlq(DlqCommand),
     /// Generate load against running servers and report throughput, latency and correctness.
     #[command(subcommand)]
-    Loadgen(stampede_loadgen::LoadgenCommand),
+    Loadgen(LoadgenCli),
+}
+
+/// `stampede loadgen …`: the HTTP scenarios of `crates/loadgen`, and the settlement batch,
+/// which fills the configured store directly (`settlement_bench` says why).
+#[derive(Subcommand)]
+pub enum LoadgenCli {
+    /// Seller settlement of one business day: fill the configured (empty) store with
+    /// --lines confirmed purchases over --partners partners, then time the settlement
+    /// beside the bare INSERT … SELECT … GROUP BY aggregate, in the same run.
+    Settlement(settlement_bench::SettlementBenchArgs),
+    #[command(flatten)]
+    Http(stampede_loadgen::LoadgenCommand),
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitCode> {
@@ -83,7 +96,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<std::process::ExitC
         Command::Settle { date } => settle::run(date, config).await?,
         Command::Admin(command) => admin::run(command, &config).await?,
         Command::Dlq(command) => dlq::run(command, config).await?,
-        Command::Loadgen(command) => return stampede_loadgen::run(command).await,
+        Command::Loadgen(LoadgenCli::Http(command)) => return stampede_loadgen::run(command).await,
+        Command::Loadgen(LoadgenCli::Settlement(args)) => {
+            settlement_bench::run(args, config).await?
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bench;
 pub(crate) mod benefits_audit;
 pub mod catalog;
 #[cfg(test)]
@@ -45,6 +46,7 @@ pub use audit::{
     Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, OrderBenefitsAudit,
     OrderCouponAudit, StockAudit, StrayCoupon,
 };
+pub use bench::SettlementBench;
 pub use catalog::{
     AdjustOutcome, CatalogStore, MovementRecord, NewProduct, PartnerRecord, ProductPatch,
     ProductRecord, StockLevels,
@@ -93,6 +95,7 @@ pub trait Store:
     + coupons::CouponStore
     + points::PointsStore
     + settlement::SettlementStore
+    + bench::SettlementBench
     + leases::LeaseStore
     + relay::RelayStore
     + dead_letters::DeadLetterStore

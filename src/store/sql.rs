@@ -759,3 +759,67 @@ pub(crate) const STATEMENT_MISMATCHES: &str =
 pub(crate) const SETTLED_TWICE: &str =
     "SELECT partner_order_id FROM settlement_lines WHERE kind = 'sale'
      GROUP BY partner_order_id HAVING COUNT(*) > 1 ORDER BY partner_order_id";
+
+// ---------------------------------------------------------------------------------------
+// Benchmark fill (`stampede loadgen settlement`)
+// ---------------------------------------------------------------------------------------
+
+/// `$1` partners from a series `g(i)` the backend provides; rates 500..=2500 bps.
+macro_rules! bench_partners {
+    ($series:expr) => {
+        concat!(
+            "INSERT INTO partners (name, commission_rate_bps, created_at)
+             SELECT $2 || ' partner ' || i, 500 + (i * 37) % 2001, $3 FROM ",
+            $series,
+            " RETURNING id"
+        )
+    };
+}
+pub(crate) use bench_partners;
+
+/// One confirmed order per line `i` of the series, for buyer `$2`; its subtotal varies
+/// from 1,000 to 100,999 won. `$3` the key prefix, `$4` now.
+macro_rules! bench_orders {
+    ($series:expr) => {
+        concat!(
+            "INSERT INTO orders (user_id, idempotency_key, request_hash, status, total,
+                 discount, points_used, payable, pay_by, paid_at, delivered_at, created_at,
+                 updated_at)
+             SELECT $2, $3 || i, '', 'confirmed', 1000 + (i * 7919) % 100000, 0, 0,
+                 1000 + (i * 7919) % 100000, $4, $4, $4, $4, $4 FROM ",
+            $series
+        )
+    };
+}
+pub(crate) use bench_orders;
+
+/// The part of each of buyer `$1`'s orders: partner `$2 + id mod $3` (partner ids are
+/// consecutive), confirmed at `$4 + (id − $5) × $6 / $7` — evenly over the day.
+pub(crate) const BENCH_PARTNER_ORDERS: &str =
+    "INSERT INTO partner_orders (order_id, partner_id, status, subtotal, commission_rate_bps,
+         delivered_at, confirmed_at)
+     SELECT o.id, p.id, 'confirmed', o.total, p.commission_rate_bps, o.delivered_at,
+         $4 + ((o.id - $5) * $6) / $7
+     FROM orders o JOIN partners p ON p.id = $2 + o.id % $3
+     WHERE o.user_id = $1";
+
+pub(crate) const BENCH_BUYER: &str = "INSERT INTO users (email, password_hash, role, created_at)
+     VALUES ($1, '!', 'buyer', $2) RETURNING id";
+
+pub(crate) const BENCH_SCRATCH: &str =
+    "CREATE TEMPORARY TABLE bench_settlement_scratch (partner_id BIGINT, gross BIGINT,
+         commission BIGINT, net BIGINT, line_count BIGINT)";
+
+pub(crate) const BENCH_BARE_AGGREGATE: &str = concat!(
+    "INSERT INTO bench_settlement_scratch (partner_id, gross, commission, net, line_count)
+     SELECT po.partner_id, SUM(po.subtotal), SUM(",
+    line_commission!(),
+    "), SUM(po.subtotal - ",
+    line_commission!(),
+    "), COUNT(*)
+     FROM partner_orders po
+     WHERE po.confirmed_at >= $1 AND po.confirmed_at < $2
+     GROUP BY po.partner_id"
+);
+
+pub(crate) const BENCH_DROP_SCRATCH: &str = "DROP TABLE bench_settlement_scratch";

@@ -112,6 +112,11 @@ impl OperatorApp {
         Ok(OperatorApp { app, store, stop })
     }
 
+    /// The store the use cases work on.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Stops the placement writers and closes the database.
     pub async fn close(self) {
         let _ = self.stop.send(true);

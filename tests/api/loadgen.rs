@@ -3,13 +3,13 @@
 
 use crate::helpers::*;
 use clap::Parser;
-use stampede::cli::{Cli, Command};
+use stampede::cli::{Cli, Command, LoadgenCli};
 use std::process::ExitCode;
 
 async fn loadgen(args: &[&str]) -> ExitCode {
     let cli = Cli::try_parse_from(std::iter::once("stampede").chain(args.iter().copied()))
         .expect("valid arguments");
-    let Some(Command::Loadgen(command)) = cli.command else {
+    let Some(Command::Loadgen(LoadgenCli::Http(command))) = cli.command else {
         panic!("not a loadgen command")
     };
     stampede_loadgen::run(command)
@@ -112,3 +112,56 @@ fn the_loadgen_flags_mirror_the_api_limits() {
         );
     }
 }
+
+backend_tests!(
+    the_settlement_batch_fills_settles_and_reports,
+    |app| async move {
+        let dir = std::env::temp_dir().join(unique("settlement-bench"));
+        let out = dir.display().to_string();
+        let args = [
+            "stampede",
+            "loadgen",
+            "settlement",
+            "--lines",
+            "3000",
+            "--partners",
+            "7",
+            "--out",
+            &out,
+        ];
+        let cli = Cli::try_parse_from(args).expect("valid arguments");
+        let config = (*app.state.config).clone();
+        let code = stampede::cli::run(cli, config)
+            .await
+            .expect("the run completes");
+        assert_eq!(code, ExitCode::SUCCESS);
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["scenario"], "settlement");
+        assert_eq!(
+            (int(&summary, "lines"), int(&summary, "settled_lines")),
+            (3000, 3000)
+        );
+        assert_eq!(int(&summary, "statements"), 7);
+        assert!(
+            summary["settlement_ms"].as_f64().unwrap() > 0.0,
+            "{summary}"
+        );
+        assert_eq!(summary["bare_aggregate_ms"].as_array().unwrap().len(), 2);
+        // The statements are the sums of their lines (the filled orders have no items or
+        // stock behind them, so the rest of verify does not apply to a benchmark store).
+        let audit = app.state.store.settlement_audit().await.unwrap();
+        assert!(
+            audit.mismatches.is_empty() && audit.settled_twice.is_empty(),
+            "{audit:?}"
+        );
+        // A store with confirmed purchases is refused: its day would not be the batch's alone.
+        let again = Cli::try_parse_from(args).unwrap();
+        let refused = stampede::cli::run(again, (*app.state.config).clone()).await;
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("without confirmed purchases"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+);

@@ -183,3 +183,39 @@ store_tests!(
         );
     }
 );
+
+store_tests!(
+    the_benchmark_fill_settles_to_the_bare_aggregate,
+    |store| async move {
+        let the_day = day("2023-11-15", 0);
+        store
+            .fill_confirmed_lines("fill", 7, 1_000, &the_day, NOW)
+            .await
+            .unwrap();
+        assert_eq!(store.first_confirmation().await.unwrap(), Some(at(0)));
+        assert_eq!(store.bare_settlement_aggregate(&the_day).await.unwrap(), 7);
+        // The scratch table is gone: a second run makes it again.
+        assert_eq!(store.bare_settlement_aggregate(&the_day).await.unwrap(), 7);
+        let made = store.settle_day(&the_day, at(30)).await.unwrap();
+        assert_eq!(made.len(), 7);
+        assert_eq!(made.iter().map(|s| s.line_count).sum::<i64>(), 1_000);
+        for s in &made {
+            let lines = store.all_settlement_lines(s.id).await.unwrap();
+            let commission: i64 = lines
+                .iter()
+                .map(|l| {
+                    stampede::domain::settlement::commission(l.subtotal, l.commission_rate_bps)
+                })
+                .sum();
+            assert_eq!(s.commission, commission);
+            assert!(lines
+                .iter()
+                .all(|l| l.confirmed_at >= at(0) && l.confirmed_at < at(24)));
+        }
+        let audit = store.settlement_audit().await.unwrap();
+        assert!(
+            audit.mismatches.is_empty() && audit.settled_twice.is_empty(),
+            "{audit:?}"
+        );
+    }
+);

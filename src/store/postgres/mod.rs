@@ -22,6 +22,7 @@
 
 mod accounts;
 mod audit;
+mod bench;
 mod benefits;
 mod catalog;
 mod conn;
