@@ -12,6 +12,7 @@ pub mod events;
 pub mod fulfilment;
 pub mod order;
 pub mod points;
+pub mod shares;
 pub mod values;
 pub mod waitlist;
 

@@ -137,7 +137,8 @@ pub(crate) use order_columns;
 /// so the lookup uses `order_items`' `(order_id, product_id)` key.
 macro_rules! partner_order_rows {
     () => {
-        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal, po.carrier,
+        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal, po.discount,
+             po.points_used, po.payable, po.carrier,
              po.tracking_number, po.prepared_at, po.shipped_at, po.delivered_at,
              po.confirmed_at, oi.product_id, oi.quantity, oi.unit_price, oi.line_total
          FROM partner_orders po

@@ -52,6 +52,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_order_benefits.sql")),
     (6, include_str!("migrations/0006_event_stream.sql")),
     (7, include_str!("migrations/0007_fulfilment.sql")),
+    // 8 is settlement's (issue 10), on its own branch.
+    (9, include_str!("migrations/0009_partial_cancel.sql")),
 ];
 
 #[async_trait]
