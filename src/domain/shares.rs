@@ -105,9 +105,9 @@ mod tests {
 
     #[test]
     fn leftover_won_go_to_the_largest_remainders_then_the_earliest_part() {
-        // 100 over 1:1:1 → 33.33 each; the one won left goes to the first.
+        // 100 over 100:100:100 → 33.33 each; the one won left goes to the first.
         assert_eq!(
-            raw(&split_pro_rata(won(100), &[won(1), won(1), won(1)])),
+            raw(&split_pro_rata(won(100), &[won(100), won(100), won(100)])),
             [34, 33, 33]
         );
         // 10 over 3000:2000:1000 → 5, 3.33, 1.67: the largest remainder (.67) wins.

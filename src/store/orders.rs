@@ -85,6 +85,9 @@ pub struct PartnerOrderRecord {
     pub discount: i64,
     pub points_used: i64,
     pub payable: i64,
+    /// Why and when it was cancelled on its own (`POST /partner-orders/{id}/cancel`).
+    pub cancel_reason: Option<String>,
+    pub cancelled_at: Option<Timestamp>,
     /// Set together when the partner order ships.
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
@@ -115,6 +118,8 @@ impl PartnerOrderRecord {
             discount: share.discount.get(),
             points_used: share.points.get(),
             payable: share.payable.get(),
+            cancel_reason: None,
+            cancelled_at: None,
             carrier: None,
             tracking_number: None,
             prepared_at: None,
@@ -137,6 +142,20 @@ impl PartnerOrderRecord {
             tracking_number: self.tracking_number.clone(),
             at,
         }
+    }
+}
+
+impl OrderRecord {
+    /// What the buyer is still owed back if the rest of the order is refunded: the
+    /// payable of the parts not cancelled on their own (those were refunded already).
+    pub fn unrefunded(&self) -> i64 {
+        let cancelled: i64 = self
+            .partner_orders
+            .iter()
+            .filter(|p| p.status == PartnerOrderStatus::Cancelled && p.cancelled_at.is_some())
+            .map(|p| p.payable)
+            .sum();
+        self.payable - cancelled
     }
 }
 

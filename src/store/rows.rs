@@ -179,6 +179,8 @@ fn partner_order_from_row(row: &impl Columns) -> StoreResult<PartnerOrderRecord>
         discount: row.int("discount")?,
         points_used: row.int("points_used")?,
         payable: row.int("payable")?,
+        cancel_reason: row.opt_text("cancel_reason")?,
+        cancelled_at: row.opt_ts("cancelled_at")?,
         carrier: row.opt_text("carrier")?,
         tracking_number: row.opt_text("tracking_number")?,
         prepared_at: row.opt_ts("prepared_at")?,

@@ -50,6 +50,10 @@ UPDATE partner_orders SET points_used = (
 
 UPDATE partner_orders SET payable = subtotal - discount - points_used;
 
+-- Why and when a seller (or admin) cancelled the part before it shipped.
+ALTER TABLE partner_orders ADD COLUMN cancel_reason TEXT;
+ALTER TABLE partner_orders ADD COLUMN cancelled_at BIGINT;
+
 ALTER TABLE partner_orders
     ADD CONSTRAINT partner_orders_shares CHECK (discount >= 0 AND points_used >= 0
         AND payable >= 0 AND payable = subtotal - discount - points_used);

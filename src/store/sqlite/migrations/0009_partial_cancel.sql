@@ -53,6 +53,10 @@ UPDATE partner_orders SET points_used = (
 
 UPDATE partner_orders SET payable = subtotal - discount - points_used;
 
+-- Why and when a seller (or admin) cancelled the part before it shipped.
+ALTER TABLE partner_orders ADD COLUMN cancel_reason TEXT;
+ALTER TABLE partner_orders ADD COLUMN cancelled_at INTEGER;
+
 -- Points refunded so far of an order's spent hold: a cancelled part refunds its share
 -- while the hold stays `spent`; refunding the whole order refunds the rest and the hold
 -- becomes `refunded` (refunded = amount).
