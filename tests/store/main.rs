@@ -29,4 +29,5 @@ mod event_stream;
 mod fulfilment;
 mod orders;
 mod outbox;
+mod partial_cancel;
 mod placement;
