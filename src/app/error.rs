@@ -33,6 +33,9 @@ pub enum AppError {
     OrderNotPayable,
     #[error("order can no longer be cancelled")]
     OrderNotCancellable,
+    /// The buyer asked to cancel a paid order of which a part has already shipped.
+    #[error("a part of the order has shipped: it can no longer be cancelled")]
+    OrderAlreadyShipped,
     #[error("only a paid order can be confirmed")]
     OrderNotConfirmable,
     /// A paid order with a partner order neither delivered nor cancelled yet.

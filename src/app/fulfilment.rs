@@ -4,16 +4,22 @@
 //! and may confirm the purchase once every part is delivered (`app::orders`).
 
 use super::error::{require, AppError, AppResult};
+use super::payments::Payments;
 use crate::clock::SharedClock;
-use crate::domain::fulfilment::{Advance, PartnerOrderStatus, Shipment};
+use crate::domain::fulfilment::{Advance, CancelNote, PartnerOrderStatus, Shipment};
 use crate::domain::{Actor, Role};
 use crate::events::EventSync;
 use crate::metrics::{Metrics, StepLabels};
-use crate::store::{FulfilmentOutcome, Page, PageRequest, PartnerOrderRecord, Store};
+use crate::store::{
+    FulfilmentOutcome, OrderRecord, Page, PageRequest, PartialCancelOutcome, PartnerOrderRecord,
+    Store,
+};
 use std::sync::Arc;
 
 pub struct Fulfilment {
     pub store: Arc<dyn Store>,
+    /// Gives a cancelled part's share back through the gateway.
+    pub payments: Arc<Payments>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub events: EventSync,
@@ -70,6 +76,50 @@ impl Fulfilment {
                 current.status.as_str(),
                 step.change().0.as_str(),
                 step.name()
+            ))),
+        }
+    }
+
+    /// Cancels a partner order before it ships, for its partner's sellers and admins: the
+    /// store returns its stock, refunds its points share and books its `payable` in one
+    /// transaction (the whole order is refunded when it was the last part left); then the
+    /// money goes back through the gateway — a failure there is retried from
+    /// `payment.refund_failed`, never undoing the books. Shipped, delivered or already
+    /// cancelled parts are `InvalidTransition`, and nothing changes.
+    pub async fn cancel(
+        &self,
+        actor: &Actor,
+        id: i64,
+        reason: &str,
+    ) -> AppResult<(PartnerOrderRecord, OrderRecord)> {
+        self.managed(actor, id).await?;
+        let note = CancelNote::new(reason)?;
+        let outcome = self
+            .store
+            .cancel_partner_order(id, note.as_str(), self.clock.now())
+            .await?;
+        match outcome {
+            PartialCancelOutcome::Done {
+                partner_order,
+                order,
+            } => {
+                let what = "the share of a cancelled partner order";
+                self.payments
+                    .refund_amount(order.id, partner_order.payable, what)
+                    .await;
+                self.metrics
+                    .partner_orders_advanced
+                    .get_or_create(&StepLabels {
+                        step: "cancel".into(),
+                    })
+                    .inc();
+                self.events.wake();
+                Ok((partner_order, order))
+            }
+            PartialCancelOutcome::NotFound => Err(AppError::not_found("partner order")),
+            PartialCancelOutcome::Refused(current) => Err(AppError::InvalidTransition(format!(
+                "partner order {id} is {}: only a paid or preparing partner order can be cancelled",
+                current.status.as_str()
             ))),
         }
     }

@@ -8,6 +8,7 @@ use super::payments::Payments;
 use super::placement::request::{order_request, OrderInput};
 use super::placement::{Placed, Placement};
 use crate::clock::SharedClock;
+use crate::domain::fulfilment::PartnerOrderStatus;
 use crate::domain::order::CancelReason;
 use crate::domain::{Actor, IdempotencyKey, OrderStatus, Role, Timestamp};
 use crate::events::EventSync;
@@ -82,6 +83,9 @@ impl Orders {
         ) {
             return Err(AppError::OrderNotCancellable);
         }
+        if shipped(&order) {
+            return Err(AppError::OrderAlreadyShipped);
+        }
         // The transition comes first: exactly one caller can move an order out of `paid`,
         // so the money goes back at most once, and never for an order a confirm got to
         // first.
@@ -103,6 +107,10 @@ impl Orders {
                 Ok(order)
             }
             TransitionOutcome::NotFound => Err(AppError::not_found("order")),
+            // A part shipped since the order was read: the store refused under its lock.
+            TransitionOutcome::Refused(order) if shipped(&order) => {
+                Err(AppError::OrderAlreadyShipped)
+            }
             TransitionOutcome::Refused(_) => Err(AppError::OrderNotCancellable),
         }
     }
@@ -197,4 +205,16 @@ impl Orders {
             })
             .inc();
     }
+}
+
+/// Whether a part of a paid order has left with a carrier: then the buyer can no longer
+/// cancel the order (its sellers may still cancel the parts that have not shipped).
+fn shipped(order: &OrderRecord) -> bool {
+    order.status == OrderStatus::Paid
+        && order.partner_orders.iter().any(|p| {
+            matches!(
+                p.status,
+                PartnerOrderStatus::Shipped | PartnerOrderStatus::Delivered
+            )
+        })
 }

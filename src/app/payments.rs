@@ -117,7 +117,15 @@ impl Payments {
     /// in the books (stock returned, `order.refunded` written); a gateway failure is logged
     /// and counted for reconciliation rather than undoing that.
     pub async fn refund(&self, order: &OrderRecord) {
-        if self.give_back(order.id, order.payable, "a refund").await {
+        self.refund_amount(order.id, order.unrefunded(), "a refund")
+            .await;
+    }
+
+    /// Gives `amount` of a paid order back through the gateway (a refund, or the share of
+    /// a cancelled partner order), already booked in the store; nothing for nothing. A
+    /// failure goes to the refund retrier (`payment.refund_failed`).
+    pub async fn refund_amount(&self, order_id: i64, amount: i64, what: &str) {
+        if amount > 0 && self.give_back(order_id, amount, what).await {
             self.count("refunded");
         }
     }

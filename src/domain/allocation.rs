@@ -9,6 +9,7 @@
 //! go below zero, whatever the batch holds.
 
 use super::coupon::CouponTerms;
+use super::shares::{share_benefits, Share};
 use super::values::{Quantity, Timestamp, Won};
 use std::collections::{HashMap, HashSet};
 
@@ -142,6 +143,9 @@ pub struct PlannedLine {
 pub struct PlannedPartnerOrder {
     pub partner_id: i64,
     pub subtotal: Won,
+    /// Its share of the order's discount and points, and what it leaves to pay
+    /// ([`super::shares::share_benefits`]).
+    pub share: Share,
     pub lines: Vec<PlannedLine>,
 }
 
@@ -349,6 +353,7 @@ fn plan_order(
             .or_insert_with(|| PlannedPartnerOrder {
                 partner_id: product.partner_id,
                 subtotal: Won::ZERO,
+                share: Share::whole(Won::ZERO),
                 lines: Vec::new(),
             });
         // Cannot overflow: the subtotal is bounded by `total`, checked just above.
@@ -360,13 +365,17 @@ fn plan_order(
             line_total,
         });
     }
+    let mut partner_orders: Vec<PlannedPartnerOrder> = by_partner.into_values().collect();
+    for p in &mut partner_orders {
+        p.share = Share::whole(p.subtotal);
+    }
     Ok(PlannedOrder {
         total,
         coupon_id: None,
         discount: Won::ZERO,
         points: Won::ZERO,
         payable: total,
-        partner_orders: by_partner.into_values().collect(),
+        partner_orders,
     })
 }
 
@@ -412,6 +421,11 @@ fn apply_benefits(
         plan.points = Won::new("points", request.points).map_err(|_| Rejection::TotalTooLarge)?;
     }
     plan.payable = after_coupon.checked_sub(plan.points).unwrap_or(Won::ZERO);
+    let subtotals: Vec<Won> = plan.partner_orders.iter().map(|p| p.subtotal).collect();
+    let shares = share_benefits(&subtotals, plan.discount, plan.points);
+    for (part, share) in plan.partner_orders.iter_mut().zip(shares) {
+        part.share = share;
+    }
     Ok(plan)
 }
 

@@ -35,6 +35,8 @@ pub const PARTNER_CREATED: &str = "partner.created";
 pub const PARTNER_ORDER_PREPARING: &str = "partner_order.preparing";
 pub const PARTNER_ORDER_SHIPPED: &str = "partner_order.shipped";
 pub const PARTNER_ORDER_DELIVERED: &str = "partner_order.delivered";
+/// A seller (or admin) cancelled one part before it shipped; the rest of the order goes on.
+pub const PARTNER_ORDER_CANCELLED: &str = "partner_order.cancelled";
 pub const PAYMENT_FAILED: &str = "payment.failed";
 /// The gateway did not give an order's money back; the refund retrier tries again.
 pub const PAYMENT_REFUND_FAILED: &str = "payment.refund_failed";

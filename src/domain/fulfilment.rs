@@ -14,6 +14,35 @@ pub const MAX_CARRIER_CHARS: usize = 100;
 /// only keeps rows and events small.
 pub const MAX_TRACKING_NUMBER_CHARS: usize = 64;
 
+/// Longest reason a seller gives for cancelling a partner order, in characters.
+pub const MAX_CANCEL_REASON_CHARS: usize = 500;
+
+/// Why a seller (or admin) cancels a partner order before it ships: trimmed, 1 to
+/// [`MAX_CANCEL_REASON_CHARS`] characters, no control characters but line breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelNote(String);
+
+impl CancelNote {
+    pub fn new(raw: &str) -> Result<CancelNote, DomainError> {
+        let reason = raw.trim();
+        let count = reason.chars().count();
+        let controls = reason.chars().any(|c| c.is_control() && c != '\n');
+        if count == 0 || count > MAX_CANCEL_REASON_CHARS || controls {
+            return Err(DomainError::new(
+                "reason",
+                format!(
+                    "must be 1 to {MAX_CANCEL_REASON_CHARS} characters, without control characters"
+                ),
+            ));
+        }
+        Ok(CancelNote(reason.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A partner order's status: its order's (`pending_payment`, `paid`, `confirmed`,
 /// `cancelled`, `refunded`) plus the seller's `preparing`, `shipped` and `delivered` in
 /// between payment and confirmation.
@@ -267,6 +296,21 @@ mod tests {
         let carrier = "가".repeat(MAX_CARRIER_CHARS);
         assert!(Shipment::new(&carrier, "1").is_ok());
         assert!(Shipment::new(&format!("{carrier}가"), "1").is_err());
+    }
+
+    #[test]
+    fn cancel_notes_are_trimmed_and_bounded() {
+        assert_eq!(
+            CancelNote::new("  out of stock\n").unwrap().as_str(),
+            "out of stock"
+        );
+        assert_eq!(CancelNote::new("a\nb").unwrap().as_str(), "a\nb");
+        for bad in ["", "   ", "a\u{7}b", "a\rb"] {
+            assert!(CancelNote::new(bad).is_err(), "{bad:?}");
+        }
+        let longest = "가".repeat(MAX_CANCEL_REASON_CHARS);
+        assert!(CancelNote::new(&longest).is_ok());
+        assert!(CancelNote::new(&format!("{longest}가")).is_err());
     }
 
     proptest! {

@@ -13,6 +13,7 @@ pub mod fulfilment;
 pub mod order;
 pub mod points;
 pub mod settlement;
+pub mod shares;
 pub mod values;
 pub mod waitlist;
 

@@ -121,6 +121,8 @@ pub enum CancelReason {
     Requested,
     /// The payment deadline (`pay_by`) passed; the sweeper released the holds.
     Expired,
+    /// Its sellers cancelled every part of the paid order, one by one.
+    PartsCancelled,
 }
 
 impl CancelReason {
@@ -128,6 +130,7 @@ impl CancelReason {
         match self {
             CancelReason::Requested => "requested",
             CancelReason::Expired => "expired",
+            CancelReason::PartsCancelled => "parts_cancelled",
         }
     }
 }

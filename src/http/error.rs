@@ -37,6 +37,8 @@ pub enum ErrorCode {
     PaymentDeclined,
     OrderNotPayable,
     OrderNotCancellable,
+    /// The buyer cancels a paid order only while none of its partner orders has shipped.
+    OrderAlreadyShipped,
     OrderNotConfirmable,
     /// A paid order is confirmed only once every partner order is delivered (or cancelled).
     OrderNotDelivered,
@@ -101,12 +103,11 @@ impl ErrorCode {
             NotFound | CouponNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | OutOfStock | InsufficientStock | NotReleased | OrderNotPayable
-            | OrderNotCancellable | OrderNotConfirmable | OrderNotDelivered | InvalidTransition
-            | AlreadyWaitlisted | InsufficientPoints | CouponSoldOut | CouponAlreadyIssued
-            | CouponNotIssuable | CouponExpired | CouponInUse | DeadLetterNotOpen
-            | UnknownHandler | InvalidMessage | ReplayFailed | BusinessDayNotOver => {
-                StatusCode::CONFLICT
-            }
+            | OrderNotCancellable | OrderAlreadyShipped | OrderNotConfirmable
+            | OrderNotDelivered | InvalidTransition | AlreadyWaitlisted | InsufficientPoints
+            | CouponSoldOut | CouponAlreadyIssued | CouponNotIssuable | CouponExpired
+            | CouponInUse | DeadLetterNotOpen | UnknownHandler | InvalidMessage | ReplayFailed
+            | BusinessDayNotOver => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -302,6 +303,7 @@ impl From<AppError> for ApiError {
             AppError::OrderNotCancellable => ApiError::new(ErrorCode::OrderNotCancellable, message),
             AppError::OrderNotConfirmable => ApiError::new(ErrorCode::OrderNotConfirmable, message),
             AppError::OrderNotDelivered => ApiError::new(ErrorCode::OrderNotDelivered, message),
+            AppError::OrderAlreadyShipped => ApiError::new(ErrorCode::OrderAlreadyShipped, message),
             AppError::InvalidTransition(_) => ApiError::new(ErrorCode::InvalidTransition, message),
             AppError::PaymentAmountMismatch => {
                 ApiError::new(ErrorCode::PaymentAmountMismatch, message)

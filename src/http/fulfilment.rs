@@ -82,6 +82,35 @@ pub async fn deliver(
     step(&state, &user, id, StepInput::Deliver).await
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelPartBody {
+    /// Why it is cancelled, shown to the buyer: 1 to 500 characters, no control characters
+    /// but line breaks.
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/partner-orders/{id}/cancel", tag = "fulfilment", security(("bearer" = [])), params(("id" = i64, Path)), request_body = CancelPartBody,
+    responses((status = 200, description = "`paid | preparing → cancelled`: its stock returned, its points share refunded, its `payable` refunded through the gateway; the order goes on (or is refunded when no part is left)", body = PartnerOrderView),
+        (status = 400, description = "`malformed_json`", body = super::error::ErrorBody),
+        (status = 401, body = super::error::ErrorBody), (status = 403, description = "not a seller or admin", body = super::error::ErrorBody),
+        (status = 404, description = "no such partner order, or another partner's", body = super::error::ErrorBody),
+        (status = 409, description = "`invalid_transition`: the partner order has shipped, was delivered or is no longer paid", body = super::error::ErrorBody),
+        (status = 422, description = "`validation_failed`: reason", body = super::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+    Json(body): Json<CancelPartBody>,
+) -> ApiResult<axum::Json<PartnerOrderView>> {
+    let (part, _) = state
+        .app
+        .fulfilment
+        .cancel(&user.actor(), id, &body.reason)
+        .await?;
+    Ok(axum::Json(part.into()))
+}
+
 #[derive(Deserialize, IntoParams)]
 pub struct PartnerOrderStatusQuery {
     /// Only partner orders in this status; all when absent.

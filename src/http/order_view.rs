@@ -25,6 +25,13 @@ pub struct PartnerOrderView {
     /// then `confirmed` with the purchase; or `cancelled`, `refunded` with the order.
     pub status: PartnerOrderStatus,
     pub subtotal: i64,
+    /// Its share of the order's coupon discount and points, allocated pro rata by subtotal
+    /// at placement (the shares of all parts add up to the order's exactly).
+    pub discount: i64,
+    pub points_used: i64,
+    /// `subtotal - discount - points_used`: what the buyer paid for this part, and what
+    /// cancelling it refunds.
+    pub payable: i64,
     /// Who carries it and the number to track it by; `null` until it ships.
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
@@ -58,6 +65,9 @@ impl From<PartnerOrderRecord> for PartnerOrderView {
             partner_id: p.partner_id,
             status: p.status,
             subtotal: p.subtotal,
+            discount: p.discount,
+            points_used: p.points_used,
+            payable: p.payable,
             carrier: p.carrier,
             tracking_number: p.tracking_number,
             prepared_at: p.prepared_at,

@@ -43,6 +43,47 @@ pub struct OrderAudit {
     pub item_units: i64,
     /// Sum of movement quantities per kind for this order.
     pub movements: Vec<(MovementKind, i64)>,
+    /// What its partner orders share of it, and what was booked back to the buyer.
+    pub shares: OrderSharesAudit,
+}
+
+/// An order's partner orders' shares and refunds (`sql::ORDER_SHARES_AUDIT`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderSharesAudit {
+    /// Units of parts cancelled on their own (their stock was returned).
+    pub cancelled_units: i64,
+    pub discounts: i64,
+    pub points: i64,
+    pub payables: i64,
+    /// Parts whose `payable` is not `subtotal - discount - points_used`.
+    pub inconsistent_parts: i64,
+    /// `payable` of the parts cancelled on their own.
+    pub cancelled_payables: i64,
+    /// Sum of the order's `refunded` payment rows.
+    pub refunded: i64,
+}
+
+/// One row of `sql::ORDER_SHARES_AUDIT`.
+pub(crate) type OrderSharesRow = (i64, i64, i64, i64, i64, i64, i64, i64);
+
+/// The rows of `sql::ORDER_SHARES_AUDIT` by order id.
+pub(crate) fn shares_by_order(
+    rows: Vec<OrderSharesRow>,
+) -> std::collections::HashMap<i64, OrderSharesAudit> {
+    rows.into_iter()
+        .map(|r| {
+            let shares = OrderSharesAudit {
+                cancelled_units: r.1,
+                discounts: r.2,
+                points: r.3,
+                payables: r.4,
+                inconsistent_parts: r.5,
+                cancelled_payables: r.6,
+                refunded: r.7,
+            };
+            (r.0, shares)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! reads of it. Each backend implements it in its `fulfilment.rs`.
 
 use super::error::StoreResult;
-use super::orders::PartnerOrderRecord;
+use super::orders::{OrderRecord, PartnerOrderRecord};
 use super::page::{Page, PageRequest};
 use crate::domain::fulfilment::{Advance, PartnerOrderStatus};
 use crate::domain::{OrderStatus, Timestamp};
@@ -24,6 +24,20 @@ pub trait FulfilmentStore: Send + Sync {
         step: &Advance,
         now: Timestamp,
     ) -> StoreResult<FulfilmentOutcome>;
+    /// Cancels a partner order before it ships (`paid` or `preparing`), in one
+    /// transaction: its stock comes back (a `return` movement per line), its share of the
+    /// points goes back to the buyer, a `refunded` payment row books its `payable` for the
+    /// gateway, and `partner_order.cancelled` is written. When it was the last part left to
+    /// deliver, the order records its last delivery (`sql::MARK_ORDER_DELIVERED`); when it
+    /// was the last part not cancelled, the order itself becomes `refunded` (the coupon is
+    /// issued again, `order.refunded`). From any other status nothing changes and the
+    /// partner order comes back `Refused` as it is.
+    async fn cancel_partner_order(
+        &self,
+        id: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<PartialCancelOutcome>;
     /// A partner's partner orders with their items, newest first; only those in `status`
     /// when given.
     async fn partner_orders(
@@ -41,6 +55,18 @@ pub enum FulfilmentOutcome {
     Done(PartnerOrderRecord),
     NotFound,
     /// Not in the status the step starts from; nothing changed.
+    Refused(PartnerOrderRecord),
+}
+
+#[derive(Debug, Clone)]
+pub enum PartialCancelOutcome {
+    /// The part as it now is, and its order after it (refunded when no part is left).
+    Done {
+        partner_order: PartnerOrderRecord,
+        order: OrderRecord,
+    },
+    NotFound,
+    /// Not `paid` nor `preparing`; nothing changed.
     Refused(PartnerOrderRecord),
 }
 

@@ -57,7 +57,9 @@ pub use coupons::{
 };
 pub use dead_letters::{DeadLetterRecord, DeadLetterStore, NewDeadLetter};
 pub use error::{StoreError, StoreResult};
-pub use fulfilment::{FulfilmentAudit, FulfilmentOutcome, FulfilmentStore, PartnerOrderStates};
+pub use fulfilment::{
+    FulfilmentAudit, FulfilmentOutcome, FulfilmentStore, PartialCancelOutcome, PartnerOrderStates,
+};
 pub use leases::{JobRunRecord, LeaseStore};
 pub use orders::{
     BatchResult, OrderItemRecord, OrderRecord, OrderStore, PartnerOrderRecord, PaymentAttempt,

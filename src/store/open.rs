@@ -18,3 +18,38 @@ pub async fn connect(url: &str, options: &PoolOptions) -> StoreResult<Arc<dyn St
         ))
     }
 }
+
+/// A migrated SQLite store in a file of its own under the temp directory, for the unit
+/// tests of the use cases; [`TempSqlite::close`] closes it and removes its files.
+#[cfg(test)]
+pub(crate) struct TempSqlite {
+    pub store: Arc<dyn Store>,
+    path: std::path::PathBuf,
+}
+
+#[cfg(test)]
+impl TempSqlite {
+    pub async fn open(now: crate::domain::Timestamp) -> TempSqlite {
+        let path = std::env::temp_dir().join(format!(
+            "stampede-unit-{}-{}.db",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let options = PoolOptions {
+            max_connections: 4,
+            acquire_timeout: std::time::Duration::from_secs(10),
+        };
+        let store = connect(&format!("sqlite://{}", path.display()), &options)
+            .await
+            .unwrap();
+        store.migrate(now).await.unwrap();
+        TempSqlite { store, path }
+    }
+
+    pub async fn close(self) {
+        self.store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}

@@ -8,6 +8,7 @@ use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::domain::events::PartnerOrderChanged;
 use crate::domain::fulfilment::PartnerOrderStatus;
 use crate::domain::order::CancelReason;
+use crate::domain::shares::Share;
 use crate::domain::{OrderStatus, Timestamp};
 use async_trait::async_trait;
 
@@ -79,6 +80,14 @@ pub struct PartnerOrderRecord {
     pub partner_id: i64,
     pub status: PartnerOrderStatus,
     pub subtotal: i64,
+    /// Its share of the order's discount and points (`domain::shares`), and
+    /// `subtotal - discount - points_used`: what cancelling it gives back.
+    pub discount: i64,
+    pub points_used: i64,
+    pub payable: i64,
+    /// Why and when it was cancelled on its own (`POST /partner-orders/{id}/cancel`).
+    pub cancel_reason: Option<String>,
+    pub cancelled_at: Option<Timestamp>,
     /// Set together when the partner order ships.
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
@@ -97,7 +106,7 @@ impl PartnerOrderRecord {
         id: i64,
         order_id: i64,
         partner_id: i64,
-        subtotal: i64,
+        (subtotal, share): (i64, Share),
         items: Vec<OrderItemRecord>,
     ) -> PartnerOrderRecord {
         PartnerOrderRecord {
@@ -106,6 +115,11 @@ impl PartnerOrderRecord {
             partner_id,
             status: PartnerOrderStatus::PendingPayment,
             subtotal,
+            discount: share.discount.get(),
+            points_used: share.points.get(),
+            payable: share.payable.get(),
+            cancel_reason: None,
+            cancelled_at: None,
             carrier: None,
             tracking_number: None,
             prepared_at: None,
@@ -128,6 +142,20 @@ impl PartnerOrderRecord {
             tracking_number: self.tracking_number.clone(),
             at,
         }
+    }
+}
+
+impl OrderRecord {
+    /// What the buyer is still owed back if the rest of the order is refunded: the
+    /// payable of the parts not cancelled on their own (those were refunded already).
+    pub fn unrefunded(&self) -> i64 {
+        let cancelled: i64 = self
+            .partner_orders
+            .iter()
+            .filter(|p| p.status == PartnerOrderStatus::Cancelled && p.cancelled_at.is_some())
+            .map(|p| p.payable)
+            .sum();
+        self.payable - cancelled
     }
 }
 

@@ -234,6 +234,8 @@ pub struct PointsHoldAudit {
     pub user_id: i64,
     pub amount: i64,
     pub status: HoldStatus,
+    /// Refunded so far: the shares of cancelled parts, or the whole amount once refunded.
+    pub refunded: i64,
     pub ledger: Vec<(PointsKind, i64)>,
 }
 
@@ -258,8 +260,8 @@ pub struct PointsAuditRows {
     pub lots: Vec<(i64, i64, i64, i64, i64)>,
     /// `(lot_id, kind, Σ amount)`.
     pub ledger_by_lot: Vec<(i64, String, i64)>,
-    /// `(order_id, user_id, amount, status)`.
-    pub holds: Vec<(i64, i64, i64, String)>,
+    /// `(order_id, user_id, amount, status, refunded)`.
+    pub holds: Vec<(i64, i64, i64, String, i64)>,
     /// `(order_id, kind, Σ amount)` of hold, release, spend and refund rows.
     pub ledger_by_order: Vec<(i64, String, i64)>,
 }
@@ -300,7 +302,7 @@ impl PointsAudit {
         let holds = rows
             .holds
             .into_iter()
-            .map(|(order_id, user_id, amount, raw)| {
+            .map(|(order_id, user_id, amount, raw, refunded)| {
                 let status = HoldStatus::parse(&raw)
                     .ok_or_else(|| StoreError::Corrupt(format!("points hold status {raw:?}")))?;
                 Ok(PointsHoldAudit {
@@ -308,6 +310,7 @@ impl PointsAudit {
                     user_id,
                     amount,
                     status,
+                    refunded,
                     ledger: by_order.remove(&order_id).unwrap_or_default(),
                 })
             })

@@ -137,7 +137,8 @@ pub(crate) use order_columns;
 /// so the lookup uses `order_items`' `(order_id, product_id)` key.
 macro_rules! partner_order_rows {
     () => {
-        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal, po.carrier,
+        "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal, po.discount,
+             po.points_used, po.payable, po.cancel_reason, po.cancelled_at, po.carrier,
              po.tracking_number, po.prepared_at, po.shipped_at, po.delivered_at,
              po.confirmed_at, oi.product_id, oi.quantity, oi.unit_price, oi.line_total
          FROM partner_orders po
@@ -156,6 +157,22 @@ pub(crate) const INSERT_PAYMENT: &str =
 pub(crate) const SET_PARTNER_ORDERS_STATUS: &str = "UPDATE partner_orders SET status = $2,
          confirmed_at = CASE WHEN $2 = 'confirmed' THEN $3 ELSE confirmed_at END
      WHERE order_id = $1 AND status <> 'cancelled'";
+
+/// Parts of order `$1` that have left with a carrier: the buyer can no longer cancel.
+pub(crate) const SHIPPED_PARTNER_ORDERS: &str = "SELECT COUNT(*) FROM partner_orders
+     WHERE order_id = $1 AND status IN ('shipped', 'delivered')";
+
+/// Parts of order `$1` not cancelled on their own.
+pub(crate) const LIVE_PARTNER_ORDERS: &str =
+    "SELECT COUNT(*) FROM partner_orders WHERE order_id = $1 AND status <> 'cancelled'";
+
+/// Books money given back for order `$1` (`$2` won) as a `refunded` payment row under the
+/// approved payment's key.
+pub(crate) const INSERT_REFUND: &str =
+    "INSERT INTO payments (order_id, payment_key, amount, outcome, detail, created_at)
+     SELECT $1, COALESCE((SELECT payment_key FROM payments
+                          WHERE order_id = $1 AND outcome = 'approved' ORDER BY id LIMIT 1), ''),
+         $2, 'refunded', $3, $4";
 
 /// Parts of order `$1` not yet delivered nor cancelled: the purchase cannot be confirmed
 /// while there is one.
@@ -189,6 +206,13 @@ pub(crate) const MARK_ORDER_DELIVERED: &str = "UPDATE orders SET delivered_at =
          SELECT 1 FROM partner_orders
          WHERE order_id = $1 AND status NOT IN ('delivered', 'cancelled'))";
 
+/// A seller's cancellation of partner order `$1` before it ships (`paid` or `preparing`);
+/// returns its order.
+pub(crate) const CANCEL_PARTNER_ORDER: &str = "UPDATE partner_orders SET status = 'cancelled',
+         cancel_reason = $2, cancelled_at = $3
+     WHERE id = $1 AND status IN ('paid', 'preparing')
+     RETURNING order_id";
+
 pub(crate) const ORDER_OWNER: &str = "SELECT user_id FROM orders WHERE id = $1";
 
 pub(crate) const PARTNER_ORDER_BY_ID: &str = concat!(
@@ -210,6 +234,28 @@ pub(crate) const PARTNER_ORDER_IDS_IN_STATUS: &str = "SELECT id FROM partner_ord
 
 pub(crate) const COUNT_PARTNER_ORDERS_IN_STATUS: &str =
     "SELECT COUNT(*) FROM partner_orders WHERE partner_id = $1 AND status = $2";
+
+/// Per order, for `verify`: units of its parts cancelled on their own, the sums of its
+/// parts' discount, points and payable shares, how many parts' payable is not their
+/// subtotal less their shares, and the money booked back to the buyer (`refunded` payment
+/// rows).
+pub(crate) const ORDER_SHARES_AUDIT: &str = "SELECT o.id,
+         CAST(COALESCE((SELECT SUM(oi.quantity) FROM order_items oi
+             JOIN partner_orders po ON po.id = oi.partner_order_id
+             WHERE oi.order_id = o.id AND po.cancelled_at IS NOT NULL), 0) AS BIGINT),
+         CAST(COALESCE((SELECT SUM(discount) FROM partner_orders WHERE order_id = o.id), 0)
+             AS BIGINT),
+         CAST(COALESCE((SELECT SUM(points_used) FROM partner_orders WHERE order_id = o.id), 0)
+             AS BIGINT),
+         CAST(COALESCE((SELECT SUM(payable) FROM partner_orders WHERE order_id = o.id), 0)
+             AS BIGINT),
+         (SELECT COUNT(*) FROM partner_orders WHERE order_id = o.id
+             AND payable <> subtotal - discount - points_used),
+         CAST(COALESCE((SELECT SUM(payable) FROM partner_orders WHERE order_id = o.id
+             AND cancelled_at IS NOT NULL), 0) AS BIGINT),
+         CAST(COALESCE((SELECT SUM(amount) FROM payments WHERE order_id = o.id
+             AND outcome = 'refunded'), 0) AS BIGINT)
+     FROM orders o ORDER BY o.id";
 
 /// Every (order status, partner order status) that occurs, with a count and one id.
 pub(crate) const PARTNER_ORDER_STATES: &str =
@@ -473,9 +519,28 @@ pub(crate) const INSERT_POINTS_HOLD: &str =
     "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at)
      VALUES ($1, $2, $3, 'held', $4, $4)";
 
-/// `$2 → $3` on the order's hold.
-pub(crate) const STEP_POINTS_HOLD: &str = "UPDATE point_holds SET status = $3, updated_at = $4
+/// `$2 → $3` on the order's hold; entering `refunded` refunds what cancelled parts had not
+/// (`refunded` becomes the whole amount).
+pub(crate) const STEP_POINTS_HOLD: &str = "UPDATE point_holds SET status = $3, updated_at = $4,
+         refunded = CASE WHEN $3 = 'refunded' THEN amount ELSE refunded END
      WHERE order_id = $1 AND status = $2 RETURNING user_id, amount";
+
+/// A cancelled part's share `$2` of order `$1`'s spent points, while the hold stays spent
+/// and never beyond its amount.
+pub(crate) const REFUND_POINTS_SHARE: &str =
+    "UPDATE point_holds SET refunded = refunded + $2, updated_at = $3
+     WHERE order_id = $1 AND status = 'spent' AND refunded + $2 <= amount
+     RETURNING user_id";
+
+/// Per lot, what the order's `$2` rows took less what its `$3` rows already gave back, in
+/// the order they took it; only lots with something left.
+pub(crate) const NET_TAKEN_PER_LOT: &str = "SELECT lot_id,
+         CAST(SUM(CASE WHEN kind = $2 THEN amount ELSE -amount END) AS BIGINT) AS net
+     FROM point_ledger
+     WHERE order_id = $1 AND kind IN ($2, $3) AND lot_id IS NOT NULL
+     GROUP BY lot_id
+     HAVING SUM(CASE WHEN kind = $2 THEN amount ELSE -amount END) > 0
+     ORDER BY MIN(id)";
 
 pub(crate) const POINTS_ACCOUNT: &str =
     "SELECT balance, held FROM point_accounts WHERE user_id = $1";
@@ -501,12 +566,6 @@ pub(crate) const UNPROCESSED_CONFIRMATIONS: &str =
 
 // Sums are cast to BIGINT: PostgreSQL's SUM of BIGINTs is a NUMERIC, SQLite's is already
 // an integer (the cast changes nothing there).
-
-/// What the order's `$2` rows took from each lot, in the order they took it.
-pub(crate) const TAKEN_PER_LOT: &str =
-    "SELECT lot_id, CAST(SUM(amount) AS BIGINT) FROM point_ledger
-     WHERE order_id = $1 AND kind = $2 AND lot_id IS NOT NULL
-     GROUP BY lot_id ORDER BY MIN(id)";
 
 /// Unheld remainders of the buyer's lots expiring by `$2`, per instant.
 pub(crate) const EXPIRING_POINTS: &str =
@@ -538,7 +597,7 @@ pub(crate) const AUDIT_POINTS_LOTS: &str =
     "SELECT id, user_id, amount, remaining, held FROM point_lots ORDER BY id";
 
 pub(crate) const AUDIT_POINTS_HOLDS: &str =
-    "SELECT order_id, user_id, amount, status FROM point_holds ORDER BY order_id";
+    "SELECT order_id, user_id, amount, status, refunded FROM point_holds ORDER BY order_id";
 
 // ---------------------------------------------------------------------------------------
 // Leases

@@ -281,13 +281,14 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Resu
             metrics: parts.metrics.clone(),
             events: parts.events.clone(),
         }),
-        payments,
         fulfilment: Fulfilment {
             store: parts.store.clone(),
+            payments: payments.clone(),
             clock: parts.clock.clone(),
             metrics: parts.metrics.clone(),
             events: parts.events.clone(),
         },
+        payments,
         coupons: Arc::new(Coupons::new(
             parts.store.clone(),
             parts.cluster.coupons.clone(),

@@ -36,6 +36,7 @@ mod loadgen;
 mod lock_baseline;
 mod order_benefits;
 mod orders;
+mod partial_cancel;
 mod payments;
 mod points;
 mod rate_limits;

@@ -29,5 +29,6 @@ mod event_stream;
 mod fulfilment;
 mod orders;
 mod outbox;
+mod partial_cancel;
 mod placement;
 mod settlement;

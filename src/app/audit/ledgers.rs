@@ -212,21 +212,56 @@ fn check_order(o: &OrderAudit, problems: &mut Vec<String>) {
     }
     let (hold, release, commit, ret) = expected_movements(o.status);
     let actual = [
-        (MovementKind::Hold, hold),
-        (MovementKind::Release, release),
-        (MovementKind::Commit, commit),
-        (MovementKind::Return, ret),
+        (MovementKind::Hold, hold * o.item_units),
+        (MovementKind::Release, release * o.item_units),
+        (MovementKind::Commit, commit * o.item_units),
+        // Parts cancelled on their own returned their units while the rest went on.
+        (
+            MovementKind::Return,
+            (ret * o.item_units).max(o.shares.cancelled_units),
+        ),
     ];
-    for (kind, factor) in actual {
+    for (kind, expected) in actual {
         let moved = sum(&o.movements, kind);
-        if moved != factor * o.item_units {
+        if moved != expected {
             problems.push(format!(
-                "order {id} ({}): {} movements total {moved}, expected {}",
+                "order {id} ({}): {} movements total {moved}, expected {expected}",
                 o.status.as_str(),
                 kind.as_str(),
-                factor * o.item_units
             ));
         }
+    }
+    check_shares(o, problems);
+}
+
+/// The parts' shares add up to the order's discount, points and payable; each part pays
+/// its subtotal less its shares; the money booked back is the payable of the parts
+/// cancelled on their own, or all of it once the order is refunded.
+fn check_shares(o: &OrderAudit, problems: &mut Vec<String>) {
+    let id = o.order_id;
+    let s = &o.shares;
+    if (s.discounts, s.points, s.payables) != (o.discount, o.points_used, o.payable) {
+        problems.push(format!(
+            "order {id}: discount/points/payable {}/{}/{} but its partner orders share {}/{}/{}",
+            o.discount, o.points_used, o.payable, s.discounts, s.points, s.payables
+        ));
+    }
+    if s.inconsistent_parts > 0 {
+        problems.push(format!(
+            "order {id}: {} partner order(s) whose payable is not subtotal − discount − points",
+            s.inconsistent_parts
+        ));
+    }
+    let owed_back = match o.status {
+        OrderStatus::Refunded => o.payable,
+        _ => s.cancelled_payables,
+    };
+    if s.refunded != owed_back {
+        problems.push(format!(
+            "order {id} ({}): {} won booked as refunded, expected {owed_back}",
+            o.status.as_str(),
+            s.refunded
+        ));
     }
 }
 
@@ -246,7 +281,50 @@ mod tests {
             partner_subtotals: 100,
             item_units: 2,
             movements,
+            shares: crate::store::audit::OrderSharesAudit {
+                payables: 100,
+                refunded: if status == OrderStatus::Refunded {
+                    100
+                } else {
+                    0
+                },
+                ..Default::default()
+            },
         }
+    }
+
+    #[test]
+    fn a_part_cancelled_on_its_own_returns_its_units_and_its_payable() {
+        use MovementKind::{Commit, Hold, Return};
+        // Two units over two parts; the part with one unit and 40 won was cancelled.
+        let mut o = order(OrderStatus::Paid, vec![(Hold, 2), (Commit, 2), (Return, 1)]);
+        o.shares.cancelled_units = 1;
+        o.shares.cancelled_payables = 40;
+        o.shares.refunded = 40;
+        let mut problems = Vec::new();
+        check_order(&o, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        // Its refund not booked, and shares that do not add up, are both reported.
+        o.shares.refunded = 0;
+        o.shares.payables = 90;
+        o.shares.inconsistent_parts = 1;
+        check_order(&o, &mut problems);
+        let text = problems.join("\n");
+        assert!(
+            text.contains("0 won booked as refunded, expected 40"),
+            "{text}"
+        );
+        assert!(text.contains("partner orders share 0/0/90"), "{text}");
+        assert!(text.contains("1 partner order(s) whose payable"), "{text}");
+        // Once the rest is refunded, every unit is returned and all of it is owed back.
+        let mut refunded = order(
+            OrderStatus::Refunded,
+            vec![(Hold, 2), (Commit, 2), (Return, 2)],
+        );
+        refunded.shares.cancelled_units = 1;
+        let mut problems = Vec::new();
+        check_order(&refunded, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

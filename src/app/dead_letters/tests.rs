@@ -5,11 +5,10 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::domain::events::Event;
 use crate::events::Handler;
-use crate::store::open::connect;
-use crate::store::{NewDeadLetter, PoolOptions};
+use crate::store::open::TempSqlite;
+use crate::store::NewDeadLetter;
 use async_trait::async_trait;
 use std::sync::Mutex;
-use std::time::Duration;
 
 const NOW: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 /// The aggregate whose events the test handler always fails on.
@@ -51,24 +50,13 @@ impl Handler for Recorder {
 struct Fixture {
     letters: DeadLetters,
     recorder: Arc<Recorder>,
-    path: std::path::PathBuf,
+    db: TempSqlite,
 }
 
 impl Fixture {
     async fn new() -> Fixture {
-        let path = std::env::temp_dir().join(format!(
-            "stampede-dead-letters-{}-{}.db",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let options = PoolOptions {
-            max_connections: 4,
-            acquire_timeout: Duration::from_secs(10),
-        };
-        let store = connect(&format!("sqlite://{}", path.display()), &options)
-            .await
-            .unwrap();
-        store.migrate(NOW).await.unwrap();
+        let db = TempSqlite::open(NOW).await;
+        let store = db.store.clone();
         let recorder = Arc::new(Recorder::default());
         let letters = DeadLetters {
             store,
@@ -79,7 +67,7 @@ impl Fixture {
         Fixture {
             letters,
             recorder,
-            path,
+            db,
         }
     }
 
@@ -124,10 +112,7 @@ impl Fixture {
     }
 
     async fn close(self) {
-        self.letters.store.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
+        self.db.close().await;
     }
 }
 

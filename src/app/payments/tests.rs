@@ -7,11 +7,9 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::domain::Timestamp;
 use crate::payment::GatewayError;
-use crate::store::open::connect;
-use crate::store::PoolOptions;
+use crate::store::open::TempSqlite;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
 
 const NOW: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 
@@ -46,29 +44,17 @@ impl PaymentGateway for FlakyGateway {
     }
 }
 
-async fn payments(gateway: Arc<FlakyGateway>) -> (Payments, std::path::PathBuf) {
-    let path = std::env::temp_dir().join(format!(
-        "stampede-refunds-{}-{}.db",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let options = PoolOptions {
-        max_connections: 4,
-        acquire_timeout: Duration::from_secs(10),
-    };
-    let store = connect(&format!("sqlite://{}", path.display()), &options)
-        .await
-        .unwrap();
-    store.migrate(NOW).await.unwrap();
-    let (events, _progress) = EventSync::new(store.clone());
+async fn payments(gateway: Arc<FlakyGateway>) -> (Payments, TempSqlite) {
+    let db = TempSqlite::open(NOW).await;
+    let (events, _progress) = EventSync::new(db.store.clone());
     let payments = Payments {
-        store,
+        store: db.store.clone(),
         gateway,
         clock: ManualClock::at(NOW),
         metrics: Arc::new(Metrics::default()),
         events,
     };
-    (payments, path)
+    (payments, db)
 }
 
 fn refunds_of(payments: &Payments, outcome: &str) -> u64 {
@@ -85,7 +71,7 @@ fn refunds_of(payments: &Payments, outcome: &str) -> u64 {
 async fn a_failed_refund_is_recorded_retried_and_refunded_once() {
     let gateway = Arc::new(FlakyGateway::default());
     gateway.down.store(true, Ordering::SeqCst);
-    let (payments, path) = payments(gateway.clone()).await;
+    let (payments, db) = payments(gateway.clone()).await;
 
     assert!(!payments.give_back(7, 5_000, "a refund").await);
     let failed = payments.store.events_after(0, 10).await.unwrap();
@@ -146,15 +132,15 @@ async fn a_failed_refund_is_recorded_retried_and_refunded_once() {
         1
     );
     assert_eq!(gateway.refunds_asked.load(Ordering::SeqCst), 4);
-    let _ = std::fs::remove_file(path);
+    db.close().await;
 }
 
 #[tokio::test]
 async fn a_refund_that_goes_through_writes_no_event() {
     let gateway = Arc::new(FlakyGateway::default());
-    let (payments, path) = payments(gateway.clone()).await;
+    let (payments, db) = payments(gateway.clone()).await;
     assert!(payments.give_back(7, 5_000, "a refund").await);
     assert!(payments.store.events_after(0, 10).await.unwrap().is_empty());
     assert_eq!(refunds_of(&payments, "refund_failed"), 0);
-    let _ = std::fs::remove_file(path);
+    db.close().await;
 }

@@ -3,9 +3,10 @@
 
 use super::conn::PgStore;
 use crate::domain::order::MovementKind;
+use crate::store::audit::{shares_by_order, OrderSharesRow};
 use crate::store::rows::{movement_kind, order_status};
 use crate::store::{
-    benefits_audit, Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, StockAudit,
+    benefits_audit, sql, Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, StockAudit,
     StoreResult,
 };
 use async_trait::async_trait;
@@ -114,6 +115,10 @@ async fn stock_audit(conn: &mut PgConnection) -> StoreResult<Vec<StockAudit>> {
 /// Per order: its money, what its items and partner orders add up to, and its movements.
 /// Aggregates are joined once rather than run as a subquery per order.
 async fn order_audit(conn: &mut PgConnection) -> StoreResult<Vec<OrderAudit>> {
+    let share_rows: Vec<OrderSharesRow> = sqlx::query_as(sql::ORDER_SHARES_AUDIT)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut shares = shares_by_order(share_rows);
     let moves = sqlx::query(
         "SELECT order_id, kind, SUM(quantity)::BIGINT AS total FROM stock_movements \
          WHERE order_id IS NOT NULL GROUP BY order_id, kind ORDER BY order_id, kind",
@@ -157,6 +162,7 @@ async fn order_audit(conn: &mut PgConnection) -> StoreResult<Vec<OrderAudit>> {
                 partner_subtotals: row.try_get("partner_subtotals")?,
                 item_units: row.try_get("item_units")?,
                 movements: movements.remove(&order_id).unwrap_or_default(),
+                shares: shares.remove(&order_id).unwrap_or_default(),
             })
         })
         .collect()

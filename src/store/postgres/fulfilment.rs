@@ -9,14 +9,17 @@
 //! still to deliver holds until it commits.
 
 use super::conn::PgStore;
-use super::outbox;
+use super::order_reads::load_order;
+use super::points::refund_share_in;
+use super::{orders, outbox, stock};
 use crate::domain::events;
 use crate::domain::fulfilment::{Advance, PartnerOrderStatus};
+use crate::domain::order::MovementKind;
 use crate::domain::Timestamp;
 use crate::store::rows::{partner_order_list_from_rows, partner_order_states_from_row};
 use crate::store::{
     sql, FulfilmentAudit, FulfilmentOutcome, FulfilmentStore, Page, PageRequest,
-    PartnerOrderRecord, StoreError, StoreResult,
+    PartialCancelOutcome, PartnerOrderRecord, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
@@ -37,6 +40,16 @@ impl FulfilmentStore for PgStore {
         now: Timestamp,
     ) -> StoreResult<FulfilmentOutcome> {
         advance(&self.pool, id, step, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(partner_order_id = id))]
+    async fn cancel_partner_order(
+        &self,
+        id: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<PartialCancelOutcome> {
+        cancel(&self.pool, id, reason, now).await
     }
 
     #[tracing::instrument(skip_all, fields(partner_id = partner_id, page = page.page, size = page.size))]
@@ -119,6 +132,83 @@ async fn advance(
     outbox::append(&mut tx, &[event], now).await?;
     tx.commit().await?;
     Ok(FulfilmentOutcome::Done(partner_order))
+}
+
+/// Locks the order row first, as a step does, so a cancellation and a shipment of the same
+/// part (or the buyer's refund of the order) are decided one after the other.
+async fn cancel(
+    pool: &PgPool,
+    id: i64,
+    reason: &str,
+    now: Timestamp,
+) -> StoreResult<PartialCancelOutcome> {
+    let mut tx = pool.begin().await?;
+    let owner: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT o.id, o.user_id FROM orders o JOIN partner_orders po ON po.order_id = o.id \
+         WHERE po.id = $1 FOR UPDATE OF o",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((order_id, user_id)) = owner else {
+        return Ok(PartialCancelOutcome::NotFound);
+    };
+    let cancelled = sqlx::query(sql::CANCEL_PARTNER_ORDER)
+        .bind(id)
+        .bind(reason)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
+    if cancelled.rows_affected() == 0 {
+        // Nothing changed; the transaction rolls back when dropped.
+        let current = load_partner_order(&mut tx, id).await?;
+        return Ok(current.map_or(
+            PartialCancelOutcome::NotFound,
+            PartialCancelOutcome::Refused,
+        ));
+    }
+    let part = load_partner_order(&mut tx, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("partner order {id} vanished")))?;
+    let mut units: Vec<(i64, i64)> = part
+        .items
+        .iter()
+        .map(|i| (i.product_id, i.quantity))
+        .collect();
+    units.sort_unstable();
+    let mut outgoing =
+        stock::move_order_units(&mut tx, order_id, MovementKind::Return, &units, now).await?;
+    if part.points_used > 0 {
+        outgoing.push(refund_share_in(&mut tx, order_id, part.points_used, now).await?);
+    }
+    orders::book_refund(&mut tx, order_id, part.payable, now).await?;
+    outgoing.push(events::partner_order_changed(
+        events::PARTNER_ORDER_CANCELLED,
+        &part.changed(user_id, now),
+    ));
+    let live: i64 = sqlx::query_scalar(sql::LIVE_PARTNER_ORDERS)
+        .bind(order_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let order = if live == 0 {
+        let (order, refunded) = orders::refund_emptied(&mut tx, order_id, now).await?;
+        outgoing.extend(refunded);
+        order
+    } else {
+        sqlx::query(sql::MARK_ORDER_DELIVERED)
+            .bind(order_id)
+            .execute(&mut *tx)
+            .await?;
+        load_order(&mut tx, order_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("order {order_id} vanished")))?
+    };
+    outbox::append(&mut tx, &outgoing, now).await?;
+    tx.commit().await?;
+    Ok(PartialCancelOutcome::Done {
+        partner_order: part,
+        order,
+    })
 }
 
 async fn listing(

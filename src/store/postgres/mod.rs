@@ -58,6 +58,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_event_stream.sql")),
     (7, include_str!("migrations/0007_fulfilment.sql")),
     (8, include_str!("migrations/0008_settlement.sql")),
+    (9, include_str!("migrations/0009_partial_cancel.sql")),
 ];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment

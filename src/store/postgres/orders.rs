@@ -203,12 +203,16 @@ async fn cancel_order(
                 events::ORDER_CANCELLED
             },
         },
-        OrderStatus::Paid if !expiring => Transition {
-            to: OrderStatus::Refunded,
-            reason: Some(reason),
-            movement: MovementKind::Return,
-            event_type: events::ORDER_REFUNDED,
-        },
+        // Parts ship under this same row lock (`fulfilment.rs`), so the count holds until
+        // the commit.
+        OrderStatus::Paid if !expiring && shipped_parts(&mut tx, order_id).await? == 0 => {
+            Transition {
+                to: OrderStatus::Refunded,
+                reason: Some(reason),
+                movement: MovementKind::Return,
+                event_type: events::ORDER_REFUNDED,
+            }
+        }
         _ => return refused(&mut tx, order_id).await,
     };
     let (order, outgoing) = apply(&mut tx, order_id, &transition, now).await?;
@@ -302,20 +306,84 @@ async fn apply(
     now: Timestamp,
 ) -> StoreResult<(OrderRecord, Vec<NewEvent>)> {
     let order = set_status(conn, order_id, t.to, t.reason, now).await?;
-    let mut units: Vec<(i64, i64)> = order
-        .partner_orders
-        .iter()
-        .flat_map(|p| p.items.iter().map(|i| (i.product_id, i.quantity)))
-        .collect();
-    units.sort_unstable();
+    let units = moved_units(&order);
     let mut outgoing = stock::move_order_units(conn, order_id, t.movement, &units, now).await?;
     outgoing.extend(benefits::settle(conn, &order, now).await?);
+    if order.status == OrderStatus::Refunded {
+        book_refund(conn, order_id, order.unrefunded(), now).await?;
+    }
     outgoing.push(events::order_status(
         t.event_type,
         order.id,
         order.user_id,
         order.status,
         t.reason,
+        now,
+    ));
+    Ok((order, outgoing))
+}
+
+async fn shipped_parts(conn: &mut PgConnection, order_id: i64) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar(sql::SHIPPED_PARTNER_ORDERS)
+        .bind(order_id)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// The units of the parts that moved with the order, `(product_id, quantity)` ascending by
+/// product (the order stock rows are locked in): those now in the order's status. Parts
+/// cancelled on their own stay cancelled (`sql::SET_PARTNER_ORDERS_STATUS`) and their
+/// stock came back when they were cancelled.
+fn moved_units(order: &OrderRecord) -> Vec<(i64, i64)> {
+    let mut units: Vec<(i64, i64)> = order
+        .partner_orders
+        .iter()
+        .filter(|p| p.status.as_str() == order.status.as_str())
+        .flat_map(|p| p.items.iter().map(|i| (i.product_id, i.quantity)))
+        .collect();
+    units.sort_unstable();
+    units
+}
+
+/// Books `amount` won owed back to the buyer of `order_id` as a `refunded` payment row;
+/// nothing for nothing.
+pub(super) async fn book_refund(
+    conn: &mut PgConnection,
+    order_id: i64,
+    amount: i64,
+    now: Timestamp,
+) -> StoreResult<()> {
+    if amount <= 0 {
+        return Ok(());
+    }
+    sqlx::query(sql::INSERT_REFUND)
+        .bind(order_id)
+        .bind(amount)
+        .bind("refund")
+        .bind(now.millis())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// `paid → refunded` of the locked order whose parts were all cancelled on their own,
+/// inside the last cancellation's transaction: no stock moves (each part returned its
+/// own), the coupon is issued again and the points hold becomes refunded (its shares were
+/// refunded part by part). Returns the order and its events.
+pub(super) async fn refund_emptied(
+    conn: &mut PgConnection,
+    order_id: i64,
+    now: Timestamp,
+) -> StoreResult<(OrderRecord, Vec<NewEvent>)> {
+    let reason = Some(CancelReason::PartsCancelled);
+    let order = set_status(conn, order_id, OrderStatus::Refunded, reason, now).await?;
+    let mut outgoing = benefits::settle(conn, &order, now).await?;
+    outgoing.push(events::order_status(
+        events::ORDER_REFUNDED,
+        order.id,
+        order.user_id,
+        order.status,
+        reason,
         now,
     ));
     Ok((order, outgoing))

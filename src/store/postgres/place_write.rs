@@ -146,22 +146,28 @@ async fn insert_partner_orders(
     let mut orders = Vec::new();
     let mut partners = Vec::new();
     let mut subtotals = Vec::new();
+    let (mut discounts, mut points, mut payables) = (Vec::new(), Vec::new(), Vec::new());
     for ((_, plan), order_id) in accepted.iter().zip(order_ids) {
         for partner_order in &plan.partner_orders {
             orders.push(*order_id);
             partners.push(partner_order.partner_id);
             subtotals.push(partner_order.subtotal.get());
+            discounts.push(partner_order.share.discount.get());
+            points.push(partner_order.share.points.get());
+            payables.push(partner_order.share.payable.get());
         }
     }
     let rows = sqlx::query(
         // Each part keeps its partner's commission rate as it is now: settlement charges the
         // rate at placement, whatever the partner's rate becomes.
-        "INSERT INTO partner_orders (order_id, partner_id, status, subtotal, \
-             commission_rate_bps) \
-         SELECT p.order_id, p.partner_id, 'pending_payment', p.subtotal, \
-             pa.commission_rate_bps \
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) \
-              WITH ORDINALITY AS p(order_id, partner_id, subtotal, ord) \
+        "INSERT INTO partner_orders (order_id, partner_id, status, subtotal, discount, \
+             points_used, payable, commission_rate_bps) \
+         SELECT p.order_id, p.partner_id, 'pending_payment', p.subtotal, p.discount, \
+             p.points_used, p.payable, pa.commission_rate_bps \
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                     $6::bigint[]) \
+              WITH ORDINALITY AS p(order_id, partner_id, subtotal, discount, points_used, \
+                                   payable, ord) \
          JOIN partners pa ON pa.id = p.partner_id \
          ORDER BY p.ord \
          RETURNING id, order_id, partner_id",
@@ -169,6 +175,9 @@ async fn insert_partner_orders(
     .bind(&orders)
     .bind(&partners)
     .bind(&subtotals)
+    .bind(&discounts)
+    .bind(&points)
+    .bind(&payables)
     .fetch_all(conn)
     .await?;
     let mut ids = HashMap::with_capacity(rows.len());
@@ -310,7 +319,13 @@ fn placed_record(
                     line_total: l.line_total.get(),
                 })
                 .collect();
-            PartnerOrderRecord::placed(id, order_id, p.partner_id, p.subtotal.get(), items)
+            PartnerOrderRecord::placed(
+                id,
+                order_id,
+                p.partner_id,
+                (p.subtotal.get(), p.share),
+                items,
+            )
         })
         .collect();
     OrderRecord {

@@ -3,9 +3,10 @@
 
 use super::conn::SqliteStore;
 use crate::domain::order::MovementKind;
+use crate::store::audit::{shares_by_order, OrderSharesRow};
 use crate::store::rows::{movement_kind, order_status};
 use crate::store::{
-    benefits_audit, Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, StockAudit,
+    benefits_audit, sql, Audit, AuditStore, BenefitsAudit, LimitBreach, OrderAudit, StockAudit,
     StoreResult,
 };
 use async_trait::async_trait;
@@ -95,6 +96,10 @@ type OrderAuditRow = (i64, String, i64, i64, i64, i64, i64, i64, i64);
 /// Per order, ascending: its money, what its items and partner orders add up to, and its
 /// movements.
 async fn order_audit(conn: &mut SqliteConnection) -> StoreResult<Vec<OrderAudit>> {
+    let share_rows: Vec<OrderSharesRow> = sqlx::query_as(sql::ORDER_SHARES_AUDIT)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut shares = shares_by_order(share_rows);
     let orders: Vec<OrderAuditRow> = sqlx::query_as(
         "SELECT o.id, o.status, o.total, o.discount, o.points_used, o.payable,
              (SELECT COALESCE(SUM(line_total), 0) FROM order_items WHERE order_id = o.id),
@@ -133,6 +138,7 @@ async fn order_audit(conn: &mut SqliteConnection) -> StoreResult<Vec<OrderAudit>
                 partner_subtotals: row.7,
                 item_units: row.8,
                 movements: moves.remove(&order_id).unwrap_or_default(),
+                shares: shares.remove(&order_id).unwrap_or_default(),
             })
         })
         .collect()

@@ -4,14 +4,17 @@
 //! attempt (a retry, a second seller at once) change nothing.
 
 use super::conn::{json_ids, SqliteStore};
-use super::outbox;
+use super::order_reads::load_order;
+use super::points::refund_share_in;
+use super::{orders, outbox, stock};
 use crate::domain::events;
 use crate::domain::fulfilment::{Advance, PartnerOrderStatus};
+use crate::domain::order::MovementKind;
 use crate::domain::Timestamp;
 use crate::store::rows::{partner_order_list_from_rows, partner_order_states_from_row};
 use crate::store::{
     sql, FulfilmentAudit, FulfilmentOutcome, FulfilmentStore, Page, PageRequest,
-    PartnerOrderRecord, StoreError, StoreResult,
+    PartialCancelOutcome, PartnerOrderRecord, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
@@ -66,6 +69,79 @@ impl FulfilmentStore for SqliteStore {
         outbox::append(&mut tx, &[event], now).await?;
         tx.commit().await?;
         Ok(FulfilmentOutcome::Done(partner_order))
+    }
+
+    #[tracing::instrument(skip_all, fields(partner_order_id = id))]
+    async fn cancel_partner_order(
+        &self,
+        id: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<PartialCancelOutcome> {
+        let mut tx = self.write_tx().await?;
+        let cancelled: Option<i64> = sqlx::query_scalar(sql::CANCEL_PARTNER_ORDER)
+            .bind(id)
+            .bind(reason)
+            .bind(now.millis())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(order_id) = cancelled else {
+            let current = load_partner_order(&mut tx, id).await?;
+            tx.rollback().await?;
+            return Ok(current.map_or(
+                PartialCancelOutcome::NotFound,
+                PartialCancelOutcome::Refused,
+            ));
+        };
+        let part = load_partner_order(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("partner order {id} vanished")))?;
+        let user_id: i64 = sqlx::query_scalar(sql::ORDER_OWNER)
+            .bind(order_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut units: Vec<(i64, i64)> = part
+            .items
+            .iter()
+            .map(|i| (i.product_id, i.quantity))
+            .collect();
+        units.sort_unstable();
+        let mut outgoing =
+            stock::move_order_units(&mut tx, order_id, MovementKind::Return, &units, now).await?;
+        if part.points_used > 0 {
+            outgoing.push(refund_share_in(&mut tx, order_id, part.points_used, now).await?);
+        }
+        orders::book_refund(&mut tx, order_id, part.payable, now).await?;
+        outgoing.push(events::partner_order_changed(
+            events::PARTNER_ORDER_CANCELLED,
+            &part.changed(user_id, now),
+        ));
+        let live: i64 = sqlx::query_scalar(sql::LIVE_PARTNER_ORDERS)
+            .bind(order_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if live == 0 {
+            let (_, refunded) = orders::refund_emptied(&mut tx, order_id, now)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("order {order_id} of a paid part is not paid"))
+                })?;
+            outgoing.extend(refunded);
+        } else {
+            sqlx::query(sql::MARK_ORDER_DELIVERED)
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let order = load_order(&mut tx, order_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("order {order_id} vanished")))?;
+        outbox::append(&mut tx, &outgoing, now).await?;
+        tx.commit().await?;
+        Ok(PartialCancelOutcome::Done {
+            partner_order: part,
+            order,
+        })
     }
 
     #[tracing::instrument(skip_all, fields(partner_id = partner_id, page = page.page, size = page.size))]

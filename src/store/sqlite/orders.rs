@@ -225,6 +225,14 @@ async fn cancel_or_refund(
     if expiring {
         return Ok(None);
     }
+    // Under the write lock no part can ship between this count and the refund.
+    let shipped: i64 = sqlx::query_scalar(sql::SHIPPED_PARTNER_ORDERS)
+        .bind(order_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if shipped > 0 {
+        return Ok(None);
+    }
     let change = (OrderStatus::Paid, OrderStatus::Refunded);
     let refunded = transition(conn, order_id, change, Some(reason), None, now).await?;
     Ok(refunded.map(|order| (order, (MovementKind::Return, events::ORDER_REFUNDED))))
@@ -240,14 +248,12 @@ async fn apply(
     reason: Option<CancelReason>,
     now: Timestamp,
 ) -> StoreResult<Vec<NewEvent>> {
-    let mut units: Vec<(i64, i64)> = order
-        .partner_orders
-        .iter()
-        .flat_map(|p| p.items.iter().map(|i| (i.product_id, i.quantity)))
-        .collect();
-    units.sort_unstable();
+    let units = moved_units(order);
     let mut outgoing = stock::move_order_units(conn, order.id, movement, &units, now).await?;
     outgoing.extend(benefits::settle(conn, order, now).await?);
+    if order.status == OrderStatus::Refunded {
+        book_refund(conn, order.id, order.unrefunded(), now).await?;
+    }
     outgoing.push(events::order_status(
         event_type,
         order.id,
@@ -257,6 +263,67 @@ async fn apply(
         now,
     ));
     Ok(outgoing)
+}
+
+/// The units of the parts that moved with the order, `(product_id, quantity)` ascending by
+/// product: those now in the order's status. Parts cancelled on their own stay cancelled
+/// (`sql::SET_PARTNER_ORDERS_STATUS`) and their stock came back when they were cancelled.
+pub(super) fn moved_units(order: &OrderRecord) -> Vec<(i64, i64)> {
+    let mut units: Vec<(i64, i64)> = order
+        .partner_orders
+        .iter()
+        .filter(|p| p.status.as_str() == order.status.as_str())
+        .flat_map(|p| p.items.iter().map(|i| (i.product_id, i.quantity)))
+        .collect();
+    units.sort_unstable();
+    units
+}
+
+/// Books `amount` won owed back to the buyer of `order_id` as a `refunded` payment row;
+/// nothing for nothing.
+pub(super) async fn book_refund(
+    conn: &mut SqliteConnection,
+    order_id: i64,
+    amount: i64,
+    now: Timestamp,
+) -> StoreResult<()> {
+    if amount <= 0 {
+        return Ok(());
+    }
+    sqlx::query(sql::INSERT_REFUND)
+        .bind(order_id)
+        .bind(amount)
+        .bind("refund")
+        .bind(now.millis())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// `paid → refunded` of an order whose parts were all cancelled on their own, inside the
+/// last cancellation's transaction: no stock moves (each part returned its own), the
+/// coupon is issued again and the points hold becomes refunded (its shares were refunded
+/// part by part). Returns the order and its events; `None` if the order is not paid.
+pub(super) async fn refund_emptied(
+    conn: &mut SqliteConnection,
+    order_id: i64,
+    now: Timestamp,
+) -> StoreResult<Option<(OrderRecord, Vec<NewEvent>)>> {
+    let change = (OrderStatus::Paid, OrderStatus::Refunded);
+    let reason = Some(CancelReason::PartsCancelled);
+    let Some(order) = transition(conn, order_id, change, reason, None, now).await? else {
+        return Ok(None);
+    };
+    let mut outgoing = benefits::settle(conn, &order, now).await?;
+    outgoing.push(events::order_status(
+        events::ORDER_REFUNDED,
+        order.id,
+        order.user_id,
+        order.status,
+        reason,
+        now,
+    ));
+    Ok(Some((order, outgoing)))
 }
 
 /// Nothing changed: the order as it is, or `NotFound`.

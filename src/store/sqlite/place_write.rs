@@ -106,8 +106,8 @@ type OrderRow<'a> = (i64, i64, &'a str, &'a str, i64, Option<i64>, i64, i64, i64
 #[derive(Default)]
 struct BatchRows<'a> {
     orders: Vec<OrderRow<'a>>,
-    /// id, order_id, partner_id, subtotal
-    partner_orders: Vec<[i64; 4]>,
+    /// id, order_id, partner_id, subtotal, discount, points_used, payable
+    partner_orders: Vec<[i64; 7]>,
     /// id, order_id, partner_order_id, user_id, product_id, quantity, unit_price, line_total
     items: Vec<[i64; 8]>,
     /// id, product_id, quantity, order_id, on_hand_after, held_after
@@ -190,8 +190,16 @@ impl<'a> BatchRows<'a> {
     ) -> PartnerOrderRecord {
         let partner_order_id = take(&mut ids.partner_order);
         let subtotal = planned.subtotal.get();
-        self.partner_orders
-            .push([partner_order_id, order_id, planned.partner_id, subtotal]);
+        let share = planned.share;
+        self.partner_orders.push([
+            partner_order_id,
+            order_id,
+            planned.partner_id,
+            subtotal,
+            share.discount.get(),
+            share.points.get(),
+            share.payable.get(),
+        ]);
         let mut items = Vec::with_capacity(planned.lines.len());
         for line in &planned.lines {
             let item = OrderItemRecord {
@@ -228,7 +236,7 @@ impl<'a> BatchRows<'a> {
             partner_order_id,
             order_id,
             planned.partner_id,
-            subtotal,
+            (subtotal, share),
             items,
         )
     }
@@ -256,9 +264,9 @@ async fn insert_rows(
             // Each part keeps its partner's commission rate as it is now: settlement
             // charges the rate at placement, whatever the partner's rate becomes.
             "INSERT INTO partner_orders (id, order_id, partner_id, status, subtotal,
-                 commission_rate_bps)
+                 discount, points_used, payable, commission_rate_bps)
              SELECT value ->> 0, value ->> 1, value ->> 2, 'pending_payment', value ->> 3,
-                 (SELECT commission_rate_bps FROM partners WHERE id = value ->> 2)
+                 value ->> 4, value ->> 5, value ->> 6, (SELECT commission_rate_bps FROM partners WHERE id = value ->> 2)
              FROM json_each($1)",
             to_json(&rows.partner_orders),
             None,

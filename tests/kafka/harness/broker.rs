@@ -96,10 +96,21 @@ impl PrivateBroker {
     /// Freezes the broker: it stops answering, its sockets stay open. It runs again when
     /// the guard is resumed or dropped (so a failing test does not leave the node's
     /// shutdown waiting on a frozen broker).
+    /// Returns once the kernel reports the process stopped: a signal is delivered
+    /// asynchronously, and a busy broker may run on for a moment after `kill` returned.
     pub fn pause(&self) -> Paused<'_> {
         signal(self.pid(), "-STOP");
         self.paused.store(true, Ordering::SeqCst);
-        Paused { broker: self }
+        let paused = Paused { broker: self };
+        let deadline = std::time::Instant::now() + STOP_WITHIN;
+        while self.process_state() != 'T' {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broker did not stop within {STOP_WITHIN:?} of SIGSTOP"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        paused
     }
 
     fn resume(&self) {
@@ -123,6 +134,9 @@ impl PrivateBroker {
         tail(&self.log, 40)
     }
 }
+
+/// Longest wait for a stopped broker to show as stopped.
+const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A paused broker; see [`PrivateBroker::pause`].
 pub struct Paused<'a> {

@@ -80,17 +80,20 @@ pub(in crate::store::sqlite) async fn step_hold_in(
         .bind(now.millis())
         .fetch_optional(&mut *conn)
         .await?;
-    let Some((user_id, amount)) = stepped else {
+    let Some((user_id, _)) = stepped else {
         return Ok(None);
     };
+    // What is left to move: a refund leaves out the shares of parts cancelled before.
+    let per_lot: Vec<(i64, i64)> = sqlx::query_as(sql::NET_TAKEN_PER_LOT)
+        .bind(order_id)
+        .bind(source_kind.as_str())
+        .bind(kind.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    let amount: i64 = per_lot.iter().map(|(_, take)| take).sum();
     let (balance, held) = move_account(conn, user_id, kind.effect(amount), now)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("points account of user {user_id}")))?;
-    let per_lot: Vec<(i64, i64)> = sqlx::query_as(sql::TAKEN_PER_LOT)
-        .bind(order_id)
-        .bind(source_kind.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
     for (lot_id, take) in per_lot {
         move_lot(conn, lot_id, kind.effect(take)).await?;
         let row = LedgerRow {
@@ -118,4 +121,68 @@ pub(in crate::store::sqlite) async fn step_hold_in(
         HoldStatus::Held | HoldStatus::Refunded => events::POINTS_REFUNDED,
     };
     Ok(Some(hold_event(event_type, &hold)))
+}
+
+/// Refunds `share` of the order's spent points when one of its parts is cancelled: the
+/// hold stays `spent` and counts what it refunded; the points go back to the lots the order
+/// spent from, in the order it spent them, one `refund` row per lot. A hold that is not
+/// spent or has less than `share` left to refund is corruption: placement allocated the
+/// shares out of the hold's amount.
+pub(in crate::store::sqlite) async fn refund_share_in(
+    conn: &mut SqliteConnection,
+    order_id: i64,
+    share: i64,
+    now: Timestamp,
+) -> StoreResult<NewEvent> {
+    let user_id: i64 = sqlx::query_scalar(sql::REFUND_POINTS_SHARE)
+        .bind(order_id)
+        .bind(share)
+        .bind(now.millis())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!("points of order {order_id} cannot refund {share}"))
+        })?;
+    let (balance, held) = move_account(conn, user_id, PointsKind::Refund.effect(share), now)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("points account of user {user_id}")))?;
+    let per_lot: Vec<(i64, i64)> = sqlx::query_as(sql::NET_TAKEN_PER_LOT)
+        .bind(order_id)
+        .bind(PointsKind::Spend.as_str())
+        .bind(PointsKind::Refund.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut left = share;
+    for (lot_id, net) in per_lot {
+        let take = net.min(left);
+        if take == 0 {
+            break;
+        }
+        left -= take;
+        move_lot(conn, lot_id, PointsKind::Refund.effect(take)).await?;
+        let row = LedgerRow {
+            user_id,
+            kind: PointsKind::Refund,
+            amount: take,
+            lot_id: Some(lot_id),
+            order_id: Some(order_id),
+            reason: None,
+            idempotency_key: None,
+        };
+        append_ledger(conn, &row, now).await?;
+    }
+    if left != 0 {
+        return Err(StoreError::Corrupt(format!(
+            "order {order_id} spent less from its lots than it refunds"
+        )));
+    }
+    let hold = PointsHold {
+        order_id,
+        user_id,
+        amount: share,
+        status: HoldStatus::Spent,
+        balance,
+        held,
+    };
+    Ok(hold_event(events::POINTS_REFUNDED, &hold))
 }
