@@ -855,10 +855,10 @@ pub(crate) use bench_orders;
 /// The part of each of buyer `$1`'s orders: partner `$2 + id mod $3` (partner ids are
 /// consecutive), confirmed at `$4 + (id − $5) × $6 / $7` — evenly over the day.
 pub(crate) const BENCH_PARTNER_ORDERS: &str =
-    "INSERT INTO partner_orders (order_id, partner_id, status, subtotal, commission_rate_bps,
-         delivered_at, confirmed_at)
-     SELECT o.id, p.id, 'confirmed', o.total, p.commission_rate_bps, o.delivered_at,
-         $4 + ((o.id - $5) * $6) / $7
+    "INSERT INTO partner_orders (order_id, partner_id, status, subtotal, discount, points_used,
+         payable, commission_rate_bps, delivered_at, confirmed_at)
+     SELECT o.id, p.id, 'confirmed', o.total, 0, 0, o.total, p.commission_rate_bps,
+         o.delivered_at, $4 + ((o.id - $5) * $6) / $7
      FROM orders o JOIN partners p ON p.id = $2 + o.id % $3
      WHERE o.user_id = $1";
 
