@@ -389,64 +389,41 @@ backend_tests!(
     }
 );
 
-/// `stampede ARGS…` on the test's database; `(exit success, stdout, stderr)`.
-async fn stampede(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stampede"));
-    // Only the test's settings: none of the environment's, no stampede.toml.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("STAMPEDE_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("STAMPEDE_CONFIG", "/nonexistent/stampede.toml")
-        .env("STAMPEDE_DATABASE_URL", &app.database_url)
-        .env("RUST_LOG", "warn")
-        .args(args);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .expect("run stampede");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 backend_tests!(
     operators_list_and_replay_from_the_command_line,
     |app| async move {
         let (buyer, good) = confirmation_letter(&app).await;
         let bad = seed(&app, EARN, "not json", None).await;
 
-        let (ok, out, err) = stampede(&app, &["dlq", "list", "--json"]).await;
+        let (ok, out, err) = app.command(&["dlq", "list", "--json"]).await;
         assert!(ok, "dlq list failed: {err}");
         let listed: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         assert_eq!((ids(&listed), int(&listed, "total")), (vec![bad, good], 2));
         let api = letter(&app, good).await;
         assert_eq!(array(&listed, "items")[1], api, "the API's shape");
-        let (ok, out, _) = stampede(&app, &["dlq", "list", "--json", "--status", "replayed"]).await;
+        let (ok, out, _) = app
+            .command(&["dlq", "list", "--json", "--status", "replayed"])
+            .await;
         assert!(ok);
         assert_eq!(int(&serde_json::from_str(&out).unwrap(), "total"), 0);
 
-        let (ok, out, err) = stampede(&app, &["dlq", "replay", &good.to_string()]).await;
+        let (ok, out, err) = app.command(&["dlq", "replay", &good.to_string()]).await;
         assert!(ok, "dlq replay failed: {err}");
         assert!(out.contains("replayed"), "{out}");
         assert_eq!(letter(&app, good).await["status"], "replayed");
         assert_earned_once(&app, &buyer).await;
 
-        let (ok, _, err) = stampede(&app, &["dlq", "replay", &good.to_string()]).await;
+        let (ok, _, err) = app.command(&["dlq", "replay", &good.to_string()]).await;
         assert!(!ok, "a second replay succeeded");
         assert!(err.contains("not open"), "{err}");
-        let (ok, _, err) = stampede(&app, &["dlq", "replay", &bad.to_string()]).await;
+        let (ok, _, err) = app.command(&["dlq", "replay", &bad.to_string()]).await;
         assert!(!ok, "a bad message replayed");
         assert!(err.contains("cannot be replayed"), "{err}");
         assert_eq!(int(&letter(&app, bad).await, "attempts"), 4);
-        let (ok, out, _) = stampede(&app, &["dlq", "replay", "--all"]).await;
+        let (ok, out, _) = app.command(&["dlq", "replay", "--all"]).await;
         assert!(!ok, "replay --all hid a failure: {out}");
         assert!(out.contains("replayed 0, failed 1"), "{out}");
-        let (ok, _, err) = stampede(&app, &["dlq", "discard", &bad.to_string()]).await;
+        let (ok, _, err) = app.command(&["dlq", "discard", &bad.to_string()]).await;
         assert!(ok, "dlq discard failed: {err}");
         assert_eq!(letter(&app, bad).await["status"], "discarded");
         app.assert_verify_clean().await;

@@ -475,3 +475,31 @@ backend_tests!(admins_see_each_job_with_its_last_run, |app| async move {
     );
     expect_error(&app.get("/admin/jobs", None).await, 401, "unauthorized");
 });
+
+backend_tests!(
+    settle_from_the_command_line_refuses_what_it_cannot_settle,
+    |app| async move {
+        // A day long past with nothing confirmed: settled, nothing to state.
+        let (ok, out, err) = app.command(&["settle", "--date", "2020-01-01"]).await;
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("2020-01-01: no new statements"), "{out}");
+        // No date: yesterday in the settlement time zone, and again changes nothing.
+        for _ in 0..2 {
+            let (ok, out, err) = app.command(&["settle"]).await;
+            assert!(ok, "{out}{err}");
+            assert!(out.contains(": no new statements"), "{out}");
+        }
+        // A day that has not ended, and dates that are no dates: a reason, non-zero.
+        let tomorrow = seoul().date_of(app.clock.now()).unwrap().next().next();
+        let (ok, _, err) = app
+            .command(&["settle", "--date", &tomorrow.to_string()])
+            .await;
+        assert!(!ok && err.contains("has not ended"), "{err}");
+        for bad in ["2020-02-30", "yesterday", "2020-1-1"] {
+            let (ok, _, err) = app.command(&["settle", "--date", bad]).await;
+            assert!(!ok && err.contains("--date"), "{bad}: {err}");
+        }
+        assert!(statements(&app, 1).await.is_empty());
+        assert_eq!(created_events(&app).await, 0);
+    }
+);

@@ -100,6 +100,7 @@ mod accounts;
 mod assertions;
 mod catalog;
 mod client;
+mod command;
 mod databases;
 mod fulfilment;
 mod orders;
