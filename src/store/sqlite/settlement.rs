@@ -92,27 +92,14 @@ impl SettlementStore for SqliteStore {
         partner_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<SettlementRecord>> {
-        let mut tx = self.reader.begin().await?;
-        let rows = sqlx::query(sql::PARTNER_SETTLEMENTS)
-            .bind(partner_id)
-            .bind(page.size)
-            .bind(page.offset())
-            .fetch_all(&mut *tx)
-            .await?;
-        let total: i64 = sqlx::query_scalar(sql::COUNT_PARTNER_SETTLEMENTS)
-            .bind(partner_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Page {
-            items: rows
-                .iter()
-                .map(settlement_from_row)
-                .collect::<StoreResult<_>>()?,
-            page: page.page,
-            size: page.size,
-            total,
-        })
+        page_of(
+            &self.reader,
+            (sql::PARTNER_SETTLEMENTS, sql::COUNT_PARTNER_SETTLEMENTS),
+            partner_id,
+            page,
+            settlement_from_row,
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(settlement_id = settlement_id, page = page.page))]
@@ -121,27 +108,14 @@ impl SettlementStore for SqliteStore {
         settlement_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<SettlementLineRecord>> {
-        let mut tx = self.reader.begin().await?;
-        let rows = sqlx::query(sql::SETTLEMENT_LINES_PAGE)
-            .bind(settlement_id)
-            .bind(page.size)
-            .bind(page.offset())
-            .fetch_all(&mut *tx)
-            .await?;
-        let total: i64 = sqlx::query_scalar(sql::COUNT_SETTLEMENT_LINES)
-            .bind(settlement_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Page {
-            items: rows
-                .iter()
-                .map(settlement_line_from_row)
-                .collect::<StoreResult<_>>()?,
-            page: page.page,
-            size: page.size,
-            total,
-        })
+        page_of(
+            &self.reader,
+            (sql::SETTLEMENT_LINES_PAGE, sql::COUNT_SETTLEMENT_LINES),
+            settlement_id,
+            page,
+            settlement_line_from_row,
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(settlement_id = settlement_id))]
@@ -174,4 +148,33 @@ impl SettlementStore for SqliteStore {
             settled_twice,
         })
     }
+}
+
+/// A page of rows keyed by `key` (`$1`; the list query takes `LIMIT $2 OFFSET $3`) and their
+/// total, read in one transaction so the two agree.
+async fn page_of<T>(
+    pool: &sqlx::SqlitePool,
+    (list, count): (&str, &str),
+    key: i64,
+    page: PageRequest,
+    map: fn(&sqlx::sqlite::SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(list)
+        .bind(key)
+        .bind(page.size)
+        .bind(page.offset())
+        .fetch_all(&mut *tx)
+        .await?;
+    let total: i64 = sqlx::query_scalar(count)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Page {
+        items: rows.iter().map(map).collect::<StoreResult<_>>()?,
+        page: page.page,
+        size: page.size,
+        total,
+    })
 }
