@@ -56,6 +56,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_fulfilment.sql")),
     (8, include_str!("migrations/0008_settlement.sql")),
     (9, include_str!("migrations/0009_partial_cancel.sql")),
+    (10, include_str!("migrations/0010_settlement_ledger.sql")),
 ];
 
 #[async_trait]
