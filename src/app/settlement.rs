@@ -1,5 +1,6 @@
 //! Seller settlement (issue 10, seed 003): each business day, one statement per partner of
-//! the purchases confirmed that day, with its commission; made by the daily job
+//! the entries its books gained that day — purchases confirmed, confirmed parts returned —
+//! with its commission; made by the daily job
 //! (`jobs::settlement`) or `stampede settle`, read by the partner's sellers and admins.
 //! The store makes a day's statements in one transaction and its unique keys make a second
 //! run change nothing; here are the calendar (which day is due, its bounds) and who may
@@ -65,13 +66,13 @@ impl Settlement {
 
     /// Every day due at `now` and not settled yet, oldest first, at most
     /// [`CATCH_UP_MAX_DAYS`]: from the day after the last one settled, or on a store never
-    /// settled from the day of the first confirmed purchase, to yesterday once today's
+    /// settled from the day of the first entry in the books, to yesterday once today's
     /// `settlement_at` has passed (the day before until then).
     pub async fn settle_due(&self, now: Timestamp) -> AppResult<Vec<SettledDay>> {
         let latest = self.calendar.latest_due(now)?;
         let first = match self.store.last_settled_day().await? {
             Some(last) => last.next(),
-            None => match self.store.first_confirmation().await? {
+            None => match self.store.first_entry().await? {
                 Some(at) => self.calendar.date_of(at)?,
                 None => return Ok(Vec::new()),
             },

@@ -40,7 +40,7 @@ async fn bench(args: &SettlementBenchArgs, operator: &OperatorApp) -> anyhow::Re
     let store = operator.store();
     let settlement = &operator.app.settlement;
     anyhow::ensure!(
-        store.first_confirmation().await?.is_none(),
+        store.first_entry().await?.is_none(),
         "loadgen settlement needs a store without confirmed purchases (point \
          STAMPEDE_DATABASE_URL at a fresh database): its day must hold only its own lines"
     );

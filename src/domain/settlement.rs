@@ -129,6 +129,30 @@ pub fn commission(subtotal: i64, rate_bps: i64) -> i64 {
     (subtotal.saturating_mul(rate_bps) + 5_000) / 10_000
 }
 
+/// What an entry of the sellers' books records: a purchase confirmed (`sale`), or a
+/// confirmed part returned and refunded (`refund`, the sale's amounts negated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Sale,
+    Refund,
+}
+
+impl LineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineKind::Sale => "sale",
+            LineKind::Refund => "refund",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<LineKind> {
+        [LineKind::Sale, LineKind::Refund]
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+    }
+}
+
 /// How long the settlement job may catch up in one run, oldest day first; the next run
 /// continues where it stopped.
 pub const CATCH_UP_MAX_DAYS: usize = 31;

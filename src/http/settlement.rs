@@ -6,6 +6,7 @@ use super::error::ApiResult;
 use super::extract::{AuthUser, Page, Path};
 use super::page::PageView;
 use super::state::AppState;
+use crate::domain::settlement::LineKind;
 use crate::domain::Timestamp;
 use crate::store::{SettlementLineRecord, SettlementRecord};
 use axum::extract::State;
@@ -46,9 +47,13 @@ impl From<SettlementRecord> for SettlementView {
     }
 }
 
-/// One partner order on a statement, at the rate it was placed with.
+/// One entry of the partner's books on a statement, at the rate its order was placed with:
+/// a purchase confirmed that day (`sale`), or a confirmed part returned that day
+/// (`refund`, the sale's amounts negated — a refund after its sale's statement lands on
+/// the statement of the day it happened).
 #[derive(Serialize, ToSchema)]
 pub struct SettlementLineView {
+    pub kind: LineKind,
     pub partner_order_id: i64,
     pub order_id: i64,
     pub subtotal: i64,
@@ -56,13 +61,18 @@ pub struct SettlementLineView {
     /// `subtotal × commission_rate_bps / 10000`, rounded half up.
     pub commission: i64,
     pub net: i64,
+    /// When the purchase was confirmed.
     #[schema(value_type = String, format = DateTime)]
     pub confirmed_at: Timestamp,
+    /// When the entry was written: the confirmation for a sale, the return for a refund.
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: Timestamp,
 }
 
 impl From<SettlementLineRecord> for SettlementLineView {
     fn from(l: SettlementLineRecord) -> Self {
         SettlementLineView {
+            kind: l.kind,
             partner_order_id: l.partner_order_id,
             order_id: l.order_id,
             subtotal: l.subtotal,
@@ -70,6 +80,7 @@ impl From<SettlementLineRecord> for SettlementLineView {
             commission: l.commission,
             net: l.net,
             confirmed_at: l.confirmed_at,
+            recorded_at: l.recorded_at,
         }
     }
 }
@@ -104,7 +115,7 @@ pub async fn partner_settlements(
 
 #[utoipa::path(get, path = "/api/v1/settlements/{id}", tag = "settlement", security(("bearer" = [])),
     params(("id" = i64, Path), super::extract::PageQuery),
-    responses((status = 200, description = "the statement with a page of its lines, by partner order", body = StatementView),
+    responses((status = 200, description = "the statement with a page of its lines, in the order they were recorded", body = StatementView),
         (status = 400, description = "`invalid_query`", body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody), (status = 403, description = "not a seller or admin", body = super::error::ErrorBody),
         (status = 404, description = "no such statement, or another partner's", body = super::error::ErrorBody)))]
@@ -127,7 +138,7 @@ pub async fn get_settlement(
 
 #[utoipa::path(get, path = "/api/v1/settlements/{id}/lines.csv", tag = "settlement", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 200, description = "every line of the statement as CSV (RFC 4180, a header row, CRLF), by partner order", content_type = "text/csv", body = String),
+    responses((status = 200, description = "every line of the statement as CSV (RFC 4180, a header row, CRLF), in the order they were recorded", content_type = "text/csv", body = String),
         (status = 401, body = super::error::ErrorBody), (status = 403, description = "not a seller or admin", body = super::error::ErrorBody),
         (status = 404, description = "no such statement, or another partner's", body = super::error::ErrorBody)))]
 pub async fn settlement_lines_csv(
@@ -153,7 +164,8 @@ pub async fn settlement_lines_csv(
     ))
 }
 
-const CSV_HEADER: [&str; 7] = [
+const CSV_HEADER: [&str; 9] = [
+    "kind",
     "partner_order_id",
     "order_id",
     "subtotal",
@@ -161,6 +173,7 @@ const CSV_HEADER: [&str; 7] = [
     "commission",
     "net",
     "confirmed_at",
+    "recorded_at",
 ];
 
 /// RFC 4180: one record per line, CRLF, every field escaped.
@@ -171,6 +184,7 @@ fn lines_csv(lines: &[SettlementLineRecord]) -> String {
         push_record(
             &mut out,
             [
+                l.kind.as_str().to_owned(),
                 l.partner_order_id.to_string(),
                 l.order_id.to_string(),
                 l.subtotal.to_string(),
@@ -178,6 +192,7 @@ fn lines_csv(lines: &[SettlementLineRecord]) -> String {
                 l.commission.to_string(),
                 l.net.to_string(),
                 l.confirmed_at.to_rfc3339(),
+                l.recorded_at.to_rfc3339(),
             ],
         );
     }
@@ -231,18 +246,21 @@ mod tests {
     #[test]
     fn a_statement_is_a_header_and_a_record_per_line() {
         let line = SettlementLineRecord {
+            kind: LineKind::Refund,
             partner_order_id: 7,
             order_id: 3,
-            subtotal: 1005,
+            subtotal: -1005,
             commission_rate_bps: 1000,
-            commission: 101,
-            net: 904,
+            commission: -101,
+            net: -904,
             confirmed_at: Timestamp::from_millis(0),
+            recorded_at: Timestamp::from_millis(86_400_000),
         };
         assert_eq!(
             lines_csv(&[line]),
-            "partner_order_id,order_id,subtotal,commission_rate_bps,commission,net,confirmed_at\r\n\
-             7,3,1005,1000,101,904,1970-01-01T00:00:00Z\r\n"
+            "kind,partner_order_id,order_id,subtotal,commission_rate_bps,commission,net,\
+             confirmed_at,recorded_at\r\n\
+             refund,7,3,-1005,1000,-101,-904,1970-01-01T00:00:00Z,1970-01-02T00:00:00Z\r\n"
         );
     }
 }

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 pub trait SettlementBench: Send + Sync {
     /// Adds `partners` partners (rates from 5% to 25%), one buyer, and `lines` confirmed
     /// orders of one partner order each, round-robin over the partners, confirmed evenly
-    /// over `day`; then refreshes the planner's statistics. `tag` keeps names unique. The
+    /// over `day`, with the sale entries their confirmations would have written; then
+    /// refreshes the planner's statistics. `tag` keeps names unique. The
     /// orders have no items, stock or payment behind them: a store filled so is a scratch
     /// store for the benchmark (`stampede verify` reports their missing items).
     async fn fill_confirmed_lines(

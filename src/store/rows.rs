@@ -20,7 +20,7 @@ use crate::domain::events::Event;
 use crate::domain::fulfilment::PartnerOrderStatus;
 use crate::domain::order::MovementKind;
 use crate::domain::points::PointsKind;
-use crate::domain::settlement::BusinessDate;
+use crate::domain::settlement::{BusinessDate, LineKind};
 use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::{OrderStatus, Role, Timestamp};
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -400,7 +400,10 @@ pub(crate) fn settlement_from_row(row: &impl Columns) -> StoreResult<SettlementR
 
 /// `sql::settlement_line_columns!()`.
 pub(crate) fn settlement_line_from_row(row: &impl Columns) -> StoreResult<SettlementLineRecord> {
+    let kind = row.text("kind")?;
     Ok(SettlementLineRecord {
+        kind: LineKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown settlement entry kind {kind}")))?,
         partner_order_id: row.int("partner_order_id")?,
         order_id: row.int("order_id")?,
         subtotal: row.int("subtotal")?,
@@ -408,6 +411,7 @@ pub(crate) fn settlement_line_from_row(row: &impl Columns) -> StoreResult<Settle
         commission: row.int("commission")?,
         net: row.int("net")?,
         confirmed_at: row.ts("confirmed_at")?,
+        recorded_at: row.ts("recorded_at")?,
     })
 }
 

@@ -689,83 +689,76 @@ pub(crate) const RETRYABLE_DEAD_LETTERS: &str = concat!(
 // Settlement
 // ---------------------------------------------------------------------------------------
 
-/// One line's commission, rounded half up in integer arithmetic (`domain::settlement::
-/// commission`); subtotals are never negative on a sale line.
+// The sellers' books are `settlement_entries` (migration 0010): a `sale` entry per partner
+// order when its purchase is confirmed, a `refund` entry when a confirmed part is returned.
+// A statement sums one partner's entries recorded in its business day; its lines are those
+// entries, read back through the period it stores.
+
+/// One partner order's commission, rounded half up in integer arithmetic
+/// (`domain::settlement::commission`); `po` is the partner order, its subtotal never
+/// negative.
 macro_rules! line_commission {
     () => {
         "(po.subtotal * po.commission_rate_bps + 5000) / 10000"
     };
 }
 
+/// The sale entries of order `$1`'s parts confirmed at `$2` (the confirmation's
+/// transaction, right after it stamps them).
+pub(crate) const INSERT_SALE_ENTRIES: &str = concat!(
+    "INSERT INTO settlement_entries (partner_id, partner_order_id, order_id, kind, subtotal,
+         commission_rate_bps, commission, net, confirmed_at, recorded_at)
+     SELECT po.partner_id, po.id, po.order_id, 'sale', po.subtotal, po.commission_rate_bps, ",
+    line_commission!(),
+    ", po.subtotal - ",
+    line_commission!(),
+    ", $2, $2
+     FROM partner_orders po WHERE po.order_id = $1 AND po.status = 'confirmed'
+     ORDER BY po.id"
+);
+
 macro_rules! settlement_columns {
     () => {
         "id, partner_id, business_date, gross, commission, net, line_count, created_at"
     };
 }
-pub(crate) use settlement_columns;
 
 macro_rules! settlement_line_columns {
     () => {
-        "partner_order_id, order_id, subtotal, commission_rate_bps, commission, net, confirmed_at"
+        "e.kind, e.partner_order_id, e.order_id, e.subtotal, e.commission_rate_bps,
+         e.commission, e.net, e.confirmed_at, e.recorded_at"
     };
 }
 
-/// A day's statements: one per partner with purchases confirmed in `[$2, $3)`, in partner
+/// A day's statements: one per partner with entries recorded in `[$2, $3)`, in partner
 /// order (two nodes settling one day at once then meet on the unique key in the same
-/// order, and the second one waits, then skips). `$1` the business date, `$4` now. Both
-/// dialects take `INSERT … SELECT … ON CONFLICT` given the `WHERE` before it.
-macro_rules! insert_day_statements {
-    () => {
-        concat!(
-            "INSERT INTO settlements (partner_id, business_date, gross, commission, net,
-                 line_count, created_at)
-             SELECT po.partner_id, $1, SUM(po.subtotal), SUM(",
-            $crate::store::sql::line_commission!(),
-            "), SUM(po.subtotal - ",
-            $crate::store::sql::line_commission!(),
-            "), COUNT(*), $4
-             FROM partner_orders po
-             WHERE po.confirmed_at >= $2 AND po.confirmed_at < $3
-             GROUP BY po.partner_id
-             ORDER BY po.partner_id
-             ON CONFLICT (partner_id, business_date) DO NOTHING
-             RETURNING ",
-            $crate::store::sql::settlement_columns!()
-        )
-    };
-}
-pub(crate) use insert_day_statements;
+/// order, and the second one waits, then skips). One range scan of the entries' day index,
+/// and a row per partner: nothing is written per line. `$1` the business date, `$4` now.
+/// Both dialects take `INSERT … SELECT … ON CONFLICT` given the `WHERE` before it.
+pub(crate) const INSERT_DAY_STATEMENTS: &str = concat!(
+    "INSERT INTO settlements (partner_id, business_date, period_from, period_to, gross,
+         commission, net, line_count, created_at)
+     SELECT e.partner_id, $1, $2, $3, SUM(e.subtotal), SUM(e.commission),
+         SUM(e.subtotal) - SUM(e.commission), COUNT(*), $4
+     FROM settlement_entries e
+     WHERE e.recorded_at >= $2 AND e.recorded_at < $3
+     GROUP BY e.partner_id
+     ORDER BY e.partner_id
+     ON CONFLICT (partner_id, business_date) DO NOTHING
+     RETURNING ",
+    settlement_columns!()
+);
 
-/// The sale lines of the day's partner orders on statement `s` (the backends name which
-/// statements: those the same transaction just made). `$2`, `$3` the day's bounds.
-macro_rules! insert_day_lines {
-    ($statements:literal) => {
-        concat!(
-            "INSERT INTO settlement_lines (settlement_id, kind, partner_order_id, order_id,
-                 subtotal, commission_rate_bps, commission, net, confirmed_at)
-             SELECT s.id, 'sale', po.id, po.order_id, po.subtotal, po.commission_rate_bps, ",
-            $crate::store::sql::line_commission!(),
-            ", po.subtotal - ",
-            $crate::store::sql::line_commission!(),
-            ", po.confirmed_at
-             FROM partner_orders po JOIN ",
-            $statements,
-            " s ON s.partner_id = po.partner_id
-             WHERE po.confirmed_at >= $2 AND po.confirmed_at < $3"
-        )
-    };
-}
-pub(crate) use insert_day_lines;
-pub(crate) use line_commission;
-
+/// Marks a day settled, with its bounds (`$4`, `$5`) for `stampede verify`.
 pub(crate) const MARK_DAY_SETTLED: &str =
-    "INSERT INTO settlement_days (business_date, statements, settled_at) VALUES ($1, $2, $3)
+    "INSERT INTO settlement_days (business_date, statements, settled_at, period_from, period_to)
+     VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (business_date) DO NOTHING";
 
 pub(crate) const LAST_SETTLED_DAY: &str = "SELECT MAX(business_date) FROM settlement_days";
 
-pub(crate) const FIRST_CONFIRMATION: &str =
-    "SELECT MIN(confirmed_at) FROM partner_orders WHERE confirmed_at IS NOT NULL";
+/// Where the daily job starts on a store never settled: the first entry.
+pub(crate) const FIRST_ENTRY: &str = "SELECT MIN(recorded_at) FROM settlement_entries";
 
 pub(crate) const SETTLEMENT_BY_ID: &str = concat!(
     "SELECT ",
@@ -783,41 +776,87 @@ pub(crate) const PARTNER_SETTLEMENTS: &str = concat!(
 pub(crate) const COUNT_PARTNER_SETTLEMENTS: &str =
     "SELECT COUNT(*) FROM settlements WHERE partner_id = $1";
 
+/// Statement `s`'s lines: its partner's entries over its period, in the order they were
+/// written (a range of `settlement_entries_partner`).
+macro_rules! statement_entries {
+    () => {
+        " FROM settlements s JOIN settlement_entries e ON e.partner_id = s.partner_id
+              AND e.recorded_at >= s.period_from AND e.recorded_at < s.period_to
+          WHERE s.id = $1"
+    };
+}
+
 pub(crate) const SETTLEMENT_LINES_PAGE: &str = concat!(
     "SELECT ",
     settlement_line_columns!(),
-    " FROM settlement_lines WHERE settlement_id = $1
-     ORDER BY partner_order_id, kind LIMIT $2 OFFSET $3"
+    statement_entries!(),
+    " ORDER BY e.recorded_at, e.id LIMIT $2 OFFSET $3"
 );
 
-pub(crate) const COUNT_SETTLEMENT_LINES: &str =
-    "SELECT COUNT(*) FROM settlement_lines WHERE settlement_id = $1";
+pub(crate) const COUNT_SETTLEMENT_LINES: &str = concat!("SELECT COUNT(*)", statement_entries!());
 
 pub(crate) const ALL_SETTLEMENT_LINES: &str = concat!(
     "SELECT ",
     settlement_line_columns!(),
-    " FROM settlement_lines WHERE settlement_id = $1 ORDER BY partner_order_id, kind"
+    statement_entries!(),
+    " ORDER BY e.recorded_at, e.id"
 );
 
-/// Statements whose totals are not the sums of their lines (a statement without lines
-/// sums to zeros).
+/// Statements whose totals are not the sums of their lines: an entry written into their
+/// period after they were made (a statement is never edited, so it was never paid).
 pub(crate) const STATEMENT_MISMATCHES: &str =
     "SELECT s.id, s.gross, s.commission, s.net, s.line_count,
-         CAST(COALESCE(l.gross, 0) AS BIGINT) AS line_gross,
-         CAST(COALESCE(l.commission, 0) AS BIGINT) AS line_commission,
-         CAST(COALESCE(l.net, 0) AS BIGINT) AS line_net,
-         CAST(COALESCE(l.lines, 0) AS BIGINT) AS line_lines
+         CAST(COALESCE(SUM(e.subtotal), 0) AS BIGINT) AS line_gross,
+         CAST(COALESCE(SUM(e.commission), 0) AS BIGINT) AS line_commission,
+         CAST(COALESCE(SUM(e.net), 0) AS BIGINT) AS line_net,
+         CAST(COUNT(e.id) AS BIGINT) AS line_lines
      FROM settlements s
-     LEFT JOIN (SELECT settlement_id, SUM(subtotal) AS gross, SUM(commission) AS commission,
-                    SUM(net) AS net, COUNT(*) AS lines
-                FROM settlement_lines GROUP BY settlement_id) l ON l.settlement_id = s.id
-     WHERE s.gross <> COALESCE(l.gross, 0) OR s.commission <> COALESCE(l.commission, 0)
-        OR s.net <> COALESCE(l.net, 0) OR s.line_count <> COALESCE(l.lines, 0)
+     LEFT JOIN settlement_entries e ON e.partner_id = s.partner_id
+         AND e.recorded_at >= s.period_from AND e.recorded_at < s.period_to
+     GROUP BY s.id, s.gross, s.commission, s.net, s.line_count
+     HAVING s.gross <> COALESCE(SUM(e.subtotal), 0)
+         OR s.commission <> COALESCE(SUM(e.commission), 0)
+         OR s.net <> COALESCE(SUM(e.net), 0) OR s.line_count <> COUNT(e.id)
      ORDER BY s.id";
 
-pub(crate) const SETTLED_TWICE: &str =
-    "SELECT partner_order_id FROM settlement_lines WHERE kind = 'sale'
-     GROUP BY partner_order_id HAVING COUNT(*) > 1 ORDER BY partner_order_id";
+/// Partner orders whose sale is on more than one statement (overlapping periods of one
+/// partner), or has more than one sale entry: settled twice.
+pub(crate) const SETTLED_TWICE: &str = "SELECT partner_order_id FROM (
+         SELECT e.partner_order_id FROM settlement_entries e
+         JOIN settlements s ON s.partner_id = e.partner_id
+             AND e.recorded_at >= s.period_from AND e.recorded_at < s.period_to
+         WHERE e.kind = 'sale'
+         GROUP BY e.id, e.partner_order_id HAVING COUNT(*) > 1
+         UNION
+         SELECT partner_order_id FROM settlement_entries WHERE kind = 'sale'
+         GROUP BY partner_order_id HAVING COUNT(*) > 1) twice
+     ORDER BY partner_order_id";
+
+/// Entries recorded in a day settled (with its bounds) for a partner that has no
+/// statement that day: written after the day was settled, so never paid out.
+pub(crate) const UNSETTLED_ENTRIES: &str = "SELECT e.id FROM settlement_entries e
+     JOIN settlement_days d ON e.recorded_at >= d.period_from AND e.recorded_at < d.period_to
+     WHERE NOT EXISTS (SELECT 1 FROM settlements s
+                       WHERE s.partner_id = e.partner_id AND s.business_date = d.business_date)
+     ORDER BY e.id LIMIT 100";
+
+/// Purchases confirmed without their sale entry, or whose entry disagrees with them (the
+/// ledger must be the partner orders' own amounts), and sale entries whose partner order
+/// was never confirmed.
+pub(crate) const SALE_ENTRY_MISMATCHES: &str = concat!(
+    "SELECT po.id FROM partner_orders po
+     LEFT JOIN settlement_entries e ON e.partner_order_id = po.id AND e.kind = 'sale'
+     WHERE po.confirmed_at IS NOT NULL AND (e.id IS NULL OR e.partner_id <> po.partner_id
+         OR e.subtotal <> po.subtotal OR e.commission_rate_bps <> po.commission_rate_bps
+         OR e.commission <> ",
+    line_commission!(),
+    " OR e.confirmed_at <> po.confirmed_at)
+     UNION
+     SELECT e.partner_order_id FROM settlement_entries e
+     LEFT JOIN partner_orders po ON po.id = e.partner_order_id
+     WHERE e.kind = 'sale' AND (po.id IS NULL OR po.confirmed_at IS NULL)
+     ORDER BY 1 LIMIT 100"
+);
 
 // ---------------------------------------------------------------------------------------
 // Benchmark fill (`stampede loadgen settlement`)
@@ -862,6 +901,21 @@ pub(crate) const BENCH_PARTNER_ORDERS: &str =
      FROM orders o JOIN partners p ON p.id = $2 + o.id % $3
      WHERE o.user_id = $1";
 
+/// Their sale entries, as each confirmation writes them (`INSERT_SALE_ENTRIES`), in the
+/// order they were confirmed. `$1` the buyer.
+pub(crate) const BENCH_SALE_ENTRIES: &str = concat!(
+    "INSERT INTO settlement_entries (partner_id, partner_order_id, order_id, kind, subtotal,
+         commission_rate_bps, commission, net, confirmed_at, recorded_at)
+     SELECT po.partner_id, po.id, po.order_id, 'sale', po.subtotal, po.commission_rate_bps, ",
+    line_commission!(),
+    ", po.subtotal - ",
+    line_commission!(),
+    ", po.confirmed_at, po.confirmed_at
+     FROM partner_orders po JOIN orders o ON o.id = po.order_id
+     WHERE o.user_id = $1
+     ORDER BY po.confirmed_at, po.id"
+);
+
 pub(crate) const BENCH_BUYER: &str = "INSERT INTO users (email, password_hash, role, created_at)
      VALUES ($1, '!', 'buyer', $2) RETURNING id";
 
@@ -869,16 +923,14 @@ pub(crate) const BENCH_SCRATCH: &str =
     "CREATE TEMPORARY TABLE bench_settlement_scratch (partner_id BIGINT, gross BIGINT,
          commission BIGINT, net BIGINT, line_count BIGINT)";
 
-pub(crate) const BENCH_BARE_AGGREGATE: &str = concat!(
+/// The bare aggregate settlement is built on: `INSERT_DAY_STATEMENTS`'s read and sums, into a
+/// scratch table without keys, and nothing else.
+pub(crate) const BENCH_BARE_AGGREGATE: &str =
     "INSERT INTO bench_settlement_scratch (partner_id, gross, commission, net, line_count)
-     SELECT po.partner_id, SUM(po.subtotal), SUM(",
-    line_commission!(),
-    "), SUM(po.subtotal - ",
-    line_commission!(),
-    "), COUNT(*)
-     FROM partner_orders po
-     WHERE po.confirmed_at >= $1 AND po.confirmed_at < $2
-     GROUP BY po.partner_id"
-);
+     SELECT e.partner_id, SUM(e.subtotal), SUM(e.commission), SUM(e.subtotal) - SUM(e.commission),
+         COUNT(*)
+     FROM settlement_entries e
+     WHERE e.recorded_at >= $1 AND e.recorded_at < $2
+     GROUP BY e.partner_id";
 
 pub(crate) const BENCH_DROP_SCRATCH: &str = "DROP TABLE bench_settlement_scratch";

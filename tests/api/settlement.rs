@@ -252,6 +252,8 @@ backend_tests!(
             (first.1, 1_005, 1000, 101, 904)
         );
         assert_eq!(str_of(line, "confirmed_at"), on_day[0]);
+        assert_eq!(str_of(line, "recorded_at"), on_day[0]);
+        assert_eq!(str_of(line, "kind"), "sale");
 
         // The same lines as CSV.
         let (status, content_type, csv) = get_text(
@@ -265,7 +267,8 @@ backend_tests!(
         let rows: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(
             rows[0],
-            "partner_order_id,order_id,subtotal,commission_rate_bps,commission,net,confirmed_at"
+            "kind,partner_order_id,order_id,subtotal,commission_rate_bps,commission,net,\
+             confirmed_at,recorded_at"
         );
         assert_eq!(
             rows.len(),
@@ -276,9 +279,10 @@ backend_tests!(
         assert_eq!(
             rows[1],
             format!(
-                "{},{},1005,1000,101,904,{}",
+                "sale,{},{},1005,1000,101,904,{},{}",
                 int(line, "partner_order_id"),
                 first.1,
+                on_day[0],
                 on_day[0]
             )
         );
@@ -296,10 +300,11 @@ backend_tests!(
         assert_eq!(
             rows[2],
             format!(
-                "{},{},1005,1000,101,904,{}",
+                "sale,{},{},1005,1000,101,904,{},{}",
                 int(other, "partner_order_id"),
                 second.1,
-                str_of(other, "confirmed_at")
+                str_of(other, "confirmed_at"),
+                str_of(other, "recorded_at")
             )
         );
 

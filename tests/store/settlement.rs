@@ -1,7 +1,8 @@
-//! Settlement on the store: a day's statements and lines come from one set-based
-//! transaction over the purchases confirmed in the day's bounds, and the unique keys make
-//! any second run — after the first, or at the same time on another connection — change
-//! nothing.
+//! Settlement on the store: each confirmation writes its sale entries, a day's statements
+//! come from one set-based transaction over the entries recorded in the day's bounds, their
+//! lines are those entries read back, and the unique keys make any second run — after the
+//! first, or at the same time on another connection — change nothing. Verify finds an entry
+//! that lands in a day after it was settled.
 
 use crate::fixtures::{
     assert_verify_clean, buyer, done, payment, placed, product, request, NOW, NOW_MS,
@@ -10,7 +11,8 @@ use stampede::domain::fulfilment::{Advance, Shipment};
 use stampede::domain::settlement::BusinessDate;
 use stampede::domain::Timestamp;
 use stampede::store::{
-    FulfilmentOutcome, PageRequest, PaymentOutcome, SettlementDay, SettlementRecord, Store,
+    FulfilmentOutcome, PageRequest, PaymentOutcome, SettlementAudit, SettlementDay,
+    SettlementRecord, Store,
 };
 use std::sync::Arc;
 
@@ -67,6 +69,14 @@ async fn confirmed(
     order.id
 }
 
+/// Nothing for `stampede verify` to report of settlement.
+fn clean(audit: &SettlementAudit) -> bool {
+    audit.mismatches.is_empty()
+        && audit.settled_twice.is_empty()
+        && audit.unsettled_entries.is_empty()
+        && audit.sale_entry_mismatches.is_empty()
+}
+
 async fn of_partner(store: &dyn Store, partner: i64) -> Vec<SettlementRecord> {
     let page = PageRequest { page: 1, size: 100 };
     store.settlements(partner, page).await.unwrap().items
@@ -77,12 +87,12 @@ store_tests!(
     |store| async move {
         let store = &*store;
         let ([north, south], [boots, coats]) = partners(store).await;
-        assert_eq!(store.first_confirmation().await.unwrap(), None);
+        assert_eq!(store.first_entry().await.unwrap(), None);
         let both = confirmed(store, "both", &[(boots, 1), (coats, 2)], at(2)).await;
         let more = confirmed(store, "more", &[(boots, 3)], at(23)).await;
         // On the day's end bound: the next day's.
         confirmed(store, "later", &[(boots, 1)], at(24)).await;
-        assert_eq!(store.first_confirmation().await.unwrap(), Some(at(2)));
+        assert_eq!(store.first_entry().await.unwrap(), Some(at(2)));
         assert_eq!(store.last_settled_day().await.unwrap(), None);
 
         let first = day("2023-11-15", 0);
@@ -146,10 +156,7 @@ store_tests!(
         assert_eq!(of_partner(store, north).await.len(), 1);
 
         let audit = store.settlement_audit().await.unwrap();
-        assert!(
-            audit.mismatches.is_empty() && audit.settled_twice.is_empty(),
-            "{audit:?}"
-        );
+        assert!(clean(&audit), "{audit:?}");
         assert_verify_clean(store).await;
     }
 );
@@ -177,10 +184,7 @@ store_tests!(
             assert_eq!(statements[0].line_count, 20);
         }
         let audit = store.settlement_audit().await.unwrap();
-        assert!(
-            audit.mismatches.is_empty() && audit.settled_twice.is_empty(),
-            "{audit:?}"
-        );
+        assert!(clean(&audit), "{audit:?}");
     }
 );
 
@@ -192,7 +196,7 @@ store_tests!(
             .fill_confirmed_lines("fill", 7, 1_000, &the_day, NOW)
             .await
             .unwrap();
-        assert_eq!(store.first_confirmation().await.unwrap(), Some(at(0)));
+        assert_eq!(store.first_entry().await.unwrap(), Some(at(0)));
         assert_eq!(store.bare_settlement_aggregate(&the_day).await.unwrap(), 7);
         // The scratch table is gone: a second run makes it again.
         assert_eq!(store.bare_settlement_aggregate(&the_day).await.unwrap(), 7);
@@ -213,9 +217,38 @@ store_tests!(
                 .all(|l| l.confirmed_at >= at(0) && l.confirmed_at < at(24)));
         }
         let audit = store.settlement_audit().await.unwrap();
-        assert!(
-            audit.mismatches.is_empty() && audit.settled_twice.is_empty(),
-            "{audit:?}"
+        assert!(clean(&audit), "{audit:?}");
+    }
+);
+
+store_tests!(
+    an_entry_written_into_a_settled_day_is_reported,
+    |store| async move {
+        let store = &*store;
+        let ([north, south], [boots, coats]) = partners(store).await;
+        confirmed(store, "first", &[(boots, 1)], at(2)).await;
+        let the_day = day("2023-11-15", 0);
+        assert_eq!(store.settle_day(&the_day, at(30)).await.unwrap().len(), 1);
+        assert!(clean(&store.settlement_audit().await.unwrap()));
+
+        // A node whose clock is hours behind confirms two purchases "during" the settled
+        // day: one of a partner with a statement that day, one of a partner without.
+        let late_north = confirmed(store, "late-n", &[(boots, 2)], at(20)).await;
+        let late_south = confirmed(store, "late-s", &[(coats, 1)], at(21)).await;
+        let audit = store.settlement_audit().await.unwrap();
+        let statement = &of_partner(store, north).await[0];
+        assert_eq!(audit.mismatches.len(), 1, "{audit:?}");
+        assert_eq!(audit.mismatches[0].settlement_id, statement.id);
+        assert_eq!(audit.mismatches[0].stated, (1_000, 100, 900, 1));
+        assert_eq!(audit.mismatches[0].summed, (3_000, 300, 2_700, 2));
+        assert_eq!(audit.unsettled_entries.len(), 1, "{audit:?}");
+        assert!(of_partner(store, south).await.is_empty());
+        assert!(audit.sale_entry_mismatches.is_empty() && audit.settled_twice.is_empty());
+        // The statement itself is never edited: it still says what was paid.
+        assert_eq!(
+            store.settlement(statement.id).await.unwrap().unwrap().gross,
+            1_000
         );
+        assert_ne!(late_north, late_south);
     }
 );

@@ -57,8 +57,12 @@ impl SettlementBench for PgStore {
             .bind(lines)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(sql::BENCH_SALE_ENTRIES)
+            .bind(buyer)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        sqlx::query("ANALYZE partner_orders, partners, orders")
+        sqlx::query("ANALYZE partner_orders, partners, orders, settlement_entries")
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -242,6 +242,12 @@ async fn confirm_order(
         return refused(&mut tx, order_id).await;
     }
     let order = set_status(&mut tx, order_id, OrderStatus::Confirmed, None, now).await?;
+    // The purchase enters the sellers' books with the confirmation.
+    sqlx::query(sql::INSERT_SALE_ENTRIES)
+        .bind(order_id)
+        .bind(now.millis())
+        .execute(&mut *tx)
+        .await?;
     let event = events::order_status(
         events::ORDER_CONFIRMED,
         order.id,

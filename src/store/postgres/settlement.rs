@@ -1,7 +1,8 @@
-//! Settlement on PostgreSQL. A day's statements and their lines are one statement: the
-//! lines join the statements the `INSERT … SELECT … GROUP BY` returns, in a data-modifying
-//! CTE, so both read the same snapshot of `partner_orders` (one index-only range scan
-//! each) and a partner whose statement exists already gets no lines. Two nodes at once
+//! Settlement on PostgreSQL. A day's statements are one `INSERT … SELECT … GROUP BY` over
+//! the entries recorded that day (an index-only range scan of `settlement_entries_day`),
+//! after a share lock on the ledger: it waits for confirmations and returns still writing
+//! entries to commit, and keeps new ones out until the statements are made, so none lands
+//! in the day after its statements read it. Two nodes at once both take the share lock and
 //! meet on the statements' unique key: the second waits for the first to commit, then
 //! skips every partner it made.
 
@@ -29,21 +30,16 @@ impl SettlementStore for PgStore {
     ) -> StoreResult<Vec<SettlementRecord>> {
         let date = day.date.to_string();
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(concat!(
-            "WITH created AS (",
-            sql::insert_day_statements!(),
-            "), lines AS (",
-            sql::insert_day_lines!("created"),
-            ") SELECT ",
-            sql::settlement_columns!(),
-            " FROM created ORDER BY partner_id"
-        ))
-        .bind(&date)
-        .bind(day.from.millis())
-        .bind(day.to.millis())
-        .bind(now.millis())
-        .fetch_all(&mut *tx)
-        .await?;
+        sqlx::query("LOCK TABLE settlement_entries IN SHARE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(sql::INSERT_DAY_STATEMENTS)
+            .bind(&date)
+            .bind(day.from.millis())
+            .bind(day.to.millis())
+            .bind(now.millis())
+            .fetch_all(&mut *tx)
+            .await?;
         let created = rows
             .iter()
             .map(settlement_from_row)
@@ -52,6 +48,8 @@ impl SettlementStore for PgStore {
             .bind(&date)
             .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
             .bind(now.millis())
+            .bind(day.from.millis())
+            .bind(day.to.millis())
             .execute(&mut *tx)
             .await?;
         outbox::append(&mut tx, &created_events(&created), now).await?;
@@ -68,8 +66,8 @@ impl SettlementStore for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn first_confirmation(&self) -> StoreResult<Option<Timestamp>> {
-        let first: Option<i64> = sqlx::query_scalar(sql::FIRST_CONFIRMATION)
+    async fn first_entry(&self) -> StoreResult<Option<Timestamp>> {
+        let first: Option<i64> = sqlx::query_scalar(sql::FIRST_ENTRY)
             .fetch_one(&self.pool)
             .await?;
         Ok(first.map(Timestamp::from_millis))
@@ -131,10 +129,19 @@ impl SettlementStore for PgStore {
     #[tracing::instrument(skip_all)]
     async fn settlement_audit(&self) -> StoreResult<SettlementAudit> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
         let rows = sqlx::query(sql::STATEMENT_MISMATCHES)
             .fetch_all(&mut *tx)
             .await?;
         let settled_twice = sqlx::query_scalar(sql::SETTLED_TWICE)
+            .fetch_all(&mut *tx)
+            .await?;
+        let unsettled_entries = sqlx::query_scalar(sql::UNSETTLED_ENTRIES)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sale_entry_mismatches = sqlx::query_scalar(sql::SALE_ENTRY_MISMATCHES)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -144,6 +151,8 @@ impl SettlementStore for PgStore {
                 .map(statement_mismatch_from_row)
                 .collect::<StoreResult<_>>()?,
             settled_twice,
+            unsettled_entries,
+            sale_entry_mismatches,
         })
     }
 }

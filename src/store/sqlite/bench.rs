@@ -58,6 +58,10 @@ impl SettlementBench for SqliteStore {
             .bind(lines)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(sql::BENCH_SALE_ENTRIES)
+            .bind(buyer)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         sqlx::query("ANALYZE").execute(&self.writer).await?;
         Ok(())

@@ -122,6 +122,12 @@ impl OrderStore for SqliteStore {
         let Some(order) = transition(&mut tx, order_id, change, None, None, now).await? else {
             return refused_or_missing(tx, order_id).await;
         };
+        // The purchase enters the sellers' books with the confirmation.
+        sqlx::query(sql::INSERT_SALE_ENTRIES)
+            .bind(order_id)
+            .bind(now.millis())
+            .execute(&mut *tx)
+            .await?;
         let event = events::order_status(
             events::ORDER_CONFIRMED,
             order.id,

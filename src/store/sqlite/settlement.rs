@@ -1,8 +1,9 @@
 //! Settlement on SQLite. A day is settled in one write transaction (SQLite's single writer
-//! makes it the only one): the statements by `INSERT … SELECT … GROUP BY`, then the lines
-//! of the statements just made, both range scans of `partner_orders_confirmed`.
+//! makes it the only one, and keeps every confirmation and return out until it commits):
+//! the statements by one `INSERT … SELECT … GROUP BY` over the entries recorded that day, a
+//! range scan of the covering index `settlement_entries_day`.
 
-use super::conn::{json_ids, SqliteStore};
+use super::conn::SqliteStore;
 use super::outbox;
 use crate::domain::settlement::BusinessDate;
 use crate::domain::Timestamp;
@@ -26,7 +27,7 @@ impl SettlementStore for SqliteStore {
     ) -> StoreResult<Vec<SettlementRecord>> {
         let date = day.date.to_string();
         let mut tx = self.write_tx().await?;
-        let rows = sqlx::query(sql::insert_day_statements!())
+        let rows = sqlx::query(sql::INSERT_DAY_STATEMENTS)
             .bind(&date)
             .bind(day.from.millis())
             .bind(day.to.millis())
@@ -37,23 +38,12 @@ impl SettlementStore for SqliteStore {
             .iter()
             .map(settlement_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        if !created.is_empty() {
-            // Only the statements made here: a partner settled before keeps its lines.
-            sqlx::query(concat!(
-                sql::insert_day_lines!("settlements"),
-                " AND s.business_date = $4 AND s.id IN (SELECT value FROM json_each($1))"
-            ))
-            .bind(json_ids(created.iter().map(|s| s.id)))
-            .bind(day.from.millis())
-            .bind(day.to.millis())
-            .bind(&date)
-            .execute(&mut *tx)
-            .await?;
-        }
         sqlx::query(sql::MARK_DAY_SETTLED)
             .bind(&date)
             .bind(i64::try_from(created.len()).unwrap_or(i64::MAX))
             .bind(now.millis())
+            .bind(day.from.millis())
+            .bind(day.to.millis())
             .execute(&mut *tx)
             .await?;
         outbox::append(&mut tx, &created_events(&created), now).await?;
@@ -70,8 +60,8 @@ impl SettlementStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn first_confirmation(&self) -> StoreResult<Option<Timestamp>> {
-        let first: Option<i64> = sqlx::query_scalar(sql::FIRST_CONFIRMATION)
+    async fn first_entry(&self) -> StoreResult<Option<Timestamp>> {
+        let first: Option<i64> = sqlx::query_scalar(sql::FIRST_ENTRY)
             .fetch_one(&self.reader)
             .await?;
         Ok(first.map(Timestamp::from_millis))
@@ -139,6 +129,12 @@ impl SettlementStore for SqliteStore {
         let settled_twice = sqlx::query_scalar(sql::SETTLED_TWICE)
             .fetch_all(&mut *tx)
             .await?;
+        let unsettled_entries = sqlx::query_scalar(sql::UNSETTLED_ENTRIES)
+            .fetch_all(&mut *tx)
+            .await?;
+        let sale_entry_mismatches = sqlx::query_scalar(sql::SALE_ENTRY_MISMATCHES)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(SettlementAudit {
             mismatches: rows
@@ -146,6 +142,8 @@ impl SettlementStore for SqliteStore {
                 .map(statement_mismatch_from_row)
                 .collect::<StoreResult<_>>()?,
             settled_twice,
+            unsettled_entries,
+            sale_entry_mismatches,
         })
     }
 }
