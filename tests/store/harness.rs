@@ -16,9 +16,14 @@ use std::time::Duration;
 /// `postgres`, and the body also gets the database's URL for side connections; say why the
 /// test cannot run on SQLite in a comment beside it.
 ///
+/// With `unmigrated` it defines both, and the body gets a store that is not migrated yet
+/// and the database's URL: a test of a migration applies the ones before it
+/// (`Store::migrate_to`), writes rows the old way on a side connection, then migrates.
+///
 /// ```ignore
 /// store_tests!(places, |store| async move { … });
 /// store_tests!(row_locks, postgres_only, |store, url| async move { … });
+/// store_tests!(backfill, unmigrated, |store, url| async move { … });
 /// ```
 macro_rules! store_tests {
     ($name:ident, |$store:ident| $body:expr) => {
@@ -40,6 +45,30 @@ macro_rules! store_tests {
                 $crate::harness::with_store(
                     $crate::common::databases::Backend::Postgres,
                     |$store, _url| $body,
+                )
+                .await;
+            }
+        }
+    };
+    ($name:ident, unmigrated, |$store:ident, $url:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                $crate::harness::with_unmigrated_store(
+                    $crate::common::databases::Backend::Sqlite,
+                    |$store, $url| $body,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                $crate::harness::with_unmigrated_store(
+                    $crate::common::databases::Backend::Postgres,
+                    |$store, $url| $body,
                 )
                 .await;
             }
@@ -69,13 +98,17 @@ fn options() -> PoolOptions {
     }
 }
 
-/// The one place that opens and migrates a store: when the store API moves, this is the
-/// line to adapt. Migrates twice at once (two nodes starting together: the second waits
-/// and then finds nothing to do), then once more.
-pub async fn open(url: &str) -> Arc<dyn Store> {
-    let store = stampede::store::open::connect(url, &options())
+/// The one place that opens a store: when the store API moves, this is the line to adapt.
+async fn connect(url: &str) -> Arc<dyn Store> {
+    stampede::store::open::connect(url, &options())
         .await
-        .expect("connect");
+        .expect("connect")
+}
+
+/// Opens and migrates a store. Migrates twice at once (two nodes starting together: the
+/// second waits and then finds nothing to do), then once more.
+pub async fn open(url: &str) -> Arc<dyn Store> {
+    let store = connect(url).await;
     let now = SystemClock.now();
     let (a, b) = tokio::join!(store.migrate(now), store.migrate(now));
     a.expect("migrate");
@@ -92,11 +125,35 @@ where
     F: FnOnce(Arc<dyn Store>, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    run(backend, true, body).await;
+}
+
+/// [`with_store`] with a store that is opened but not migrated: the body migrates it.
+pub async fn with_unmigrated_store<F, Fut>(backend: Backend, body: F)
+where
+    F: FnOnce(Arc<dyn Store>, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run(backend, false, body).await;
+}
+
+async fn run<F, Fut>(backend: Backend, migrated: bool, body: F)
+where
+    F: FnOnce(Arc<dyn Store>, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let Some(services) = available(backend.services()).await else {
         return;
     };
     let db = TestDb::create(backend, &services).await;
-    let store = match AssertUnwindSafe(open(db.url())).catch_unwind().await {
+    let opened = async {
+        if migrated {
+            open(db.url()).await
+        } else {
+            connect(db.url()).await
+        }
+    };
+    let store = match AssertUnwindSafe(opened).catch_unwind().await {
         Ok(store) => store,
         Err(panic) => {
             db.destroy().await;

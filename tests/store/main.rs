@@ -1,7 +1,8 @@
 //! The store contract: every test runs through the public store API (`Arc<dyn Store>`)
 //! once on SQLite and once on PostgreSQL, each on a fresh, migrated database, so both
 //! backends answer alike (STYLE §3). A test that can only mean something on PostgreSQL
-//! says why beside its `store_tests!(…, postgres_only, …)`.
+//! says why beside its `store_tests!(…, postgres_only, …)`; a test of a migration
+//! (`migrations.rs`) starts unmigrated and writes rows under the schema before it.
 //!
 //! PostgreSQL comes from `STAMPEDE_TEST_PG_URL` under the rule of
 //! `tests/common/services.rs` (`STAMPEDE_TEST_REQUIRE_PG=1` makes its absence a failure).
@@ -27,6 +28,7 @@ mod auth;
 mod catalog;
 mod event_stream;
 mod fulfilment;
+mod migrations;
 mod orders;
 mod outbox;
 mod partial_cancel;

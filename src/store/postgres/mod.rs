@@ -72,9 +72,9 @@ impl Store for PgStore {
         "postgres"
     }
 
-    #[tracing::instrument(skip_all)]
-    async fn migrate(&self, now: Timestamp) -> StoreResult<()> {
-        for (version, sql) in MIGRATIONS {
+    #[tracing::instrument(skip_all, fields(last = last))]
+    async fn migrate_to(&self, now: Timestamp, last: i64) -> StoreResult<()> {
+        for (version, sql) in MIGRATIONS.iter().take_while(|(v, _)| *v <= last) {
             apply_migration(&self.pool, *version, sql, now).await?;
         }
         Ok(())

@@ -65,10 +65,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    /// All pending migrations in one write transaction: the write lock keeps a second
-    /// process out until they are recorded.
-    #[tracing::instrument(skip_all)]
-    async fn migrate(&self, now: Timestamp) -> StoreResult<()> {
+    /// The pending migrations up to `last` in one write transaction: the write lock keeps
+    /// a second process out until they are recorded.
+    #[tracing::instrument(skip_all, fields(last = last))]
+    async fn migrate_to(&self, now: Timestamp, last: i64) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -76,7 +76,7 @@ impl Store for SqliteStore {
         )
         .execute(&mut *tx)
         .await?;
-        for (version, sql) in MIGRATIONS {
+        for (version, sql) in MIGRATIONS.iter().take_while(|(v, _)| *v <= last) {
             let applied: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(version)
