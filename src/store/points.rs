@@ -236,6 +236,8 @@ pub struct PointsHoldAudit {
     pub status: HoldStatus,
     /// Refunded so far: the shares of cancelled parts, or the whole amount once refunded.
     pub refunded: i64,
+    /// `points_used` of the order's partner orders cancelled on their own.
+    pub cancelled_points: i64,
     pub ledger: Vec<(PointsKind, i64)>,
 }
 
@@ -260,8 +262,8 @@ pub struct PointsAuditRows {
     pub lots: Vec<(i64, i64, i64, i64, i64)>,
     /// `(lot_id, kind, Σ amount)`.
     pub ledger_by_lot: Vec<(i64, String, i64)>,
-    /// `(order_id, user_id, amount, status, refunded)`.
-    pub holds: Vec<(i64, i64, i64, String, i64)>,
+    /// `(order_id, user_id, amount, status, refunded, Σ points_used of cancelled parts)`.
+    pub holds: Vec<(i64, i64, i64, String, i64, i64)>,
     /// `(order_id, kind, Σ amount)` of hold, release, spend and refund rows.
     pub ledger_by_order: Vec<(i64, String, i64)>,
 }
@@ -302,18 +304,22 @@ impl PointsAudit {
         let holds = rows
             .holds
             .into_iter()
-            .map(|(order_id, user_id, amount, raw, refunded)| {
-                let status = HoldStatus::parse(&raw)
-                    .ok_or_else(|| StoreError::Corrupt(format!("points hold status {raw:?}")))?;
-                Ok(PointsHoldAudit {
-                    order_id,
-                    user_id,
-                    amount,
-                    status,
-                    refunded,
-                    ledger: by_order.remove(&order_id).unwrap_or_default(),
-                })
-            })
+            .map(
+                |(order_id, user_id, amount, raw, refunded, cancelled_points)| {
+                    let status = HoldStatus::parse(&raw).ok_or_else(|| {
+                        StoreError::Corrupt(format!("points hold status {raw:?}"))
+                    })?;
+                    Ok(PointsHoldAudit {
+                        order_id,
+                        user_id,
+                        amount,
+                        status,
+                        refunded,
+                        cancelled_points,
+                        ledger: by_order.remove(&order_id).unwrap_or_default(),
+                    })
+                },
+            )
             .collect::<StoreResult<_>>()?;
         Ok(PointsAudit {
             accounts: account_audits(rows.accounts, rows.lot_sums, by_user),

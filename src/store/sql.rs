@@ -596,8 +596,13 @@ pub(crate) const AUDIT_POINTS_ACCOUNTS: &str = "SELECT user_id, balance, held FR
 pub(crate) const AUDIT_POINTS_LOTS: &str =
     "SELECT id, user_id, amount, remaining, held FROM point_lots ORDER BY id";
 
-pub(crate) const AUDIT_POINTS_HOLDS: &str =
-    "SELECT order_id, user_id, amount, status, refunded FROM point_holds ORDER BY order_id";
+/// Each order's hold, with the points of its parts cancelled on their own (what a spent
+/// hold has refunded).
+pub(crate) const AUDIT_POINTS_HOLDS: &str = "SELECT h.order_id, h.user_id, h.amount, h.status,
+         h.refunded,
+         CAST(COALESCE((SELECT SUM(po.points_used) FROM partner_orders po
+             WHERE po.order_id = h.order_id AND po.cancelled_at IS NOT NULL), 0) AS BIGINT)
+     FROM point_holds h ORDER BY h.order_id";
 
 // ---------------------------------------------------------------------------------------
 // Leases

@@ -353,3 +353,48 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+backend_tests!(
+    verify_notices_points_refunded_out_of_step_with_the_cancelled_parts,
+    |app| async move {
+        let shop = shop(&app).await;
+        let buyer = app.buyer().await;
+        let (order, _) = paid_order(&app, &shop, &buyer).await;
+        let order_id = int(&order, "id");
+        let (a, b) = (part_id(&order, 0), part_id(&order, 1));
+        expect(&cancel_part(&app, Some(&shop.b.1), b, &reason()).await, 200);
+        app.assert_verify_clean().await;
+
+        // A won of the cancelled part's points moved to the part that goes on, against a
+        // won of discount: every share still adds up and every payable is unchanged, but
+        // the spent hold refunded 100 points of a part that now used 99.
+        let shift = |points: i64| {
+            format!(
+                "UPDATE partner_orders SET points_used = points_used + {points}, \
+                     discount = discount - {points} WHERE id = {a}; \
+                 UPDATE partner_orders SET points_used = points_used - {points}, \
+                     discount = discount + {points} WHERE id = {b}"
+            )
+        };
+        crate::verify::assert_caught_and_undo(
+            &app,
+            &shift(1),
+            &shift(-1),
+            &format!("points hold of order {order_id} (spent): refunded 100, expected 99"),
+        )
+        .await;
+
+        // Refunding the rest refunds the whole hold; a counter short of it is noticed
+        // although the hold's refund rows add up.
+        let refunded = app.cancel(&buyer, order_id).await;
+        assert_eq!(expect(&refunded, 200)["status"], "refunded", "{refunded:?}");
+        app.assert_verify_clean().await;
+        crate::verify::assert_caught_and_undo(
+            &app,
+            &format!("UPDATE point_holds SET refunded = 100 WHERE order_id = {order_id}"),
+            &format!("UPDATE point_holds SET refunded = 400 WHERE order_id = {order_id}"),
+            &format!("points hold of order {order_id} (refunded): refunded 100, expected 400"),
+        )
+        .await;
+    }
+);

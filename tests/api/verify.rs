@@ -149,7 +149,12 @@ backend_tests!(ops_endpoints, |app| async move {
 });
 
 /// Tampers with one row, expects a problem naming `expected`, then undoes the tampering.
-async fn assert_caught_and_undo(app: &TestApp, tamper: &str, undo: &str, expected: &str) {
+pub(crate) async fn assert_caught_and_undo(
+    app: &TestApp,
+    tamper: &str,
+    undo: &str,
+    expected: &str,
+) {
     execute_sql(app, tamper).await;
     let report = stampede::app::audit::run(&*app.state.store)
         .await

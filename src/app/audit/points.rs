@@ -1,7 +1,7 @@
 //! What `stampede verify` checks of loyalty points.
 
 use crate::domain::points::{HoldStatus, PointsKind};
-use crate::store::PointsAudit;
+use crate::store::{PointsAudit, PointsHoldAudit};
 
 fn replay(ledger: &[(PointsKind, i64)]) -> (i64, i64) {
     ledger.iter().fold((0, 0), |(b, h), (kind, amount)| {
@@ -27,7 +27,9 @@ fn sum_of(ledger: &[(PointsKind, i64)], kind: PointsKind) -> i64 {
 /// - per lot: `remaining` and `held` equal the replay of the rows that reference it,
 ///   `0 <= held <= remaining <= amount`;
 /// - per order's hold: its rows match its status (`held`: holds = amount; `released`: and
-///   releases = amount; `spent`: and spends = amount; `refunded`: and refunds = amount).
+///   releases = amount; `spent`: and spends = amount; `refunded`: and refunds = amount),
+///   and what it has refunded is the whole amount once `refunded`, otherwise the points of
+///   the order's partner orders cancelled on their own (see [`check_hold`]).
 pub fn check(audit: &PointsAudit, problems: &mut Vec<String>) {
     for a in &audit.accounts {
         let user = a.user_id;
@@ -67,28 +69,48 @@ pub fn check(audit: &PointsAudit, problems: &mut Vec<String>) {
         }
     }
     for hold in &audit.holds {
-        let (h, r, s, f) = hold.status.expected_rows();
-        for (kind, factor) in [
-            (PointsKind::Hold, h),
-            (PointsKind::Release, r),
-            (PointsKind::Spend, s),
-            (PointsKind::Refund, f),
-        ] {
-            let moved = sum_of(&hold.ledger, kind);
-            // A spent hold refunds the shares of cancelled parts before the whole order
-            // is refunded; `refunded` counts them.
-            let expected = match (kind, hold.status) {
-                (PointsKind::Refund, HoldStatus::Spent) => hold.refunded,
-                _ => factor * hold.amount,
-            };
-            if moved != expected {
-                problems.push(format!(
-                    "points hold of order {} ({}): {} rows total {moved}, expected {expected}",
-                    hold.order_id,
-                    hold.status.as_str(),
-                    kind.as_str(),
-                ));
-            }
+        check_hold(hold, problems);
+    }
+}
+
+/// One order's hold: its ledger rows by kind, and its `refunded` counter. A cancelled part
+/// refunds its `points_used` while the hold stays `spent`; refunding the order refunds the
+/// rest, so a `refunded` hold has given back all of it. An order that was never paid has
+/// no part cancelled on its own, so its hold has refunded nothing.
+fn check_hold(hold: &PointsHoldAudit, problems: &mut Vec<String>) {
+    let owed_back = match hold.status {
+        HoldStatus::Refunded => hold.amount,
+        HoldStatus::Held | HoldStatus::Released | HoldStatus::Spent => hold.cancelled_points,
+    };
+    if hold.refunded != owed_back {
+        problems.push(format!(
+            "points hold of order {} ({}): refunded {}, expected {owed_back}",
+            hold.order_id,
+            hold.status.as_str(),
+            hold.refunded,
+        ));
+    }
+    let (h, r, s, f) = hold.status.expected_rows();
+    for (kind, factor) in [
+        (PointsKind::Hold, h),
+        (PointsKind::Release, r),
+        (PointsKind::Spend, s),
+        (PointsKind::Refund, f),
+    ] {
+        let moved = sum_of(&hold.ledger, kind);
+        // A spent hold refunds the shares of cancelled parts before the whole order
+        // is refunded; `refunded` counts them.
+        let expected = match (kind, hold.status) {
+            (PointsKind::Refund, HoldStatus::Spent) => hold.refunded,
+            _ => factor * hold.amount,
+        };
+        if moved != expected {
+            problems.push(format!(
+                "points hold of order {} ({}): {} rows total {moved}, expected {expected}",
+                hold.order_id,
+                hold.status.as_str(),
+                kind.as_str(),
+            ));
         }
     }
 }
@@ -96,7 +118,7 @@ pub fn check(audit: &PointsAudit, problems: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{PointsAccountAudit, PointsHoldAudit, PointsLotAudit};
+    use crate::store::{PointsAccountAudit, PointsLotAudit};
 
     fn books() -> PointsAudit {
         // Earned 1000 in lot 1; 300 held for order 7, of which the whole hold was spent;
@@ -130,6 +152,7 @@ mod tests {
                 amount: 300,
                 status: HoldStatus::Spent,
                 refunded: 0,
+                cancelled_points: 0,
                 ledger: vec![(PointsKind::Hold, 300), (PointsKind::Spend, 300)],
             }],
         }
@@ -161,5 +184,43 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("refund rows total 0, expected 300"), "{text}");
+    }
+
+    #[test]
+    fn a_hold_refunds_its_cancelled_parts_points_or_all_of_it_once_refunded() {
+        // A part with 120 of the 300 points was cancelled on its own: 120 refunded.
+        let mut audit = books();
+        let hold = &mut audit.holds[0];
+        hold.cancelled_points = 120;
+        hold.refunded = 120;
+        hold.ledger.push((PointsKind::Refund, 120));
+        let mut problems = Vec::new();
+        check_hold(&audit.holds[0], &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+
+        // Its counter and refund rows agree with each other but not with the part.
+        let mut drifted = audit.holds[0].clone();
+        drifted.refunded = 100;
+        drifted.ledger[2] = (PointsKind::Refund, 100);
+        check_hold(&drifted, &mut problems);
+        assert_eq!(
+            problems,
+            ["points hold of order 7 (spent): refunded 100, expected 120"]
+        );
+
+        // Refunded with all its rows, but its counter short of the whole hold.
+        let mut refunded = audit.holds[0].clone();
+        refunded.status = HoldStatus::Refunded;
+        refunded.ledger[2] = (PointsKind::Refund, 300);
+        problems.clear();
+        check_hold(&refunded, &mut problems);
+        assert_eq!(
+            problems,
+            ["points hold of order 7 (refunded): refunded 120, expected 300"]
+        );
+        refunded.refunded = 300;
+        problems.clear();
+        check_hold(&refunded, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }
