@@ -398,3 +398,43 @@ backend_tests!(
         .await;
     }
 );
+
+backend_tests!(
+    units_of_a_cancelled_part_no_longer_count_toward_the_purchase_limit,
+    |app| async move {
+        let partner = app.create_partner("Limited", 1_000).await;
+        let seller = app.create_seller(partner).await;
+        let limited = app.product_of(partner, 2_000, 10, Some(2)).await;
+        let other = app.simple_product(1_000, 10).await;
+        let buyer = app.buyer().await;
+
+        // Up to the limit, beside a part of another partner that goes on.
+        let order = app.order_ok(&buyer, &[(limited, 2), (other, 1)]).await;
+        let paid = expect(&app.pay(&buyer, &order).await, 200).clone();
+        expect_error(
+            &app.place_order(&buyer, &[(limited, 1)]).await,
+            422,
+            "purchase_limit",
+        );
+
+        // The seller cancels the limited part: the buyer holds none of it any more.
+        let part = array(&paid, "partner_orders")
+            .iter()
+            .find(|p| int(p, "partner_id") == partner)
+            .map(|p| int(p, "id"))
+            .expect("the limited part");
+        expect(
+            &cancel_part(&app, Some(&seller), part, &reason()).await,
+            200,
+        );
+        assert_eq!(app.order(&buyer, int(&order, "id")).await["status"], "paid");
+        let again = app.order_ok(&buyer, &[(limited, 2)]).await;
+        expect(&app.pay(&buyer, &again).await, 200);
+        expect_error(
+            &app.place_order(&buyer, &[(limited, 1)]).await,
+            422,
+            "purchase_limit",
+        );
+        app.assert_verify_clean().await;
+    }
+);

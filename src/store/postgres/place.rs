@@ -156,7 +156,8 @@ async fn existing_orders(
 }
 
 /// Units each batch user already has, per limited product, in orders that count toward the
-/// limit. Stable for the batch: every order for these products goes through the stock
+/// limit, less those of partner orders taken back on their own (cancelled by the seller, or
+/// returned). Stable for the batch: every order for these products goes through the stock
 /// locks we hold, and a cancel only lowers the count.
 async fn purchased_units(
     conn: &mut PgConnection,
@@ -167,8 +168,10 @@ async fn purchased_units(
     let rows = sqlx::query(
         "SELECT oi.user_id, oi.product_id, SUM(oi.quantity)::BIGINT AS units \
          FROM order_items oi JOIN orders o ON o.id = oi.order_id \
+         JOIN partner_orders po ON po.id = oi.partner_order_id \
          WHERE oi.product_id = ANY($1) AND oi.user_id = ANY($2) \
            AND o.status IN ('pending_payment', 'paid', 'confirmed') \
+           AND po.status NOT IN ('cancelled', 'refunded') \
          GROUP BY oi.user_id, oi.product_id",
     )
     .bind(limited)

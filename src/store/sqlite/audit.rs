@@ -144,13 +144,16 @@ async fn order_audit(conn: &mut SqliteConnection) -> StoreResult<Vec<OrderAudit>
         .collect()
 }
 
-/// Buyers above a product's purchase limit, counting orders that count toward it.
+/// Buyers above a product's purchase limit, counting what placement counts: orders that
+/// count toward it, less partner orders taken back on their own.
 async fn limit_breaches(conn: &mut SqliteConnection) -> StoreResult<Vec<LimitBreach>> {
     let breaches: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT oi.user_id, oi.product_id, SUM(oi.quantity), p.max_per_user
          FROM order_items oi JOIN orders o ON o.id = oi.order_id
+         JOIN partner_orders po ON po.id = oi.partner_order_id
          JOIN products p ON p.id = oi.product_id
          WHERE p.max_per_user IS NOT NULL AND o.status IN ('pending_payment', 'paid', 'confirmed')
+           AND po.status NOT IN ('cancelled', 'refunded')
          GROUP BY oi.user_id, oi.product_id, p.max_per_user
          HAVING SUM(oi.quantity) > p.max_per_user",
     )

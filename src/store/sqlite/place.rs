@@ -28,6 +28,10 @@ use std::collections::HashMap;
 /// Orders in these states count against a purchase limit (see `OrderStatus::counts_toward_limit`).
 const LIMIT_STATUSES: &str = "('pending_payment', 'paid', 'confirmed')";
 
+/// Partner orders in these states, within such an order, were taken back on their own
+/// (cancelled by the seller, or returned): their units no longer count.
+const TAKEN_BACK_PARTS: &str = "('cancelled', 'refunded')";
+
 pub(super) async fn place_batch(
     store: &SqliteStore,
     batch: &[OrderRequest],
@@ -163,9 +167,10 @@ async fn purchased_units(
     let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
         "SELECT oi.user_id, oi.product_id, SUM(oi.quantity) FROM order_items oi
          JOIN orders o ON o.id = oi.order_id
+         JOIN partner_orders po ON po.id = oi.partner_order_id
          WHERE oi.product_id IN (SELECT value FROM json_each($1))
            AND oi.user_id IN (SELECT value FROM json_each($2))
-           AND o.status IN {LIMIT_STATUSES}
+           AND o.status IN {LIMIT_STATUSES} AND po.status NOT IN {TAKEN_BACK_PARTS}
          GROUP BY oi.user_id, oi.product_id"
     ))
     .bind(json_ids(limited.iter().copied()))
