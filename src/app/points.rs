@@ -9,8 +9,9 @@
 //! whose processing failed: the timer is the retry). The store records `(points-earn,
 //! event id)` in `processed_events` in the same transaction as the lot, with `ON CONFLICT DO
 //! NOTHING`: whichever delivery commits first earns, every other one finds the row and does
-//! nothing. The buyer earns `points_earn_rate_bps` of the order's `payable`, rounded down,
-//! as a lot expiring `points_valid_days` after processing.
+//! nothing. The buyer earns `points_earn_rate_bps` of what they paid for the order's
+//! confirmed partner orders (the sum of their `payable`: a part cancelled on its own was
+//! refunded), rounded down, as a lot expiring `points_valid_days` after processing.
 //!
 //! **Expiry, on one node.** The expiry job runs under its lease (`jobs::scheduler`), so one
 //! node expires while it lives and another takes over within two intervals of its death.
@@ -50,7 +51,7 @@ pub struct Points {
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub events: EventSync,
-    /// Points a confirmed purchase earns, in basis points of its `payable`.
+    /// Points a confirmed purchase earns, in basis points of its confirmed parts' `payable`.
     pub earn_rate_bps: i64,
     /// Validity of earned points, and of granted points without an expiry.
     pub valid_days: u64,

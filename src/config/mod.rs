@@ -55,7 +55,8 @@ settings! {
         /// How often the waitlist worker looks for offers to make or settle when no event
         /// woke it (a safety net: `stock.changed` and `order.*` events wake it at once).
         waitlist_interval_ms: u64 = 5000, 10..=3_600_000;
-        /// Points a confirmed purchase earns, in basis points of its `payable` (100 = 1%).
+        /// Points a confirmed purchase earns, in basis points of its confirmed parts' `payable`
+        /// (100 = 1%).
         points_earn_rate_bps: i64 = 100, 0..=10_000;
         /// How long earned (and, by default, granted) points stay valid.
         points_valid_days: u64 = 365, 1..=3650;

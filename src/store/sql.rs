@@ -475,8 +475,12 @@ pub(crate) const INSERT_LOT: &str =
          created_at)
      VALUES ($1, $2, $2, 0, $3, $4, $5, $6) RETURNING id";
 
-pub(crate) const CONFIRMED_ORDER_PAYABLE: &str =
-    "SELECT user_id, payable FROM orders WHERE id = $1 AND status = 'confirmed'";
+/// The buyer of confirmed order `$1` and what they paid for its confirmed parts: parts
+/// cancelled on their own were refunded their `payable`, so it earns nothing.
+pub(crate) const CONFIRMED_ORDER_PAYABLE: &str = "SELECT o.user_id,
+         CAST(COALESCE((SELECT SUM(po.payable) FROM partner_orders po
+             WHERE po.order_id = o.id AND po.status = 'confirmed'), 0) AS BIGINT)
+     FROM orders o WHERE o.id = $1 AND o.status = 'confirmed'";
 
 pub(crate) const EARNED_BEFORE: &str =
     "SELECT EXISTS (SELECT 1 FROM point_lots WHERE order_id = $1 AND source = 'earn')";

@@ -438,3 +438,40 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+backend_tests!(
+    a_confirmed_purchase_earns_only_on_what_its_confirmed_parts_paid,
+    |app| async move {
+        let shop = shop(&app).await;
+        let buyer = app.buyer().await;
+        let (order, _) = paid_order(&app, &shop, &buyer).await;
+        let order_id = int(&order, "id");
+        // The order paid 2,600 won; partner B's part (650 of them) is cancelled and refunded.
+        expect(
+            &cancel_part(&app, Some(&shop.b.1), part_id(&order, 1), &reason()).await,
+            200,
+        );
+        app.deliver_part(&shop.a.1, part_id(&order, 0)).await;
+        let confirmed = app
+            .post_empty(&format!("/orders/{order_id}/confirm"), Some(&buyer))
+            .await;
+        assert_eq!(expect(&confirmed, 200)["status"], "confirmed");
+
+        // 1% of the 1,950 won the confirmed part paid, rounded down; not of the 2,600.
+        let earned = eventually(
+            std::time::Duration::from_secs(15),
+            "points earned on the confirmation",
+            || async {
+                crate::points::history(&app, &buyer)
+                    .await
+                    .into_iter()
+                    .find(|r| r["kind"] == "earn" && r["order_id"].as_i64() == Some(order_id))
+                    .map(|r| int(&r, "amount"))
+            },
+        )
+        .await;
+        assert_eq!(earned, 19);
+        assert_eq!(balance(&app, &buyer).await, 100 + 19);
+        app.assert_verify_clean().await;
+    }
+);
