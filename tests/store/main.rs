@@ -31,4 +31,5 @@ mod orders;
 mod outbox;
 mod partial_cancel;
 mod placement;
+mod returns;
 mod settlement;
