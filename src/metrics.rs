@@ -101,9 +101,9 @@ metrics! {
     /// `auto_confirm_after_secs` after the last delivery).
     orders_confirmed: Family<ReasonLabels, Counter> = Family::default(),
         "Purchases confirmed (paid → confirmed), by buyer, admin or auto";
-    /// By step: `prepare`, `ship`, `deliver` (`app::fulfilment`).
+    /// By step: `prepare`, `ship`, `deliver`, and `cancel`, `return` (`app::fulfilment`).
     partner_orders_advanced: Family<StepLabels, Counter> = Family::default(),
-        "Partner orders moved a step by their sellers (paid → preparing → shipped → delivered)";
+        "Partner orders moved a step by their sellers (paid → preparing → shipped → delivered; cancel, return)";
     holds_expired: Counter = Counter::default(),
         "Orders whose payment deadline passed and whose holds were released";
     payments: Family<ReasonLabels, Counter> = Family::default(),

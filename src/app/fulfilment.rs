@@ -1,7 +1,8 @@
 //! What a seller does after payment (DESIGN §3): prepare, ship and deliver each partner
-//! order of their partner, and list the partner's orders. Admins may do it for any
-//! partner. The buyer follows along on the order (`GET /orders/{id}`, the live streams)
-//! and may confirm the purchase once every part is delivered (`app::orders`).
+//! order of their partner, cancel one before it ships or take one back after the purchase
+//! was confirmed, and list the partner's orders. Admins may do it for any partner. The
+//! buyer follows along on the order (`GET /orders/{id}`, the live streams) and may confirm
+//! the purchase once every part is delivered (`app::orders`).
 
 use super::error::{require, AppError, AppResult};
 use super::payments::Payments;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 pub struct Fulfilment {
     pub store: Arc<dyn Store>,
-    /// Gives a cancelled part's share back through the gateway.
+    /// Gives a cancelled or returned part's share back through the gateway.
     pub payments: Arc<Payments>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
@@ -119,6 +120,51 @@ impl Fulfilment {
             PartialCancelOutcome::NotFound => Err(AppError::not_found("partner order")),
             PartialCancelOutcome::Refused(current) => Err(AppError::InvalidTransition(format!(
                 "partner order {id} is {}: only a paid or preparing partner order can be cancelled",
+                current.status.as_str()
+            ))),
+        }
+    }
+
+    /// Takes back a partner order whose purchase was confirmed (a return), for its
+    /// partner's sellers and admins: the store refunds its points share, books its
+    /// `payable`, negates its sale in the seller's settlement entries and takes back its
+    /// share of the points the purchase earned, in one transaction; the order stays
+    /// confirmed. Then the money goes back through the gateway exactly as for a cancelled
+    /// part — a failure there is retried from `payment.refund_failed`, never undoing the
+    /// books. Any part not `confirmed` is `InvalidTransition`, and nothing changes.
+    ///
+    /// No stock moves: the goods come back to the seller, who restocks them through the
+    /// stock API if they are fit to sell again.
+    pub async fn return_part(
+        &self,
+        actor: &Actor,
+        id: i64,
+        reason: &str,
+    ) -> AppResult<PartnerOrderRecord> {
+        self.managed(actor, id).await?;
+        let note = CancelNote::new(reason)?;
+        let outcome = self
+            .store
+            .return_partner_order(id, note.as_str(), self.clock.now())
+            .await?;
+        match outcome {
+            FulfilmentOutcome::Done(partner_order) => {
+                let what = "the share of a returned partner order";
+                self.payments
+                    .refund_amount(partner_order.order_id, partner_order.payable, what)
+                    .await;
+                self.metrics
+                    .partner_orders_advanced
+                    .get_or_create(&StepLabels {
+                        step: "return".into(),
+                    })
+                    .inc();
+                self.events.wake();
+                Ok(partner_order)
+            }
+            FulfilmentOutcome::NotFound => Err(AppError::not_found("partner order")),
+            FulfilmentOutcome::Refused(current) => Err(AppError::InvalidTransition(format!(
+                "partner order {id} is {}: only a confirmed partner order can be returned",
                 current.status.as_str()
             ))),
         }

@@ -37,6 +37,9 @@ pub const PARTNER_ORDER_SHIPPED: &str = "partner_order.shipped";
 pub const PARTNER_ORDER_DELIVERED: &str = "partner_order.delivered";
 /// A seller (or admin) cancelled one part before it shipped; the rest of the order goes on.
 pub const PARTNER_ORDER_CANCELLED: &str = "partner_order.cancelled";
+/// A seller (or admin) took back one part after the purchase was confirmed
+/// (`confirmed → refunded`); the order stays confirmed.
+pub const PARTNER_ORDER_RETURNED: &str = "partner_order.returned";
 pub const PAYMENT_FAILED: &str = "payment.failed";
 /// The gateway did not give an order's money back; the refund retrier tries again.
 pub const PAYMENT_REFUND_FAILED: &str = "payment.refund_failed";

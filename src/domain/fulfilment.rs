@@ -1,7 +1,8 @@
 //! What happens to a partner order after payment (DESIGN §3): the seller prepares it,
 //! ships it with a carrier's tracking number, and it is delivered; the buyer then confirms
 //! the purchase. A partner order also follows its order through payment, cancellation,
-//! refund and confirmation.
+//! refund and confirmation; once confirmed, the seller may still take it back (a return:
+//! `confirmed → refunded`, the order staying confirmed).
 
 use super::event_names::{PARTNER_ORDER_DELIVERED, PARTNER_ORDER_PREPARING, PARTNER_ORDER_SHIPPED};
 use super::order::OrderStatus;
@@ -14,11 +15,14 @@ pub const MAX_CARRIER_CHARS: usize = 100;
 /// only keeps rows and events small.
 pub const MAX_TRACKING_NUMBER_CHARS: usize = 64;
 
-/// Longest reason a seller gives for cancelling a partner order, in characters.
+/// Longest reason a seller gives for cancelling or taking back a partner order, in
+/// characters.
 pub const MAX_CANCEL_REASON_CHARS: usize = 500;
 
-/// Why a seller (or admin) cancels a partner order before it ships: trimmed, 1 to
-/// [`MAX_CANCEL_REASON_CHARS`] characters, no control characters but line breaks.
+/// Why a seller (or admin) cancels a partner order before it ships, or takes it back after
+/// the purchase was confirmed: trimmed, 1 to [`MAX_CANCEL_REASON_CHARS`] characters, no
+/// control characters but line breaks. The buyer reads it either way, so both follow one
+/// rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelNote(String);
 
@@ -100,7 +104,9 @@ impl PartnerOrderStatus {
     /// Whether a partner order may be in this status while its order is in `order`:
     /// before payment and after a cancellation or refund they move together; while the
     /// order is paid each part is fulfilled on its own; a confirmed order's parts were all
-    /// delivered (and are confirmed with it) or cancelled. `stampede verify` checks this.
+    /// delivered (and are confirmed with it) or cancelled, and a confirmed part may since
+    /// have been returned (`refunded`, its order still confirmed). `stampede verify` checks
+    /// this.
     pub fn fits(self, order: OrderStatus) -> bool {
         use PartnerOrderStatus as P;
         match order {
@@ -109,7 +115,7 @@ impl PartnerOrderStatus {
                 self,
                 P::Paid | P::Preparing | P::Shipped | P::Delivered | P::Cancelled
             ),
-            OrderStatus::Confirmed => matches!(self, P::Confirmed | P::Cancelled),
+            OrderStatus::Confirmed => matches!(self, P::Confirmed | P::Cancelled | P::Refunded),
             OrderStatus::Cancelled => self == P::Cancelled,
             OrderStatus::Refunded => matches!(self, P::Refunded | P::Cancelled),
         }
@@ -266,6 +272,9 @@ mod tests {
         }
         assert!(PartnerOrderStatus::Confirmed.fits(OrderStatus::Confirmed));
         assert!(!PartnerOrderStatus::Delivered.fits(OrderStatus::Confirmed));
+        // A returned part is refunded under its still confirmed order.
+        assert!(PartnerOrderStatus::Refunded.fits(OrderStatus::Confirmed));
+        assert!(!PartnerOrderStatus::Refunded.fits(OrderStatus::Paid));
     }
 
     #[test]

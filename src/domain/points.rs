@@ -259,6 +259,21 @@ pub fn earned_points(payable: i64, rate_bps: i64) -> i64 {
     i64::try_from(points).unwrap_or(i64::MAX)
 }
 
+/// What a returned part takes back of the points its purchase earned: its share of the
+/// earn lot's `earned` points, `earned × part_payable / earned_on` rounded down, where
+/// `earned_on` is the payable of the parts the purchase earned on (so the shares of all
+/// parts never add up to more than was earned), but never more than the lot's unheld
+/// remainder `unheld`: points already spent, expired or promised to an open order are the
+/// buyer's to keep, and a balance never goes below zero.
+pub fn earned_share_taken_back(earned: i64, part_payable: i64, earned_on: i64, unheld: i64) -> i64 {
+    if earned <= 0 || part_payable <= 0 || earned_on <= 0 || unheld <= 0 {
+        return 0;
+    }
+    let share =
+        i128::from(earned) * i128::from(part_payable.min(earned_on)) / i128::from(earned_on);
+    i64::try_from(share).unwrap_or(i64::MAX).min(unheld)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +354,30 @@ mod tests {
         }
 
         #[test]
+        fn a_return_takes_back_at_most_its_share_and_what_is_left(
+            earned in 0i64..=MAX_POINTS,
+            payables in prop::collection::vec(0i64..=1_000_000_000, 1..6),
+            unheld in 0i64..=MAX_POINTS,
+        ) {
+            let total: i64 = payables.iter().sum();
+            let shares: Vec<i64> = payables
+                .iter()
+                .map(|p| earned_share_taken_back(earned, *p, total, unheld))
+                .collect();
+            prop_assert!(shares.iter().sum::<i64>() <= earned);
+            for (share, payable) in shares.iter().zip(&payables) {
+                prop_assert!(*share >= 0 && *share <= unheld);
+                // Rounded down, unless the lot's remainder cut it shorter.
+                let exact = i128::from(earned) * i128::from(*payable);
+                let floor = i128::from(*share) * i128::from(total.max(1));
+                prop_assert!(floor <= exact);
+                if *share < unheld && total > 0 {
+                    prop_assert!(i128::from(*share + 1) * i128::from(total) > exact);
+                }
+            }
+        }
+
+        #[test]
         fn a_hold_then_its_release_or_spend_balances(amount in 1i64..=MAX_POINTS) {
             let (b, h) = PointsKind::Hold.effect(amount);
             let (rb, rh) = PointsKind::Release.effect(amount);
@@ -354,6 +393,20 @@ mod tests {
         assert_eq!(earned_points(12_345, 100), 123);
         assert_eq!(earned_points(99, 100), 0);
         assert_eq!(earned_points(-5, 100), 0);
+    }
+
+    #[test]
+    fn a_returned_part_takes_back_its_share_of_what_is_left() {
+        // 26 points earned on 1,950 + 650 won: the 650-won part's share is 6.5, rounded down.
+        assert_eq!(earned_share_taken_back(26, 650, 2_600, 26), 6);
+        assert_eq!(earned_share_taken_back(26, 1_950, 2_600, 26), 19);
+        // Only what the lot still has unheld.
+        assert_eq!(earned_share_taken_back(26, 650, 2_600, 4), 4);
+        assert_eq!(earned_share_taken_back(26, 650, 2_600, 0), 0);
+        // Nothing earned, or a part that cost nothing: nothing to take back.
+        assert_eq!(earned_share_taken_back(0, 650, 2_600, 26), 0);
+        assert_eq!(earned_share_taken_back(26, 0, 2_600, 26), 0);
+        assert_eq!(earned_share_taken_back(26, 650, 0, 26), 0);
     }
 
     #[test]

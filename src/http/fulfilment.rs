@@ -1,4 +1,5 @@
-//! Sellers' fulfilment: preparing, shipping and delivering partner orders, and a partner's
+//! Sellers' fulfilment: preparing, shipping and delivering partner orders, cancelling one
+//! before it ships or taking one back after the purchase was confirmed, and a partner's
 //! orders. The use case is `app::fulfilment`.
 
 use super::error::{ApiError, ApiResult, ErrorCode};
@@ -107,6 +108,35 @@ pub async fn cancel(
         .app
         .fulfilment
         .cancel(&user.actor(), id, &body.reason)
+        .await?;
+    Ok(axum::Json(part.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnPartBody {
+    /// Why the seller takes it back, shown to the buyer: 1 to 500 characters, no control
+    /// characters but line breaks.
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/partner-orders/{id}/return", tag = "fulfilment", security(("bearer" = [])), params(("id" = i64, Path)), request_body = ReturnPartBody,
+    responses((status = 200, description = "`confirmed → refunded` (a return after the purchase was confirmed; the order stays `confirmed`): its `payable` refunded through the gateway, its points share refunded, the points its purchase earned taken back pro rata while unspent, a negative line on the seller's next statement. No stock moves: the seller restocks through the stock API", body = PartnerOrderView),
+        (status = 400, description = "`malformed_json`", body = super::error::ErrorBody),
+        (status = 401, body = super::error::ErrorBody), (status = 403, description = "not a seller or admin", body = super::error::ErrorBody),
+        (status = 404, description = "no such partner order, or another partner's", body = super::error::ErrorBody),
+        (status = 409, description = "`invalid_transition`: the partner order is not `confirmed` (not yet confirmed, cancelled, or already returned)", body = super::error::ErrorBody),
+        (status = 422, description = "`validation_failed`: reason", body = super::error::ErrorBody)))]
+pub async fn return_part(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+    Json(body): Json<ReturnPartBody>,
+) -> ApiResult<axum::Json<PartnerOrderView>> {
+    let part = state
+        .app
+        .fulfilment
+        .return_part(&user.actor(), id, &body.reason)
         .await?;
     Ok(axum::Json(part.into()))
 }

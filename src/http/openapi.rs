@@ -25,7 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
         dead_letters::list_dead_letters, dead_letters::get_dead_letter, dead_letters::replay_dead_letter,
         dead_letters::discard_dead_letter,
         fulfilment::prepare, fulfilment::ship, fulfilment::deliver, fulfilment::cancel,
-        fulfilment::partner_orders,
+        fulfilment::return_part, fulfilment::partner_orders,
         jobs::list_jobs, settlement::partner_settlements, settlement::get_settlement, settlement::settlement_lines_csv,
     ),
     components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<order_view::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>, PageView<dead_letters::DeadLetterView>, PageView<order_view::PartnerOrderView>, PageView<settlement::SettlementView>, PageView<settlement::SettlementLineView>)),

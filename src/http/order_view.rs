@@ -22,7 +22,8 @@ pub struct PartnerOrderView {
     pub order_id: i64,
     pub partner_id: i64,
     /// `pending_payment`, `paid`, then the seller's `preparing`, `shipped`, `delivered`,
-    /// then `confirmed` with the purchase; or `cancelled`, `refunded` with the order.
+    /// then `confirmed` with the purchase; or `cancelled`, `refunded` with the order; or
+    /// `refunded` on its own once its seller took it back after confirmation (`returned_at`).
     pub status: PartnerOrderStatus,
     pub subtotal: i64,
     /// Its share of the order's coupon discount and points, allocated pro rata by subtotal
@@ -30,7 +31,7 @@ pub struct PartnerOrderView {
     pub discount: i64,
     pub points_used: i64,
     /// `subtotal - discount - points_used`: what the buyer paid for this part, and what
-    /// cancelling it refunds.
+    /// cancelling or returning it refunds.
     pub payable: i64,
     /// Who carries it and the number to track it by; `null` until it ships.
     pub carrier: Option<String>,
@@ -43,6 +44,11 @@ pub struct PartnerOrderView {
     pub delivered_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub confirmed_at: Option<Timestamp>,
+    /// When its seller took it back after the purchase was confirmed, and why; `null`
+    /// unless it was returned (it then keeps `confirmed_at`).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub returned_at: Option<Timestamp>,
+    pub return_reason: Option<String>,
     pub items: Vec<OrderItemView>,
 }
 
@@ -74,6 +80,8 @@ impl From<PartnerOrderRecord> for PartnerOrderView {
             shipped_at: p.shipped_at,
             delivered_at: p.delivered_at,
             confirmed_at: p.confirmed_at,
+            returned_at: p.returned_at,
+            return_reason: p.return_reason,
             items: p.items.into_iter().map(OrderItemView::from).collect(),
         }
     }

@@ -175,7 +175,7 @@ fn next_sse_event(update: &OrderUpdate, last: &mut OrderStatus) -> Option<Event>
 }
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, description = "text/event-stream: `status` events with OrderStatusChanged JSON (the current status first), and a `partner_order` event {partner_order_id, order_id, user_id, partner_id, status, carrier, tracking_number, at} for each step of a partner order (preparing, shipped, delivered)"), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "text/event-stream: `status` events with OrderStatusChanged JSON (the current status first), and a `partner_order` event {partner_order_id, order_id, user_id, partner_id, status, carrier, tracking_number, at} for each step of a partner order (preparing, shipped, delivered, cancelled, returned)"), (status = 404, body = super::error::ErrorBody)))]
 pub async fn order_events(
     State(state): State<AppState>,
     user: AuthUser,

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/partner-orders/{id}/ship", post(fulfilment::ship))
         .route("/partner-orders/{id}/deliver", post(fulfilment::deliver))
         .route("/partner-orders/{id}/cancel", post(fulfilment::cancel))
+        .route("/partner-orders/{id}/return", post(fulfilment::return_part))
         .route(
             "/products",
             post(catalog::create_product).get(catalog::list_products),

@@ -59,12 +59,14 @@ pub struct OrderSharesAudit {
     pub inconsistent_parts: i64,
     /// `payable` of the parts cancelled on their own.
     pub cancelled_payables: i64,
+    /// `payable` of the parts returned after the purchase was confirmed.
+    pub returned_payables: i64,
     /// Sum of the order's `refunded` payment rows.
     pub refunded: i64,
 }
 
 /// One row of `sql::ORDER_SHARES_AUDIT`.
-pub(crate) type OrderSharesRow = (i64, i64, i64, i64, i64, i64, i64, i64);
+pub(crate) type OrderSharesRow = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
 
 /// The rows of `sql::ORDER_SHARES_AUDIT` by order id.
 pub(crate) fn shares_by_order(
@@ -79,7 +81,8 @@ pub(crate) fn shares_by_order(
                 payables: r.4,
                 inconsistent_parts: r.5,
                 cancelled_payables: r.6,
-                refunded: r.7,
+                returned_payables: r.7,
+                refunded: r.8,
             };
             (r.0, shares)
         })

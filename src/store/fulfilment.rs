@@ -1,5 +1,6 @@
 //! Fulfilment: sellers moving their partner orders `paid → preparing → shipped →
-//! delivered` ([`FulfilmentStore`]), the partner's listing, and what `stampede verify`
+//! delivered` ([`FulfilmentStore`]), cancelling one before it ships or taking one back
+//! after the purchase was confirmed, the partner's listing, and what `stampede verify`
 //! reads of it. Each backend implements it in its `fulfilment.rs`.
 
 use super::error::StoreResult;
@@ -38,6 +39,23 @@ pub trait FulfilmentStore: Send + Sync {
         reason: &str,
         now: Timestamp,
     ) -> StoreResult<PartialCancelOutcome>;
+    /// Takes back a partner order whose purchase was confirmed (`confirmed → refunded`, with
+    /// `returned_at` and `return_reason`; the order stays confirmed), in one transaction:
+    /// its share of the points goes back to the buyer, a `refunded` payment row books its
+    /// `payable` for the gateway, a `refund` settlement entry negates its `sale` entry (no
+    /// sale entry is corruption: the transaction fails rather than refund a part the seller
+    /// was never paid for), the points its purchase earned are taken back in proportion
+    /// while the earn lot still has them, and `partner_order.returned` is written.
+    ///
+    /// No stock moves: the goods come back to the seller, who restocks them through the
+    /// stock API if they are fit to sell again. From any other status nothing changes and
+    /// the partner order comes back `Refused` as it is.
+    async fn return_partner_order(
+        &self,
+        id: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<FulfilmentOutcome>;
     /// A partner's partner orders with their items, newest first; only those in `status`
     /// when given.
     async fn partner_orders(
@@ -87,4 +105,9 @@ pub struct FulfilmentAudit {
     /// Paid orders whose `delivered_at` disagrees with their parts: set while a part is
     /// still to deliver, or missing once all are delivered (or cancelled, one delivered).
     pub delivery_mismatches: Vec<i64>,
+    /// Partner orders returned after confirmation without exactly one `refund` settlement
+    /// entry mirroring their `sale` entry (`sql::RETURNS_WITHOUT_REFUND_ENTRY`).
+    pub unbooked_returns: Vec<i64>,
+    /// Partner orders with a `refund` entry that were never returned.
+    pub stray_refund_entries: Vec<i64>,
 }

@@ -96,6 +96,10 @@ pub struct PartnerOrderRecord {
     pub delivered_at: Option<Timestamp>,
     /// When the buyer's purchase confirmation (or the sweeper's) covered it.
     pub confirmed_at: Option<Timestamp>,
+    /// When and why its seller took it back after the purchase was confirmed
+    /// (`POST /partner-orders/{id}/return`); it is `refunded` and keeps `confirmed_at`.
+    pub returned_at: Option<Timestamp>,
+    pub return_reason: Option<String>,
     /// Ascending by product id.
     pub items: Vec<OrderItemRecord>,
 }
@@ -126,6 +130,8 @@ impl PartnerOrderRecord {
             shipped_at: None,
             delivered_at: None,
             confirmed_at: None,
+            returned_at: None,
+            return_reason: None,
             items,
         }
     }

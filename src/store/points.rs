@@ -234,10 +234,12 @@ pub struct PointsHoldAudit {
     pub user_id: i64,
     pub amount: i64,
     pub status: HoldStatus,
-    /// Refunded so far: the shares of cancelled parts, or the whole amount once refunded.
+    /// Refunded so far: the shares of parts cancelled or returned, or the whole amount once
+    /// the order is refunded.
     pub refunded: i64,
-    /// `points_used` of the order's partner orders cancelled on their own.
-    pub cancelled_points: i64,
+    /// `points_used` of the order's partner orders cancelled on their own or returned after
+    /// confirmation.
+    pub taken_back_points: i64,
     pub ledger: Vec<(PointsKind, i64)>,
 }
 
@@ -305,7 +307,7 @@ impl PointsAudit {
             .holds
             .into_iter()
             .map(
-                |(order_id, user_id, amount, raw, refunded, cancelled_points)| {
+                |(order_id, user_id, amount, raw, refunded, taken_back_points)| {
                     let status = HoldStatus::parse(&raw).ok_or_else(|| {
                         StoreError::Corrupt(format!("points hold status {raw:?}"))
                     })?;
@@ -315,7 +317,7 @@ impl PointsAudit {
                         amount,
                         status,
                         refunded,
-                        cancelled_points,
+                        taken_back_points,
                         ledger: by_order.remove(&order_id).unwrap_or_default(),
                     })
                 },

@@ -190,6 +190,8 @@ fn partner_order_from_row(row: &impl Columns) -> StoreResult<PartnerOrderRecord>
         shipped_at: row.opt_ts("shipped_at")?,
         delivered_at: row.opt_ts("delivered_at")?,
         confirmed_at: row.opt_ts("confirmed_at")?,
+        returned_at: row.opt_ts("returned_at")?,
+        return_reason: row.opt_text("return_reason")?,
         items: Vec::new(),
     })
 }

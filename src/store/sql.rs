@@ -140,7 +140,8 @@ macro_rules! partner_order_rows {
         "SELECT po.order_id, po.id, po.partner_id, po.status, po.subtotal, po.discount,
              po.points_used, po.payable, po.cancel_reason, po.cancelled_at, po.carrier,
              po.tracking_number, po.prepared_at, po.shipped_at, po.delivered_at,
-             po.confirmed_at, oi.product_id, oi.quantity, oi.unit_price, oi.line_total
+             po.confirmed_at, po.returned_at, po.return_reason, oi.product_id, oi.quantity,
+             oi.unit_price, oi.line_total
          FROM partner_orders po
          JOIN order_items oi ON oi.order_id = po.order_id AND oi.partner_order_id = po.id"
     };
@@ -213,6 +214,25 @@ pub(crate) const CANCEL_PARTNER_ORDER: &str = "UPDATE partner_orders SET status 
      WHERE id = $1 AND status IN ('paid', 'preparing')
      RETURNING order_id";
 
+/// A seller's return of partner order `$1` after its purchase was confirmed (`confirmed →
+/// refunded`, reason `$2`, at `$3`); returns its order. It keeps `confirmed_at`: it was
+/// bought, then given back.
+pub(crate) const RETURN_PARTNER_ORDER: &str = "UPDATE partner_orders SET status = 'refunded',
+         return_reason = $2, returned_at = $3
+     WHERE id = $1 AND status = 'confirmed'
+     RETURNING order_id";
+
+/// The `refund` settlement entry of returned partner order `$1`, recorded at `$2`: its
+/// `sale` entry with the amounts negated, so the statement of the day it is recorded on
+/// pays the seller that much less. Inserts nothing when there is no sale entry (the caller
+/// requires one row).
+pub(crate) const INSERT_REFUND_ENTRY: &str = "INSERT INTO settlement_entries (partner_id,
+         partner_order_id, order_id, kind, subtotal, commission_rate_bps, commission, net,
+         confirmed_at, recorded_at)
+     SELECT partner_id, partner_order_id, order_id, 'refund', -subtotal, commission_rate_bps,
+         -commission, -net, confirmed_at, $2
+     FROM settlement_entries WHERE partner_order_id = $1 AND kind = 'sale'";
+
 pub(crate) const ORDER_OWNER: &str = "SELECT user_id FROM orders WHERE id = $1";
 
 pub(crate) const PARTNER_ORDER_BY_ID: &str = concat!(
@@ -237,8 +257,9 @@ pub(crate) const COUNT_PARTNER_ORDERS_IN_STATUS: &str =
 
 /// Per order, for `verify`: units of its parts cancelled on their own, the sums of its
 /// parts' discount, points and payable shares, how many parts' payable is not their
-/// subtotal less their shares, and the money booked back to the buyer (`refunded` payment
-/// rows).
+/// subtotal less their shares, the payable of its parts cancelled on their own and of
+/// those returned after confirmation, and the money booked back to the buyer (`refunded`
+/// payment rows).
 pub(crate) const ORDER_SHARES_AUDIT: &str = "SELECT o.id,
          CAST(COALESCE((SELECT SUM(oi.quantity) FROM order_items oi
              JOIN partner_orders po ON po.id = oi.partner_order_id
@@ -253,6 +274,8 @@ pub(crate) const ORDER_SHARES_AUDIT: &str = "SELECT o.id,
              AND payable <> subtotal - discount - points_used),
          CAST(COALESCE((SELECT SUM(payable) FROM partner_orders WHERE order_id = o.id
              AND cancelled_at IS NOT NULL), 0) AS BIGINT),
+         CAST(COALESCE((SELECT SUM(payable) FROM partner_orders WHERE order_id = o.id
+             AND returned_at IS NOT NULL), 0) AS BIGINT),
          CAST(COALESCE((SELECT SUM(amount) FROM payments WHERE order_id = o.id
              AND outcome = 'refunded'), 0) AS BIGINT)
      FROM orders o ORDER BY o.id";
@@ -263,6 +286,29 @@ pub(crate) const PARTNER_ORDER_STATES: &str =
          MIN(po.id) AS first_id
      FROM partner_orders po JOIN orders o ON o.id = po.order_id
      GROUP BY o.status, po.status ORDER BY MIN(po.id)";
+
+/// Parts returned after confirmation without exactly one `refund` entry, or whose one does
+/// not mirror their `sale` entry (the same partner, order, rate and confirmation, amounts
+/// negated) or was not recorded when they were returned.
+pub(crate) const RETURNS_WITHOUT_REFUND_ENTRY: &str = "SELECT po.id FROM partner_orders po
+     WHERE po.returned_at IS NOT NULL AND (
+         (SELECT COUNT(*) FROM settlement_entries r
+          WHERE r.partner_order_id = po.id AND r.kind = 'refund') <> 1
+         OR (SELECT COUNT(*) FROM settlement_entries r
+             JOIN settlement_entries s ON s.partner_order_id = r.partner_order_id
+                 AND s.kind = 'sale'
+             WHERE r.partner_order_id = po.id AND r.kind = 'refund'
+                 AND r.partner_id = s.partner_id AND r.order_id = s.order_id
+                 AND r.subtotal = -s.subtotal AND r.commission = -s.commission
+                 AND r.net = -s.net AND r.commission_rate_bps = s.commission_rate_bps
+                 AND r.confirmed_at = s.confirmed_at AND r.recorded_at = po.returned_at) <> 1)
+     ORDER BY po.id";
+
+/// Partner orders with a `refund` entry that were never returned (or do not exist).
+pub(crate) const REFUND_ENTRIES_WITHOUT_RETURN: &str = "SELECT r.partner_order_id
+     FROM settlement_entries r LEFT JOIN partner_orders po ON po.id = r.partner_order_id
+     WHERE r.kind = 'refund' AND po.returned_at IS NULL
+     ORDER BY r.partner_order_id";
 
 /// Paid orders whose `delivered_at` is set while a part is left to deliver, or missing
 /// although none is and one was delivered (`MARK_ORDER_DELIVERED`'s rule).
@@ -485,6 +531,18 @@ pub(crate) const CONFIRMED_ORDER_PAYABLE: &str = "SELECT o.user_id,
 pub(crate) const EARNED_BEFORE: &str =
     "SELECT EXISTS (SELECT 1 FROM point_lots WHERE order_id = $1 AND source = 'earn')";
 
+/// The lot order `$1` earned: `(id, amount, remaining - held, created_at)`.
+pub(crate) const EARNED_LOT: &str = "SELECT id, amount, remaining - held, created_at
+     FROM point_lots WHERE order_id = $1 AND source = 'earn'";
+
+/// What the parts of order `$1` that were confirmed purchases when it earned (at `$2`) cost
+/// the buyer, those returned since included: the whole its earned points are shared over.
+/// A part returned before the earn was not earned on, so it is not in the whole either.
+pub(crate) const EARNED_ON_PAYABLES: &str =
+    "SELECT CAST(COALESCE(SUM(payable), 0) AS BIGINT) FROM partner_orders
+     WHERE order_id = $1 AND confirmed_at IS NOT NULL
+         AND (returned_at IS NULL OR returned_at >= $2)";
+
 /// Nothing when `(consumer, event_id)` was processed before.
 pub(crate) const CLAIM_EVENT: &str =
     "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3)
@@ -600,12 +658,13 @@ pub(crate) const AUDIT_POINTS_ACCOUNTS: &str = "SELECT user_id, balance, held FR
 pub(crate) const AUDIT_POINTS_LOTS: &str =
     "SELECT id, user_id, amount, remaining, held FROM point_lots ORDER BY id";
 
-/// Each order's hold, with the points of its parts cancelled on their own (what a spent
-/// hold has refunded).
+/// Each order's hold, with the points of its parts cancelled on their own or returned after
+/// confirmation (what a spent hold has refunded).
 pub(crate) const AUDIT_POINTS_HOLDS: &str = "SELECT h.order_id, h.user_id, h.amount, h.status,
          h.refunded,
          CAST(COALESCE((SELECT SUM(po.points_used) FROM partner_orders po
-             WHERE po.order_id = h.order_id AND po.cancelled_at IS NOT NULL), 0) AS BIGINT)
+             WHERE po.order_id = h.order_id
+                 AND (po.cancelled_at IS NOT NULL OR po.returned_at IS NOT NULL)), 0) AS BIGINT)
      FROM point_holds h ORDER BY h.order_id";
 
 // ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 /// Sends `body` as raw bytes with the given content type (or none).
-async fn raw(
+pub(crate) async fn raw(
     app: &TestApp,
     method: Method,
     path: &str,

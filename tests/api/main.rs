@@ -40,6 +40,7 @@ mod partial_cancel;
 mod payments;
 mod points;
 mod rate_limits;
+mod returns;
 mod scale_out;
 mod settlement;
 mod verify;

@@ -9,14 +9,14 @@ use crate::points::grant_lot;
 use serde_json::{json, Value};
 
 /// Two partners, each with a product, and one seller each.
-struct Shop {
+pub(crate) struct Shop {
     /// Partner A's product (3,000 won) and seller.
-    a: (i64, String),
+    pub a: (i64, String),
     /// Partner B's product (1,000 won) and seller.
-    b: (i64, String),
+    pub b: (i64, String),
 }
 
-async fn shop(app: &TestApp) -> Shop {
+pub(crate) async fn shop(app: &TestApp) -> Shop {
     let mut sides = Vec::new();
     for (name, price) in [("A", 3_000), ("B", 1_000)] {
         let partner = app.create_partner(&format!("Partner {name}"), 1_000).await;
@@ -31,7 +31,7 @@ async fn shop(app: &TestApp) -> Shop {
 /// A paid order of one unit of each product with a 1,000-won coupon and 400 points:
 /// total 4,000; discount shares 750 / 250 (by subtotal), points shares 300 / 100 (by what
 /// the discount left, 2,250 / 750); payables 1,950 / 650. Returns the order, the coupon.
-async fn paid_order(app: &TestApp, shop: &Shop, buyer: &str) -> (Value, i64) {
+pub(crate) async fn paid_order(app: &TestApp, shop: &Shop, buyer: &str) -> (Value, i64) {
     grant_lot(app, buyer, 400, None).await;
     let coupon_id = coupon(app, buyer, &fixed(1_000)).await;
     let body = json!({
@@ -67,7 +67,7 @@ fn shares(order: &Value) -> Vec<(i64, i64, i64, i64)> {
         .collect()
 }
 
-fn part_id(order: &Value, index: usize) -> i64 {
+pub(crate) fn part_id(order: &Value, index: usize) -> i64 {
     int(&array(order, "partner_orders")[index], "id")
 }
 
@@ -76,18 +76,18 @@ async fn cancel_part(app: &TestApp, token: Option<&str>, id: i64, body: &Value) 
         .await
 }
 
-fn reason() -> Value {
+pub(crate) fn reason() -> Value {
     json!({"reason": "the size sold out at the warehouse"})
 }
 
-async fn balance(app: &TestApp, buyer: &str) -> i64 {
+pub(crate) async fn balance(app: &TestApp, buyer: &str) -> i64 {
     int(
         expect(&app.get("/me/points", Some(buyer)).await, 200),
         "balance",
     )
 }
 
-async fn refunded_won(app: &TestApp, order_id: i64) -> i64 {
+pub(crate) async fn refunded_won(app: &TestApp, order_id: i64) -> i64 {
     query_int(
         app,
         &format!(

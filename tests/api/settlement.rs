@@ -1,5 +1,5 @@
 //! Seller settlement (issue 10): each business day in Asia/Seoul, one statement per partner
-//! of the purchases confirmed that day, at the commission rate each partner order was
+//! of the purchases confirmed (and the confirmed parts returned) that day, at the commission rate each partner order was
 //! placed with, rounded half up per line; made by the lease-held daily job at 04:00 (or by
 //! hand), never twice, and read by the partner's sellers and admins as JSON and CSV.
 //!
@@ -360,6 +360,120 @@ backend_tests!(
              its lines sum to 2010, 202, 1808 over 2"
         );
         assert_eq!(report.problems, [expected]);
+    }
+);
+
+backend_tests!(
+    a_return_after_its_statement_is_a_negative_line_on_the_next,
+    |app| async move {
+        let day = skip_to_seoul_evening(&app);
+        let shop = shop(&app).await;
+        // A North seller who signs in again the morning after (tokens live 15 minutes).
+        let clerk = unique_email("clerk");
+        let body = serde_json::json!({"email": clerk, "password": PASSWORD});
+        let admin = app.admin_token().await;
+        let path = format!("/partners/{}/sellers", shop.north);
+        expect(&app.post(&path, Some(&admin), &body).await, 201);
+        let (buyer, order_id) = delivered_order(&app, &[(shop.boots, 1), (shop.coats, 1)]).await;
+        let sold_at = confirm(&app, &(buyer.clone(), order_id)).await;
+        assert_eq!(kst_date(&sold_at[0]), day.to_string());
+
+        // Day D is settled just after it ends (the tokens live 15 minutes, so the test
+        // stays near midnight): North is paid for the boots.
+        skip_to(&app, seoul_time(day.next(), 0, 1));
+        let settlement = &app.state.app.settlement;
+        settlement.settle_day(day).await.unwrap();
+        let paid = statements(&app, shop.north).await;
+        assert_eq!(paid.len(), 1);
+        let paid = paid[0].clone();
+        assert_eq!(
+            (paid.gross, paid.commission, paid.net, paid.line_count),
+            (1_005, 101, 904, 1)
+        );
+
+        // Then, on D+1, the buyer sends the boots back and North takes them.
+        skip_to(&app, seoul_time(day.next(), 0, 2));
+        let order = app.order(&buyer, order_id).await;
+        let boots_part = array(&order, "partner_orders")
+            .iter()
+            .find(|p| int(p, "partner_id") == shop.north)
+            .map(|p| int(p, "id"))
+            .unwrap();
+        let reply = app
+            .post(
+                &format!("/partner-orders/{boots_part}/return"),
+                Some(&shop.north_seller),
+                &serde_json::json!({"reason": "sent back unworn"}),
+            )
+            .await;
+        let returned = expect(&reply, 200).clone();
+        assert_eq!(str_of(&returned, "status"), "refunded");
+        let returned_at = str_of(&returned, "returned_at").to_owned();
+
+        // D+1's statement for North is the refund alone: a negative line; South has
+        // nothing on D+1.
+        skip_to(&app, seoul_time(day.next().next(), 4, 0));
+        let made = settlement.settle_day(day.next()).await.unwrap().statements;
+        assert_eq!(made.len(), 1, "{made:?}");
+        let refund = &made[0];
+        assert_eq!(refund.partner_id, shop.north);
+        assert_eq!(refund.business_date, day.next());
+        assert_eq!(
+            (
+                refund.gross,
+                refund.commission,
+                refund.net,
+                refund.line_count
+            ),
+            (-1_005, -101, -904, 1)
+        );
+        // The morning after, read by North's clerk, signed in afresh.
+        let clerk = str_of(&app.login(&clerk, PASSWORD).await, "access_token").to_owned();
+        let read = expect(
+            &app.get(&format!("/settlements/{}", refund.id), Some(&clerk))
+                .await,
+            200,
+        )
+        .clone();
+        assert_eq!(totals(&read), (-1_005, -101, -904, 1));
+        let line = &array(&read["lines"], "items")[0];
+        assert_eq!(str_of(line, "kind"), "refund");
+        assert_eq!(
+            (
+                int(line, "partner_order_id"),
+                int(line, "order_id"),
+                int(line, "subtotal"),
+                int(line, "commission_rate_bps"),
+                int(line, "commission"),
+                int(line, "net")
+            ),
+            (boots_part, order_id, -1_005, 1000, -101, -904)
+        );
+        assert_eq!(str_of(line, "confirmed_at"), sold_at[0]);
+        assert_eq!(str_of(line, "recorded_at"), returned_at);
+        assert_eq!(kst_date(&returned_at), day.next().to_string());
+        let (status, _, csv) = get_text(
+            &app,
+            &format!("/settlements/{}/lines.csv", refund.id),
+            &clerk,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            csv.split("\r\n").nth(1).unwrap(),
+            format!(
+                "refund,{boots_part},{order_id},-1005,1000,-101,-904,{},{returned_at}",
+                sold_at[0]
+            )
+        );
+
+        // D's statement is never edited: the same totals and its one sale line.
+        let before = app.state.store.settlement(paid.id).await.unwrap().unwrap();
+        assert_eq!(before, paid);
+        let lines = app.state.store.all_settlement_lines(paid.id).await.unwrap();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].subtotal, 1_005);
+        app.assert_verify_clean().await;
     }
 );
 

@@ -271,7 +271,10 @@ backend_tests!(
         assert_caught_and_undo(
             &app,
             &format!("UPDATE partner_orders SET status = 'delivered', confirmed_at = NULL WHERE id = {part}"),
-            &format!("UPDATE partner_orders SET status = 'confirmed', confirmed_at = delivered_at WHERE id = {part}"),
+            // Its confirmation time as its sale entry in the sellers' books recorded it.
+            &format!("UPDATE partner_orders SET status = 'confirmed', confirmed_at = \
+                (SELECT confirmed_at FROM settlement_entries WHERE partner_order_id = {part} \
+                 AND kind = 'sale') WHERE id = {part}"),
             &format!("1 partner order(s) are delivered while their order is confirmed (e.g. partner order {part})"),
         )
         .await;

@@ -105,3 +105,29 @@ pub async fn event_types(store: &dyn Store) -> Vec<String> {
     let events = store.events_after(0, 1_000).await.unwrap();
     events.into_iter().map(|e| e.event_type).collect()
 }
+
+/// Runs one statement on the test's database behind the store's back, on a connection of
+/// its own, whichever backend `url` names. A prepared statement rather than
+/// `common::databases`' raw SQL, whose future a spawned test body cannot prove `Send`.
+pub async fn sql_execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.expect(url);
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+        let _ = conn.close().await;
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("PostgreSQL");
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+        let _ = conn.close().await;
+    }
+}
+
+/// The one integer `sql` selects from the test's database, behind the store's back.
+pub async fn sql_int(url: &str, sql: &str) -> i64 {
+    use crate::common::databases::{pg_int, sqlite_int};
+    if url.starts_with("sqlite:") {
+        sqlite_int(url, sql).await
+    } else {
+        pg_int(url, sql).await
+    }
+}

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Defines a module `$name` with a test per backend, `sqlite` and `postgres`, each running
-/// the body with a fresh `store: Arc<dyn Store>`. With `postgres_only` it defines only
-/// `postgres`, and the body also gets the database's URL for side connections; say why the
-/// test cannot run on SQLite in a comment beside it.
+/// the body with a fresh `store: Arc<dyn Store>`; with `|store, url|` the body also gets
+/// the database's URL, to read or change rows behind the store's back
+/// ([`crate::fixtures::sql_execute`]). With `postgres_only` it defines only `postgres`; say
+/// why the test cannot run on SQLite in a comment beside it.
 ///
 /// With `unmigrated` it defines both, and the body gets a store that is not migrated yet
 /// and the database's URL: a test of a migration applies the ones before it
@@ -22,6 +23,7 @@ use std::time::Duration;
 ///
 /// ```ignore
 /// store_tests!(places, |store| async move { … });
+/// store_tests!(tampered, |store, url| async move { … });
 /// store_tests!(row_locks, postgres_only, |store, url| async move { … });
 /// store_tests!(backfill, unmigrated, |store, url| async move { … });
 /// ```
@@ -67,6 +69,30 @@ macro_rules! store_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
                 $crate::harness::with_unmigrated_store(
+                    $crate::common::databases::Backend::Postgres,
+                    |$store, $url| $body,
+                )
+                .await;
+            }
+        }
+    };
+    ($name:ident, |$store:ident, $url:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                $crate::harness::with_store(
+                    $crate::common::databases::Backend::Sqlite,
+                    |$store, $url| $body,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                $crate::harness::with_store(
                     $crate::common::databases::Backend::Postgres,
                     |$store, $url| $body,
                 )

@@ -33,4 +33,5 @@ mod orders;
 mod outbox;
 mod partial_cancel;
 mod placement;
+mod returns;
 mod settlement;

@@ -1,8 +1,11 @@
 //! The checks of fulfilment: every partner order is in a status its order allows (none
-//! shipped on an unpaid order, every part of a confirmed order delivered and confirmed or
-//! cancelled), and a paid order's `delivered_at` — where the automatic confirmation counts
-//! from — agrees with its parts. The database's CHECKs keep each partner order's own
-//! columns consistent (a shipped part has its shipment, a confirmed one its delivery).
+//! shipped on an unpaid order, every part of a confirmed order delivered and confirmed,
+//! cancelled, or returned since), a paid order's `delivered_at` — where the automatic
+//! confirmation counts from — agrees with its parts, and every returned part is on the
+//! seller's books as exactly one `refund` entry negating its sale (and only returned parts
+//! are). The money booked back for returned parts is checked with the order's other refunds
+//! (`ledgers`). The database's CHECKs keep each partner order's own columns consistent (a
+//! shipped part has its shipment, a confirmed one its delivery, a returned one its reason).
 
 use crate::store::FulfilmentAudit;
 
@@ -23,6 +26,16 @@ pub(super) fn check(audit: &FulfilmentAudit, problems: &mut Vec<String>) {
     for order_id in &audit.delivery_mismatches {
         problems.push(format!(
             "order {order_id}: delivered_at disagrees with its partner orders' deliveries"
+        ));
+    }
+    for id in &audit.unbooked_returns {
+        problems.push(format!(
+            "partner order {id} was returned but has no single refund settlement entry negating its sale"
+        ));
+    }
+    for id in &audit.stray_refund_entries {
+        problems.push(format!(
+            "partner order {id} has a refund settlement entry but was never returned"
         ));
     }
 }
@@ -49,12 +62,13 @@ mod tests {
             states: vec![
                 states(OrderStatus::Paid, PartnerOrderStatus::Shipped),
                 states(OrderStatus::Confirmed, PartnerOrderStatus::Confirmed),
+                states(OrderStatus::Confirmed, PartnerOrderStatus::Refunded),
                 states(
                     OrderStatus::PendingPayment,
                     PartnerOrderStatus::PendingPayment,
                 ),
             ],
-            delivery_mismatches: vec![],
+            ..Default::default()
         };
         let mut problems = Vec::new();
         check(&clean, &mut problems);
@@ -66,6 +80,8 @@ mod tests {
                 states(OrderStatus::Confirmed, PartnerOrderStatus::Preparing),
             ],
             delivery_mismatches: vec![12],
+            unbooked_returns: vec![31],
+            stray_refund_entries: vec![32],
         };
         check(&broken, &mut problems);
         assert_eq!(
@@ -74,6 +90,8 @@ mod tests {
                 "2 partner order(s) are shipped while their order is pending_payment (e.g. partner order 7)",
                 "2 partner order(s) are preparing while their order is confirmed (e.g. partner order 7)",
                 "order 12: delivered_at disagrees with its partner orders' deliveries",
+                "partner order 31 was returned but has no single refund settlement entry negating its sale",
+                "partner order 32 has a refund settlement entry but was never returned",
             ]
         );
     }

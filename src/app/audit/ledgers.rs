@@ -236,7 +236,8 @@ fn check_order(o: &OrderAudit, problems: &mut Vec<String>) {
 
 /// The parts' shares add up to the order's discount, points and payable; each part pays
 /// its subtotal less its shares; the money booked back is the payable of the parts
-/// cancelled on their own, or all of it once the order is refunded.
+/// cancelled on their own and of those returned after confirmation, or all of it once the
+/// order is refunded.
 fn check_shares(o: &OrderAudit, problems: &mut Vec<String>) {
     let id = o.order_id;
     let s = &o.shares;
@@ -254,7 +255,7 @@ fn check_shares(o: &OrderAudit, problems: &mut Vec<String>) {
     }
     let owed_back = match o.status {
         OrderStatus::Refunded => o.payable,
-        _ => s.cancelled_payables,
+        _ => s.cancelled_payables + s.returned_payables,
     };
     if s.refunded != owed_back {
         problems.push(format!(
@@ -325,6 +326,25 @@ mod tests {
         let mut problems = Vec::new();
         check_order(&refunded, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn a_part_returned_after_confirmation_books_its_payable_back_and_moves_no_stock() {
+        use MovementKind::{Commit, Hold};
+        // The goods went back to the seller, not to the stock ledger: no return movement.
+        let mut o = order(OrderStatus::Confirmed, vec![(Hold, 2), (Commit, 2)]);
+        o.shares.returned_payables = 60;
+        o.shares.refunded = 60;
+        let mut problems = Vec::new();
+        check_order(&o, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        // Its money not booked back is reported.
+        o.shares.refunded = 0;
+        check_order(&o, &mut problems);
+        assert_eq!(
+            problems,
+            ["order 1 (confirmed): 0 won booked as refunded, expected 60"]
+        );
     }
 
     #[test]

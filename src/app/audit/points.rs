@@ -73,14 +73,14 @@ pub fn check(audit: &PointsAudit, problems: &mut Vec<String>) {
     }
 }
 
-/// One order's hold: its ledger rows by kind, and its `refunded` counter. A cancelled part
-/// refunds its `points_used` while the hold stays `spent`; refunding the order refunds the
-/// rest, so a `refunded` hold has given back all of it. An order that was never paid has
+/// One order's hold: its ledger rows by kind, and its `refunded` counter. A part cancelled
+/// or returned refunds its `points_used` while the hold stays `spent`; refunding the order
+/// refunds the rest, so a `refunded` hold has given back all of it. An order that was never paid has
 /// no part cancelled on its own, so its hold has refunded nothing.
 fn check_hold(hold: &PointsHoldAudit, problems: &mut Vec<String>) {
     let owed_back = match hold.status {
         HoldStatus::Refunded => hold.amount,
-        HoldStatus::Held | HoldStatus::Released | HoldStatus::Spent => hold.cancelled_points,
+        HoldStatus::Held | HoldStatus::Released | HoldStatus::Spent => hold.taken_back_points,
     };
     if hold.refunded != owed_back {
         problems.push(format!(
@@ -152,7 +152,7 @@ mod tests {
                 amount: 300,
                 status: HoldStatus::Spent,
                 refunded: 0,
-                cancelled_points: 0,
+                taken_back_points: 0,
                 ledger: vec![(PointsKind::Hold, 300), (PointsKind::Spend, 300)],
             }],
         }
@@ -191,7 +191,7 @@ mod tests {
         // A part with 120 of the 300 points was cancelled on its own: 120 refunded.
         let mut audit = books();
         let hold = &mut audit.holds[0];
-        hold.cancelled_points = 120;
+        hold.taken_back_points = 120;
         hold.refunded = 120;
         hold.ledger.push((PointsKind::Refund, 120));
         let mut problems = Vec::new();

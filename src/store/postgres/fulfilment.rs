@@ -9,9 +9,9 @@
 //! still to deliver holds until it commits.
 
 use super::conn::PgStore;
-use super::order_reads::load_order;
+use super::order_reads::{load_order, load_partner_order};
 use super::points::refund_share_in;
-use super::{orders, outbox, stock};
+use super::{orders, outbox, returns, stock};
 use crate::domain::events;
 use crate::domain::fulfilment::{Advance, PartnerOrderStatus};
 use crate::domain::order::MovementKind;
@@ -22,7 +22,7 @@ use crate::store::{
     PartialCancelOutcome, PartnerOrderRecord, StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::PgPool;
 
 #[async_trait]
 impl FulfilmentStore for PgStore {
@@ -52,6 +52,16 @@ impl FulfilmentStore for PgStore {
         cancel(&self.pool, id, reason, now).await
     }
 
+    #[tracing::instrument(skip_all, fields(partner_order_id = id))]
+    async fn return_partner_order(
+        &self,
+        id: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<FulfilmentOutcome> {
+        returns::return_part(&self.pool, id, reason, now).await
+    }
+
     #[tracing::instrument(skip_all, fields(partner_id = partner_id, page = page.page, size = page.size))]
     async fn partner_orders(
         &self,
@@ -74,6 +84,12 @@ impl FulfilmentStore for PgStore {
         let delivery_mismatches = sqlx::query_scalar(sql::DELIVERY_MISMATCHES)
             .fetch_all(&mut *tx)
             .await?;
+        let unbooked_returns = sqlx::query_scalar(sql::RETURNS_WITHOUT_REFUND_ENTRY)
+            .fetch_all(&mut *tx)
+            .await?;
+        let stray_refund_entries = sqlx::query_scalar(sql::REFUND_ENTRIES_WITHOUT_RETURN)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(FulfilmentAudit {
             states: rows
@@ -81,6 +97,8 @@ impl FulfilmentStore for PgStore {
                 .map(partner_order_states_from_row)
                 .collect::<StoreResult<_>>()?,
             delivery_mismatches,
+            unbooked_returns,
+            stray_refund_entries,
         })
     }
 }
@@ -264,15 +282,4 @@ async fn listing(
         size: page.size,
         total,
     })
-}
-
-async fn load_partner_order(
-    conn: &mut PgConnection,
-    id: i64,
-) -> StoreResult<Option<PartnerOrderRecord>> {
-    let rows = sqlx::query(sql::PARTNER_ORDER_BY_ID)
-        .bind(id)
-        .fetch_all(conn)
-        .await?;
-    Ok(partner_order_list_from_rows(&rows)?.pop())
 }

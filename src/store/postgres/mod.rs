@@ -15,7 +15,8 @@
 //!   accounts (locked in ascending product id) and their ledger;
 //! - `orders.rs` — reading orders and moving them through their lifecycle, with
 //!   `order_reads.rs` loading whole orders;
-//! - `fulfilment.rs` — sellers' steps on partner orders and the partner's listing;
+//! - `fulfilment.rs` — sellers' steps on partner orders and the partner's listing, with
+//!   `returns.rs` taking back a part after the purchase was confirmed;
 //! - `place.rs` and `place_write.rs` — order placement, the hot path (DESIGN §3);
 //! - `benefits.rs` — the coupon and points an order holds;
 //! - `points/` — loyalty points.
@@ -37,6 +38,7 @@ mod place;
 mod place_write;
 mod points;
 mod relay;
+mod returns;
 mod settlement;
 mod stock;
 mod waitlist;

@@ -1,8 +1,9 @@
 //! Reading whole orders on PostgreSQL: the order, its partner orders and their items, for
-//! the order reads, the lifecycle and placement's replays. A leaf of this backend.
+//! the order reads, the lifecycle and placement's replays; and one partner order, for its
+//! sellers. A leaf of this backend.
 
-use crate::store::rows::{order_from_row, partner_orders_from_rows};
-use crate::store::{sql, OrderRecord, Page, PageRequest, StoreResult};
+use crate::store::rows::{order_from_row, partner_order_list_from_rows, partner_orders_from_rows};
+use crate::store::{sql, OrderRecord, Page, PageRequest, PartnerOrderRecord, StoreResult};
 use sqlx::postgres::{PgConnection, PgPool};
 
 /// Loads whole orders (partner orders and items included) in two statements whatever
@@ -39,6 +40,18 @@ pub(super) async fn load_orders(
         order.partner_orders = partner_orders.remove(&order.id).unwrap_or_default();
     }
     Ok(orders)
+}
+
+/// One partner order with its items, for the sellers' steps, cancellations and returns.
+pub(super) async fn load_partner_order(
+    conn: &mut PgConnection,
+    id: i64,
+) -> StoreResult<Option<PartnerOrderRecord>> {
+    let rows = sqlx::query(sql::PARTNER_ORDER_BY_ID)
+        .bind(id)
+        .fetch_all(conn)
+        .await?;
+    Ok(partner_order_list_from_rows(&rows)?.pop())
 }
 
 pub(super) async fn load_order(

@@ -4,9 +4,9 @@
 //! attempt (a retry, a second seller at once) change nothing.
 
 use super::conn::{json_ids, SqliteStore};
-use super::order_reads::load_order;
+use super::order_reads::{load_order, load_partner_order};
 use super::points::refund_share_in;
-use super::{orders, outbox, stock};
+use super::{orders, outbox, returns, stock};
 use crate::domain::events;
 use crate::domain::fulfilment::{Advance, PartnerOrderStatus};
 use crate::domain::order::MovementKind;
@@ -17,7 +17,6 @@ use crate::store::{
     PartialCancelOutcome, PartnerOrderRecord, StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
 
 #[async_trait]
 impl FulfilmentStore for SqliteStore {
@@ -144,6 +143,16 @@ impl FulfilmentStore for SqliteStore {
         })
     }
 
+    #[tracing::instrument(skip_all, fields(partner_order_id = id))]
+    async fn return_partner_order(
+        &self,
+        id: i64,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<FulfilmentOutcome> {
+        returns::return_part(self, id, reason, now).await
+    }
+
     #[tracing::instrument(skip_all, fields(partner_id = partner_id, page = page.page, size = page.size))]
     async fn partner_orders(
         &self,
@@ -207,6 +216,12 @@ impl FulfilmentStore for SqliteStore {
         let delivery_mismatches = sqlx::query_scalar(sql::DELIVERY_MISMATCHES)
             .fetch_all(&mut *tx)
             .await?;
+        let unbooked_returns = sqlx::query_scalar(sql::RETURNS_WITHOUT_REFUND_ENTRY)
+            .fetch_all(&mut *tx)
+            .await?;
+        let stray_refund_entries = sqlx::query_scalar(sql::REFUND_ENTRIES_WITHOUT_RETURN)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(FulfilmentAudit {
             states: rows
@@ -214,17 +229,8 @@ impl FulfilmentStore for SqliteStore {
                 .map(partner_order_states_from_row)
                 .collect::<StoreResult<_>>()?,
             delivery_mismatches,
+            unbooked_returns,
+            stray_refund_entries,
         })
     }
-}
-
-async fn load_partner_order(
-    conn: &mut SqliteConnection,
-    id: i64,
-) -> StoreResult<Option<PartnerOrderRecord>> {
-    let rows = sqlx::query(sql::PARTNER_ORDER_BY_ID)
-        .bind(id)
-        .fetch_all(conn)
-        .await?;
-    Ok(partner_order_list_from_rows(&rows)?.pop())
 }

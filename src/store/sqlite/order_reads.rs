@@ -1,8 +1,9 @@
 //! Reading whole orders on SQLite: the order, its partner orders and their items, for the
-//! order reads, the lifecycle and placement's replays. A leaf of this backend.
+//! order reads, the lifecycle and placement's replays; and one partner order, for its
+//! sellers. A leaf of this backend.
 
 use super::conn::json_ids;
-use crate::store::rows::{order_from_row, partner_orders_from_rows};
+use crate::store::rows::{order_from_row, partner_order_list_from_rows, partner_orders_from_rows};
 use crate::store::{sql, OrderRecord, Page, PageRequest, PartnerOrderRecord, StoreResult};
 use sqlx::SqliteConnection;
 use std::collections::HashMap;
@@ -36,6 +37,18 @@ pub(super) async fn partner_orders_of(
     .fetch_all(conn)
     .await?;
     partner_orders_from_rows(&rows)
+}
+
+/// One partner order with its items, for the sellers' steps, cancellations and returns.
+pub(super) async fn load_partner_order(
+    conn: &mut SqliteConnection,
+    id: i64,
+) -> StoreResult<Option<PartnerOrderRecord>> {
+    let rows = sqlx::query(sql::PARTNER_ORDER_BY_ID)
+        .bind(id)
+        .fetch_all(conn)
+        .await?;
+    Ok(partner_order_list_from_rows(&rows)?.pop())
 }
 
 pub(super) async fn load_order(

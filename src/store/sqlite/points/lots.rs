@@ -1,9 +1,9 @@
 //! The buyer's account and lots: crediting, moving, taking from lots soonest-expiring
-//! first, and earning points for a confirmed order.
+//! first, earning points for a confirmed order, and taking back a returned part's share.
 
 use super::ledger::{append_ledger, LedgerRow};
-use crate::domain::events::{self, PointsChanged};
-use crate::domain::points::{take_soonest_expiring, LotFree, PointsKind};
+use crate::domain::events::{self, NewEvent, PointsChanged};
+use crate::domain::points::{earned_share_taken_back, take_soonest_expiring, LotFree, PointsKind};
 use crate::domain::Timestamp;
 use crate::store::sqlite::conn::SqliteStore;
 use crate::store::sqlite::outbox;
@@ -212,4 +212,71 @@ pub(super) async fn earn(
         amount,
         lot_id,
     })
+}
+
+/// Takes back, inside a return's transaction, the share of the points order `order_id`
+/// earned that its returned part of `part_payable` won accounts for
+/// (`domain::points::earned_share_taken_back`), from the lot it earned and only what that
+/// lot has unheld: a negative `adjust` row on the lot, as an admin's correction writes, and
+/// `points.adjusted`. The share is of the parts the purchase earned on: those confirmed and
+/// not returned before the earn (`sql::EARNED_ON_PAYABLES`). `None` when there is nothing
+/// to take: the purchase has not earned yet (the earning consumer runs after the
+/// confirmation commits, and then counts only what is still confirmed), earned nothing, or
+/// its lot was spent or expired.
+pub(in crate::store::sqlite) async fn take_back_earned_in(
+    conn: &mut SqliteConnection,
+    (order_id, user_id): (i64, i64),
+    part_payable: i64,
+    reason: &str,
+    now: Timestamp,
+) -> StoreResult<Option<NewEvent>> {
+    let lot: Option<(i64, i64, i64, i64)> = sqlx::query_as(sql::EARNED_LOT)
+        .bind(order_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some((lot_id, earned, unheld, earned_at)) = lot else {
+        return Ok(None);
+    };
+    let earned_on: i64 = sqlx::query_scalar(sql::EARNED_ON_PAYABLES)
+        .bind(order_id)
+        .bind(earned_at)
+        .fetch_one(&mut *conn)
+        .await?;
+    let take = earned_share_taken_back(earned, part_payable, earned_on, unheld);
+    if take == 0 {
+        return Ok(None);
+    }
+    let effect = PointsKind::Adjust.effect(-take);
+    let (balance, held) = move_account(conn, user_id, effect, now)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "points of user {user_id} hold less than lot {lot_id}"
+            ))
+        })?;
+    move_lot(conn, lot_id, effect).await?;
+    let row = LedgerRow {
+        user_id,
+        kind: PointsKind::Adjust,
+        amount: -take,
+        lot_id: Some(lot_id),
+        order_id: Some(order_id),
+        reason: Some(reason),
+        idempotency_key: None,
+    };
+    append_ledger(conn, &row, now).await?;
+    let change = PointsChanged {
+        user_id,
+        amount: -take,
+        balance,
+        held,
+        order_id: Some(order_id),
+        lot_id: Some(lot_id),
+        expires_at: None,
+        reason: Some(reason.to_owned()),
+    };
+    Ok(Some(events::points_changed(
+        events::POINTS_ADJUSTED,
+        &change,
+    )))
 }

@@ -4,7 +4,8 @@
 //! thing as the PostgreSQL module, and the CHECKs refuse anything negative.
 //!
 //! - `ledger.rs` — the ledger rows every change appends (a leaf);
-//! - `lots.rs` — the account and its lots, and earning on a confirmed order;
+//! - `lots.rs` — the account and its lots, earning on a confirmed order and taking a
+//!   returned part's share of it back;
 //! - `holds.rs` — points an order holds, then spends, releases or refunds;
 //! - `admin.rs` — admin grants and adjustments; `expiry.rs` — expiry of due lots;
 //! - `reads.rs` — summary, history, confirmations to earn on, and the audit.
@@ -28,6 +29,7 @@ use crate::store::{
 };
 use async_trait::async_trait;
 pub(super) use holds::{hold_in, refund_share_in, step_hold_in};
+pub(super) use lots::take_back_earned_in;
 
 #[async_trait]
 impl PointsStore for SqliteStore {
