@@ -228,6 +228,12 @@ metrics! {
     /// that lost the lease keeps its last count, so read it with `max`.
     dead_letters_open: Gauge = Gauge::default(),
         "Open dead letters, as the dead-letter job last counted them";
+    /// Set by the verify job at each run on the node holding its lease (read it with
+    /// `max`): 0 when every ledger balances.
+    ledger_drift: Gauge = Gauge::default(),
+        "Differences the last scheduled verify found between ledgers and balances";
+    verify_runs: Counter = Counter::default(),
+        "Scheduled verify runs made by this node as lease holder";
 }
 
 impl Metrics {

@@ -149,6 +149,9 @@ settings! {
         dlq_retry_interval_secs: u64 = 300, 1..=86_400;
         /// Retries of one dead letter by that job before it is left to an operator.
         dlq_retry_max: u32 = 5, 0..=1000;
+        /// How often the verify job checks every ledger (on the node holding its lease),
+        /// like `stampede verify`.
+        verify_interval_secs: u64 = 3600, 10..=604_800;
         /// IANA time zone whose calendar days are settlement's business days (DST
         /// included).
         settlement_timezone: String = "Asia/Seoul".into(), Check(settlement_timezone_known);

@@ -242,6 +242,7 @@ fn defaults_are_unchanged() {
         ("consumer_backoff_ms", "200"),
         ("dlq_retry_interval_secs", "300"),
         ("dlq_retry_max", "5"),
+        ("verify_interval_secs", "3600"),
         ("settlement_timezone", "\"Asia/Seoul\""),
         ("settlement_at", "\"04:00\""),
         ("relay_lease_ms", "3000"),
@@ -266,7 +267,7 @@ fn defaults_are_unchanged() {
 /// accepted, each value just outside is refused with `<name> must be <lo>..=<hi>`.
 #[test]
 fn ranges_are_unchanged() {
-    let ranges: [(&str, i64, i64); 37] = [
+    let ranges: [(&str, i64, i64); 38] = [
         ("access_token_ttl_secs", 1, 86_400),
         ("hold_ttl_secs", 1, 604_800),
         ("sweeper_interval_ms", 10, 3_600_000),
@@ -301,6 +302,7 @@ fn ranges_are_unchanged() {
         ("consumer_backoff_ms", 1, 60_000),
         ("dlq_retry_interval_secs", 1, 86_400),
         ("dlq_retry_max", 0, 1000),
+        ("verify_interval_secs", 10, 604_800),
         ("relay_lease_ms", 500, 60_000),
         ("relay_poll_ms", 1, 10_000),
         ("relay_batch_max", 1, 100_000),

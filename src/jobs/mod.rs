@@ -1,7 +1,7 @@
 //! Background work, behind one [`scheduler`]: the sweeper (payment deadlines, automatic
 //! purchase confirmation), waitlist offers, points earning, and, on one node at a time by
-//! lease, points expiry, the retries of [`dead_letters`] and the daily [`settlement`]. Each job is a thin timer around
-//! a use case of `crate::app`.
+//! lease, points expiry, the retries of [`dead_letters`], the daily [`settlement`] and the
+//! scheduled [`verify`]. Each job is a thin timer around a use case of `crate::app`.
 
 pub mod dead_letters;
 pub mod handlers;
@@ -9,6 +9,7 @@ pub mod points;
 pub mod scheduler;
 pub mod settlement;
 pub mod sweeper;
+pub mod verify;
 pub mod waitlist;
 
 pub use scheduler::{Job, Schedule, Scheduler, Scope, Trigger};

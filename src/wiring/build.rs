@@ -28,6 +28,7 @@ use crate::jobs::handlers;
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
 use crate::jobs::settlement::SettlementJob;
 use crate::jobs::sweeper::Sweeper;
+use crate::jobs::verify::VerifyJob;
 use crate::jobs::waitlist::WaitlistJob;
 use crate::jobs::Scheduler;
 use crate::metrics::Metrics;
@@ -385,6 +386,11 @@ fn scheduler(
     scheduler.add(Arc::new(SettlementJob {
         settlement: app.settlement.clone(),
     }));
+    scheduler.add(Arc::new(VerifyJob::new(
+        parts.store.clone(),
+        parts.metrics.clone(),
+        Duration::from_secs(config.verify_interval_secs),
+    )));
     app.jobs.register(scheduler.scheduled());
     scheduler
 }

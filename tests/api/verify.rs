@@ -280,3 +280,59 @@ backend_tests!(
         .await;
     }
 );
+
+backend_tests!(
+    the_scheduled_verify_exports_the_drift_it_finds,
+    |app| async move {
+        use stampede::jobs::verify::{VerifyJob, VERIFY_LEASE};
+        use stampede::jobs::{Scheduler, Trigger};
+        let product = app.simple_product(10_000, 5).await;
+        let job = VerifyJob::new(
+            app.state.store.clone(),
+            app.state.metrics.clone(),
+            std::time::Duration::from_secs(app.state.config.verify_interval_secs),
+        );
+        let node = Scheduler::new(app.state.store.clone(), app.clock.clone(), "node-v".into());
+        let drift = || app.state.metrics.ledger_drift.get();
+
+        assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+        assert_eq!(drift(), 0);
+        // A balance moved behind the ledger's back: one difference, logged once, and the
+        // gauge says so until it is put right.
+        execute_sql(
+            &app,
+            &format!("UPDATE stock SET on_hand = on_hand + 1 WHERE product_id = {product}"),
+        )
+        .await;
+        assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+        assert_eq!(drift(), 1);
+        assert_eq!(job.logged.lock().unwrap().len(), 1);
+        assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+        assert_eq!(drift(), 1);
+        execute_sql(
+            &app,
+            &format!("UPDATE stock SET on_hand = on_hand - 1 WHERE product_id = {product}"),
+        )
+        .await;
+        assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+        assert_eq!(drift(), 0);
+        assert!(job.logged.lock().unwrap().is_empty());
+
+        // It runs on one node at a time, under its lease, and admins see it.
+        let other = Scheduler::new(app.state.store.clone(), app.clock.clone(), "node-w".into());
+        assert!(!other.run_once(&job, Trigger::Timer).await.unwrap());
+        let admin = app.admin_token().await;
+        let jobs = expect(&app.get("/admin/jobs", Some(&admin)).await, 200).clone();
+        let listed = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == VERIFY_LEASE)
+            .cloned()
+            .unwrap_or_else(|| panic!("no verify job in {jobs}"));
+        assert_eq!(str_of(&listed, "runs_on"), "one_node");
+        assert_eq!(str_of(&listed, "schedule"), "every 3600 s");
+        assert_eq!(str_of(&listed, "holder"), "node-v");
+        assert_eq!(str_of(&listed, "last_outcome"), "ok");
+    }
+);
