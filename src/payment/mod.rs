@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 pub mod simulated;
+pub mod webhook;
 
 pub use simulated::SimulatedGateway;
 
