@@ -4,8 +4,10 @@
 
 use async_trait::async_trait;
 
+pub mod breaker;
 pub mod simulated;
 
+pub use breaker::{BreakerError, BreakerSettings, CircuitBreaker};
 pub use simulated::SimulatedGateway;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
