@@ -48,6 +48,14 @@ pub struct PartitionLabels {
     pub partition: i32,
 }
 
+/// How a payment gateway call ended: `ok`, `failure`, `rejected`, `timeout` or
+/// `short_circuited` (`payment::breaker::CallOutcome::as_str`). A `&'static str`, so only
+/// names written in the code can become label values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
 /// Fine enough to read a p99 against the one-second goal (issue 9).
 const RELAY_LAG_BUCKETS: [f64; 18] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0,
@@ -108,6 +116,16 @@ metrics! {
         "Orders whose payment deadline passed and whose holds were released";
     payments: Family<ReasonLabels, Counter> = Family::default(),
         "Payment attempts by outcome";
+    /// Calls to the payment gateway through its circuit breaker, by outcome: `ok`,
+    /// `failure` (counted by the breaker), `rejected` (the gateway answered and refused),
+    /// `timeout`, `short_circuited` (refused by the open breaker without a call).
+    payment_gateway_calls: Family<OutcomeLabels, Counter> = Family::default(),
+        "Payment gateway calls by outcome (ok, failure, rejected, timeout, short_circuited)";
+    /// Every call made (not the short-circuited ones), up to the call timeout.
+    payment_gateway_latency_seconds: Histogram = latency_histogram(),
+        "Latency of payment gateway calls made through the circuit breaker";
+    payment_gateway_breaker_state: Gauge = Gauge::default(),
+        "Payment gateway circuit breaker: 0 closed, 1 half-open, 2 open";
     placement_batch_size: Histogram = Histogram::new(exponential_buckets(1.0, 2.0, 14)),
         "Orders per placement transaction";
     placement_batch_seconds: Histogram = latency_histogram(),

@@ -68,7 +68,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         "cluster",
         &["store", "auth", "metrics", "config", "clock", "domain"],
     ),
-    ("payment", &["domain"]),
+    // The gateway's circuit breaker measures its open period on the clock and reports to
+    // the metrics (`payment::breaker`).
+    ("payment", &["metrics", "clock", "domain"]),
     ("store", &["domain"]),
     ("auth", &["clock", "domain"]),
     ("metrics", &["domain"]),

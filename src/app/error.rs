@@ -4,6 +4,7 @@
 
 use crate::domain::allocation::Rejection;
 use crate::domain::{Actor, DomainError, Role};
+use crate::payment::breaker::BreakerError;
 use crate::payment::GatewayError;
 use crate::store::StoreError;
 use thiserror::Error;
@@ -51,6 +52,10 @@ pub enum AppError {
     PaymentDeclined,
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    /// The payment gateway's circuit breaker is open, or a call to the gateway timed out:
+    /// the buyer may pay again after `retry_after_secs`, within the order's deadline.
+    #[error("the payment gateway is unavailable; retry in {retry_after_secs} s")]
+    PaymentGatewayUnavailable { retry_after_secs: u64 },
     /// A stock correction would take `on_hand` below the units held for open orders.
     #[error("on_hand cannot fall below the units held for open orders")]
     InsufficientStock,
@@ -108,6 +113,28 @@ impl AppError {
     pub fn not_found(what: &str) -> AppError {
         AppError::NotFound(format!("{what} not found"))
     }
+}
+
+/// A refused or timed-out gateway call is `PaymentGatewayUnavailable` (the wait rounded up
+/// to whole seconds, at least one); the call's own error converts as it would without the
+/// breaker.
+impl<E: Into<AppError>> From<BreakerError<E>> for AppError {
+    fn from(e: BreakerError<E>) -> Self {
+        match e {
+            BreakerError::Open { retry_after } => AppError::PaymentGatewayUnavailable {
+                retry_after_secs: whole_secs_rounded_up(retry_after),
+            },
+            BreakerError::Timeout => AppError::PaymentGatewayUnavailable {
+                retry_after_secs: 1,
+            },
+            BreakerError::Inner(e) => e.into(),
+        }
+    }
+}
+
+/// A client that waits this long has waited at least `wait`.
+fn whole_secs_rounded_up(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// Why an order could not even be handed to placement.

@@ -9,6 +9,7 @@ use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -80,10 +81,20 @@ pub enum ErrorCode {
     RateLimited,
     Overloaded,
     Unavailable,
+    /// The payment gateway is failing (its circuit breaker is open) or did not answer in
+    /// time; pay again after `Retry-After` seconds, before the order's deadline.
+    PaymentGatewayUnavailable,
     Internal,
 }
 
 impl ErrorCode {
+    /// The `Retry-After` of a refusal that says "come back later" when nothing more exact
+    /// is known; `None` for codes that send no such header.
+    pub fn retry_after_secs(self) -> Option<u64> {
+        use ErrorCode::*;
+        matches!(self, Overloaded | RateLimited | PaymentGatewayUnavailable).then_some(1)
+    }
+
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
@@ -111,7 +122,7 @@ impl ErrorCode {
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Overloaded | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | Unavailable | PaymentGatewayUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +132,9 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Whole seconds for the `Retry-After` header; codes that always carry one
+    /// ([`ErrorCode::retry_after_secs`]) default to 1.
+    pub retry_after_secs: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -139,7 +153,16 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// Tells the client to retry after `wait`, in whole seconds rounded up (at least 1): a
+    /// client that waits this long has waited long enough.
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after_secs = Some(secs.max(1));
+        self
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -174,10 +197,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self.code, ErrorCode::Overloaded | ErrorCode::RateLimited) {
+        if let Some(secs) = self.retry_after_secs.or(self.code.retry_after_secs()) {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
     }
@@ -313,6 +336,10 @@ impl From<AppError> for ApiError {
                 ErrorCode::Unavailable,
                 "payment gateway unavailable, retry shortly",
             ),
+            AppError::PaymentGatewayUnavailable { retry_after_secs } => {
+                ApiError::new(ErrorCode::PaymentGatewayUnavailable, message)
+                    .retry_after(Duration::from_secs(retry_after_secs))
+            }
             AppError::InsufficientStock => ApiError::new(ErrorCode::InsufficientStock, message),
             AppError::AlreadyWaitlisted => ApiError::new(ErrorCode::AlreadyWaitlisted, message),
             AppError::CouponNotIssuable => ApiError::new(ErrorCode::CouponNotIssuable, message),
@@ -334,3 +361,69 @@ impl From<AppError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payment::breaker::BreakerError;
+
+    async fn answer(e: ApiError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = e.into_response();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().expect("ASCII").to_owned());
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = serde_json::from_slice(&body).expect("JSON");
+        (status, retry_after, body)
+    }
+
+    #[tokio::test]
+    async fn an_open_breaker_answers_503_with_the_seconds_left() {
+        let open: BreakerError<AppError> = BreakerError::Open {
+            retry_after: Duration::from_millis(29_001),
+        };
+        let (status, retry_after, body) = answer(AppError::from(open).into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("30"), "rounded up");
+        assert_eq!(
+            body["error"]["code"], "payment_gateway_unavailable",
+            "{body}"
+        );
+
+        let timeout: BreakerError<AppError> = BreakerError::Timeout;
+        let (status, retry_after, _) = answer(AppError::from(timeout).into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("1"));
+
+        let zero = AppError::PaymentGatewayUnavailable {
+            retry_after_secs: 0,
+        };
+        let (_, retry_after, _) = answer(zero.into()).await;
+        assert_eq!(retry_after.as_deref(), Some("1"), "at least one second");
+    }
+
+    #[tokio::test]
+    async fn the_call_s_own_error_maps_as_without_the_breaker() {
+        let inner: BreakerError<AppError> = BreakerError::Inner(AppError::PaymentDeclined);
+        let (status, retry_after, body) = answer(AppError::from(inner).into()).await;
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+        assert_eq!(retry_after, None);
+        assert_eq!(body["error"]["code"], "payment_declined");
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_whole_seconds_rounded_up() {
+        let limited = ApiError::new(ErrorCode::RateLimited, "slow down");
+        assert_eq!(answer(limited).await.1.as_deref(), Some("1"));
+        let limited = ApiError::new(ErrorCode::RateLimited, "slow down")
+            .retry_after(Duration::from_millis(2_001));
+        assert_eq!(answer(limited).await.1.as_deref(), Some("3"));
+        let overloaded = ApiError::new(ErrorCode::Overloaded, "full");
+        assert_eq!(answer(overloaded).await.1.as_deref(), Some("1"));
+        assert_eq!(answer(ApiError::not_found("order")).await.1, None);
+    }
+}

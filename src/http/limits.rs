@@ -4,7 +4,7 @@
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
@@ -27,13 +27,10 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
         Ok(()) => next.run(req).await,
         Err((scope, retry_after)) => {
             let message = format!("too many requests from this {}", scope.as_str());
-            let mut response = ApiError::new(ErrorCode::RateLimited, message).into_response();
-            // Whole seconds, rounded up: a client that waits this long is let through.
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            response
+            // A client that waits this long is let through.
+            ApiError::new(ErrorCode::RateLimited, message)
+                .retry_after(retry_after)
+                .into_response()
         }
     }
 }

@@ -112,7 +112,8 @@ pub async fn list_orders(
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)), request_body = PayBody,
-    responses((status = 200, body = OrderView), (status = 402, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 200, body = OrderView), (status = 402, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody),
+        (status = 503, body = super::error::ErrorBody, description = "payment_gateway_unavailable: retry after Retry-After seconds")))]
 pub async fn pay_order(
     State(state): State<AppState>,
     user: AuthUser,

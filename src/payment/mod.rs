@@ -4,9 +4,11 @@
 
 use async_trait::async_trait;
 
+pub mod breaker;
 pub mod simulated;
 pub mod webhook;
 
+pub use breaker::{BreakerError, BreakerSettings, CircuitBreaker};
 pub use simulated::SimulatedGateway;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
