@@ -49,6 +49,16 @@ pub enum AppError {
     PaymentAmountMismatch,
     #[error("the payment was declined")]
     PaymentDeclined,
+    /// The gateway knows the payment but has not captured it (waiting for the buyer, a
+    /// virtual account not yet paid, cancelled…).
+    #[error("the payment is not completed at the gateway")]
+    PaymentNotCompleted,
+    /// The gateway does not know the payment id (or it belongs to another store).
+    #[error("the payment gateway does not know this payment")]
+    PaymentNotFound,
+    /// The payment id is bound to another order: one payment pays one order.
+    #[error("this payment id belongs to another order")]
+    PaymentKeyReused,
     #[error(transparent)]
     Gateway(#[from] GatewayError),
     /// A stock correction would take `on_hand` below the units held for open orders.

@@ -67,7 +67,7 @@ backend_tests!(
             if amount < 0 && reply.0 == 422 && reply.1["error"]["code"] == "validation_failed" {
                 continue;
             }
-            expect_error(&reply, 422, "payment_amount_mismatch");
+            expect_error(&reply, 409, "payment_amount_mismatch");
         }
         assert_eq!(
             app.order(&buyer, order_id).await["status"],
