@@ -220,6 +220,9 @@ portone_tests!(
         expect(&paid, 200);
         let product = app.simple_product(1_500, 10).await;
         let second = app.order_ok(&buyer, &[(product, 2)]).await;
+        // Refused before the gateway is asked: nothing about another order's payment is
+        // looked up, let alone cancelled, on behalf of this one.
+        let lookups = stub.lookups();
         expect_error(
             &app.pay_with(&buyer, &second, &id).await,
             409,
@@ -232,6 +235,7 @@ portone_tests!(
             409,
             "payment_key_reused",
         );
+        assert_eq!(stub.lookups(), lookups);
         assert_eq!(status(&app, &buyer, &second).await, "pending_payment");
         assert_eq!(status(&app, &other, &theirs).await, "pending_payment");
         assert_eq!(payments_of(&app, &id, "approved").await, 1);
