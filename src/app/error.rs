@@ -50,6 +50,16 @@ pub enum AppError {
     PaymentAmountMismatch,
     #[error("the payment was declined")]
     PaymentDeclined,
+    /// The gateway knows the payment but has not captured it (waiting for the buyer, a
+    /// virtual account not yet paid, cancelled…).
+    #[error("the payment is not completed at the gateway")]
+    PaymentNotCompleted,
+    /// The gateway does not know the payment id (or it belongs to another store).
+    #[error("the payment gateway does not know this payment")]
+    PaymentNotFound,
+    /// The payment id is bound to another order: one payment pays one order.
+    #[error("this payment id belongs to another order")]
+    PaymentKeyReused,
     #[error(transparent)]
     Gateway(#[from] GatewayError),
     /// The payment gateway's circuit breaker is open, or a call to the gateway timed out:

@@ -1,19 +1,34 @@
-//! Paying an order, and giving money back. The buyer pays at the gateway and sends us the
-//! gateway's `payment_key` and the amount; the gateway confirms that key for the amount the
-//! order says is payable before anything is committed, and only then do the holds commit
-//! (`OrderStore::mark_paid`).
+//! Paying an order, and giving money back (issue 11). The buyer asks for a checkout (a
+//! payment id bound to the order, recorded before any gateway is asked), pays at the
+//! gateway under it, and sends it to `pay`; the webhook and the reconciler arrive at the
+//! same place by payment id ([`Payments::settle_paid`]). Whoever comes first asks the
+//! gateway what it captured and, only when that is exactly the order's payable amount in
+//! won, commits the holds (`OrderStore::mark_paid`, which resolves the checkout in the
+//! same transaction); the others are harmless replays. Money captured for an order that
+//! can no longer be paid, or of the wrong amount, is given back at once.
+//!
+//! Refunds are in `refunds.rs`, the reconciler's pass in `reconcile.rs`.
 
 use super::error::{AppError, AppResult};
 use crate::clock::SharedClock;
-use crate::domain::events::{self, Event, RefundDue};
-use crate::domain::{Actor, DomainError, OrderStatus};
+use crate::domain::{Actor, DomainError, OrderStatus, Timestamp};
 use crate::events::EventSync;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::payment::{GatewayOutcome, PaymentGateway};
-use crate::store::{OrderRecord, PaymentAttempt, PaymentOutcome, Store, TransitionOutcome};
+use crate::payment::{GatewayPayment, PaymentGateway, CURRENCY, STATUS_FAILED};
+use crate::store::{
+    CheckoutRecord, CheckoutStatus, OrderRecord, PaymentAttempt, PaymentOutcome, Store, StoreError,
+    TransitionOutcome,
+};
 use std::sync::Arc;
 
+mod reconcile;
+mod refunds;
+
+pub use reconcile::ReconcileRun;
+
 pub const MAX_PAYMENT_KEY_BYTES: usize = 200;
+/// Random bytes of a payment id (128 bits): unguessable, and never drawn twice.
+const PAYMENT_ID_BYTES: usize = 16;
 
 pub struct Payments {
     pub store: Arc<dyn Store>,
@@ -21,6 +36,19 @@ pub struct Payments {
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub events: EventSync,
+    pub settings: PaymentSettings,
+}
+
+/// How payments meet the configured gateway.
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// What the browser SDK pays into: the PortOne store id, or `simulated`.
+    pub store_id: String,
+    /// The simulator moves no money, so nothing is ever captured behind our back: a key
+    /// the client made up is taken as the order's checkout (as before checkouts existed),
+    /// and the reconciler does not ask it about open checkouts. A real gateway pays only
+    /// payment ids issued by `checkout`.
+    pub simulated: bool,
 }
 
 /// What the buyer says they paid.
@@ -29,9 +57,47 @@ pub struct PaymentClaim {
     pub amount: i64,
 }
 
+/// What the browser needs to pay an order at the gateway.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    pub payment_id: String,
+    pub order_id: i64,
+    pub amount: i64,
+    pub currency: &'static str,
+    pub order_name: String,
+    pub store_id: String,
+    pub pay_by: Timestamp,
+}
+
 impl Payments {
-    /// Pays the buyer's own pending order once the gateway confirms exactly its payable
-    /// amount. Every refusal after the order was found is recorded as a payment attempt.
+    /// The payment id the buyer pays their own pending order under: a new one, or the one
+    /// already open for the order, so that asking again never splits a payment in two.
+    pub async fn checkout(&self, actor: &Actor, order_id: i64) -> AppResult<Checkout> {
+        let order = self.own_order(actor, order_id).await?;
+        let now = self.clock.now();
+        if order.status != OrderStatus::PendingPayment || order.pay_by <= now {
+            return Err(AppError::OrderNotPayable);
+        }
+        let candidate = format!("pay_{}", crate::auth::random_token(PAYMENT_ID_BYTES));
+        let checkout = self
+            .store
+            .open_checkout(order.id, &candidate, order.payable, now)
+            .await?;
+        Ok(Checkout {
+            payment_id: checkout.payment_id,
+            order_id: order.id,
+            amount: checkout.amount,
+            currency: CURRENCY,
+            order_name: format!("Stampede order {}", order.id),
+            store_id: self.settings.store_id.clone(),
+            pay_by: order.pay_by,
+        })
+    }
+
+    /// Pays the buyer's own order with the payment id of its checkout, once the gateway
+    /// says it captured exactly the order's payable amount. Every refusal after the order
+    /// was found is recorded as a payment attempt; paying again with the payment id that
+    /// paid the order answers the order as it is.
     pub async fn pay(
         &self,
         actor: &Actor,
@@ -46,125 +112,224 @@ impl Payments {
             .into());
         }
         let order = self.own_order(actor, order_id).await?;
-        if order.status != OrderStatus::PendingPayment || order.pay_by <= self.clock.now() {
-            return Err(AppError::OrderNotPayable);
+        if self.paid_with(&order, &claim.payment_key).await? {
+            return Ok(order);
         }
-        if claim.amount != order.payable {
+        if order.status == OrderStatus::PendingPayment && claim.amount != order.payable {
             let detail = format!("claimed {}", claim.amount);
-            self.record_failure(&order, claim, PaymentOutcome::AmountMismatch, detail)
-                .await?;
+            self.record_failure(
+                &order,
+                (&claim.payment_key, claim.amount),
+                PaymentOutcome::AmountMismatch,
+                detail,
+            )
+            .await?;
             return Err(AppError::PaymentAmountMismatch);
         }
-        let outcome = self
-            .gateway
-            .confirm(&claim.payment_key, order.id, order.payable)
-            .await
-            .inspect_err(|e| tracing::warn!(error = %e, "payment gateway unavailable"))?;
-        match outcome {
-            GatewayOutcome::Declined { reason } => {
-                self.record_failure(&order, claim, PaymentOutcome::Declined, reason)
+        let checkout = self.bound_checkout(&order, &claim.payment_key).await?;
+        self.settle(&order, &checkout).await
+    }
+
+    /// The webhook's and the reconciler's way in: pays the order bound to `payment_id` as
+    /// `pay` would (the same verification at the gateway, the same commit), or answers it
+    /// as it is when that payment already paid it.
+    pub async fn settle_paid(&self, payment_id: &str) -> AppResult<OrderRecord> {
+        let checkout = self
+            .store
+            .checkout(payment_id)
+            .await?
+            .ok_or(AppError::PaymentNotFound)?;
+        let order = self
+            .store
+            .order(checkout.order_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("order"))?;
+        if self.paid_with(&order, payment_id).await? {
+            return Ok(order);
+        }
+        self.settle(&order, &checkout).await
+    }
+
+    /// Whether `payment_id` is the payment that paid `order` (a replay).
+    async fn paid_with(&self, order: &OrderRecord, payment_id: &str) -> AppResult<bool> {
+        if order.status == OrderStatus::PendingPayment || order.paid_at.is_none() {
+            return Ok(false);
+        }
+        let approved = self.store.approved_payment_id(order.id).await?;
+        Ok(approved.as_deref() == Some(payment_id))
+    }
+
+    /// The checkout `payment_id` stands for, which must be this order's.
+    async fn bound_checkout(
+        &self,
+        order: &OrderRecord,
+        payment_id: &str,
+    ) -> AppResult<CheckoutRecord> {
+        let now = self.clock.now();
+        let checkout = if self.settings.simulated {
+            let adopted = self
+                .store
+                .adopt_checkout(order.id, payment_id, order.payable, now);
+            adopted.await?
+        } else {
+            match self.store.checkout(payment_id).await? {
+                Some(checkout) => checkout,
+                None => {
+                    let detail = "no checkout has this payment id".to_owned();
+                    self.record_failure(
+                        order,
+                        (payment_id, order.payable),
+                        PaymentOutcome::Declined,
+                        detail,
+                    )
                     .await?;
-                Err(AppError::PaymentDeclined)
+                    return Err(AppError::PaymentNotFound);
+                }
             }
-            GatewayOutcome::Approved { amount } if amount != order.payable => {
-                // The gateway captured something else than we sell: give it back.
-                self.give_back(order.id, amount, "a capture of the wrong amount")
-                    .await;
-                let detail = format!("gateway captured {amount}");
-                self.record_failure(&order, claim, PaymentOutcome::AmountMismatch, detail)
-                    .await?;
+        };
+        if checkout.order_id != order.id {
+            return Err(AppError::PaymentKeyReused);
+        }
+        Ok(checkout)
+    }
+
+    /// Asks the gateway about the checkout's payment and acts on the answer.
+    async fn settle(
+        &self,
+        order: &OrderRecord,
+        checkout: &CheckoutRecord,
+    ) -> AppResult<OrderRecord> {
+        let answer = self
+            .gateway
+            .payment(&checkout.payment_id, order.payable)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "payment gateway call failed"))?;
+        self.act_on(order, &checkout.payment_id, answer).await
+    }
+
+    /// What the gateway said about `payment_id`, applied to `order`.
+    async fn act_on(
+        &self,
+        order: &OrderRecord,
+        payment_id: &str,
+        answer: GatewayPayment,
+    ) -> AppResult<OrderRecord> {
+        match answer {
+            GatewayPayment::NotFound => {
+                let detail = "unknown to the gateway".to_owned();
+                self.record_failure(
+                    order,
+                    (payment_id, order.payable),
+                    PaymentOutcome::Declined,
+                    detail,
+                )
+                .await?;
+                Err(AppError::PaymentNotFound)
+            }
+            GatewayPayment::NotPaid { status } => {
+                let declined = status == STATUS_FAILED;
+                let detail = format!("gateway status {status}");
+                self.record_failure(
+                    order,
+                    (payment_id, order.payable),
+                    PaymentOutcome::Declined,
+                    detail,
+                )
+                .await?;
+                Err(if declined {
+                    AppError::PaymentDeclined
+                } else {
+                    AppError::PaymentNotCompleted
+                })
+            }
+            GatewayPayment::Paid { amount, currency }
+                if amount != order.payable || currency != CURRENCY =>
+            {
+                // Captured something else than we sell: give all of it back.
+                self.void(
+                    order.id,
+                    payment_id,
+                    amount,
+                    "a capture of the wrong amount",
+                )
+                .await?;
+                let detail = format!("gateway captured {amount} {currency}");
+                self.record_failure(
+                    order,
+                    (payment_id, amount),
+                    PaymentOutcome::AmountMismatch,
+                    detail,
+                )
+                .await?;
                 Err(AppError::PaymentAmountMismatch)
             }
-            GatewayOutcome::Approved { .. } => self.commit(&order, claim).await,
+            GatewayPayment::Paid { .. } => self.commit(order, payment_id).await,
         }
     }
 
     /// The captured payment commits the order's holds, unless its deadline passed or a
-    /// cancel won meanwhile: then the capture is voided.
-    async fn commit(&self, order: &OrderRecord, claim: &PaymentClaim) -> AppResult<OrderRecord> {
+    /// cancel won meanwhile: then the capture is voided. When the same payment won the race
+    /// (the webhook and the client at once), this is a replay.
+    async fn commit(&self, order: &OrderRecord, payment_id: &str) -> AppResult<OrderRecord> {
         let attempt = PaymentAttempt {
             order_id: order.id,
-            payment_key: claim.payment_key.clone(),
+            payment_key: payment_id.to_owned(),
             amount: order.payable,
             outcome: PaymentOutcome::Approved,
             detail: None,
         };
-        match self
+        let outcome = self
             .store
             .mark_paid(order.id, &attempt, self.clock.now())
-            .await?
-        {
-            TransitionOutcome::Done(paid) => {
+            .await;
+        match outcome {
+            Ok(TransitionOutcome::Done(paid)) => {
                 self.count(PaymentOutcome::Approved.as_str());
                 self.metrics.orders_paid.inc();
                 self.metrics.order_points(paid.status, paid.points_used);
                 self.events.wake();
                 Ok(paid)
             }
-            TransitionOutcome::NotFound => Err(AppError::not_found("order")),
-            TransitionOutcome::Refused(_) => {
-                self.give_back(order.id, order.payable, "a capture for an unpayable order")
-                    .await;
-                let detail = "order no longer payable".to_owned();
-                self.record_failure(order, claim, PaymentOutcome::Voided, detail)
+            Ok(TransitionOutcome::NotFound) => Err(AppError::not_found("order")),
+            Ok(TransitionOutcome::Refused(current))
+                if self.paid_with(&current, payment_id).await? =>
+            {
+                Ok(current)
+            }
+            Ok(TransitionOutcome::Refused(current)) => {
+                let what = "a capture for an unpayable order";
+                self.void(current.id, payment_id, order.payable, what)
                     .await?;
+                let detail = "order no longer payable".to_owned();
+                self.record_failure(
+                    &current,
+                    (payment_id, order.payable),
+                    PaymentOutcome::Voided,
+                    detail,
+                )
+                .await?;
                 Err(AppError::OrderNotPayable)
             }
+            Err(StoreError::Conflict("payment_key_reused")) => Err(AppError::PaymentKeyReused),
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Returns a refunded order's money through the gateway. The order is already refunded
-    /// in the books (stock returned, `order.refunded` written); a gateway failure is logged
-    /// and counted for reconciliation rather than undoing that.
-    pub async fn refund(&self, order: &OrderRecord) {
-        self.refund_amount(order.id, order.unrefunded(), "a refund")
+    /// Cancels the whole of a capture we cannot use and closes its checkout as voided; a
+    /// failed cancel goes to the refund retrier with `amount`.
+    async fn void(
+        &self,
+        order_id: i64,
+        payment_id: &str,
+        amount: i64,
+        what: &str,
+    ) -> AppResult<()> {
+        self.give_back(order_id, payment_id, None, amount, what)
             .await;
-    }
-
-    /// Gives `amount` of a paid order back through the gateway (a refund, or the share of
-    /// a cancelled partner order), already booked in the store; nothing for nothing. A
-    /// failure goes to the refund retrier (`payment.refund_failed`).
-    pub async fn refund_amount(&self, order_id: i64, amount: i64, what: &str) {
-        if amount > 0 && self.give_back(order_id, amount, what).await {
-            self.count("refunded");
-        }
-    }
-
-    /// Gives money back through the gateway. A failure is never dropped — the money is the
-    /// buyer's: it is logged, counted as `refund_failed`, and written as a
-    /// `payment.refund_failed` event, which the refund retrier consumes (with Kafka).
-    async fn give_back(&self, order_id: i64, amount: i64, what: &str) -> bool {
-        let Err(e) = self.gateway.refund(order_id, amount).await else {
-            return true;
-        };
-        tracing::error!(order_id, amount, error = %e, "could not give back {what}");
-        self.count("refund_failed");
-        let due = [events::payment_refund_failed(
-            order_id,
-            amount,
-            &e.to_string(),
-        )];
-        let written = self.store.append_events(None, &due, self.clock.now());
-        if let Err(e) = written.await {
-            tracing::error!(order_id, amount, error = %e, "could not record the failed refund; reconcile by hand");
-        }
-        self.events.wake();
-        false
-    }
-
-    /// The refund retrier's work: asks the gateway again for a refund that failed, and on
-    /// success records `payment.refunded` once per `(handler, event id)`. A redelivery
-    /// after a success asks the gateway again, which refunds an order once (gateways such
-    /// as PortOne cancel by the merchant's order id and refuse a second cancellation).
-    pub async fn retry_refund(&self, handler: &str, event: &Event) -> anyhow::Result<()> {
-        let due: RefundDue = serde_json::from_str(&event.payload)?;
-        self.gateway.refund(due.order_id, due.amount).await?;
-        self.count("refunded");
-        let done = events::payment_refunded(due.order_id, due.amount);
+        let now = self.clock.now();
         self.store
-            .append_events(Some((handler, event.id)), &[done], self.clock.now())
+            .resolve_checkout(payment_id, CheckoutStatus::Voided, now)
             .await?;
-        self.events.wake();
         Ok(())
     }
 
@@ -186,15 +351,15 @@ impl Payments {
     async fn record_failure(
         &self,
         order: &OrderRecord,
-        claim: &PaymentClaim,
+        (payment_id, amount): (&str, i64),
         outcome: PaymentOutcome,
         detail: String,
     ) -> AppResult<()> {
         self.count(outcome.as_str());
         let attempt = PaymentAttempt {
             order_id: order.id,
-            payment_key: claim.payment_key.clone(),
-            amount: claim.amount,
+            payment_key: payment_id.to_owned(),
+            amount,
             outcome,
             detail: Some(detail),
         };

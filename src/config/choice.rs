@@ -79,6 +79,18 @@ choice! {
         /// Moves no money: approves a valid amount, declines a `payment_key` starting with
         /// `decline`. Named so nobody mistakes it for a real gateway.
         Simulated = "simulated",
+        /// PortOne V2 (`portone_*` settings).
+        Portone = "portone",
+    }
+}
+
+choice! {
+    /// Where the server runs.
+    pub enum Environment {
+        /// A developer's machine or a test: the payment simulator is allowed.
+        Development = "development",
+        /// Real buyers and real money: the simulator is refused.
+        Production = "production",
     }
 }
 
@@ -128,7 +140,7 @@ mod tests {
         struct Wrapper<T> {
             value: T,
         }
-        for text in ["", "Batch", "BATCH", "locks", "portone", " simulated"] {
+        for text in ["", "Batch", "BATCH", "locks", "PortOne", " simulated"] {
             let from_str = text.parse::<T>().unwrap_err().to_string();
             assert_eq!(from_str, format!("unknown variant `{text}`, {expected}"));
             let env = T::from_env("STAMPEDE_X", text.to_owned()).unwrap_err();
@@ -150,6 +162,13 @@ mod tests {
     fn payment_gateway_parses_its_strings_and_refuses_others() {
         round_trips(PaymentGateway::ALL, PaymentGateway::as_str);
         assert_eq!(PaymentGateway::Simulated.to_string(), "simulated");
-        refuses::<PaymentGateway>("expected `simulated`");
+        assert_eq!(PaymentGateway::Portone.to_string(), "portone");
+        refuses::<PaymentGateway>("expected `simulated` or `portone`");
+    }
+
+    #[test]
+    fn environment_parses_its_strings_and_refuses_others() {
+        round_trips(Environment::ALL, Environment::as_str);
+        refuses::<Environment>("expected `development` or `production`");
     }
 }

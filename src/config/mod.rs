@@ -15,7 +15,7 @@ mod secret;
 #[cfg(test)]
 mod tests;
 
-pub use choice::{PaymentGateway, PlacementStrategy, Workers};
+pub use choice::{Environment, PaymentGateway, PlacementStrategy, Workers};
 pub use declare::Setting;
 pub use error::ConfigError;
 pub use secret::{redact_url, ConnectionUrl, Secret};
@@ -27,6 +27,9 @@ settings! {
     /// Stampede's settings. `Debug` shows every one, with secrets and URL credentials
     /// redacted.
     pub struct Config {
+        /// `development` or `production`: production refuses to start with anything that
+        /// is only fit for development (the payment simulator).
+        env: Environment = Environment::Development, Any;
         /// `sqlite://FILE` (embedded default) or `postgres://…`.
         database_url: ConnectionUrl = "sqlite://stampede.db".into(),
             Check(database_url_scheme), secret;
@@ -97,9 +100,23 @@ settings! {
         body_limit_bytes: usize = 64 * 1024, 1024..=16 * 1024 * 1024;
         /// How often the event dispatcher polls the outbox when nobody has woken it.
         outbox_poll_ms: u64 = 200, 1..=60_000;
-        /// `simulated` is the only gateway shipped; it is named so nobody mistakes it for
-        /// money.
+        /// `simulated` (the embedded default: it moves no money, and the server says so at
+        /// start) or `portone` (PortOne V2; needs the `portone_*` settings below).
         payment_gateway: PaymentGateway = PaymentGateway::Simulated, Any;
+        /// PortOne's REST API.
+        portone_api_url: String = "https://api.portone.io".into(), Check(http_url);
+        /// PortOne V2 API secret (`Authorization: PortOne …`); required with `portone`.
+        portone_api_secret: Option<Secret> = None, Any, secret;
+        /// PortOne store id (`store-…`) the browser pays into; payments of another store
+        /// are unknown to us. Required with `portone`.
+        portone_store_id: Option<String> = None, Any;
+        /// PortOne webhook secret (`whsec_…`, Standard Webhooks); required with `portone`.
+        portone_webhook_secret: Option<Secret> = None, Check(webhook_secret_shape), secret;
+        /// Longest wait for one call to the payment gateway, connection included.
+        payment_timeout_ms: u64 = 5000, 100..=60_000;
+        /// How often the reconciler resolves checkouts left open (on the node holding its
+        /// lease).
+        payment_reconcile_interval_secs: u64 = 60, 1..=3600;
         /// `redis://…`: nodes share the sold-out gate, the listing cache, rate limits, the
         /// token deny-list and live-update wake-ups through Redis. Unset: all in-process.
         redis_url: Option<ConnectionUrl> = None, Check(redis_url_scheme), secret;
@@ -173,6 +190,26 @@ fn database_url_scheme(url: &ConnectionUrl) -> Result<(), &'static str> {
     (url.starts_with("sqlite:") || url.starts_with("postgres"))
         .then_some(())
         .ok_or("must start with sqlite:// or postgres://")
+}
+
+#[allow(
+    clippy::ptr_arg,
+    reason = "a `Check` function takes the field's own type"
+)]
+fn http_url(url: &String) -> Result<(), &'static str> {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        .then_some(())
+        .ok_or("must start with https:// (or http:// for a local stub)")
+}
+
+/// Standard Webhooks secrets are `whsec_` and base64.
+fn webhook_secret_shape(secret: &Option<Secret>) -> Result<(), &'static str> {
+    match secret {
+        Some(secret) if !secret.expose().starts_with("whsec_") || secret.expose().len() < 10 => {
+            Err("must be whsec_ followed by the base64 secret")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn jwt_secret_length(secret: &Option<Secret>) -> Result<(), &'static str> {
@@ -268,6 +305,40 @@ fn settlement_at_shape(at: &String) -> Result<(), &'static str> {
 }
 
 impl Config {
+    /// The gateway's settings are all there, and production takes real money.
+    fn validate_payments(&self) -> Result<(), ConfigError> {
+        let fail = |what: &str| Err(ConfigError(what.to_owned()));
+        match self.payment_gateway {
+            PaymentGateway::Simulated if self.env == Environment::Production => fail(
+                "env is \"production\" but payment_gateway is \"simulated\", which moves no \
+                 money: set STAMPEDE_PAYMENT_GATEWAY=portone and its settings",
+            ),
+            PaymentGateway::Simulated => Ok(()),
+            PaymentGateway::Portone => {
+                let missing = [
+                    (
+                        "portone_api_secret",
+                        self.portone_api_secret.as_ref().map(Secret::expose),
+                    ),
+                    ("portone_store_id", self.portone_store_id.as_deref()),
+                    (
+                        "portone_webhook_secret",
+                        self.portone_webhook_secret.as_ref().map(Secret::expose),
+                    ),
+                ];
+                match missing
+                    .iter()
+                    .find(|(_, value)| value.is_none_or(str::is_empty))
+                {
+                    Some((name, _)) => Err(ConfigError(format!(
+                        "payment_gateway is \"portone\": {name} must be set"
+                    ))),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
     /// Defaults, then `stampede.toml` (or the file in `STAMPEDE_CONFIG`) if present, then
     /// the environment; validated.
     pub fn load() -> Result<Config, ConfigError> {
@@ -302,6 +373,7 @@ impl Config {
             strategy_ready,
             "placement_strategy must be \"batch\", or \"lock\" with redis_url set",
         )?;
+        self.validate_payments()?;
         check(
             self.kafka_brokers.is_none() || cfg!(feature = "kafka"),
             "kafka_brokers is set, but this build has no Kafka support: build with \

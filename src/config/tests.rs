@@ -190,6 +190,7 @@ fn toml_file_is_read() {
 #[test]
 fn defaults_are_unchanged() {
     let expected = [
+        ("env", "\"development\""),
         ("database_url", "\"sqlite://stampede.db\""),
         ("http_addr", "127.0.0.1:8080"),
         ("jwt_secret", "None"),
@@ -220,6 +221,12 @@ fn defaults_are_unchanged() {
         ("body_limit_bytes", "65536"),
         ("outbox_poll_ms", "200"),
         ("payment_gateway", "\"simulated\""),
+        ("portone_api_url", "\"https://api.portone.io\""),
+        ("portone_api_secret", "None"),
+        ("portone_store_id", "None"),
+        ("portone_webhook_secret", "None"),
+        ("payment_timeout_ms", "5000"),
+        ("payment_reconcile_interval_secs", "60"),
         ("redis_url", "None"),
         ("redis_prefix", "\"stampede:\""),
         ("redis_timeout_ms", "250"),
@@ -267,7 +274,7 @@ fn defaults_are_unchanged() {
 /// accepted, each value just outside is refused with `<name> must be <lo>..=<hi>`.
 #[test]
 fn ranges_are_unchanged() {
-    let ranges: [(&str, i64, i64); 38] = [
+    let ranges: [(&str, i64, i64); 40] = [
         ("access_token_ttl_secs", 1, 86_400),
         ("hold_ttl_secs", 1, 604_800),
         ("sweeper_interval_ms", 10, 3_600_000),
@@ -291,6 +298,8 @@ fn ranges_are_unchanged() {
         ("request_timeout_ms", 1, 300_000),
         ("body_limit_bytes", 1024, 16 * 1024 * 1024),
         ("outbox_poll_ms", 1, 60_000),
+        ("payment_timeout_ms", 100, 60_000),
+        ("payment_reconcile_interval_secs", 1, 3600),
         ("redis_timeout_ms", 1, 10_000),
         ("redis_probe_ms", 10, 60_000),
         ("gate_ttl_secs", 1, 86_400),
@@ -452,7 +461,16 @@ fn no_secret_value_appears_in_debug() {
         .map(|s| s.name)
         .collect();
     // A new secret setting must be given a value below.
-    assert_eq!(secrets, ["database_url", "jwt_secret", "redis_url"]);
+    assert_eq!(
+        secrets,
+        [
+            "database_url",
+            "jwt_secret",
+            "portone_api_secret",
+            "portone_webhook_secret",
+            "redis_url"
+        ]
+    );
     let config = from_env(&[
         (
             "STAMPEDE_DATABASE_URL",
@@ -460,11 +478,23 @@ fn no_secret_value_appears_in_debug() {
         ),
         ("STAMPEDE_JWT_SECRET", "signing-key-signing-key-signing-key"),
         ("STAMPEDE_REDIS_URL", "redis://t0ken@cache:6379"),
+        ("STAMPEDE_PORTONE_API_SECRET", "portone-api-secret"),
+        (
+            "STAMPEDE_PORTONE_WEBHOOK_SECRET",
+            "whsec_d2ViaG9vay1zZWNyZXQ=",
+        ),
     ])
     .unwrap();
     config.validate().unwrap();
     for shown in [format!("{config:?}"), format!("{config:#?}")] {
-        for secret in ["hunter2", "pw1", "signing-key", "t0ken"] {
+        for secret in [
+            "hunter2",
+            "pw1",
+            "signing-key",
+            "t0ken",
+            "portone-api-secret",
+            "d2ViaG9vay1zZWNyZXQ",
+        ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         // Redaction hides the credentials, not where they lead.
@@ -488,8 +518,8 @@ fn sample(ty: &str) -> (&'static str, &'static str) {
         "Option<ConnectionUrl>" => ("redis://cache", "Some(\"redis://cache\")"),
         "Option<Secret>" => ("0123456789abcdef0123456789abcdef", "Some(<redacted>)"),
         "PlacementStrategy" => ("lock", "\"lock\""),
-        // Its only variant is the default; the parsing is tested in `choice`.
-        "PaymentGateway" => ("simulated", "\"simulated\""),
+        "PaymentGateway" => ("portone", "\"portone\""),
+        "Environment" => ("production", "\"production\""),
         "Option<String>" => ("kafka:9092", "Some(\"kafka:9092\")"),
         "Workers" => ("off", "\"off\""),
         other => panic!("no sample value for settings of type {other}"),
@@ -580,7 +610,7 @@ fn toml_reads_every_kind_of_setting_and_the_environment_wins() {
     for bad in [
         "hold_ttl = 30",
         "placement_strategy = \"fifo\"",
-        "payment_gateway = \"portone\"",
+        "payment_gateway = \"stripe\"",
     ] {
         assert!(toml::from_str::<Config>(bad).is_err(), "{bad}");
     }
@@ -686,4 +716,58 @@ fn settlement_time_zone_and_time_of_day_are_checked() {
         let error = from_env(&[(var, value)]).unwrap().validate().unwrap_err();
         assert_eq!(error.to_string(), format!("configuration: {refused}"));
     }
+}
+
+#[test]
+fn production_refuses_the_payment_simulator() {
+    let refused = from_env(&[("STAMPEDE_ENV", "production")])
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("moves no money"), "{refused}");
+    // The simulator is fine in development, which is the default.
+    from_env(&[("STAMPEDE_ENV", "development")])
+        .unwrap()
+        .validate()
+        .unwrap();
+    Config::default().validate().unwrap();
+}
+
+#[test]
+fn portone_needs_its_secrets_and_store() {
+    let all = [
+        ("STAMPEDE_ENV", "production"),
+        ("STAMPEDE_PAYMENT_GATEWAY", "portone"),
+        ("STAMPEDE_PORTONE_API_SECRET", "api-secret"),
+        ("STAMPEDE_PORTONE_STORE_ID", "store-1"),
+        (
+            "STAMPEDE_PORTONE_WEBHOOK_SECRET",
+            "whsec_c2VjcmV0LXNlY3JldA==",
+        ),
+    ];
+    let config = from_env(&all).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.payment_gateway, PaymentGateway::Portone);
+    assert!(!format!("{config:?}").contains("api-secret"));
+    for missing in 2..all.len() {
+        let mut vars = all.to_vec();
+        let (name, _) = vars.remove(missing);
+        let refused = from_env(&vars).unwrap().validate().unwrap_err().to_string();
+        let setting = name.trim_start_matches("STAMPEDE_").to_ascii_lowercase();
+        assert!(
+            refused.contains(&format!("{setting} must be set")),
+            "{refused}"
+        );
+        // Set but empty is no better.
+        vars.push((name, ""));
+        assert!(from_env(&vars).unwrap().validate().is_err(), "{name} empty");
+    }
+    let not_whsec = [("STAMPEDE_PORTONE_WEBHOOK_SECRET", "c2VjcmV0LXNlY3JldA==")];
+    let refused = from_env(&not_whsec).unwrap().validate().unwrap_err();
+    assert!(refused
+        .to_string()
+        .contains("portone_webhook_secret must be whsec_"));
+    let plain = [("STAMPEDE_PORTONE_API_URL", "ftp://api.portone.io")];
+    assert!(from_env(&plain).unwrap().validate().is_err());
 }

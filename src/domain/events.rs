@@ -233,16 +233,27 @@ pub fn payment_failed(order_id: i64, outcome: &str) -> NewEvent {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RefundDue {
     pub order_id: i64,
+    /// The gateway's payment to cancel `amount` of. Absent on events written before
+    /// payments were cancelled by id: the retrier then reads the order's approved payment.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub payment_id: Option<String>,
     pub amount: i64,
     /// Why the gateway refused (on `payment.refund_failed`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
 }
 
-/// A gateway refund (or void) that failed: the refund retrier's input.
-pub fn payment_refund_failed(order_id: i64, amount: i64, error: &str) -> NewEvent {
+/// A gateway refund (or void) of `amount` of `payment_id` that failed: the refund
+/// retrier's input.
+pub fn payment_refund_failed(
+    order_id: i64,
+    payment_id: &str,
+    amount: i64,
+    error: &str,
+) -> NewEvent {
     let due = RefundDue {
         order_id,
+        payment_id: Some(payment_id.to_owned()),
         amount,
         error: Some(error.chars().take(500).collect()),
     };
@@ -255,9 +266,10 @@ pub fn payment_refund_failed(order_id: i64, amount: i64, error: &str) -> NewEven
 }
 
 /// A refund that had failed went through.
-pub fn payment_refunded(order_id: i64, amount: i64) -> NewEvent {
+pub fn payment_refunded(order_id: i64, payment_id: Option<&str>, amount: i64) -> NewEvent {
     let due = RefundDue {
         order_id,
+        payment_id: payment_id.map(str::to_owned),
         amount,
         error: None,
     };

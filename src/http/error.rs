@@ -36,6 +36,12 @@ pub enum ErrorCode {
     PurchaseLimit,
     PaymentAmountMismatch,
     PaymentDeclined,
+    /// The gateway has not captured the payment (yet): nothing changed.
+    PaymentNotCompleted,
+    /// The gateway does not know the payment id.
+    PaymentNotFound,
+    /// The payment id is bound to another order.
+    PaymentKeyReused,
     OrderNotPayable,
     OrderNotCancellable,
     /// The buyer cancels a paid order only while none of its partner orders has shipped.
@@ -101,11 +107,7 @@ impl ErrorCode {
             MalformedJson | InvalidPath | InvalidQuery | IdempotencyKeyRequired => {
                 StatusCode::BAD_REQUEST
             }
-            ValidationFailed
-            | IdempotencyMismatch
-            | PurchaseLimit
-            | PaymentAmountMismatch
-            | CouponMinOrderNotMet
+            ValidationFailed | IdempotencyMismatch | PurchaseLimit | CouponMinOrderNotMet
             | PointsExceedPayable => StatusCode::UNPROCESSABLE_ENTITY,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -113,12 +115,32 @@ impl ErrorCode {
             Forbidden => StatusCode::FORBIDDEN,
             NotFound | CouponNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            EmailTaken | OutOfStock | InsufficientStock | NotReleased | OrderNotPayable
-            | OrderNotCancellable | OrderAlreadyShipped | OrderNotConfirmable
-            | OrderNotDelivered | InvalidTransition | AlreadyWaitlisted | InsufficientPoints
-            | CouponSoldOut | CouponAlreadyIssued | CouponNotIssuable | CouponExpired
-            | CouponInUse | DeadLetterNotOpen | UnknownHandler | InvalidMessage | ReplayFailed
-            | BusinessDayNotOver => StatusCode::CONFLICT,
+            EmailTaken
+            | OutOfStock
+            | InsufficientStock
+            | NotReleased
+            | OrderNotPayable
+            | OrderNotCancellable
+            | OrderAlreadyShipped
+            | OrderNotConfirmable
+            | OrderNotDelivered
+            | InvalidTransition
+            | AlreadyWaitlisted
+            | InsufficientPoints
+            | CouponSoldOut
+            | CouponAlreadyIssued
+            | CouponNotIssuable
+            | CouponExpired
+            | CouponInUse
+            | DeadLetterNotOpen
+            | UnknownHandler
+            | InvalidMessage
+            | ReplayFailed
+            | BusinessDayNotOver
+            | PaymentAmountMismatch
+            | PaymentNotCompleted
+            | PaymentNotFound
+            | PaymentKeyReused => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -332,6 +354,9 @@ impl From<AppError> for ApiError {
                 ApiError::new(ErrorCode::PaymentAmountMismatch, message)
             }
             AppError::PaymentDeclined => ApiError::new(ErrorCode::PaymentDeclined, message),
+            AppError::PaymentNotCompleted => ApiError::new(ErrorCode::PaymentNotCompleted, message),
+            AppError::PaymentNotFound => ApiError::new(ErrorCode::PaymentNotFound, message),
+            AppError::PaymentKeyReused => ApiError::new(ErrorCode::PaymentKeyReused, message),
             AppError::Gateway(_) => ApiError::new(
                 ErrorCode::Unavailable,
                 "payment gateway unavailable, retry shortly",

@@ -17,7 +17,7 @@ use utoipa_swagger_ui::SwaggerUi;
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me,
         catalog::create_partner, catalog::create_seller, catalog::create_product, catalog::list_products,
         catalog::get_product, catalog::update_product, catalog::inbound, catalog::adjust, catalog::stock, catalog::movements,
-        orders::place_order, orders::get_order, orders::list_orders, orders::pay_order, orders::cancel_order,
+        orders::place_order, orders::get_order, orders::list_orders, orders::checkout, orders::pay_order, orders::cancel_order,
         orders::confirm_order, orders::order_events, queue::get_ticket, queue::ticket_events, ops::healthz, ops::readyz, ops::metrics,
         waitlist::join_waitlist, waitlist::leave_waitlist, waitlist::my_waitlist, waitlist::my_events,
         coupons::create_campaign, coupons::get_campaign, coupons::issue_coupon, coupons::my_coupons,

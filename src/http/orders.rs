@@ -6,11 +6,11 @@ use super::extract::{AuthUser, IdempotencyHeader, Json, Page, Path};
 use super::order_view::OrderView;
 use super::page::PageView;
 use super::state::AppState;
-use crate::app::payments::PaymentClaim;
+use crate::app::payments::{Checkout, PaymentClaim};
 use crate::app::placement::request::OrderInput;
 use crate::app::placement::Placed;
 use crate::domain::events::OrderStatusChanged;
-use crate::domain::OrderStatus;
+use crate::domain::{OrderStatus, Timestamp};
 use crate::events::OrderUpdate;
 use crate::store::PlaceOutcome;
 use axum::extract::State;
@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use utoipa::ToSchema;
 
@@ -44,7 +44,9 @@ pub struct PlaceOrderBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayBody {
-    /// The gateway's identifier of the buyer's payment.
+    /// The `payment_id` of the order's checkout, under which the buyer paid at the
+    /// gateway. With the payment simulator, any key the client makes up also works (and
+    /// one starting with `decline` is declined).
     pub payment_key: String,
     /// What the buyer paid, in won; must equal the order's `payable`.
     pub amount: i64,
@@ -111,9 +113,55 @@ pub async fn list_orders(
     Ok(axum::Json(orders.into()))
 }
 
+/// What the browser needs to pay an order at the gateway (PortOne's browser SDK:
+/// `storeId`, `paymentId`, `orderName`, `totalAmount`, `currency`).
+#[derive(Serialize, ToSchema)]
+pub struct CheckoutView {
+    /// Bound to this order for good; the same one until the order is paid.
+    pub payment_id: String,
+    pub order_id: i64,
+    /// The order's `payable`, in won.
+    pub amount: i64,
+    /// Always `KRW`.
+    pub currency: &'static str,
+    pub order_name: String,
+    /// The PortOne store id (`simulated` with the simulator).
+    pub store_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub pay_by: Timestamp,
+}
+
+impl From<Checkout> for CheckoutView {
+    fn from(c: Checkout) -> Self {
+        CheckoutView {
+            payment_id: c.payment_id,
+            order_id: c.order_id,
+            amount: c.amount,
+            currency: c.currency,
+            order_name: c.order_name,
+            store_id: c.store_id,
+            pay_by: c.pay_by,
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/orders/{id}/checkout", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, description = "the payment id to pay the order under at the gateway; the same one while the order is unpaid", body = CheckoutView),
+        (status = 404, body = super::error::ErrorBody), (status = 409, description = "`order_not_payable`", body = super::error::ErrorBody)))]
+pub async fn checkout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> ApiResult<axum::Json<CheckoutView>> {
+    let checkout = state.app.payments.checkout(&user.actor(), id).await?;
+    Ok(axum::Json(checkout.into()))
+}
+
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)), request_body = PayBody,
-    responses((status = 200, body = OrderView), (status = 402, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody),
-        (status = 503, body = super::error::ErrorBody, description = "payment_gateway_unavailable: retry after Retry-After seconds")))]
+    responses((status = 200, description = "paid once the gateway confirmed the payment; also the order as it is when this payment already paid it (a replay)", body = OrderView),
+        (status = 402, description = "`payment_declined`", body = super::error::ErrorBody),
+        (status = 409, description = "`payment_amount_mismatch` (the payment is cancelled at the gateway), `payment_not_completed`, `payment_not_found`, `payment_key_reused`, `order_not_payable`", body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody), (status = 503, description = "`payment_gateway_unavailable`: the gateway is failing or slow; retry after `Retry-After` seconds", body = super::error::ErrorBody)))]
 pub async fn pay_order(
     State(state): State<AppState>,
     user: AuthUser,

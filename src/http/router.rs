@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
             post(orders::place_order).get(orders::list_orders),
         )
         .route("/orders/{id}", get(orders::get_order))
+        .route("/orders/{id}/checkout", post(orders::checkout))
         .route("/orders/{id}/pay", post(orders::pay_order))
         .route("/orders/{id}/cancel", post(orders::cancel_order))
         .route("/orders/{id}/confirm", post(orders::confirm_order))

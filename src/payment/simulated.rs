@@ -1,11 +1,12 @@
 //! A gateway simulator for the embedded default and tests: it moves no money.
 
-use super::{GatewayError, GatewayOutcome, PaymentGateway};
+use super::{GatewayError, GatewayPayment, PaymentGateway, CURRENCY, STATUS_FAILED};
 use async_trait::async_trait;
 
-/// A gateway simulator for the embedded default and tests — it moves no money. It checks
-/// the amount is positive and within range, and declines any `payment_key` that starts with
-/// `decline` so a client can exercise the unhappy path.
+/// A gateway simulator for the embedded default and tests — it moves no money. Every
+/// payment id is "paid" with exactly the amount the order expects, except one that starts
+/// with `decline` (failed, so a client can exercise the unhappy path) or an amount out of
+/// range. Cancels always succeed.
 pub struct SimulatedGateway;
 
 pub const SIMULATED_DECLINE_PREFIX: &str = "decline";
@@ -16,26 +17,29 @@ impl PaymentGateway for SimulatedGateway {
         "simulated"
     }
 
-    async fn confirm(
+    async fn payment(
         &self,
-        payment_key: &str,
-        _order_id: i64,
-        amount: i64,
-    ) -> Result<GatewayOutcome, GatewayError> {
-        if payment_key.starts_with(SIMULATED_DECLINE_PREFIX) {
-            return Ok(GatewayOutcome::Declined {
-                reason: "declined by the simulated gateway".into(),
+        payment_id: &str,
+        expected_amount: i64,
+    ) -> Result<GatewayPayment, GatewayError> {
+        let in_range = (0..=crate::domain::values::MAX_WON).contains(&expected_amount);
+        if payment_id.starts_with(SIMULATED_DECLINE_PREFIX) || !in_range {
+            return Ok(GatewayPayment::NotPaid {
+                status: STATUS_FAILED.into(),
             });
         }
-        if !(0..=crate::domain::values::MAX_WON).contains(&amount) {
-            return Ok(GatewayOutcome::Declined {
-                reason: "amount out of range".into(),
-            });
-        }
-        Ok(GatewayOutcome::Approved { amount })
+        Ok(GatewayPayment::Paid {
+            amount: expected_amount,
+            currency: CURRENCY.into(),
+        })
     }
 
-    async fn refund(&self, _order_id: i64, _amount: i64) -> Result<(), GatewayError> {
+    async fn cancel(
+        &self,
+        _payment_id: &str,
+        _amount: Option<i64>,
+        _reason: &str,
+    ) -> Result<(), GatewayError> {
         Ok(())
     }
 }

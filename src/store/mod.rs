@@ -2,7 +2,7 @@
 //! ever see `Arc<dyn Store>`, opened by [`open::connect`] from the URL scheme.
 //!
 //! - One file per area holds its trait and the rows it reads and writes: [`accounts`],
-//!   [`catalog`], [`orders`], [`fulfilment`], [`outbox`], [`audit`], [`waitlist`],
+//!   [`catalog`], [`checkouts`], [`orders`], [`fulfilment`], [`outbox`], [`audit`], [`waitlist`],
 //!   [`coupons`], [`points`], [`settlement`], [`leases`], [`relay`], [`dead_letters`]; [`page`] and
 //!   [`error`] (with the one classification of driver errors) are what every area shares.
 //! - `sqlite/` and `postgres/` implement every trait with the same file names in both, each
@@ -21,6 +21,7 @@ pub mod audit;
 pub mod bench;
 pub(crate) mod benefits_audit;
 pub mod catalog;
+pub mod checkouts;
 #[cfg(test)]
 mod conventions;
 pub mod coupons;
@@ -51,6 +52,7 @@ pub use catalog::{
     AdjustOutcome, CatalogStore, MovementRecord, NewProduct, PartnerRecord, ProductPatch,
     ProductRecord, StockLevels,
 };
+pub use checkouts::{CheckoutRecord, CheckoutStatus, CheckoutStore};
 pub use coupons::{
     coupon_terms, CampaignRecord, CouponAudit, CouponStore, IssueOutcome, NewCampaign,
     NewUserCoupon, UserCouponRecord,
@@ -89,6 +91,7 @@ use std::time::Duration;
 pub trait Store:
     accounts::AuthStore
     + catalog::CatalogStore
+    + checkouts::CheckoutStore
     + orders::OrderStore
     + fulfilment::FulfilmentStore
     + outbox::OutboxStore

@@ -5,6 +5,7 @@
 
 use super::accounts::UserRecord;
 use super::catalog::{MovementRecord, PartnerRecord, ProductRecord};
+use super::checkouts::{CheckoutRecord, CheckoutStatus};
 use super::coupons::{CampaignRecord, UserCouponRecord};
 use super::dead_letters::DeadLetterRecord;
 use super::error::{StoreError, StoreResult};
@@ -444,5 +445,19 @@ pub(crate) fn job_run_from_row(row: &impl Columns) -> StoreResult<JobRunRecord> 
         started_at: row.ts("started_at")?,
         duration_ms: row.int("duration_ms")?,
         error: row.opt_text("error")?,
+    })
+}
+
+/// `sql::OPEN_CHECKOUT_OF_ORDER` and the other checkout reads.
+pub(crate) fn checkout_from_row(row: &impl Columns) -> StoreResult<CheckoutRecord> {
+    let status = row.text("status")?;
+    Ok(CheckoutRecord {
+        order_id: row.int("order_id")?,
+        payment_id: row.text("payment_id")?,
+        amount: row.int("amount")?,
+        status: CheckoutStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("checkout status {status:?}")))?,
+        created_at: row.ts("created_at")?,
+        resolved_at: row.opt_ts("resolved_at")?,
     })
 }

@@ -1002,3 +1002,51 @@ pub(crate) const BENCH_BARE_AGGREGATE: &str =
      GROUP BY e.partner_id";
 
 pub(crate) const BENCH_DROP_SCRATCH: &str = "DROP TABLE bench_settlement_scratch";
+
+/// The columns `rows::checkout_from_row` reads.
+macro_rules! checkout_columns {
+    () => {
+        "order_id, payment_id, amount, status, created_at, resolved_at"
+    };
+}
+
+pub(crate) const OPEN_CHECKOUT_OF_ORDER: &str = concat!(
+    "SELECT ",
+    checkout_columns!(),
+    " FROM checkouts WHERE order_id = $1 AND status = 'open'"
+);
+
+pub(crate) const CHECKOUT_BY_PAYMENT_ID: &str = concat!(
+    "SELECT ",
+    checkout_columns!(),
+    " FROM checkouts WHERE payment_id = $1"
+);
+
+/// Nothing when the payment id is taken or the order has an open checkout already
+/// (`checkouts_one_open`): the caller reads what is there.
+pub(crate) const INSERT_CHECKOUT: &str =
+    "INSERT INTO checkouts (order_id, payment_id, amount, status, created_at)
+     VALUES ($1, $2, $3, 'open', $4) ON CONFLICT DO NOTHING";
+
+pub(crate) const ABANDON_OTHER_OPEN_CHECKOUTS: &str =
+    "UPDATE checkouts SET status = 'abandoned', resolved_at = $3
+     WHERE order_id = $1 AND status = 'open' AND payment_id <> $2";
+
+/// `$2` is `voided` or `abandoned`; see `CheckoutStore::resolve_checkout`.
+pub(crate) const RESOLVE_CHECKOUT: &str = "UPDATE checkouts SET status = $2, resolved_at = $3
+     WHERE payment_id = $1 AND status <> $2
+       AND (status = 'open' OR (status = 'abandoned' AND $2 = 'voided'))";
+
+/// Inside `mark_paid`: the checkout the order was paid with (none for a payment made
+/// before checkouts existed). An abandoned one too: its money arrived after all.
+pub(crate) const PAY_CHECKOUT: &str = "UPDATE checkouts SET status = 'paid', resolved_at = $2
+     WHERE payment_id = $1 AND status IN ('open', 'abandoned')";
+
+pub(crate) const STALE_CHECKOUTS: &str = concat!(
+    "SELECT ",
+    checkout_columns!(),
+    " FROM checkouts WHERE status = 'open' AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
+);
+
+pub(crate) const APPROVED_PAYMENT_ID: &str = "SELECT payment_key FROM payments
+     WHERE order_id = $1 AND outcome = 'approved' ORDER BY id LIMIT 1";

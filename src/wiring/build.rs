@@ -8,7 +8,7 @@ use crate::app::dead_letters::DeadLetters;
 use crate::app::fulfilment::Fulfilment;
 use crate::app::jobs::Jobs;
 use crate::app::orders::Orders;
-use crate::app::payments::Payments;
+use crate::app::payments::{PaymentSettings, Payments};
 use crate::app::placement::lock::{LockConfig, LockPlacement};
 use crate::app::placement::{Placement, PlacementConfig};
 use crate::app::points::Points;
@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::auth::AuthService;
 use crate::clock::{Clock, SharedClock};
 use crate::cluster::Cluster;
-use crate::config::{Config, PlacementStrategy};
+use crate::config::{Config, PaymentGateway as GatewayChoice, PlacementStrategy};
 use crate::domain::settlement::SettlementCalendar;
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub, Subscriber};
 use crate::http::rendered::RenderedCache;
@@ -26,13 +26,14 @@ use crate::http::{AppState, Shared};
 use crate::jobs::dead_letters::DlqRetryJob;
 use crate::jobs::handlers;
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
+use crate::jobs::reconcile::ReconcileJob;
 use crate::jobs::settlement::SettlementJob;
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::verify::VerifyJob;
 use crate::jobs::waitlist::WaitlistJob;
 use crate::jobs::Scheduler;
 use crate::metrics::Metrics;
-use crate::payment::{PaymentGateway, SimulatedGateway};
+use crate::payment::{PaymentGateway, PortOneGateway, PortOneSettings, SimulatedGateway};
 use crate::store::{self, PoolOptions, Store};
 use anyhow::Context;
 use std::sync::Arc;
@@ -139,6 +140,12 @@ pub(super) async fn node(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Node> {
     let (parts, progress) = parts(config, clock).await?;
+    if parts.config.payment_gateway == GatewayChoice::Simulated {
+        tracing::warn!(
+            "payment_gateway=simulated: payments are simulated and move no money; \
+             set STAMPEDE_PAYMENT_GATEWAY=portone to take real payments"
+        );
+    }
     let placement = placement(&parts, shutdown.clone()).await?;
     let signal = Arc::new(Signal::default());
     let app = app(&parts, placement, signal.clone())?;
@@ -243,13 +250,14 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Resu
     let config = &parts.config;
     let calendar = SettlementCalendar::new(&config.settlement_timezone, &config.settlement_at)
         .context("settlement calendar")?;
-    let gateway: Arc<dyn PaymentGateway> = Arc::new(SimulatedGateway);
+    let (gateway, settings) = gateway(config)?;
     let payments = Arc::new(Payments {
         store: parts.store.clone(),
         gateway,
         clock: parts.clock.clone(),
         metrics: parts.metrics.clone(),
         events: parts.events.clone(),
+        settings,
     });
     let points = Arc::new(Points {
         store: parts.store.clone(),
@@ -319,6 +327,38 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Resu
         }),
         jobs: Jobs::new(parts.store.clone()),
     })
+}
+
+/// The configured payment gateway, and how payments meet it.
+fn gateway(config: &Config) -> anyhow::Result<(Arc<dyn PaymentGateway>, PaymentSettings)> {
+    match config.payment_gateway {
+        GatewayChoice::Simulated => {
+            let settings = PaymentSettings {
+                store_id: "simulated".into(),
+                simulated: true,
+            };
+            Ok((Arc::new(SimulatedGateway), settings))
+        }
+        GatewayChoice::Portone => {
+            // `Config::validate` made sure both are set.
+            let store_id = config.portone_store_id.clone().unwrap_or_default();
+            let api_secret = config.portone_api_secret.as_ref();
+            let portone = PortOneSettings {
+                api_url: config.portone_api_url.clone(),
+                api_secret: api_secret
+                    .map(|s| s.expose().to_owned())
+                    .unwrap_or_default(),
+                store_id: store_id.clone(),
+                timeout: Duration::from_millis(config.payment_timeout_ms),
+            };
+            let gateway = PortOneGateway::new(&portone).map_err(anyhow::Error::msg)?;
+            let settings = PaymentSettings {
+                store_id,
+                simulated: false,
+            };
+            Ok((Arc::new(gateway), settings))
+        }
+    }
 }
 
 fn dispatcher(
@@ -391,6 +431,10 @@ fn scheduler(
         parts.metrics.clone(),
         Duration::from_secs(config.verify_interval_secs),
     )));
+    scheduler.add(Arc::new(ReconcileJob {
+        payments: app.payments.clone(),
+        interval: Duration::from_secs(config.payment_reconcile_interval_secs),
+    }));
     app.jobs.register(scheduler.scheduled());
     scheduler
 }

@@ -39,6 +39,7 @@ mod orders;
 mod partial_cancel;
 mod payments;
 mod points;
+mod portone;
 mod rate_limits;
 mod returns;
 mod scale_out;

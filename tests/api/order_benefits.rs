@@ -373,7 +373,7 @@ backend_tests!(
         for wrong in [2_000, 1_700, 1_850, 1_549] {
             expect_error(
                 &pay_amount(&app, &buyer, order_id, wrong).await,
-                422,
+                409,
                 "payment_amount_mismatch",
             );
         }

@@ -67,7 +67,7 @@ backend_tests!(
             if amount < 0 && reply.0 == 422 && reply.1["error"]["code"] == "validation_failed" {
                 continue;
             }
-            expect_error(&reply, 422, "payment_amount_mismatch");
+            expect_error(&reply, 409, "payment_amount_mismatch");
         }
         assert_eq!(
             app.order(&buyer, order_id).await["status"],
@@ -371,3 +371,65 @@ backend_tests!(pay_and_cancel_race_ends_consistently, |app| async move {
     );
     app.assert_verify_clean().await;
 });
+
+backend_tests!(
+    with_the_simulator_a_clients_own_key_pays_and_the_reconciler_pays_nothing,
+    config = |c| c.payment_reconcile_interval_secs = 1,
+    |app| async move {
+        let (buyer, _product, order) = pending_order(&app).await;
+        let order_id = int(&order, "id");
+        // A checkout works with the simulator too; it is the same one until paid.
+        let checkout = expect(&app.checkout(&buyer, order_id).await, 200).clone();
+        assert_eq!(checkout["store_id"], "simulated");
+        let issued = str_of(&checkout, "payment_id").to_owned();
+        let again = expect(&app.checkout(&buyer, order_id).await, 200).clone();
+        assert_eq!(str_of(&again, "payment_id"), issued);
+
+        // Left open past the grace period: the simulator captured nothing, so the
+        // reconciler must not pay the order, only abandon the checkout of an order that can
+        // no longer be paid.
+        let (other_buyer, _, unpaid) = pending_order(&app).await;
+        let other_id = int(&unpaid, "id");
+        expect(&app.checkout(&other_buyer, other_id).await, 200);
+        expect(&app.cancel(&other_buyer, other_id).await, 200);
+        app.clock.advance(Duration::from_secs(31));
+        let abandoned = format!(
+            "SELECT COUNT(*) FROM checkouts WHERE order_id = {other_id} AND status = 'abandoned'"
+        );
+        eventually(Duration::from_secs(20), "the reconciler's pass", || {
+            let (app, abandoned) = (app.clone(), abandoned.clone());
+            async move { (query_int(&app, &abandoned).await == 1).then_some(()) }
+        })
+        .await;
+        assert_eq!(
+            app.order(&buyer, order_id).await["status"],
+            "pending_payment"
+        );
+        let open = format!(
+            "SELECT COUNT(*) FROM checkouts WHERE order_id = {order_id} AND status = 'open'"
+        );
+        assert_eq!(query_int(&app, &open).await, 1);
+
+        // A key of the client's own pays it, as before checkouts existed, and the
+        // issued checkout is abandoned for it; the key then pays no other order.
+        let own = unique("pk_own");
+        let paid = app
+            .post(
+                &pay_path(&order),
+                Some(&buyer),
+                &json!({"payment_key": own, "amount": 3_000}),
+            )
+            .await;
+        assert_eq!(expect(&paid, 200)["status"], "paid");
+        assert_eq!(query_int(&app, &open).await, 0);
+        let (third_buyer, _, third) = pending_order(&app).await;
+        let reused = json!({"payment_key": own, "amount": 3_000});
+        expect_error(
+            &app.post(&pay_path(&third), Some(&third_buyer), &reused)
+                .await,
+            409,
+            "payment_key_reused",
+        );
+        app.assert_verify_clean().await;
+    }
+);

@@ -113,7 +113,7 @@ store_tests!(
     events_appended_under_a_claim_are_appended_once,
     |store| async move {
         let before = store.last_event_id().await.unwrap();
-        let refunded = || stampede::domain::events::payment_refunded(7, 5_000);
+        let refunded = || stampede::domain::events::payment_refunded(7, Some("pay-7"), 5_000);
         assert!(store
             .append_events(Some(("refund-retrier", 99)), &[refunded()], NOW)
             .await
@@ -129,7 +129,7 @@ store_tests!(
             .await
             .unwrap());
         // Without a claim, every call appends.
-        let failed = stampede::domain::events::payment_refund_failed(7, 5_000, "timeout");
+        let failed = stampede::domain::events::payment_refund_failed(7, "pay-7", 5_000, "timeout");
         assert!(store.append_events(None, &[failed], NOW).await.unwrap());
         let events = store.events_after(before, 10).await.unwrap();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();

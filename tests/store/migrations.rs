@@ -6,7 +6,9 @@
 //!   orders by largest remainder (`domain::shares`), marks refunded points holds as wholly
 //!   refunded and books the money of refunded orders as `refunded` payment rows;
 //! - 0010 (the settlement ledger) gives each confirmed partner order its `sale` entry and
-//!   each statement the span of the lines it had.
+//!   each statement the span of the lines it had;
+//! - 0011 (a real payment gateway) renames all but the first approval of a payment key the
+//!   simulator approved for several orders, so that one payment pays one order.
 
 use crate::fixtures::{HOUR_MS, NOW, NOW_MS};
 use sqlx::{Connection, PgConnection, Row, SqliteConnection};
@@ -373,11 +375,29 @@ store_tests!(
         ];
         let full = old_statement(&mut db, p1, "2023-11-15", &lines).await;
         let empty = old_statement(&mut db, p2, "2023-11-15", &[]).await;
+        // The simulator approved any key, so one key may be approved for two orders.
+        let twice = db
+            .int(&format!(
+                "INSERT INTO payments (order_id, payment_key, amount, outcome, detail, created_at)
+                 VALUES ({}, 'pay-a', 1, 'approved', NULL, {at_b}) RETURNING id",
+                b.id
+            ))
+            .await;
         db.close().await;
 
         store.migrate(NOW).await.expect("migrations 9 and on");
         let mut db = Side::connect(store.backend(), &url).await;
-        assert_eq!(db.int(versions).await, 10);
+        assert_eq!(db.int(versions).await, 11);
+
+        // 0011: one payment, one order — the first approval keeps its key, the later one
+        // is renamed so that the unique index holds.
+        let approved_a =
+            "SELECT COUNT(*) FROM payments WHERE payment_key = 'pay-a' AND outcome = 'approved'";
+        assert_eq!(db.int(approved_a).await, 1);
+        let renamed = format!(
+            "SELECT COUNT(*) FROM payments WHERE id = {twice} AND payment_key = 'pay-a#{twice}'"
+        );
+        assert_eq!(db.int(&renamed).await, 1);
 
         // 0009: each order's shares, by largest remainder, adding up to the order's.
         let a_shares = [

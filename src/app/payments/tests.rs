@@ -5,8 +5,9 @@
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::domain::events::{self, RefundDue};
 use crate::domain::Timestamp;
-use crate::payment::GatewayError;
+use crate::payment::{GatewayError, GatewayPayment};
 use crate::store::open::TempSqlite;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -18,6 +19,7 @@ const NOW: Timestamp = Timestamp::from_millis(1_764_000_000_000);
 struct FlakyGateway {
     down: AtomicBool,
     refunds_asked: AtomicU32,
+    cancels: std::sync::Mutex<Vec<(String, Option<i64>)>>,
 }
 
 #[async_trait]
@@ -26,19 +28,30 @@ impl PaymentGateway for FlakyGateway {
         "flaky"
     }
 
-    async fn confirm(
+    async fn payment(
         &self,
-        _payment_key: &str,
-        _order_id: i64,
-        amount: i64,
-    ) -> Result<GatewayOutcome, GatewayError> {
-        Ok(GatewayOutcome::Approved { amount })
+        _payment_id: &str,
+        expected_amount: i64,
+    ) -> Result<GatewayPayment, GatewayError> {
+        Ok(GatewayPayment::Paid {
+            amount: expected_amount,
+            currency: crate::payment::CURRENCY.into(),
+        })
     }
 
-    async fn refund(&self, _order_id: i64, _amount: i64) -> Result<(), GatewayError> {
+    async fn cancel(
+        &self,
+        payment_id: &str,
+        amount: Option<i64>,
+        _reason: &str,
+    ) -> Result<(), GatewayError> {
         self.refunds_asked.fetch_add(1, Ordering::SeqCst);
+        self.cancels
+            .lock()
+            .unwrap()
+            .push((payment_id.to_owned(), amount));
         if self.down.load(Ordering::SeqCst) {
-            return Err(GatewayError("connection reset".into()));
+            return Err(GatewayError::Unavailable("connection reset".into()));
         }
         Ok(())
     }
@@ -53,6 +66,10 @@ async fn payments(gateway: Arc<FlakyGateway>) -> (Payments, TempSqlite) {
         clock: ManualClock::at(NOW),
         metrics: Arc::new(Metrics::default()),
         events,
+        settings: PaymentSettings {
+            store_id: "test".into(),
+            simulated: false,
+        },
     };
     (payments, db)
 }
@@ -73,7 +90,11 @@ async fn a_failed_refund_is_recorded_retried_and_refunded_once() {
     gateway.down.store(true, Ordering::SeqCst);
     let (payments, db) = payments(gateway.clone()).await;
 
-    assert!(!payments.give_back(7, 5_000, "a refund").await);
+    assert!(
+        !payments
+            .give_back(7, "pay_7", Some(5_000), 5_000, "a refund")
+            .await
+    );
     let failed = payments.store.events_after(0, 10).await.unwrap();
     assert_eq!(failed.len(), 1);
     let event = &failed[0];
@@ -83,7 +104,10 @@ async fn a_failed_refund_is_recorded_retried_and_refunded_once() {
         ("order", 7)
     );
     let due: RefundDue = serde_json::from_str(&event.payload).unwrap();
-    assert_eq!((due.order_id, due.amount), (7, 5_000));
+    assert_eq!(
+        (due.order_id, due.payment_id.as_deref(), due.amount),
+        (7, Some("pay_7"), 5_000)
+    );
     assert!(due.error.unwrap().contains("connection reset"));
     assert_eq!(refunds_of(&payments, "refund_failed"), 1);
 
@@ -116,6 +140,7 @@ async fn a_failed_refund_is_recorded_retried_and_refunded_once() {
         (refunded.order_id, refunded.amount, refunded.error),
         (7, 5_000, None)
     );
+    assert_eq!(refunded.payment_id.as_deref(), Some("pay_7"));
 
     // Delivered again: nothing more is recorded.
     payments
@@ -132,6 +157,14 @@ async fn a_failed_refund_is_recorded_retried_and_refunded_once() {
         1
     );
     assert_eq!(gateway.refunds_asked.load(Ordering::SeqCst), 4);
+    // Every attempt cancelled that payment by its id, with the amount.
+    let cancels = gateway.cancels.lock().unwrap().clone();
+    assert!(
+        cancels
+            .iter()
+            .all(|c| *c == ("pay_7".to_owned(), Some(5_000))),
+        "{cancels:?}"
+    );
     db.close().await;
 }
 
@@ -139,7 +172,11 @@ async fn a_failed_refund_is_recorded_retried_and_refunded_once() {
 async fn a_refund_that_goes_through_writes_no_event() {
     let gateway = Arc::new(FlakyGateway::default());
     let (payments, db) = payments(gateway.clone()).await;
-    assert!(payments.give_back(7, 5_000, "a refund").await);
+    assert!(
+        payments
+            .give_back(7, "pay_7", Some(5_000), 5_000, "a refund")
+            .await
+    );
     assert!(payments.store.events_after(0, 10).await.unwrap().is_empty());
     assert_eq!(refunds_of(&payments, "refund_failed"), 0);
     db.close().await;

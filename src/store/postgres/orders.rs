@@ -12,6 +12,7 @@ use crate::domain::allocation::OrderRequest;
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::{CancelReason, MovementKind};
 use crate::domain::{OrderStatus, Timestamp};
+use crate::store::error::violates_unique;
 use crate::store::rows::{order_status, Columns};
 use crate::store::{
     sql, BatchResult, OrderRecord, OrderStore, Page, PageRequest, PaymentAttempt, StoreError,
@@ -108,6 +109,31 @@ impl OrderStore for PgStore {
     }
 }
 
+/// The payment id was approved for another order already: the unique index
+/// `payments_one_approved_key` (one payment, one order) refused it.
+fn approved_twice(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Database(e) if violates_unique(&e, "payments_one_approved_key") => {
+            StoreError::Conflict("payment_key_reused")
+        }
+        other => other,
+    }
+}
+
+/// The checkout the order was paid under is paid, in the payment's transaction.
+async fn pay_checkout(
+    conn: &mut PgConnection,
+    payment_id: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(sql::PAY_CHECKOUT)
+        .bind(payment_id)
+        .bind(now.millis())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 async fn insert_payment(
     conn: &mut PgConnection,
     payment: &PaymentAttempt,
@@ -173,7 +199,10 @@ async fn mark_paid(
         event_type: events::ORDER_PAID,
     };
     let (order, outgoing) = apply(&mut tx, order_id, &paid, now).await?;
-    insert_payment(&mut tx, payment, now).await?;
+    insert_payment(&mut tx, payment, now)
+        .await
+        .map_err(approved_twice)?;
+    pay_checkout(&mut tx, &payment.payment_key, now).await?;
     outbox::append(&mut tx, &outgoing, now).await?;
     tx.commit().await?;
     Ok(TransitionOutcome::Done(order))

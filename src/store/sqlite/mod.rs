@@ -24,6 +24,7 @@ mod audit;
 mod bench;
 mod benefits;
 mod catalog;
+mod checkouts;
 mod conn;
 mod coupons;
 mod dead_letters;
@@ -59,6 +60,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_settlement.sql")),
     (9, include_str!("migrations/0009_partial_cancel.sql")),
     (10, include_str!("migrations/0010_settlement_ledger.sql")),
+    (11, include_str!("migrations/0011_payments_gateway.sql")),
 ];
 
 #[async_trait]

@@ -12,9 +12,10 @@ use crate::domain::allocation::OrderRequest;
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::{CancelReason, MovementKind};
 use crate::domain::{OrderStatus, Timestamp};
+use crate::store::error::violates_unique;
 use crate::store::{
-    sql, BatchResult, OrderRecord, OrderStore, Page, PageRequest, PaymentAttempt, StoreResult,
-    TransitionOutcome,
+    sql, BatchResult, OrderRecord, OrderStore, Page, PageRequest, PaymentAttempt, StoreError,
+    StoreResult, TransitionOutcome,
 };
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
@@ -72,7 +73,10 @@ impl OrderStore for SqliteStore {
         };
         let paid = (MovementKind::Commit, events::ORDER_PAID);
         let outgoing = apply(&mut tx, &order, paid, None, now).await?;
-        insert_payment(&mut tx, payment, now).await?;
+        insert_payment(&mut tx, payment, now)
+            .await
+            .map_err(approved_twice)?;
+        pay_checkout(&mut tx, &payment.payment_key, now).await?;
         outbox::append(&mut tx, &outgoing, now).await?;
         tx.commit().await?;
         Ok(TransitionOutcome::Done(order))
@@ -149,6 +153,31 @@ impl OrderStore for SqliteStore {
             .fetch_all(&self.reader)
             .await?)
     }
+}
+
+/// The payment id was approved for another order already: the unique index
+/// `payments_one_approved_key` (one payment, one order) refused it.
+fn approved_twice(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Database(e) if violates_unique(&e, "payments_one_approved_key") => {
+            StoreError::Conflict("payment_key_reused")
+        }
+        other => other,
+    }
+}
+
+/// The checkout the order was paid under is paid, in the payment's transaction.
+async fn pay_checkout(
+    conn: &mut SqliteConnection,
+    payment_id: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(sql::PAY_CHECKOUT)
+        .bind(payment_id)
+        .bind(now.millis())
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 async fn insert_payment(

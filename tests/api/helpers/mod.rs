@@ -10,7 +10,9 @@
 //! - [`databases`] — fresh databases (`tests/common/databases.rs`) and raw SQL;
 //! - [`client`] — requests and replies; [`assertions`] — reading replies;
 //! - [`accounts`], [`catalog`], [`orders`], [`fulfilment`] — fixtures over the API;
-//! - [`sse`] — event streams; [`polling`] — `eventually`, `all_at_once`.
+//! - [`sse`] — event streams; [`polling`] — `eventually`, `all_at_once`;
+//! - [`portone_stub`] — a PortOne-compatible gateway for the payment tests, and
+//!   `portone_tests!`.
 //!
 //! Everything is re-exported here: tests `use crate::helpers::*;`.
 
@@ -105,6 +107,8 @@ mod databases;
 mod fulfilment;
 mod orders;
 mod polling;
+#[macro_use]
+mod portone_stub;
 mod server;
 mod services;
 mod sse;
@@ -116,6 +120,7 @@ pub use client::{read_reply, Reply};
 pub use databases::*;
 pub use orders::order_body;
 pub use polling::*;
+pub use portone_stub::*;
 pub use server::*;
 pub use services::*;
 pub use sse::*;
