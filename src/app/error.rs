@@ -61,7 +61,9 @@ pub enum AppError {
     #[error("this payment id belongs to another order")]
     PaymentKeyReused,
     #[error(transparent)]
-    Gateway(#[from] GatewayError),
+    /// The gateway refused a request of ours (a 4xx): not the buyer's doing, and not
+    /// worth retrying as is. A failing gateway is `PaymentGatewayUnavailable`.
+    Gateway(GatewayError),
     /// The payment gateway's circuit breaker is open, or a call to the gateway timed out:
     /// the buyer may pay again after `retry_after_secs`, within the order's deadline.
     #[error("the payment gateway is unavailable; retry in {retry_after_secs} s")]
@@ -122,6 +124,23 @@ impl AppError {
     /// `"{what} not found"`.
     pub fn not_found(what: &str) -> AppError {
         AppError::NotFound(format!("{what} not found"))
+    }
+}
+
+/// A gateway that failed (timeout, 5xx, network) or that the breaker does not ask while it
+/// keeps failing is `PaymentGatewayUnavailable`: the buyer may retry (after the breaker's
+/// wait, or a second); a request the gateway refused stays `Gateway`.
+impl From<GatewayError> for AppError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Unavailable(_) => AppError::PaymentGatewayUnavailable {
+                retry_after_secs: 1,
+            },
+            GatewayError::Busy { retry_after } => AppError::PaymentGatewayUnavailable {
+                retry_after_secs: whole_secs_rounded_up(retry_after),
+            },
+            GatewayError::Rejected(_) => AppError::Gateway(e),
+        }
     }
 }
 

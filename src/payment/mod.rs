@@ -6,11 +6,13 @@
 use async_trait::async_trait;
 
 pub mod breaker;
+pub mod guarded;
 pub mod portone;
 pub mod simulated;
 pub mod webhook;
 
 pub use breaker::{BreakerError, BreakerSettings, CircuitBreaker};
+pub use guarded::GuardedGateway;
 pub use portone::{PortOneGateway, PortOneSettings};
 pub use simulated::SimulatedGateway;
 
@@ -43,6 +45,10 @@ pub enum GatewayError {
     /// request will not help.
     #[error("payment gateway refused the request: {0}")]
     Rejected(String),
+    /// Not asked: the circuit breaker is open (the gateway has been failing), and lets
+    /// calls through again after `retry_after` ([`guarded::GuardedGateway`]).
+    #[error("payment gateway failing: not asked for {retry_after:?}")]
+    Busy { retry_after: std::time::Duration },
 }
 
 #[async_trait]

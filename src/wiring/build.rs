@@ -33,7 +33,10 @@ use crate::jobs::verify::VerifyJob;
 use crate::jobs::waitlist::WaitlistJob;
 use crate::jobs::Scheduler;
 use crate::metrics::Metrics;
-use crate::payment::{PaymentGateway, PortOneGateway, PortOneSettings, SimulatedGateway};
+use crate::payment::{
+    BreakerSettings, CircuitBreaker, GuardedGateway, PaymentGateway, PortOneGateway,
+    PortOneSettings, SimulatedGateway,
+};
 use crate::store::{self, PoolOptions, Store};
 use anyhow::Context;
 use std::sync::Arc;
@@ -251,6 +254,17 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Resu
     let calendar = SettlementCalendar::new(&config.settlement_timezone, &config.settlement_at)
         .context("settlement calendar")?;
     let (gateway, settings) = gateway(config)?;
+    // Every call through one breaker; its timeout a little over the client's own, so a
+    // slow gateway shows as the client's timeout (both count as failures).
+    let breaker = CircuitBreaker::new(
+        BreakerSettings {
+            call_timeout_ms: config.payment_timeout_ms.saturating_add(100),
+            ..BreakerSettings::default()
+        },
+        parts.clock.clone(),
+        parts.metrics.clone(),
+    );
+    let gateway: Arc<dyn PaymentGateway> = Arc::new(GuardedGateway::new(gateway, breaker));
     let payments = Arc::new(Payments {
         store: parts.store.clone(),
         gateway,

@@ -277,11 +277,11 @@ portone_tests!(
         stub.paid(&id, 3_000);
         stub.fail_next(1);
         let failed = app.pay_with(&buyer, &order, &id).await;
-        assert_eq!(failed.0, 503, "{failed:?}");
+        expect_error(&failed, 503, "payment_gateway_unavailable");
         stub.hang_next(1);
         let started = std::time::Instant::now();
         let timed_out = app.pay_with(&buyer, &order, &id).await;
-        assert_eq!(timed_out.0, 503, "{timed_out:?}");
+        expect_error(&timed_out, 503, "payment_gateway_unavailable");
         assert!(
             started.elapsed() < Duration::from_millis(STUB_TIMEOUT_MS * 4),
             "the timeout did not cut the call: {:?}",
@@ -424,6 +424,78 @@ portone_tests!(
         )
         .clone();
         assert!(jobs.to_string().contains("payment-reconciler"), "{jobs}");
+        app.assert_verify_clean().await;
+    }
+);
+
+/// `POST /orders/{id}/pay` as [`TestApp::pay_with`]: status, error code and `Retry-After`.
+async fn pay_seeing_retry_after(
+    app: &TestApp,
+    token: &str,
+    order: &Value,
+    payment_id: &str,
+) -> (u16, String, Option<u64>) {
+    let body = json!({"payment_key": payment_id, "amount": int(order, "payable")});
+    let response = app
+        .client
+        .post(app.api(&format!("/orders/{}/pay", int(order, "id"))))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (status, code, retry_after)
+}
+
+portone_tests!(
+    a_failing_gateway_opens_the_breaker_and_a_probe_closes_it,
+    config = |_c| {},
+    |app, stub| async move {
+        let (buyer, order) = pending(&app).await;
+        let id = checkout_ok(&app, &buyer, &order).await;
+        stub.paid(&id, 3_000);
+
+        // Five failures in a row (seed 002: at least 5 calls, 50 % failed) open it; each
+        // is answered 503 with a retry in a second.
+        stub.fail_next(5);
+        for _ in 0..5 {
+            let (code_status, code, retry_after) =
+                pay_seeing_retry_after(&app, &buyer, &order, &id).await;
+            assert_eq!(
+                (code_status, code.as_str(), retry_after),
+                (503, "payment_gateway_unavailable", Some(1))
+            );
+        }
+        // Open: the gateway is not asked, and the buyer is told to come back in 30 s.
+        let asked = stub.lookups();
+        let (code_status, code, retry_after) =
+            pay_seeing_retry_after(&app, &buyer, &order, &id).await;
+        assert_eq!(
+            (code_status, code.as_str()),
+            (503, "payment_gateway_unavailable")
+        );
+        assert_eq!(retry_after, Some(30));
+        assert_eq!(stub.lookups(), asked, "an open breaker asked the gateway");
+        assert_eq!(app.state.metrics.payment_gateway_breaker_state.get(), 2);
+        assert_eq!(status(&app, &buyer, &order).await, "pending_payment");
+
+        // 30 s later a probe goes through; the gateway has recovered and the order is paid
+        // before its deadline.
+        app.clock.advance(Duration::from_secs(30));
+        let (answered, _, _) = pay_seeing_retry_after(&app, &buyer, &order, &id).await;
+        assert_eq!(answered, 200);
+        assert_eq!(stub.lookups(), asked + 1);
+        assert_eq!(status(&app, &buyer, &order).await, "paid");
         app.assert_verify_clean().await;
     }
 );
