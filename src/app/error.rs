@@ -50,6 +50,9 @@ pub enum AppError {
     PaymentAmountMismatch,
     #[error("the payment was declined")]
     PaymentDeclined,
+    /// A webhook whose signature is missing, stale or wrong: nothing in it is believed.
+    #[error("missing, stale or invalid webhook signature")]
+    InvalidSignature,
     /// The gateway knows the payment but has not captured it (waiting for the buyer, a
     /// virtual account not yet paid, cancelled…).
     #[error("the payment is not completed at the gateway")]

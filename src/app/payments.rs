@@ -14,6 +14,7 @@ use crate::clock::SharedClock;
 use crate::domain::{Actor, DomainError, OrderStatus, Timestamp};
 use crate::events::EventSync;
 use crate::metrics::{Metrics, ReasonLabels};
+use crate::payment::webhook::WebhookSecret;
 use crate::payment::{GatewayPayment, PaymentGateway, CURRENCY, STATUS_FAILED};
 use crate::store::{
     CheckoutRecord, CheckoutStatus, OrderRecord, PaymentAttempt, PaymentOutcome, Store, StoreError,
@@ -23,8 +24,10 @@ use std::sync::Arc;
 
 mod reconcile;
 mod refunds;
+mod webhooks;
 
 pub use reconcile::ReconcileRun;
+pub use webhooks::WebhookOutcome;
 
 pub const MAX_PAYMENT_KEY_BYTES: usize = 200;
 /// Random bytes of a payment id (128 bits): unguessable, and never drawn twice.
@@ -49,6 +52,8 @@ pub struct PaymentSettings {
     /// and the reconciler does not ask it about open checkouts. A real gateway pays only
     /// payment ids issued by `checkout`.
     pub simulated: bool,
+    /// What the gateway signs its webhooks with; none for the simulator, which sends none.
+    pub webhook_secret: Option<WebhookSecret>,
 }
 
 /// What the buyer says they paid.

@@ -123,6 +123,8 @@ pub enum CancelReason {
     Expired,
     /// Its sellers cancelled every part of the paid order, one by one.
     PartsCancelled,
+    /// The payment was cancelled at the gateway (its webhook said so): the money is back.
+    GatewayCancelled,
 }
 
 impl CancelReason {
@@ -131,6 +133,7 @@ impl CancelReason {
             CancelReason::Requested => "requested",
             CancelReason::Expired => "expired",
             CancelReason::PartsCancelled => "parts_cancelled",
+            CancelReason::GatewayCancelled => "gateway_cancelled",
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     Unauthorized,
     InvalidToken,
     InvalidCredentials,
+    /// A webhook whose signature is missing, stale or wrong.
+    InvalidSignature,
     Forbidden,
     NotFound,
     MethodNotAllowed,
@@ -111,7 +113,9 @@ impl ErrorCode {
             | PointsExceedPayable => StatusCode::UNPROCESSABLE_ENTITY,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Unauthorized | InvalidToken | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Unauthorized | InvalidToken | InvalidCredentials | InvalidSignature => {
+                StatusCode::UNAUTHORIZED
+            }
             Forbidden => StatusCode::FORBIDDEN,
             NotFound | CouponNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -357,6 +361,7 @@ impl From<AppError> for ApiError {
             AppError::PaymentNotCompleted => ApiError::new(ErrorCode::PaymentNotCompleted, message),
             AppError::PaymentNotFound => ApiError::new(ErrorCode::PaymentNotFound, message),
             AppError::PaymentKeyReused => ApiError::new(ErrorCode::PaymentKeyReused, message),
+            AppError::InvalidSignature => ApiError::new(ErrorCode::InvalidSignature, message),
             AppError::Gateway(_) => ApiError::new(
                 ErrorCode::Unavailable,
                 "payment gateway unavailable, retry shortly",

@@ -23,6 +23,7 @@ pub mod router;
 pub mod settlement;
 pub mod state;
 pub mod waitlist;
+pub mod webhooks;
 
 pub use page::PageView;
 pub use router::router;

@@ -3,7 +3,7 @@
 use super::state::AppState;
 use super::{
     auth, catalog, coupons, dead_letters, error, fulfilment, jobs, ops, order_view, orders, points,
-    queue, settlement, waitlist, PageView,
+    queue, settlement, waitlist, webhooks, PageView,
 };
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -26,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
         dead_letters::discard_dead_letter,
         fulfilment::prepare, fulfilment::ship, fulfilment::deliver, fulfilment::cancel,
         fulfilment::return_part, fulfilment::partner_orders,
-        jobs::list_jobs, settlement::partner_settlements, settlement::get_settlement, settlement::settlement_lines_csv,
+        jobs::list_jobs, webhooks::portone_webhook, settlement::partner_settlements, settlement::get_settlement, settlement::settlement_lines_csv,
     ),
     components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<order_view::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>, PageView<dead_letters::DeadLetterView>, PageView<order_view::PartnerOrderView>, PageView<settlement::SettlementView>, PageView<settlement::SettlementLineView>)),
     modifiers(&BearerAuth),

@@ -5,7 +5,7 @@ use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 use super::{
     auth, catalog, coupons, dead_letters, fulfilment, jobs, limits, openapi, ops, orders, points,
-    queue, settlement, waitlist,
+    queue, settlement, waitlist, webhooks,
 };
 use crate::metrics::{HttpLabels, RouteLabels};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}", get(orders::get_order))
         .route("/orders/{id}/checkout", post(orders::checkout))
         .route("/orders/{id}/pay", post(orders::pay_order))
+        .route("/payments/portone/webhook", post(webhooks::portone_webhook))
         .route("/orders/{id}/cancel", post(orders::cancel_order))
         .route("/orders/{id}/confirm", post(orders::confirm_order))
         .route("/orders/{id}/events", get(orders::order_events))

@@ -49,6 +49,15 @@ pub trait CheckoutStore: Send + Sync {
     ) -> StoreResult<Vec<CheckoutRecord>>;
     /// The payment id the order was paid with (its approved payment's key), if it was.
     async fn approved_payment_id(&self, order_id: i64) -> StoreResult<Option<String>>;
+    /// Whether the gateway's webhook `webhook_id` was processed before.
+    async fn webhook_seen(&self, webhook_id: &str) -> StoreResult<bool>;
+    /// Records the webhook `webhook_id` as processed; `false` when it already was.
+    async fn record_webhook(
+        &self,
+        webhook_id: &str,
+        event_type: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1050,3 +1050,11 @@ pub(crate) const STALE_CHECKOUTS: &str = concat!(
 
 pub(crate) const APPROVED_PAYMENT_ID: &str = "SELECT payment_key FROM payments
      WHERE order_id = $1 AND outcome = 'approved' ORDER BY id LIMIT 1";
+
+pub(crate) const WEBHOOK_SEEN: &str =
+    "SELECT EXISTS (SELECT 1 FROM webhook_receipts WHERE webhook_id = $1)";
+
+/// Nothing when the webhook was recorded before.
+pub(crate) const RECORD_WEBHOOK: &str =
+    "INSERT INTO webhook_receipts (webhook_id, event_type, received_at) VALUES ($1, $2, $3)
+     ON CONFLICT (webhook_id) DO NOTHING";

@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::auth::AuthService;
 use crate::clock::{Clock, SharedClock};
 use crate::cluster::Cluster;
-use crate::config::{Config, PaymentGateway as GatewayChoice, PlacementStrategy};
+use crate::config::{Config, PaymentGateway as GatewayChoice, PlacementStrategy, Secret};
 use crate::domain::settlement::SettlementCalendar;
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub, Subscriber};
 use crate::http::rendered::RenderedCache;
@@ -33,6 +33,7 @@ use crate::jobs::verify::VerifyJob;
 use crate::jobs::waitlist::WaitlistJob;
 use crate::jobs::Scheduler;
 use crate::metrics::Metrics;
+use crate::payment::webhook::WebhookSecret;
 use crate::payment::{
     BreakerSettings, CircuitBreaker, GuardedGateway, PaymentGateway, PortOneGateway,
     PortOneSettings, SimulatedGateway,
@@ -350,6 +351,7 @@ fn gateway(config: &Config) -> anyhow::Result<(Arc<dyn PaymentGateway>, PaymentS
             let settings = PaymentSettings {
                 store_id: "simulated".into(),
                 simulated: true,
+                webhook_secret: None,
             };
             Ok((Arc::new(SimulatedGateway), settings))
         }
@@ -366,9 +368,14 @@ fn gateway(config: &Config) -> anyhow::Result<(Arc<dyn PaymentGateway>, PaymentS
                 timeout: Duration::from_millis(config.payment_timeout_ms),
             };
             let gateway = PortOneGateway::new(&portone).map_err(anyhow::Error::msg)?;
+            // `Config::validate` made sure it is set; its shape is checked here.
+            let raw = config.portone_webhook_secret.as_ref().map(Secret::expose);
+            let webhook_secret = WebhookSecret::parse(raw.unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("portone_webhook_secret {}", e.requirement()))?;
             let settings = PaymentSettings {
                 store_id,
                 simulated: false,
+                webhook_secret: Some(webhook_secret),
             };
             Ok((Arc::new(gateway), settings))
         }

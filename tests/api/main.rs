@@ -47,3 +47,4 @@ mod settlement;
 mod verify;
 mod waiting_room;
 mod waitlist;
+mod webhooks;

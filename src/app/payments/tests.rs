@@ -69,6 +69,7 @@ async fn payments(gateway: Arc<FlakyGateway>) -> (Payments, TempSqlite) {
         settings: PaymentSettings {
             store_id: "test".into(),
             simulated: false,
+            webhook_secret: None,
         },
     };
     (payments, db)

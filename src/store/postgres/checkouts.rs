@@ -106,6 +106,30 @@ impl CheckoutStore for PgStore {
             .fetch_optional(&self.pool)
             .await?)
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn webhook_seen(&self, webhook_id: &str) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(sql::WEBHOOK_SEEN)
+            .bind(webhook_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_webhook(
+        &self,
+        webhook_id: &str,
+        event_type: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let recorded = sqlx::query(sql::RECORD_WEBHOOK)
+            .bind(webhook_id)
+            .bind(event_type)
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(recorded.rows_affected() == 1)
+    }
 }
 
 async fn insert(

@@ -103,6 +103,30 @@ impl CheckoutStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await?)
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn webhook_seen(&self, webhook_id: &str) -> StoreResult<bool> {
+        Ok(sqlx::query_scalar(sql::WEBHOOK_SEEN)
+            .bind(webhook_id)
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_webhook(
+        &self,
+        webhook_id: &str,
+        event_type: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let recorded = sqlx::query(sql::RECORD_WEBHOOK)
+            .bind(webhook_id)
+            .bind(event_type)
+            .bind(now.millis())
+            .execute(&self.writer)
+            .await?;
+        Ok(recorded.rows_affected() == 1)
+    }
 }
 
 async fn insert(
