@@ -382,6 +382,11 @@ portone_tests!(
         let (buyer, order) = pending(&app).await;
         let paid_id = checkout_ok(&app, &buyer, &order).await;
         stub.paid(&paid_id, 3_000);
+        // An injected failure after the capture: the buyer's `pay` never hears the
+        // gateway's answer (it hangs past the timeout), so nothing is committed.
+        stub.hang_next(1);
+        let lost = app.pay_with(&buyer, &order, &paid_id).await;
+        expect_error(&lost, 503, "payment_gateway_unavailable");
         // Paid at the gateway after the buyer cancelled the order.
         let (late_buyer, late) = pending(&app).await;
         let late_id = checkout_ok(&app, &late_buyer, &late).await;
@@ -465,10 +470,14 @@ portone_tests!(
         let id = checkout_ok(&app, &buyer, &order).await;
         stub.paid(&id, 3_000);
 
-        // Five failures in a row (seed 002: at least 5 calls, 50 % failed) open it; each
-        // is answered 503 with a retry in a second.
-        stub.fail_next(5);
-        for _ in 0..5 {
+        // Five failures in a row — three 5xx, two timeouts — open it (seed 002: at least 5
+        // calls, 50 % failed); each is answered 503 with a retry in a second.
+        for i in 0..5 {
+            if i < 3 {
+                stub.fail_next(1);
+            } else {
+                stub.hang_next(1);
+            }
             let (code_status, code, retry_after) =
                 pay_seeing_retry_after(&app, &buyer, &order, &id).await;
             assert_eq!(
