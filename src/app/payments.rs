@@ -25,6 +25,7 @@ mod reconcile;
 mod refunds;
 
 pub use reconcile::ReconcileRun;
+pub use refunds::{REFUND_RETRIER, REFUND_RETRIER_TOPIC};
 
 pub const MAX_PAYMENT_KEY_BYTES: usize = 200;
 /// Random bytes of a payment id (128 bits): unguessable, and never drawn twice.
