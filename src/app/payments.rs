@@ -27,6 +27,7 @@ mod refunds;
 mod webhooks;
 
 pub use reconcile::ReconcileRun;
+pub use refunds::{REFUND_RETRIER, REFUND_RETRIER_TOPIC};
 pub use webhooks::WebhookOutcome;
 
 pub const MAX_PAYMENT_KEY_BYTES: usize = 200;

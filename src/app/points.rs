@@ -27,7 +27,7 @@ use crate::domain::{Actor, DomainError, IdempotencyKey, Role, Timestamp};
 use crate::events::EventSync;
 use crate::metrics::Metrics;
 use crate::store::{
-    EarnOutcome, Earning, NewPointsOperation, Page, PageRequest, PointsLedgerRecord,
+    Backlog, EarnOutcome, Earning, NewPointsOperation, Page, PageRequest, PointsLedgerRecord,
     PointsOperationKind, PointsOperationOutcome, PointsOperationRecord, PointsSummary, Store,
     StoreResult,
 };
@@ -193,10 +193,11 @@ impl Points {
     }
 
     /// Confirmations nobody has earned points for yet, oldest first (the earning job's
-    /// safety net for events no running node saw).
+    /// safety net for events no running node saw), except those the earning consumer kept
+    /// as dead letters: the dead-letter job and operators own those.
     pub async fn unearned_confirmations(&self) -> StoreResult<Vec<Event>> {
         self.store
-            .unprocessed_confirmations(EARN_CONSUMER, EARN_CATCH_UP_BATCH)
+            .unprocessed_events(EARN_CONSUMER, Backlog::OrderConfirmed, EARN_CATCH_UP_BATCH)
             .await
     }
 

@@ -117,6 +117,9 @@ settings! {
         /// How often the reconciler resolves checkouts left open (on the node holding its
         /// lease).
         payment_reconcile_interval_secs: u64 = 60, 1..=3600;
+        /// How often, without Kafka, the refund retrier asks the gateway again for refunds
+        /// that failed (on the node holding its lease); with Kafka its consumer does.
+        refund_retry_interval_secs: u64 = 60, 1..=3600;
         /// `redis://…`: nodes share the sold-out gate, the listing cache, rate limits, the
         /// token deny-list and live-update wake-ups through Redis. Unset: all in-process.
         redis_url: Option<ConnectionUrl> = None, Check(redis_url_scheme), secret;

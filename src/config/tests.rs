@@ -227,6 +227,7 @@ fn defaults_are_unchanged() {
         ("portone_webhook_secret", "None"),
         ("payment_timeout_ms", "5000"),
         ("payment_reconcile_interval_secs", "60"),
+        ("refund_retry_interval_secs", "60"),
         ("redis_url", "None"),
         ("redis_prefix", "\"stampede:\""),
         ("redis_timeout_ms", "250"),
@@ -274,7 +275,7 @@ fn defaults_are_unchanged() {
 /// accepted, each value just outside is refused with `<name> must be <lo>..=<hi>`.
 #[test]
 fn ranges_are_unchanged() {
-    let ranges: [(&str, i64, i64); 40] = [
+    let ranges: [(&str, i64, i64); 41] = [
         ("access_token_ttl_secs", 1, 86_400),
         ("hold_ttl_secs", 1, 604_800),
         ("sweeper_interval_ms", 10, 3_600_000),
@@ -300,6 +301,7 @@ fn ranges_are_unchanged() {
         ("outbox_poll_ms", 1, 60_000),
         ("payment_timeout_ms", 100, 60_000),
         ("payment_reconcile_interval_secs", 1, 3600),
+        ("refund_retry_interval_secs", 1, 3600),
         ("redis_timeout_ms", 1, 10_000),
         ("redis_probe_ms", 10, 60_000),
         ("gate_ttl_secs", 1, 86_400),

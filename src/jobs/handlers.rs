@@ -4,7 +4,7 @@
 //! waitlist's offers are exactly once by construction (an entry is offered by a
 //! conditional update), so its handler only names the products and orders to look at.
 
-use crate::app::payments::Payments;
+use crate::app::payments::{Payments, REFUND_RETRIER};
 use crate::app::points::{Points, EARN_CONSUMER};
 use crate::app::waitlist::Signal;
 use crate::domain::events::{self, Event};
@@ -98,7 +98,7 @@ pub struct RefundRetrier {
 #[async_trait]
 impl Handler for RefundRetrier {
     fn name(&self) -> &'static str {
-        "refund-retrier"
+        REFUND_RETRIER
     }
 
     fn aggregates(&self) -> &'static [&'static str] {

@@ -67,7 +67,7 @@ pub use orders::{
     BatchResult, OrderItemRecord, OrderRecord, OrderStore, PartnerOrderRecord, PaymentAttempt,
     PaymentOutcome, PlaceOutcome, TransitionOutcome,
 };
-pub use outbox::OutboxStore;
+pub use outbox::{Backlog, OutboxStore};
 pub use page::{Page, PageRequest, MAX_PAGE_SIZE};
 pub use points::{
     EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, PointsAccount, PointsAccountAudit,

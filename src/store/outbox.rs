@@ -21,4 +21,23 @@ pub trait OutboxStore: Send + Sync {
         events: &[NewEvent],
         now: Timestamp,
     ) -> StoreResult<bool>;
+    /// Up to `limit` events of `backlog`, oldest first, that `consumer` has neither
+    /// processed nor given up on (kept as its dead letter): the in-process consumers'
+    /// catch-up when there is no Kafka (points earning, the refund retrier).
+    async fn unprocessed_events(
+        &self,
+        consumer: &str,
+        backlog: Backlog,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>>;
+}
+
+/// The event types an in-process consumer re-reads from the outbox. Each has a partial
+/// index there, so a scan for the few not yet processed does not read every event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// `order.confirmed`, for points earning.
+    OrderConfirmed,
+    /// `payment.refund_failed`, for the refund retrier.
+    PaymentRefundFailed,
 }

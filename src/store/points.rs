@@ -4,7 +4,6 @@
 
 use super::error::{StoreError, StoreResult};
 use super::page::{Page, PageRequest};
-use crate::domain::events::Event;
 use crate::domain::points::{HoldStatus, PointsKind};
 use crate::domain::Timestamp;
 use async_trait::async_trait;
@@ -43,13 +42,6 @@ pub trait PointsStore: Send + Sync {
         user_id: i64,
         now: Timestamp,
     ) -> StoreResult<Option<ExpiredPoints>>;
-    /// Up to `limit` `order.confirmed` events, oldest first, that `consumer` has not
-    /// processed (the earning consumer's safety net for events no running node saw).
-    async fn unprocessed_confirmations(
-        &self,
-        consumer: &str,
-        limit: i64,
-    ) -> StoreResult<Vec<Event>>;
     /// Accounts, lots and holds beside their ledger rows, from one snapshot.
     async fn points_audit(&self) -> StoreResult<PointsAudit>;
 }

@@ -7,6 +7,8 @@
 //!
 //! Statements are grouped by area, in the order of the area files.
 
+use super::outbox::Backlog;
+
 // ---------------------------------------------------------------------------------------
 // Accounts
 // ---------------------------------------------------------------------------------------
@@ -619,12 +621,34 @@ pub(crate) const USERS_WITH_EXPIRED_POINTS: &str = "SELECT DISTINCT user_id FROM
          AND remaining > held
      ORDER BY user_id LIMIT $2";
 
-pub(crate) const UNPROCESSED_CONFIRMATIONS: &str =
-    "SELECT o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload, o.created_at
+/// Up to `$2` events of one type, oldest first, that consumer `$1` has neither processed
+/// nor given up on (a dead letter of that consumer names the event). The type is written
+/// into the statement, not bound, so that its partial index on the outbox serves the scan
+/// (neither SQLite nor a generic PostgreSQL plan matches a partial index to a parameter).
+macro_rules! unprocessed_events {
+    ($event_type:literal) => {
+        concat!(
+            "SELECT o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload, o.created_at
      FROM outbox o
-     WHERE o.event_type = 'order.confirmed' AND NOT EXISTS (
+     WHERE o.event_type = '",
+            $event_type,
+            "' AND NOT EXISTS (
          SELECT 1 FROM processed_events p WHERE p.consumer = $1 AND p.event_id = o.id)
-     ORDER BY o.id LIMIT $2";
+     AND NOT EXISTS (
+         SELECT 1 FROM dead_letters d WHERE d.handler = $1 AND d.event_id = o.id)
+     ORDER BY o.id LIMIT $2"
+        )
+    };
+}
+
+/// [`unprocessed_events!`] of each [`Backlog`], over its partial index
+/// (`outbox_order_confirmed`, `outbox_refund_failed`).
+pub(crate) fn unprocessed_events(backlog: Backlog) -> &'static str {
+    match backlog {
+        Backlog::OrderConfirmed => unprocessed_events!("order.confirmed"),
+        Backlog::PaymentRefundFailed => unprocessed_events!("payment.refund_failed"),
+    }
+}
 
 // Sums are cast to BIGINT: PostgreSQL's SUM of BIGINTs is a NUMERIC, SQLite's is already
 // an integer (the cast changes nothing there).

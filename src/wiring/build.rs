@@ -27,6 +27,7 @@ use crate::jobs::dead_letters::DlqRetryJob;
 use crate::jobs::handlers;
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
 use crate::jobs::reconcile::ReconcileJob;
+use crate::jobs::refunds::RefundRetryJob;
 use crate::jobs::settlement::SettlementJob;
 use crate::jobs::sweeper::Sweeper;
 use crate::jobs::verify::VerifyJob;
@@ -434,6 +435,15 @@ fn scheduler(
             points: app.points.clone(),
             queue,
         }));
+    }
+    // Without Kafka nothing consumes `payment.refund_failed`: this job does, in its place.
+    if config.kafka_brokers.is_none() {
+        scheduler.add(Arc::new(RefundRetryJob::new(
+            app.payments.clone(),
+            parts.metrics.clone(),
+            Duration::from_secs(config.refund_retry_interval_secs),
+            config.consumer_max_attempts,
+        )));
     }
     scheduler.add(Arc::new(ExpiryJob {
         points: app.points.clone(),

@@ -7,6 +7,8 @@
 use crate::helpers::*;
 use crate::partial_cancel::{reason, shop};
 use serde_json::{json, Value};
+use stampede::jobs::refunds::RefundRetryJob;
+use stampede::jobs::{Job, Scheduler, Scope, Trigger};
 use std::time::Duration;
 
 /// A buyer with a pending order of 2 units at 1,500 won (payable 3,000).
@@ -370,6 +372,140 @@ portone_tests!(
             .filter(|e| e.event_type == "payment.refunded")
             .count();
         assert_eq!(done, 1);
+        app.assert_verify_clean().await;
+    }
+);
+
+/// A paid order whose refund the gateway failed: its payment id.
+async fn refund_failed_at_the_gateway(app: &TestApp, stub: &PortOneStub) -> String {
+    let (buyer, order) = pending(app).await;
+    let (id, paid) = app.pay_at(stub, &buyer, &order).await;
+    expect(&paid, 200);
+    stub.fail_next(1);
+    let refunded = expect(&app.cancel(&buyer, int(&order, "id")).await, 200).clone();
+    assert_eq!(refunded["status"], "refunded");
+    assert!(stub.cancels().is_empty(), "the gateway failed");
+    id
+}
+
+/// The refund retrier as the node registers it without Kafka, and a scheduler to run it
+/// by hand (it does not run at start, so the node's own scheduler holds no lease yet).
+fn refund_retrier(app: &TestApp) -> (RefundRetryJob, Scheduler) {
+    let config = &app.state.config;
+    assert!(config.kafka_brokers.is_none(), "the embedded configuration");
+    let job = RefundRetryJob::new(
+        app.state.app.payments.clone(),
+        app.state.metrics.clone(),
+        Duration::from_secs(config.refund_retry_interval_secs),
+        config.consumer_max_attempts,
+    );
+    assert_eq!(
+        (job.name(), job.schedule().scope),
+        ("refund-retrier", Scope::OneNode)
+    );
+    let node = Scheduler::new(app.state.store.clone(), app.clock.clone(), "node-r".into());
+    (job, node)
+}
+
+async fn refunded_events(app: &TestApp) -> usize {
+    let events = app.state.store.events_after(0, 10_000).await.unwrap();
+    events
+        .iter()
+        .filter(|e| e.event_type == "payment.refunded")
+        .count()
+}
+
+portone_tests!(
+    without_kafka_the_refund_retrier_job_gives_a_failed_refund_back_once,
+    config = |_c| {},
+    |app, stub| async move {
+        let id = refund_failed_at_the_gateway(&app, &stub).await;
+        let (job, node) = refund_retrier(&app);
+
+        assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+        assert_eq!(stub.cancels(), [(id.clone(), Some(3_000))]);
+        assert_eq!(stub.payment(&id).unwrap().status, "CANCELLED");
+        assert_eq!(refunded_events(&app).await, 1);
+
+        // Again: nothing is left to give back, and the gateway is not asked.
+        assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+        assert_eq!(stub.cancels(), [(id.clone(), Some(3_000))]);
+        assert_eq!(refunded_events(&app).await, 1);
+
+        // Listed among the jobs, with the run it made.
+        let admin = app.admin_token().await;
+        let jobs = expect(&app.get("/admin/jobs", Some(&admin)).await, 200).clone();
+        let retrier = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == "refund-retrier")
+            .unwrap_or_else(|| panic!("no refund-retrier in {jobs}"))
+            .clone();
+        assert_eq!(
+            (
+                str_of(&retrier, "schedule"),
+                str_of(&retrier, "runs_on"),
+                str_of(&retrier, "holder"),
+                str_of(&retrier, "last_outcome")
+            ),
+            ("every 60 s", "one_node", "node-r", "ok")
+        );
+        app.assert_verify_clean().await;
+    }
+);
+
+portone_tests!(
+    a_refund_failing_past_the_retries_becomes_a_dead_letter,
+    config = |c| c.consumer_max_attempts = 2,
+    |app, stub| async move {
+        let id = refund_failed_at_the_gateway(&app, &stub).await;
+        let (job, node) = refund_retrier(&app);
+
+        // The first retry fails: left for the next run, which also fails and gives up.
+        stub.fail_next(1);
+        let failed = node.run_once(&job, Trigger::Timer).await.unwrap_err();
+        assert!(
+            failed
+                .to_string()
+                .contains("1 left for the next run, 0 kept"),
+            "{failed:#}"
+        );
+        let admin = app.admin_token().await;
+        let open = "/admin/dead-letters?status=open";
+        let letters = expect(&app.get(open, Some(&admin)).await, 200).clone();
+        assert_eq!(int(&letters, "total"), 0, "not yet: {letters}");
+        stub.fail_next(1);
+        let failed = node.run_once(&job, Trigger::Timer).await.unwrap_err();
+        assert!(
+            failed
+                .to_string()
+                .contains("0 left for the next run, 1 kept"),
+            "{failed:#}"
+        );
+        assert!(stub.cancels().is_empty());
+
+        let letters = expect(&app.get(open, Some(&admin)).await, 200).clone();
+        assert_eq!(int(&letters, "total"), 1, "{letters}");
+        let letter = array(&letters, "items")[0].clone();
+        assert_eq!(letter["handler"], "refund-retrier");
+        assert_eq!(letter["event_type"], "payment.refund_failed");
+        assert_eq!(int(&letter, "attempts"), 2);
+        assert_eq!(letter["message"]["payload"]["payment_id"], json!(id));
+
+        // Left to the dead-letter job and operators: this job passes it over.
+        assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+        assert!(stub.cancels().is_empty());
+        assert_eq!(refunded_events(&app).await, 0);
+
+        // An operator's replay gives the money back, once.
+        let replay = format!("/admin/dead-letters/{}/replay", int(&letter, "id"));
+        let replayed = expect(&app.post_empty(&replay, Some(&admin)).await, 200).clone();
+        assert_eq!(replayed["status"], "replayed");
+        assert_eq!(stub.cancels(), [(id.clone(), Some(3_000))]);
+        assert!(node.run_once(&job, Trigger::Timer).await.unwrap());
+        assert_eq!(stub.cancels().len(), 1);
+        assert_eq!(refunded_events(&app).await, 1);
         app.assert_verify_clean().await;
     }
 );

@@ -139,3 +139,65 @@ store_tests!(
             .all(|e| e.aggregate_type == "order" && e.aggregate_id == 7));
     }
 );
+
+store_tests!(
+    unprocessed_events_leave_out_the_processed_and_the_dead_lettered,
+    |store| async move {
+        use stampede::domain::events::payment_refund_failed;
+        use stampede::store::Backlog;
+        let failed = |order_id| payment_refund_failed(order_id, "pay", 1_000, "timeout");
+        let before = store.last_event_id().await.unwrap();
+        // Another type, which has its own backlog.
+        let confirmed = stampede::domain::events::NewEvent {
+            aggregate_type: "order",
+            aggregate_id: 9,
+            event_type: "order.confirmed",
+            payload: "{}".into(),
+        };
+        store
+            .append_events(None, &[failed(1), confirmed, failed(2), failed(3)], NOW)
+            .await
+            .unwrap();
+        let ids: Vec<i64> = store
+            .events_after(before, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let (first, second, third) = (ids[0], ids[2], ids[3]);
+        let due =
+            |limit| store.unprocessed_events("refund-retrier", Backlog::PaymentRefundFailed, limit);
+        let listed: Vec<i64> = due(10).await.unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(
+            listed,
+            [first, second, third],
+            "oldest first, of the type only"
+        );
+        assert_eq!(due(1).await.unwrap()[0].id, first);
+        let confirmations = store
+            .unprocessed_events("points-earn", Backlog::OrderConfirmed, 10)
+            .await
+            .unwrap();
+        assert!(confirmations.iter().any(|e| e.id == ids[1]));
+        assert!(confirmations
+            .iter()
+            .all(|e| e.event_type == "order.confirmed"));
+
+        // Processed by this consumer (another's claim does not count), or kept as its dead
+        // letter: left out.
+        store
+            .append_events(Some(("refund-retrier", first)), &[], NOW)
+            .await
+            .unwrap();
+        store
+            .append_events(Some(("other", second)), &[], NOW)
+            .await
+            .unwrap();
+        let mut kept = letter(third);
+        kept.handler = "refund-retrier".into();
+        store.insert_dead_letter(&kept, NOW).await.unwrap();
+        let listed: Vec<i64> = due(10).await.unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(listed, [second]);
+    }
+);

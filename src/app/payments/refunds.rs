@@ -5,7 +5,19 @@
 
 use super::Payments;
 use crate::domain::events::{self, Event, RefundDue};
-use crate::store::OrderRecord;
+use crate::events::message::EventMessage;
+use crate::store::{Backlog, DeadLetterRecord, NewDeadLetter, OrderRecord, StoreResult};
+
+/// The refund retrier: the Kafka consumer's handler and, without Kafka, the in-process job
+/// (`jobs::refunds`). One name, so that `(handler, event id)` in `processed_events` keeps
+/// either from giving back what the other already did.
+pub const REFUND_RETRIER: &str = "refund-retrier";
+/// The topic of a dead letter the in-process retrier keeps: it read the event from the
+/// outbox, not from Kafka, so the letter names the outbox with partition 0 and the event
+/// id as its offset (unique per event, so a letter kept twice is one row).
+pub const REFUND_RETRIER_TOPIC: &str = "outbox";
+/// Characters of the gateway's error kept on a dead letter.
+const DEAD_LETTER_ERROR_MAX_CHARS: usize = 2000;
 
 impl Payments {
     /// Returns a refunded order's money through the gateway. The order is already refunded
@@ -104,5 +116,42 @@ impl Payments {
             .await?;
         self.events.wake();
         Ok(())
+    }
+
+    /// Failed refunds the retrier has neither given back nor given up on, oldest first, at
+    /// most `limit`: the in-process retrier's work when there is no Kafka.
+    pub async fn failed_refunds(&self, limit: i64) -> StoreResult<Vec<Event>> {
+        self.store
+            .unprocessed_events(REFUND_RETRIER, Backlog::PaymentRefundFailed, limit)
+            .await
+    }
+
+    /// The in-process retrier gives up on a failed refund after `attempts`: it becomes an
+    /// open dead letter of [`REFUND_RETRIER`], which the dead-letter job retries and an
+    /// operator sees, replays or discards (`/api/v1/admin/dead-letters`). The failed-refund
+    /// scan passes it over from then on.
+    pub async fn dead_letter_refund(
+        &self,
+        event: &Event,
+        error: &str,
+        attempts: u32,
+    ) -> StoreResult<DeadLetterRecord> {
+        let message = EventMessage::of(event);
+        let letter = NewDeadLetter {
+            handler: REFUND_RETRIER.to_owned(),
+            topic: REFUND_RETRIER_TOPIC.to_owned(),
+            partition: 0,
+            offset: event.id,
+            key: Some(message.key()),
+            message: String::from_utf8_lossy(&message.to_json()).into_owned(),
+            event_id: Some(event.id),
+            error: error.chars().take(DEAD_LETTER_ERROR_MAX_CHARS).collect(),
+            attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+            // The refund first failed when the event was written.
+            first_failed_at: event.created_at,
+        };
+        self.store
+            .insert_dead_letter(&letter, self.clock.now())
+            .await
     }
 }

@@ -15,7 +15,7 @@ use super::conn::PgStore;
 use crate::domain::events::{Event, NewEvent};
 use crate::domain::Timestamp;
 use crate::store::rows::event_from_row;
-use crate::store::{sql, OutboxStore, StoreResult};
+use crate::store::{sql, Backlog, OutboxStore, StoreResult};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
 
@@ -96,6 +96,21 @@ impl OutboxStore for PgStore {
         append(&mut tx, events, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    #[tracing::instrument(skip_all, fields(consumer = consumer, backlog = ?backlog))]
+    async fn unprocessed_events(
+        &self,
+        consumer: &str,
+        backlog: Backlog,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query(sql::unprocessed_events(backlog))
+            .bind(consumer)
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 }
 

@@ -61,6 +61,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_partial_cancel.sql")),
     (10, include_str!("migrations/0010_settlement_ledger.sql")),
     (11, include_str!("migrations/0011_payments_gateway.sql")),
+    (12, include_str!("migrations/0012_refund_retries.sql")),
 ];
 
 #[async_trait]

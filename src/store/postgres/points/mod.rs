@@ -25,7 +25,6 @@ mod lots;
 mod reads;
 
 use super::conn::PgStore;
-use crate::domain::events::Event;
 use crate::domain::Timestamp;
 use crate::store::{
     sql, EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, Page, PageRequest, PointsAudit,
@@ -81,15 +80,6 @@ impl PointsStore for PgStore {
         now: Timestamp,
     ) -> StoreResult<Option<ExpiredPoints>> {
         expiry::expire(&self.pool, user_id, now).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn unprocessed_confirmations(
-        &self,
-        consumer: &str,
-        limit: i64,
-    ) -> StoreResult<Vec<Event>> {
-        reads::unprocessed_confirmations(&self.pool, consumer, limit).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -1,9 +1,8 @@
-//! Reads: the buyer's summary and history, confirmations still to earn on, and the audit
+//! Reads: the buyer's summary and history, and the audit
 //! that checks accounts, lots and ledger agree.
 
-use crate::domain::events::Event;
 use crate::domain::Timestamp;
-use crate::store::rows::{event_from_row, ledger_from_row};
+use crate::store::rows::ledger_from_row;
 use crate::store::{
     sql, Page, PageRequest, PointsAccount, PointsAudit, PointsAuditRows, PointsExpiring,
     PointsLedgerRecord, PointsSummary, StoreResult,
@@ -98,17 +97,4 @@ pub(super) async fn history(
         size: page.size,
         total,
     })
-}
-
-pub(super) async fn unprocessed_confirmations(
-    pool: &PgPool,
-    consumer: &str,
-    limit: i64,
-) -> StoreResult<Vec<Event>> {
-    let rows = sqlx::query(sql::UNPROCESSED_CONFIRMATIONS)
-        .bind(consumer)
-        .bind(limit.max(0))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(event_from_row).collect()
 }

@@ -21,7 +21,6 @@ mod lots;
 mod reads;
 
 use super::conn::SqliteStore;
-use crate::domain::events::Event;
 use crate::domain::Timestamp;
 use crate::store::{
     sql, EarnOutcome, Earning, ExpiredPoints, NewPointsOperation, Page, PageRequest, PointsAudit,
@@ -77,15 +76,6 @@ impl PointsStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Option<ExpiredPoints>> {
         expiry::expire(self, user_id, now).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn unprocessed_confirmations(
-        &self,
-        consumer: &str,
-        limit: i64,
-    ) -> StoreResult<Vec<Event>> {
-        reads::unprocessed_confirmations(&self.reader, consumer, limit).await
     }
 
     #[tracing::instrument(skip_all)]
