@@ -28,7 +28,7 @@ mod webhooks;
 
 pub use reconcile::ReconcileRun;
 pub use refunds::{REFUND_RETRIER, REFUND_RETRIER_TOPIC};
-pub use webhooks::WebhookOutcome;
+pub use webhooks::{WebhookDelivery, WebhookOutcome};
 
 pub const MAX_PAYMENT_KEY_BYTES: usize = 200;
 /// Random bytes of a payment id (128 bits): unguessable, and never drawn twice.

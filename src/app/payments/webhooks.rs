@@ -18,6 +18,15 @@ use crate::domain::{DomainError, OrderStatus};
 use crate::payment::webhook::{self, PortOneWebhook, WebhookHeaders};
 use crate::store::TransitionOutcome;
 
+/// One delivery as it arrived: its three Standard Webhooks headers (absent or not text:
+/// `None`) and its raw body, which is what was signed.
+pub struct WebhookDelivery<'a> {
+    pub id: Option<&'a str>,
+    pub timestamp: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
 /// What a verified webhook did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookOutcome {
@@ -44,14 +53,19 @@ impl Payments {
     /// Verifies and applies one PortOne webhook delivery.
     pub async fn portone_webhook(
         &self,
-        headers: &WebhookHeaders<'_>,
-        body: &[u8],
+        delivery: &WebhookDelivery<'_>,
     ) -> AppResult<WebhookOutcome> {
+        let headers = WebhookHeaders {
+            id: delivery.id,
+            timestamp: delivery.timestamp,
+            signature: delivery.signature,
+        };
+        let body = delivery.body;
         let Some(secret) = &self.settings.webhook_secret else {
             // The simulator has no webhooks: nothing here to sign them.
             return Err(AppError::not_found("webhook endpoint"));
         };
-        webhook::verify(secret, headers, body, self.clock.now()).map_err(|e| {
+        webhook::verify(secret, &headers, body, self.clock.now()).map_err(|e| {
             tracing::warn!(error = %e, "refused a webhook");
             AppError::InvalidSignature
         })?;
