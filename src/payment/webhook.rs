@@ -125,26 +125,13 @@ impl fmt::Display for WebhookSecret {
     }
 }
 
-/// The three headers as received; `None` when absent. [`WebhookHeaders::from_headers`] reads
-/// them from a request.
+/// The three headers as received; `None` when absent or not text (the HTTP layer reads
+/// them, `http::webhooks`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WebhookHeaders<'a> {
     pub id: Option<&'a str>,
     pub timestamp: Option<&'a str>,
     pub signature: Option<&'a str>,
-}
-
-impl<'a> WebhookHeaders<'a> {
-    /// A header that is not visible ASCII (which no conforming sender produces) counts as
-    /// absent: it could not have been signed as text anyway.
-    pub fn from_headers(headers: &'a axum::http::HeaderMap) -> WebhookHeaders<'a> {
-        let get = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        WebhookHeaders {
-            id: get(ID_HEADER),
-            timestamp: get(TIMESTAMP_HEADER),
-            signature: get(SIGNATURE_HEADER),
-        }
-    }
 }
 
 /// Why a delivery is refused. The route answers every one with 401 `invalid_signature`; the
