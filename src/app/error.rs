@@ -175,6 +175,9 @@ pub enum PlaceError {
     /// The writers and the waiting room are full: come back later (HTTP 503 + Retry-After).
     #[error("placement queue and waiting room full")]
     Overloaded,
+    /// This node is stopping: try another (HTTP 503 + Retry-After).
+    #[error("this node is shutting down")]
+    ShuttingDown,
     /// The lock baseline waited too long for a product's lock.
     #[error("timed out waiting for a product lock")]
     LockTimeout,

@@ -13,7 +13,10 @@ use crate::domain::order::CancelReason;
 use crate::domain::{Actor, IdempotencyKey, OrderStatus, Role, Timestamp};
 use crate::events::EventSync;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::store::{OrderRecord, Page, PageRequest, Store, StoreError, TransitionOutcome};
+use crate::store::{
+    OrderRecord, Page, PageRequest, Store, StoreError, TicketOutcome, TicketRecord,
+    TransitionOutcome,
+};
 use std::sync::Arc;
 
 pub struct Orders {
@@ -23,6 +26,18 @@ pub struct Orders {
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub events: EventSync,
+}
+
+/// Longer than any ticket id: not looked up.
+const MAX_TICKET_ID: usize = 64;
+
+/// A waiting-room ticket as its buyer follows it.
+pub struct TicketInfo {
+    pub ticket: TicketRecord,
+    /// 1 = next to be admitted; 0 once admitted.
+    pub position: u64,
+    /// The order, once placed (or replayed).
+    pub order: Option<OrderRecord>,
 }
 
 /// Who confirmed a purchase, as the `orders_confirmed_total` metric counts it.
@@ -55,6 +70,31 @@ impl Orders {
         require(actor, &[Role::Buyer])?;
         let request = order_request(actor.id, key, input)?;
         Ok(self.placement.place(request).await?)
+    }
+
+    /// A waiting-room ticket of the caller's (anyone else's is "not found"), with its
+    /// position in line and, once placed, its order.
+    pub async fn ticket(&self, actor: &Actor, id: &str) -> AppResult<TicketInfo> {
+        let room = self.placement.waiting_room();
+        if id.len() > MAX_TICKET_ID {
+            return Err(AppError::not_found("ticket"));
+        }
+        let ticket = room
+            .ticket(id)
+            .await?
+            .filter(|t| t.request.user_id == actor.id)
+            .ok_or_else(|| AppError::not_found("ticket"))?;
+        let order = match &ticket.outcome {
+            Some(TicketOutcome::Placed { order_id } | TicketOutcome::Replayed { order_id }) => {
+                self.store.order(*order_id).await?
+            }
+            _ => None,
+        };
+        Ok(TicketInfo {
+            position: room.position(&ticket),
+            ticket,
+            order,
+        })
     }
 
     /// The order if the caller may see it; another buyer's order is "not found", so ids

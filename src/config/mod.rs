@@ -87,6 +87,15 @@ settings! {
         waiting_room_depth: usize = 100_000, 0..=10_000_000;
         /// How long a finished waiting-room ticket's outcome stays readable.
         waiting_room_ticket_ttl_secs: u64 = 300, 1..=86_400;
+        /// The lease of the one node that admits waiting-room tickets: another node takes
+        /// over within this long of the holder's death.
+        waiting_room_lease_ms: u64 = 3000, 500..=60_000;
+        /// How often each node reads the waiting room's line (positions, tickets queued on
+        /// other nodes).
+        waiting_room_poll_ms: u64 = 100, 10..=10_000;
+        /// How long a stopping node (SIGTERM) keeps serving while it refuses new orders
+        /// (503 + Retry-After) and decides those it accepted.
+        shutdown_grace_secs: u64 = 10, 0..=600;
         /// Concurrent placement writers (SQLite serialises writes anyway; PostgreSQL can
         /// overlap batches on different products).
         placement_writers: usize = 1, 1..=64;

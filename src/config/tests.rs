@@ -214,6 +214,9 @@ fn defaults_are_unchanged() {
         ("lock_retry_ms", "5"),
         ("waiting_room_depth", "100000"),
         ("waiting_room_ticket_ttl_secs", "300"),
+        ("waiting_room_lease_ms", "3000"),
+        ("waiting_room_poll_ms", "100"),
+        ("shutdown_grace_secs", "10"),
         ("placement_writers", "1"),
         ("db_max_connections", "16"),
         ("db_acquire_timeout_ms", "5000"),
@@ -275,7 +278,7 @@ fn defaults_are_unchanged() {
 /// accepted, each value just outside is refused with `<name> must be <lo>..=<hi>`.
 #[test]
 fn ranges_are_unchanged() {
-    let ranges: [(&str, i64, i64); 41] = [
+    let ranges: [(&str, i64, i64); 44] = [
         ("access_token_ttl_secs", 1, 86_400),
         ("hold_ttl_secs", 1, 604_800),
         ("sweeper_interval_ms", 10, 3_600_000),
@@ -294,6 +297,9 @@ fn ranges_are_unchanged() {
         ("lock_retry_ms", 1, 1000),
         ("waiting_room_depth", 0, 10_000_000),
         ("waiting_room_ticket_ttl_secs", 1, 86_400),
+        ("waiting_room_lease_ms", 500, 60_000),
+        ("waiting_room_poll_ms", 10, 10_000),
+        ("shutdown_grace_secs", 0, 600),
         ("placement_writers", 1, 64),
         ("db_max_connections", 1, 1000),
         ("request_timeout_ms", 1, 300_000),

@@ -89,6 +89,9 @@ pub enum ErrorCode {
     RateLimited,
     Overloaded,
     Unavailable,
+    /// This node is stopping (a deploy, a restart): retry after `Retry-After`, on another
+    /// node or this one once it is back.
+    ShuttingDown,
     /// The payment gateway is failing (its circuit breaker is open) or did not answer in
     /// time; pay again after `Retry-After` seconds, before the order's deadline.
     PaymentGatewayUnavailable,
@@ -100,7 +103,11 @@ impl ErrorCode {
     /// is known; `None` for codes that send no such header.
     pub fn retry_after_secs(self) -> Option<u64> {
         use ErrorCode::*;
-        matches!(self, Overloaded | RateLimited | PaymentGatewayUnavailable).then_some(1)
+        matches!(
+            self,
+            Overloaded | RateLimited | PaymentGatewayUnavailable | ShuttingDown
+        )
+        .then_some(1)
     }
 
     pub fn status(self) -> StatusCode {
@@ -148,7 +155,9 @@ impl ErrorCode {
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Overloaded | Unavailable | PaymentGatewayUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded | Unavailable | PaymentGatewayUnavailable | ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -272,6 +281,10 @@ impl From<PlaceError> for ApiError {
             PlaceError::LockTimeout => ApiError::new(
                 ErrorCode::Overloaded,
                 "timed out waiting for the product lock, retry shortly",
+            ),
+            PlaceError::ShuttingDown => ApiError::new(
+                ErrorCode::ShuttingDown,
+                "this node is shutting down, retry shortly",
             ),
             PlaceError::Store(e) => e.into(),
         }

@@ -74,7 +74,7 @@ pub async fn place_order(
     };
     match state.app.orders.place(&user.actor(), &key, &input).await? {
         Placed::Now(outcome) => outcome_response(outcome),
-        Placed::Queued(ticket) => Ok(super::queue::queued_response(&state, &ticket)),
+        Placed::Queued(ticket) => Ok(super::queue::queued_response(&state, ticket)),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Waiting-room tickets: `202` answers to `POST /orders` when the writers are busy, and the
-//! routes that follow a ticket to its outcome.
+//! routes that follow a ticket to its outcome. Tickets live in the store, so any node
+//! answers for any ticket, before and after a restart.
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorCode, ErrorDetail};
 use super::extract::{AuthUser, Path};
 use super::order_view::OrderView;
 use super::state::AppState;
-use crate::app::placement::waiting_room::{Ticket, TicketStatus};
-use crate::store::PlaceOutcome;
+use crate::app::orders::TicketInfo;
+use crate::domain::Actor;
+use crate::store::{TicketOutcome, TicketRecord, TicketState};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -14,12 +16,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 use utoipa::ToSchema;
 
-/// Position updates on a ticket's stream are sent at most this often.
-const POSITION_EVERY: Duration = Duration::from_millis(250);
+/// How often a ticket's stream reads the ticket.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Serialize, ToSchema)]
 pub struct TicketView {
@@ -33,63 +34,66 @@ pub struct TicketView {
     /// The order, once placed (or replayed).
     pub order: Option<OrderView>,
     /// Why not, once rejected or failed.
-    pub error: Option<super::error::ErrorDetail>,
+    pub error: Option<ErrorDetail>,
 }
 
-fn view(state: &AppState, ticket: &Ticket) -> TicketView {
-    let base = format!("/api/v1/queue/{}", ticket.id);
-    let room = state.app.orders.placement.waiting_room();
-    let status = ticket.status.borrow().clone();
-    let (name, order, error) = match status {
-        TicketStatus::Waiting => ("waiting", None, None),
-        TicketStatus::Placing => ("placing", None, None),
-        TicketStatus::Done(Ok(PlaceOutcome::Placed(order))) => ("placed", Some(order.into()), None),
-        TicketStatus::Done(Ok(PlaceOutcome::Replayed(order))) => {
-            ("replayed", Some(order.into()), None)
+impl TicketView {
+    fn is_final(&self) -> bool {
+        !matches!(self.status, "waiting" | "placing")
+    }
+}
+
+fn view(info: TicketInfo) -> TicketView {
+    let TicketInfo {
+        ticket,
+        position,
+        order,
+    } = info;
+    let (status, error) = match (&ticket.state, &ticket.outcome) {
+        (TicketState::Waiting, _) => ("waiting", None),
+        (TicketState::Admitted, _) | (TicketState::Done, None) => ("placing", None),
+        (TicketState::Done, Some(TicketOutcome::Placed { .. })) => ("placed", None),
+        (TicketState::Done, Some(TicketOutcome::Replayed { .. })) => ("replayed", None),
+        (TicketState::Done, Some(TicketOutcome::Rejected(rejection))) => {
+            ("rejected", Some(ApiError::from(rejection).detail()))
         }
-        TicketStatus::Done(Ok(PlaceOutcome::Rejected(rejection))) => {
-            ("rejected", None, Some(ApiError::from(&rejection).detail()))
-        }
-        TicketStatus::Done(Err(_)) => (
+        (TicketState::Done, Some(TicketOutcome::Failed)) => (
             "failed",
-            None,
             Some(
                 ApiError::new(
-                    super::error::ErrorCode::Unavailable,
+                    ErrorCode::Unavailable,
                     "placement failed, retry with the same Idempotency-Key",
                 )
                 .detail(),
             ),
         ),
     };
+    let base = format!("/api/v1/queue/{}", ticket.id);
     TicketView {
-        ticket: ticket.id.clone(),
-        status: name,
-        position: room.position(ticket),
+        ticket: ticket.id,
+        status,
+        position,
         events_url: format!("{base}/events"),
         status_url: base,
-        order,
+        order: order.map(OrderView::from),
         error,
     }
 }
 
 /// `202 Accepted` with the ticket, and `Location` pointing at its status.
-pub fn queued_response(state: &AppState, ticket: &Ticket) -> Response {
-    let body = view(state, ticket);
+pub fn queued_response(state: &AppState, ticket: TicketRecord) -> Response {
+    let position = state.app.orders.placement.waiting_room().position(&ticket);
+    let body = view(TicketInfo {
+        ticket,
+        position,
+        order: None,
+    });
     let location = HeaderValue::from_str(&body.status_url).ok();
     let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
     if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
-}
-
-/// The caller's own ticket; anyone else's is "not found".
-fn own_ticket(state: &AppState, user: &AuthUser, id: &str) -> ApiResult<Arc<Ticket>> {
-    match state.app.orders.placement.waiting_room().ticket(id) {
-        Some(ticket) if ticket.owner == user.id() => Ok(ticket),
-        _ => Err(ApiError::not_found("ticket")),
-    }
 }
 
 #[utoipa::path(get, path = "/api/v1/queue/{ticket}", tag = "orders", security(("bearer" = [])),
@@ -99,8 +103,8 @@ pub async fn get_ticket(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<TicketView>> {
-    let ticket = own_ticket(&state, &user, &id)?;
-    Ok(axum::Json(view(&state, &ticket)))
+    let info = state.app.orders.ticket(&user.actor(), &id).await?;
+    Ok(axum::Json(view(info)))
 }
 
 #[utoipa::path(get, path = "/api/v1/queue/{ticket}/events", tag = "orders", security(("bearer" = [])), params(("ticket" = String, Path)),
@@ -111,14 +115,16 @@ pub async fn ticket_events(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let ticket = own_ticket(&state, &user, &id)?;
+    let actor = user.actor();
+    // Unknown or someone else's: 404 now, not an empty stream.
+    let first = view(state.app.orders.ticket(&actor, &id).await?);
     let follow = Follow {
-        status: ticket.status.subscribe(),
-        head: state.app.orders.placement.waiting_room().head(),
         stop: state.shutdown.clone(),
-        phase: Phase::Start,
         state,
-        ticket,
+        actor,
+        id,
+        next: Some(first),
+        last_position: None,
     };
     let stream = stream::unfold(follow, |mut follow| async move {
         let event = follow.next_event().await?;
@@ -127,61 +133,51 @@ pub async fn ticket_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-#[derive(PartialEq)]
-enum Phase {
-    Start,
-    Waiting,
-    Finished,
-}
-
-/// Follows one ticket: its position first, then position changes (throttled), then one
-/// `outcome` event, after which the stream ends.
+/// Follows one ticket: its position, then each change of it, then one `outcome` event,
+/// after which the stream ends. It reads the ticket every [`FOLLOW_EVERY`]: the ticket may
+/// be admitted by any node.
 struct Follow {
     state: AppState,
-    ticket: Arc<Ticket>,
-    status: tokio::sync::watch::Receiver<TicketStatus>,
-    head: tokio::sync::watch::Receiver<u64>,
+    actor: Actor,
+    id: String,
     stop: tokio::sync::watch::Receiver<bool>,
-    phase: Phase,
+    /// The view to report next (read, not yet sent); `None` once the outcome was sent.
+    next: Option<TicketView>,
+    last_position: Option<u64>,
 }
 
 impl Follow {
     async fn next_event(&mut self) -> Option<Event> {
         loop {
-            if self.phase == Phase::Finished {
-                return None;
+            let seen = self.next.take()?;
+            if seen.is_final() {
+                return Some(event("outcome", &seen));
             }
-            if matches!(*self.status.borrow_and_update(), TicketStatus::Done(_)) {
-                self.phase = Phase::Finished;
-                return Some(self.event("outcome", &view(&self.state, &self.ticket)));
-            }
-            if self.phase == Phase::Start || self.head.has_changed().unwrap_or(false) {
-                if self.phase == Phase::Waiting {
-                    tokio::time::sleep(POSITION_EVERY).await;
-                }
-                self.phase = Phase::Waiting;
-                self.head.borrow_and_update();
-                let position = self
-                    .state
-                    .app
-                    .orders
-                    .placement
-                    .waiting_room()
-                    .position(&self.ticket);
-                return Some(self.event("position", &serde_json::json!({ "position": position })));
+            if self.last_position != Some(seen.position) {
+                self.last_position = Some(seen.position);
+                let position = serde_json::json!({ "position": seen.position });
+                self.next = Some(seen);
+                return Some(event("position", &position));
             }
             tokio::select! {
-                changed = self.status.changed() => changed.ok()?,
-                changed = self.head.changed() => changed.ok()?,
-                _ = self.stop.changed() => return None,
+                _ = tokio::time::sleep(FOLLOW_EVERY) => {}
+                _ = self.stop.wait_for(|stopped| *stopped) => return None,
+            }
+            match self.state.app.orders.ticket(&self.actor, &self.id).await {
+                Ok(info) => self.next = Some(view(info)),
+                Err(e) => {
+                    // A store hiccup: try again at the next read.
+                    tracing::debug!(error = %e, "reading a followed ticket failed");
+                    self.next = Some(seen);
+                }
             }
         }
     }
+}
 
-    fn event<T: Serialize>(&self, name: &str, data: &T) -> Event {
-        Event::default()
-            .event(name)
-            .json_data(data)
-            .unwrap_or_default()
-    }
+fn event<T: Serialize>(name: &str, data: &T) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_default()
 }

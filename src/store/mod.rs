@@ -40,6 +40,7 @@ pub(crate) mod rows;
 pub mod settlement;
 pub(crate) mod sql;
 pub mod sqlite;
+pub mod waiting_room;
 pub mod waitlist;
 
 pub use accounts::{AuthStore, NewUser, RotateOutcome, UserRecord};
@@ -80,6 +81,7 @@ pub use settlement::{
     SettlementAudit, SettlementDay, SettlementLineRecord, SettlementRecord, SettlementStore,
     StatementMismatch,
 };
+pub use waiting_room::{TicketOutcome, TicketRecord, TicketState, WaitingLine, WaitingRoomStore};
 pub use waitlist::{JoinOutcome, WaitlistBreach, WaitlistEntryRecord, WaitlistStore};
 
 use crate::domain::Timestamp;
@@ -97,6 +99,7 @@ pub trait Store:
     + outbox::OutboxStore
     + audit::AuditStore
     + waitlist::WaitlistStore
+    + waiting_room::WaitingRoomStore
     + coupons::CouponStore
     + points::PointsStore
     + settlement::SettlementStore

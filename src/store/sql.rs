@@ -1082,3 +1082,67 @@ pub(crate) const WEBHOOK_SEEN: &str =
 pub(crate) const RECORD_WEBHOOK: &str =
     "INSERT INTO webhook_receipts (webhook_id, event_type, received_at) VALUES ($1, $2, $3)
      ON CONFLICT (webhook_id) DO NOTHING";
+
+// ---------------------------------------------------------------------------------------
+// Waiting room
+// ---------------------------------------------------------------------------------------
+
+macro_rules! ticket_columns {
+    () => {
+        "seq, id, user_id, idempotency_key, request, status, attempts, outcome, order_id,
+         rejection, created_at"
+    };
+}
+
+/// Queues a ticket unless the room is full or the buyer's key already has an open ticket
+/// (then nothing is returned). The room's size is the line's span, first waiting ticket to
+/// last ticket: two index lookups, where counting would read every waiting row.
+pub(crate) const ENQUEUE_TICKET: &str = concat!(
+    "INSERT INTO waiting_tickets (id, user_id, idempotency_key, request, created_at)
+     SELECT $1, $2, $3, $4, $5
+     WHERE COALESCE((SELECT MAX(seq) FROM waiting_tickets)
+             - (SELECT MIN(seq) FROM waiting_tickets WHERE status = 'waiting') + 1, 0) < $6
+     ON CONFLICT (user_id, idempotency_key) WHERE status <> 'done' DO NOTHING
+     RETURNING ",
+    ticket_columns!()
+);
+
+pub(crate) const OPEN_TICKET_OF_KEY: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM waiting_tickets WHERE user_id = $1 AND idempotency_key = $2 AND status <> 'done'"
+);
+
+pub(crate) const TICKET_BY_ID: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM waiting_tickets WHERE id = $1"
+);
+
+pub(crate) const WAITING_LINE: &str =
+    "SELECT (SELECT MIN(seq) FROM waiting_tickets WHERE status = 'waiting') AS head,
+            (SELECT MAX(seq) FROM waiting_tickets) AS tail";
+
+pub(crate) const ADMIT_TICKETS: &str = concat!(
+    "UPDATE waiting_tickets SET status = 'admitted', attempts = attempts + 1
+     WHERE seq IN (SELECT seq FROM waiting_tickets WHERE status = 'waiting'
+                   ORDER BY seq LIMIT $1)
+     RETURNING ",
+    ticket_columns!()
+);
+
+pub(crate) const READMIT_ALL_TICKETS: &str =
+    "UPDATE waiting_tickets SET status = 'waiting' WHERE status = 'admitted'";
+
+pub(crate) const READMIT_TICKET: &str =
+    "UPDATE waiting_tickets SET status = 'waiting' WHERE seq = $1 AND status = 'admitted'";
+
+/// Any holder that knows the outcome may write it, unless one already did.
+pub(crate) const FINISH_TICKET: &str =
+    "UPDATE waiting_tickets SET status = 'done', outcome = $2, order_id = $3, rejection = $4,
+         finished_at = $5
+     WHERE seq = $1 AND status <> 'done'";
+
+pub(crate) const PRUNE_TICKETS: &str = "DELETE FROM waiting_tickets WHERE seq IN (
+         SELECT seq FROM waiting_tickets WHERE status = 'done' AND finished_at < $1
+         ORDER BY finished_at LIMIT $2)";

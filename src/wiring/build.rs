@@ -10,6 +10,7 @@ use crate::app::jobs::Jobs;
 use crate::app::orders::Orders;
 use crate::app::payments::{PaymentSettings, Payments};
 use crate::app::placement::lock::{LockConfig, LockPlacement};
+use crate::app::placement::waiting_room::RoomConfig;
 use crate::app::placement::{Placement, PlacementConfig};
 use crate::app::points::Points;
 use crate::app::settlement::Settlement;
@@ -151,11 +152,11 @@ pub(super) async fn node(
              set STAMPEDE_PAYMENT_GATEWAY=portone to take real payments"
         );
     }
-    let placement = placement(&parts, shutdown.clone()).await?;
-    let signal = Arc::new(Signal::default());
-    let app = app(&parts, placement, signal.clone())?;
     // Unique per process: the leases tell nodes apart by it.
     let holder = format!("node-{}", crate::auth::random_token(12));
+    let placement = placement(&parts, Some(holder.clone()), shutdown.clone()).await?;
+    let signal = Arc::new(Signal::default());
+    let app = app(&parts, placement, signal.clone())?;
     let hub = Arc::new(Hub::default());
     // The once-per-cluster work: fed by this node's dispatcher, or, with Kafka, by the
     // consumer groups (`kafka`).
@@ -197,13 +198,19 @@ pub(super) async fn operator(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(App, Arc<dyn Store>)> {
     let (parts, _progress) = parts(config, clock).await?;
-    let placement = placement(&parts, shutdown).await?;
+    // An operator's command admits no waiting-room tickets: the serving nodes do.
+    let placement = placement(&parts, None, shutdown).await?;
     let app = app(&parts, placement, Arc::new(Signal::default()))?;
     Ok((app, parts.store))
 }
 
-/// The batching writers, and the seeds' lock baseline when configured.
-async fn placement(parts: &Parts, shutdown: watch::Receiver<bool>) -> anyhow::Result<Placement> {
+/// The batching writers, and the seeds' lock baseline when configured; the waiting room's
+/// pump when `holder` names the node.
+async fn placement(
+    parts: &Parts,
+    holder: Option<String>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Placement> {
     let config = &parts.config;
     let lock = match (config.placement_strategy, &config.redis_url) {
         (PlacementStrategy::Lock, Some(url)) => {
@@ -236,8 +243,13 @@ async fn placement(parts: &Parts, shutdown: watch::Receiver<bool>) -> anyhow::Re
         queue_depth: config.placement_queue_depth,
         writers: config.placement_writers,
         hold_ttl_secs: config.hold_ttl_secs,
-        waiting_room_depth: config.waiting_room_depth,
-        ticket_ttl: Duration::from_secs(config.waiting_room_ticket_ttl_secs),
+        room: RoomConfig {
+            depth: config.waiting_room_depth,
+            ticket_ttl: Duration::from_secs(config.waiting_room_ticket_ttl_secs),
+            lease: Duration::from_millis(config.waiting_room_lease_ms),
+            poll: Duration::from_millis(config.waiting_room_poll_ms),
+        },
+        grace: Duration::from_secs(config.shutdown_grace_secs),
     };
     Ok(Placement::start(
         parts.store.clone(),
@@ -246,7 +258,7 @@ async fn placement(parts: &Parts, shutdown: watch::Receiver<bool>) -> anyhow::Re
         parts.cluster.gate.clone(),
         parts.metrics.clone(),
         parts.events.clone(),
-        shutdown,
+        (holder, shutdown),
         lock,
     ))
 }

@@ -9,6 +9,7 @@ mod build;
 
 pub use build::{auth_service, open_store};
 
+use crate::app::placement::Placement;
 use crate::app::App;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Workers};
@@ -18,6 +19,7 @@ use anyhow::Context;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -75,6 +77,8 @@ impl Server {
             tasks,
         } = self;
         let store = state.store.clone();
+        let placement = state.app.orders.placement.clone();
+        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let app = crate::http::router(state);
         // The client's address feeds the per-IP rate limit.
         axum::serve(
@@ -83,6 +87,7 @@ impl Server {
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
+            drain(&placement, grace).await;
             let _ = stop.send(true);
         })
         .await
@@ -139,13 +144,32 @@ pub async fn work(
     );
     let (stop, stopping) = watch::channel(false);
     let node = build::node(config, Arc::new(SystemClock), true, stopping).await?;
+    let grace = Duration::from_secs(node.state.config.shutdown_grace_secs);
     shutdown.await;
+    drain(&node.state.app.orders.placement, grace).await;
     let _ = stop.send(true);
     for task in node.tasks {
         let _ = task.await;
     }
     node.state.store.close().await;
     Ok(())
+}
+
+/// The first step of stopping: new orders are refused (503 `shutting_down`, and `/readyz`
+/// says so) while everything else is still served, until the attempts this node accepted
+/// are decided or `grace` has passed. Tickets still waiting stay in the store for the other
+/// nodes (or this one, restarted).
+async fn drain(placement: &Placement, grace: Duration) {
+    placement.drain();
+    let deadline = tokio::time::Instant::now() + grace;
+    while !placement.is_idle() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !placement.is_idle() {
+        tracing::warn!(
+            "stopping with undecided attempts: their tickets are placed again by the next node"
+        );
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -485,3 +485,39 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+// The availability gate takes an attempt's units when it lets it through and gives back
+// what the database did not hold. A request that times out drops its handler: the give-back
+// must still happen, or buyers are refused `out_of_stock` for stock that exists. A slow
+// writer (it lingers a second for company) outlasts a 300 ms request timeout.
+backend_tests!(
+    a_timed_out_attempt_gives_its_gate_units_back,
+    config = |c| {
+        c.placement_linger_ms = 1_000;
+        c.request_timeout_ms = 300;
+    },
+    |app| async move {
+        let partner = app.create_partner(&unique("partner"), 1000).await;
+        let product = app.product_of(partner, 1_000, 2, Some(1)).await;
+        let buyers = app.buyers(2).await;
+        let slow = |buyer: &str, key: &'static str| {
+            let (app, buyer) = (app.clone(), buyer.to_owned());
+            async move {
+                let reply = app.place_order_keyed(&buyer, key, &[(product, 1)]).await;
+                expect_error(&reply, 408, "request_timeout");
+                // The writer decides the dropped attempt a little later.
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+            }
+        };
+        // Placed, though its buyer stopped waiting: the gate rightly keeps its unit.
+        slow(&buyers[0], "first").await;
+        assert_eq!(app.stock(product).await.held, 1);
+        // Refused by the database (one per buyer), after the gate took the last unit.
+        slow(&buyers[0], "second").await;
+        assert_eq!(app.stock(product).await.held, 1);
+        // The last unit is still for sale: the gate must let the next buyer through.
+        slow(&buyers[1], "third").await;
+        assert_eq!(app.stock(product).await.held, 2, "the last unit was sold");
+        app.assert_verify_clean().await;
+    }
+);

@@ -1,8 +1,14 @@
 //! The waiting room: when the writers are saturated, attempts get `202` with a ticket and
-//! are placed first-in first-out; a full room answers `503` with `Retry-After`.
+//! are placed first-in first-out; a full room answers `503` with `Retry-After`. Tickets are
+//! kept in the store: they outlive the node that accepted them, and a stopping node hands
+//! the room over.
 
 use crate::helpers::*;
 use serde_json::Value;
+use stampede::app::placement::waiting_room::LEASE;
+use stampede::clock::Clock;
+use stampede::domain::allocation::{Line, OrderRequest};
+use stampede::domain::Quantity;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,6 +158,159 @@ backend_tests!(
             text.contains("event: position") || text.starts_with("event: outcome"),
             "{text}"
         );
+        app.assert_verify_clean().await;
+    }
+);
+
+/// Queues an attempt straight in the store, as a node that accepted it with `202` would have.
+async fn queue_behind_the_api(app: &TestApp, token: &str, key: &str, product: i64) -> String {
+    let request = OrderRequest {
+        user_id: app.user_id(token).await,
+        idempotency_key: key.to_owned(),
+        request_hash: format!("hash-{key}"),
+        lines: vec![Line {
+            product_id: product,
+            quantity: Quantity::new("quantity", 1).unwrap(),
+        }],
+        coupon_id: None,
+        points: 0,
+    };
+    let id = format!("ticket-{key}");
+    let ticket = app
+        .state
+        .store
+        .enqueue_ticket(&id, &request, 1_000, app.clock.now())
+        .await
+        .unwrap()
+        .expect("room for a ticket");
+    assert_eq!(ticket.id, id);
+    id
+}
+
+/// The lease of the one node that admits tickets, given to a node that no longer runs.
+async fn crashed_node_holds_the_room(app: &TestApp) {
+    let now = app.clock.now();
+    let taken = app
+        .state
+        .store
+        .try_lease(LEASE, "crashed-node", now.plus_secs(60), now)
+        .await
+        .unwrap();
+    assert!(taken, "the room's lease is free");
+}
+
+// A node accepts tickets (202) while the node that admits tickets has crashed holding the
+// room, one of them already admitted; the accepting node stops too. A node started later
+// takes the room over once the lease lapses, and places every ticket in line order: none is
+// lost, the admitted one is not placed twice, and any node answers for them.
+backend_tests!(
+    tickets_outlive_their_nodes_and_are_placed_in_line_order,
+    config = |c| c.waiting_room_lease_ms = 60_000,
+    |app| async move {
+        let product = app.simple_product(1_000, 10).await;
+        let buyers = app.buyers(4).await;
+        // This node stops admitting (and gives up the room) as if it were being deployed.
+        app.state.app.orders.placement.drain();
+        eventually(Duration::from_secs(10), "the drained node idle", || async {
+            app.state.app.orders.placement.is_idle().then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        crashed_node_holds_the_room(&app).await;
+
+        let (accepting, accepting_node) = app.another_node(|_| {}).await;
+        let mut tickets = vec![queue_behind_the_api(&app, &buyers[0], "first", product).await];
+        // The crashed holder had admitted the first ticket; its outcome was never written.
+        let admitted = app.state.store.admit_tickets(1).await.unwrap();
+        assert_eq!(admitted.len(), 1);
+        queue_behind_the_api(&app, &buyers[1], "second", product).await;
+        tickets.push("ticket-second".to_owned());
+        // Tickets wait, so a new attempt on any node queues behind them.
+        eventually(
+            Duration::from_secs(10),
+            "the line seen by the node",
+            || async {
+                let room = accepting.state.app.orders.placement.waiting_room();
+                (!room.is_empty()).then_some(())
+            },
+        )
+        .await;
+        for buyer in &buyers[2..] {
+            let reply = accepting.place_order(buyer, &[(product, 1)]).await;
+            let body = expect(&reply, 202);
+            assert_eq!(body["status"], "waiting", "{body}");
+            assert!(int(body, "position") >= 1, "{body}");
+            tickets.push(body["ticket"].as_str().unwrap().to_owned());
+        }
+        accepting_node.stop().await;
+
+        // A minute later the crashed node's lease has lapsed; a new node takes over.
+        app.clock.advance(Duration::from_secs(61));
+        let (fresh, fresh_node) = app.another_node(|_| {}).await;
+        let mut order_ids = Vec::new();
+        for (ticket, buyer) in tickets.iter().zip(&buyers) {
+            let done = outcome(&fresh, buyer, ticket).await;
+            assert_eq!(done["status"], "placed", "{done}");
+            order_ids.push(int(&done["order"], "id"));
+        }
+        assert!(
+            order_ids.windows(2).all(|w| w[0] < w[1]),
+            "placed in line order: {order_ids:?}"
+        );
+        assert_eq!(app.stock(product).await.held, 4, "each ticket placed once");
+        fresh_node.stop().await;
+        app.assert_verify_clean().await;
+    }
+);
+
+// A stopping node refuses new orders with 503 + Retry-After and says it is not ready, and
+// gives the room up at once: another node admits the tickets without waiting the lease out.
+backend_tests!(
+    a_draining_node_refuses_orders_and_hands_the_room_over,
+    config = |c| c.waiting_room_lease_ms = 60_000,
+    |app| async move {
+        let product = app.simple_product(1_000, 10).await;
+        let buyers = app.buyers(2).await;
+        let (other, other_node) = app.another_node(|_| {}).await;
+        app.state.app.orders.placement.drain();
+
+        let refused = app
+            .client
+            .post(app.api("/orders"))
+            .bearer_auth(&buyers[0])
+            .header("idempotency-key", "during-drain")
+            .json(&order_body(&[(product, 1)]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            refused
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            Some("1")
+        );
+        expect_error(&read_reply(refused).await, 503, "shutting_down");
+        let ready = app
+            .client
+            .get(format!("{}/readyz", app.root))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status().as_u16(), 503);
+
+        // The same attempt succeeds on the other node, and a ticket queued anywhere is
+        // admitted there (the clock never moves: only a released lease lets it take over).
+        expect(
+            &other
+                .place_order_keyed(&buyers[0], "during-drain", &[(product, 1)])
+                .await,
+            201,
+        );
+        let ticket = queue_behind_the_api(&app, &buyers[1], "after-drain", product).await;
+        let done = outcome(&other, &buyers[1], &ticket).await;
+        assert_eq!(done["status"], "placed", "{done}");
+        other_node.stop().await;
         app.assert_verify_clean().await;
     }
 );

@@ -3,7 +3,9 @@
 //! account of one order: allocation decides each order on its own, and if the transaction
 //! itself fails the batch is retried one order at a time.
 //!
-//! When the writers' queues are full, attempts wait in the [`waiting_room`] instead.
+//! When the writers' queues are full, attempts wait in the [`waiting_room`] instead. A
+//! stopping node refuses new attempts ([`Placement::drain`]) and reports when everything it
+//! accepted is decided ([`Placement::is_idle`]).
 
 mod job;
 pub mod lock;
@@ -16,12 +18,13 @@ use crate::cluster::gate::{Admit, Gate};
 use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::events::EventSync;
 use crate::metrics::Metrics;
-use crate::store::{PlaceOutcome, Store, StoreError};
+use crate::store::{PlaceOutcome, Store, StoreError, TicketRecord};
 use job::{count, gate_lines, Job};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use waiting_room::{Enqueued, Ticket, WaitingRoom};
+use waiting_room::{Enqueued, RoomConfig, WaitingRoom};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PlacementConfig {
@@ -30,10 +33,9 @@ pub struct PlacementConfig {
     pub queue_depth: usize,
     pub writers: usize,
     pub hold_ttl_secs: u64,
-    /// Attempts that may wait for a writer; 0 refuses at once when the writers are full.
-    pub waiting_room_depth: usize,
-    /// How long a finished ticket's outcome stays readable.
-    pub ticket_ttl: Duration,
+    pub room: RoomConfig,
+    /// How long a stopping node waits for the outcomes of what it accepted.
+    pub grace: Duration,
 }
 
 /// Tries of a single order that keeps losing an idempotency race to another node.
@@ -44,7 +46,7 @@ pub enum Placed {
     /// Decided by a writer while the caller waited.
     Now(PlaceOutcome),
     /// Waiting in the waiting room; follow the ticket.
-    Queued(Arc<Ticket>),
+    Queued(TicketRecord),
 }
 
 #[derive(Clone)]
@@ -55,11 +57,14 @@ pub struct Placement {
     room: Arc<WaitingRoom>,
     gate: Gate,
     metrics: Arc<Metrics>,
+    /// Attempts being decided while their caller waits.
+    deciding: Arc<AtomicUsize>,
+    draining: Arc<watch::Sender<bool>>,
 }
 
 impl Placement {
-    /// Spawns the writer tasks and the waiting room's pump. Writers stop when every
-    /// `Placement` clone is dropped; the pump when `stop` fires.
+    /// Spawns the writer tasks and, when `holder` names this node, the waiting room's pump.
+    /// Writers stop when every `Placement` clone is dropped; the pump when `stop` fires.
     #[allow(
         clippy::too_many_arguments,
         reason = "the writers' dependencies, named once at wiring"
@@ -71,7 +76,7 @@ impl Placement {
         gate: Gate,
         metrics: Arc<Metrics>,
         events: EventSync,
-        stop: watch::Receiver<bool>,
+        (holder, stop): (Option<String>, watch::Receiver<bool>),
         lock: Option<Arc<lock::LockPlacement>>,
     ) -> Placement {
         let depth = (config.queue_depth / config.writers).max(1);
@@ -91,18 +96,38 @@ impl Placement {
             .collect();
         let writers: Arc<[mpsc::Sender<Job>]> = writers.into();
         let room = Arc::new(WaitingRoom::new(
-            config.waiting_room_depth,
-            config.ticket_ttl,
+            store,
+            clock,
+            config.room,
             gate.clone(),
             metrics.clone(),
         ));
-        tokio::spawn(room.clone().pump(writers.clone(), stop));
+        let draining = Arc::new(watch::channel(false).0);
+        if let Some(holder) = holder {
+            // The pump stops admitting when the node drains, or at the latest when it stops.
+            let (pump_stop, pump_stopped) = watch::channel(false);
+            let mut drained = draining.subscribe();
+            let mut stop = stop;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = drained.wait_for(|d| *d) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                let _ = pump_stop.send(true);
+            });
+            tokio::spawn(
+                room.clone()
+                    .pump(holder, writers.clone(), pump_stopped, config.grace),
+            );
+        }
         Placement {
             lock,
             writers,
             room,
             gate,
             metrics,
+            deciding: Arc::default(),
+            draining,
         }
     }
 
@@ -110,17 +135,51 @@ impl Placement {
         &self.room
     }
 
+    /// From now on, refuses new attempts (`PlaceError::ShuttingDown`): the node is stopping.
+    /// The waiting room's pump stops admitting and finishes what it admitted.
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    /// Whether every attempt this node accepted has been decided: those whose caller waits,
+    /// and the waiting-room tickets it admitted.
+    pub fn is_idle(&self) -> bool {
+        self.deciding.load(Ordering::Acquire) == 0 && self.room.is_idle()
+    }
+
     /// Places one order. The availability gate refuses products known to be sold out
     /// without a database round trip; what it lets through, the database decides, and the
     /// gate is told the outcome. When the writer is full (or others already wait), the
     /// attempt waits in the waiting room.
+    ///
+    /// The work runs in a task of its own, so the gate is settled even if the caller goes
+    /// away (a request timeout drops the handler): units taken at admission are always
+    /// given back unless the database holds them.
     pub async fn place(&self, request: OrderRequest) -> Result<Placed, PlaceError> {
+        if self.is_draining() {
+            return Err(PlaceError::ShuttingDown);
+        }
         if let Some(lock) = &self.lock {
             // The seeds' baseline has no gate: every attempt takes the lock.
             let outcome = lock.place(request).await?;
             count(&self.metrics, &outcome);
             return Ok(Placed::Now(outcome));
         }
+        let this = self.clone();
+        this.deciding.fetch_add(1, Ordering::AcqRel);
+        let decided = tokio::spawn(async move {
+            let placed = this.decide(request).await;
+            this.deciding.fetch_sub(1, Ordering::AcqRel);
+            placed
+        });
+        decided.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    async fn decide(&self, request: OrderRequest) -> Result<Placed, PlaceError> {
         let lines = gate_lines(&request);
         let attempt = format!("{}:{}", request.user_id, request.idempotency_key);
         let admit = self.gate.admit(&attempt, &lines).await;
@@ -149,10 +208,12 @@ impl Placement {
         } else {
             request
         };
-        match self.room.enqueue(request, writer, admit) {
+        // A ticket is admitted through the gate again when its turn comes (perhaps on
+        // another node): what this attempt counted is given back now.
+        self.gate.settle(admit, &lines, None).await;
+        match self.room.enqueue(&request).await? {
             Enqueued::Ticket(ticket) => Ok(Placed::Queued(ticket)),
             Enqueued::Full => {
-                self.gate.settle(admit, &lines, None).await;
                 self.metrics.placement_queue_full.inc();
                 Err(PlaceError::Overloaded)
             }

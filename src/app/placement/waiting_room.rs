@@ -1,225 +1,387 @@
-//! The waiting room (issue 3): when the placement writers' queues are full, attempts wait
-//! here first-in first-out instead of being refused. The client gets `202` with a ticket
-//! and follows its position, then its outcome, over SSE. A full room answers `503` with
-//! `Retry-After`.
+//! The waiting room (issues 3 and 12): when the placement writers' queues are full, attempts
+//! wait in line instead of being refused. The client gets `202` with a ticket and follows its
+//! position, then its outcome. A full room answers `503` with `Retry-After`.
 //!
-//! One pump task admits the head ticket whenever its writer has capacity
-//! (`mpsc::Sender::reserve`), so nobody overtakes, and new attempts queue behind waiting
-//! tickets rather than slipping past them into a writer. Tickets live in this node's memory:
-//! a restart loses them, and their clients retry with the same `Idempotency-Key`.
+//! Tickets are kept in the store (`store::waiting_room`), so a node's crash, restart or
+//! deploy loses none, and any node answers for any ticket. One node at a time admits them:
+//! the holder of the `waiting-room` lease runs the [`WaitingRoom::pump`], which takes the
+//! first waiting tickets in line order (first in, first out across the cluster) as its
+//! writers free up and writes each outcome back. A new holder first puts the tickets its
+//! predecessor admitted back in line: placing one again is idempotent (same buyer and
+//! idempotency key), so an order placed just before a crash is replayed, never doubled.
+//!
+//! A stopping node's pump admits nothing more, finishes what it admitted within the grace
+//! period, and gives up the lease so another node carries on at once.
 
 use super::job::{gate_lines, Job};
 use crate::auth::random_token;
+use crate::clock::SharedClock;
 use crate::cluster::gate::{Admit, Gate};
-use crate::domain::allocation::OrderRequest;
+use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::metrics::Metrics;
-use crate::store::{PlaceOutcome, StoreError};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use crate::store::{
+    PlaceOutcome, Store, StoreError, StoreResult, TicketOutcome, TicketRecord, TicketState,
+    WaitingLine,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinSet;
 
 /// Random bytes in a ticket id: unguessable, so a ticket id alone reveals nothing.
 const TICKET_BYTES: usize = 16;
+/// The lease of the one node that admits tickets.
+pub const LEASE: &str = "waiting-room";
+/// Tickets admitted per store round trip, at most: they wait in this node for room in the
+/// writers' queues.
+const ADMIT_MAX: i64 = 256;
+/// A ticket whose placement failed this many times (the database, not the order) ends as
+/// `failed`: its buyer retries with the same idempotency key.
+const MAX_ATTEMPTS: i64 = 5;
+/// Pause after a store error before the pump tries again.
+const BACKOFF: Duration = Duration::from_millis(250);
+/// Finished tickets deleted per pass once their outcome has been kept long enough.
+const PRUNE_BATCH: i64 = 1_000;
 
-/// Where a ticket is.
-#[derive(Debug, Clone)]
-pub enum TicketStatus {
-    Waiting,
-    /// Handed to a writer; the outcome follows shortly.
-    Placing,
-    Done(Result<PlaceOutcome, String>),
-}
-
-pub struct Ticket {
-    pub id: String,
-    pub owner: i64,
-    /// Admission order: the ticket's position is `seq − head + 1`.
-    pub seq: u64,
-    pub status: watch::Sender<TicketStatus>,
-    finished_at: Mutex<Option<Instant>>,
-}
-
-struct Waiting {
-    ticket: Arc<Ticket>,
-    request: OrderRequest,
-    writer: usize,
-    /// The gate's answer when the attempt arrived, to settle with once it is decided.
-    admit: Admit,
-}
-
-#[derive(Default)]
-struct Room {
-    queue: VecDeque<Waiting>,
-    tickets: HashMap<String, Arc<Ticket>>,
-    /// `(user, idempotency key)` of waiting tickets: a retry gets the same ticket back.
-    by_key: HashMap<(i64, String), String>,
-    next_seq: u64,
-}
-
-pub struct WaitingRoom {
-    room: Mutex<Room>,
-    arrived: Notify,
-    /// Sequence number of the next ticket to be admitted; watchers derive their position.
-    head: watch::Sender<u64>,
-    depth: usize,
-    ticket_ttl: Duration,
-    /// Told each admitted attempt's outcome (the attempt passed it before it queued).
-    gate: Gate,
-    metrics: Arc<Metrics>,
+#[derive(Debug, Clone, Copy)]
+pub struct RoomConfig {
+    /// Tickets that may wait; 0 refuses at once when the writers are full.
+    pub depth: usize,
+    /// How long a finished ticket's outcome stays readable.
+    pub ticket_ttl: Duration,
+    /// How long the admitting node's lease lasts; renewed at a third of it.
+    pub lease: Duration,
+    /// How often every node reads the line (for positions, and to see tickets queued
+    /// elsewhere); the admitting node is also woken by tickets queued on it.
+    pub poll: Duration,
 }
 
 pub enum Enqueued {
-    Ticket(Arc<Ticket>),
+    Ticket(TicketRecord),
     Full,
+}
+
+pub struct WaitingRoom {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    config: RoomConfig,
+    /// Told each admitted attempt's outcome.
+    gate: Gate,
+    metrics: Arc<Metrics>,
+    arrived: Notify,
+    /// The line as this node last read it.
+    line: watch::Sender<WaitingLine>,
+    /// Tickets this node admitted whose outcome is not written yet.
+    in_flight: AtomicUsize,
 }
 
 impl WaitingRoom {
     pub fn new(
-        depth: usize,
-        ticket_ttl: Duration,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        config: RoomConfig,
         gate: Gate,
         metrics: Arc<Metrics>,
     ) -> WaitingRoom {
         WaitingRoom {
-            room: Mutex::new(Room::default()),
-            arrived: Notify::new(),
-            head: watch::channel(0).0,
-            depth,
-            ticket_ttl,
+            store,
+            clock,
+            config,
             gate,
             metrics,
+            arrived: Notify::new(),
+            line: watch::channel(WaitingLine::default()).0,
+            in_flight: AtomicUsize::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Room> {
-        self.room.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
+    /// Whether nobody waits, as this node last read the line (at most one poll old): new
+    /// attempts queue behind waiting tickets rather than slip past them into a writer.
     pub fn is_empty(&self) -> bool {
-        self.lock().queue.is_empty()
+        self.line.borrow().waiting == 0
     }
 
-    /// Queues the attempt for `writer`, or returns the ticket already waiting for the same
-    /// buyer and idempotency key.
-    pub fn enqueue(&self, request: OrderRequest, writer: usize, admit: Admit) -> Enqueued {
-        let mut room = self.lock();
-        let key = (request.user_id, request.idempotency_key.clone());
-        if let Some(ticket) = room.by_key.get(&key).and_then(|id| room.tickets.get(id)) {
-            return Enqueued::Ticket(ticket.clone());
-        }
-        if room.queue.len() >= self.depth {
+    /// Whether every ticket this node admitted has its outcome written.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// Queues the attempt at the end of the line, or returns the ticket already open for
+    /// the same buyer and idempotency key.
+    pub async fn enqueue(&self, request: &OrderRequest) -> StoreResult<Enqueued> {
+        let id = random_token(TICKET_BYTES);
+        let depth = i64::try_from(self.config.depth).unwrap_or(i64::MAX);
+        let queued = self
+            .store
+            .enqueue_ticket(&id, request, depth, self.clock.now())
+            .await?;
+        let Some(ticket) = queued else {
             self.metrics.waiting_room_full.inc();
-            return Enqueued::Full;
+            return Ok(Enqueued::Full);
+        };
+        if ticket.id == id {
+            self.metrics.waiting_room_entered.inc();
+            self.line.send_modify(|line| {
+                line.head.get_or_insert(ticket.seq);
+                line.waiting += 1;
+            });
+            self.arrived.notify_one();
         }
-        let seq = room.next_seq;
-        room.next_seq += 1;
-        let ticket = Arc::new(Ticket {
-            id: random_token(TICKET_BYTES),
-            owner: request.user_id,
-            seq,
-            status: watch::channel(TicketStatus::Waiting).0,
-            finished_at: Mutex::new(None),
-        });
-        room.tickets.insert(ticket.id.clone(), ticket.clone());
-        room.by_key.insert(key, ticket.id.clone());
-        room.queue.push_back(Waiting {
-            ticket: ticket.clone(),
-            request,
-            writer,
-            admit,
-        });
-        self.metrics.waiting_room_depth.set(room.queue.len() as i64);
-        drop(room);
-        self.metrics.waiting_room_entered.inc();
-        self.arrived.notify_one();
-        Enqueued::Ticket(ticket)
+        Ok(Enqueued::Ticket(ticket))
     }
 
-    pub fn ticket(&self, id: &str) -> Option<Arc<Ticket>> {
-        self.lock().tickets.get(id).cloned()
+    pub async fn ticket(&self, id: &str) -> StoreResult<Option<TicketRecord>> {
+        self.store.ticket(id).await
     }
 
     /// 1 for the next ticket to be admitted; 0 once admitted.
-    pub fn position(&self, ticket: &Ticket) -> u64 {
-        (ticket.seq + 1).saturating_sub(*self.head.borrow())
+    pub fn position(&self, ticket: &TicketRecord) -> u64 {
+        if ticket.state != TicketState::Waiting {
+            return 0;
+        }
+        let head = self.line.borrow().head.unwrap_or(ticket.seq);
+        u64::try_from(ticket.seq - head + 1).unwrap_or(1).max(1)
     }
 
-    pub fn head(&self) -> watch::Receiver<u64> {
-        self.head.subscribe()
+    /// Changes whenever this node reads a new line.
+    pub fn line(&self) -> watch::Receiver<WaitingLine> {
+        self.line.subscribe()
     }
 
-    /// Admits tickets in order as writers free up, until `stop` fires.
+    /// Reads the line every `poll`; while this node holds the lease, admits tickets in
+    /// order as its writers free up. On `stop`: admits nothing more, waits up to `grace`
+    /// for the outcomes of what it admitted, and gives up the lease.
     pub(super) async fn pump(
         self: Arc<Self>,
+        holder: String,
         writers: Arc<[mpsc::Sender<Job>]>,
         mut stop: watch::Receiver<bool>,
+        grace: Duration,
     ) {
-        loop {
-            let next = self.lock().queue.front().map(|w| w.writer);
-            let Some(writer) = next else {
-                tokio::select! {
-                    _ = self.arrived.notified() => continue,
-                    _ = stop.changed() => return,
+        let mut lease = Lease::new(&holder, self.config.lease);
+        let mut admitted = JoinSet::new();
+        let mut pruned_at = tokio::time::Instant::now();
+        while !*stop.borrow() {
+            while admitted.try_join_next().is_some() {}
+            let line = match self.store.waiting_line().await {
+                Ok(line) => line,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the waiting room's line failed");
+                    pause(&mut stop, BACKOFF).await;
+                    continue;
                 }
             };
-            let permit = tokio::select! {
-                permit = writers[writer].reserve() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
-                _ = stop.changed() => return,
-            };
-            // Only this task pops, so the head is still the ticket the permit was for.
-            let Some(admitted) = self.admit_head() else {
+            self.line.send_replace(line);
+            self.metrics.waiting_room_depth.set(line.waiting);
+            if !lease.hold(&*self.store, self.clock.now()).await {
+                pause(&mut stop, self.config.poll).await;
                 continue;
-            };
-            let (reply, answer) = oneshot::channel();
-            let lines = gate_lines(&admitted.request);
-            let admit = admitted.admit;
-            permit.send(Job {
-                request: admitted.request,
-                reply,
-            });
-            let ticket = admitted.ticket;
-            let gate = self.gate.clone();
-            tokio::spawn(async move {
-                let outcome = match answer.await {
-                    Ok(result) => result.map_err(|e: StoreError| e.to_string()),
-                    Err(_) => Err("placement writer stopped".to_owned()),
-                };
-                if let Err(cause) = &outcome {
-                    tracing::warn!(ticket = %ticket.id, error = %cause, "queued placement failed");
+            }
+            if pruned_at.elapsed() >= self.config.ticket_ttl / 4 {
+                pruned_at = tokio::time::Instant::now();
+                self.prune().await;
+            }
+            if line.waiting == 0 {
+                tokio::select! {
+                    _ = self.arrived.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => {}
                 }
-                gate.settle(admit, &lines, outcome.as_ref().ok()).await;
-                *ticket.finished_at.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(Instant::now());
-                ticket.status.send_replace(TicketStatus::Done(outcome));
-            });
+                continue;
+            }
+            // Taken a batch at a time (one write for many tickets), then handed to the
+            // writers one by one as their queues free up.
+            let tickets = match self.store.admit_tickets(ADMIT_MAX).await {
+                Ok(tickets) => tickets,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admitting waiting tickets failed");
+                    pause(&mut stop, BACKOFF).await;
+                    continue;
+                }
+            };
+            for ticket in tickets {
+                self.clone()
+                    .admit(ticket, &writers, &mut stop, &mut admitted)
+                    .await;
+            }
+        }
+        if tokio::time::timeout(grace, async {
+            while admitted.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                left = admitted.len(),
+                "waiting-room outcomes not written within the grace period; the next holder places them again"
+            );
+        }
+        lease.release(&*self.store, self.clock.now()).await;
+    }
+
+    /// Hands one admitted ticket to its writer (waiting for room in its queue, so nobody
+    /// overtakes) and spawns the wait for its outcome.
+    async fn admit(
+        self: Arc<Self>,
+        ticket: TicketRecord,
+        writers: &[mpsc::Sender<Job>],
+        stop: &mut watch::Receiver<bool>,
+        admitted: &mut JoinSet<()>,
+    ) {
+        let lines = gate_lines(&ticket.request);
+        let attempt = format!(
+            "{}:{}",
+            ticket.request.user_id, ticket.request.idempotency_key
+        );
+        let admit = self.gate.admit(&attempt, &lines).await;
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if let Admit::SoldOut { product_id } = admit {
+            self.metrics.sold_out_fast_rejects.inc();
+            let outcome = TicketOutcome::Rejected(Rejection::OutOfStock { product_id });
+            admitted.spawn(async move { self.finish(&ticket, outcome).await });
+            return;
+        }
+        let writer = ticket.request.user_id.unsigned_abs() as usize % writers.len();
+        let permit = tokio::select! {
+            permit = writers[writer].reserve() => permit.ok(),
+            _ = stop.wait_for(|stopped| *stopped) => None,
+        };
+        let Some(permit) = permit else {
+            // Stopping: back in line for the next holder.
+            self.gate.settle(admit, &lines, None).await;
+            if let Err(e) = self.store.readmit_tickets(Some(&[ticket.seq])).await {
+                tracing::warn!(error = %e, "putting a ticket back in line failed; the next holder will");
+            }
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        permit.send(Job {
+            request: ticket.request.clone(),
+            reply,
+        });
+        admitted.spawn(async move {
+            let placed = answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("placement writer stopped".into())));
+            self.gate.settle(admit, &lines, placed.as_ref().ok()).await;
+            let outcome = match placed {
+                Ok(PlaceOutcome::Placed(order)) => TicketOutcome::Placed { order_id: order.id },
+                Ok(PlaceOutcome::Replayed(order)) => TicketOutcome::Replayed { order_id: order.id },
+                Ok(PlaceOutcome::Rejected(rejection)) => TicketOutcome::Rejected(rejection),
+                Err(e) if ticket.attempts < MAX_ATTEMPTS => {
+                    tracing::warn!(ticket = ticket.seq, error = %e, "queued placement failed; back in line");
+                    tokio::time::sleep(BACKOFF).await;
+                    if let Err(e) = self.store.readmit_tickets(Some(&[ticket.seq])).await {
+                        tracing::warn!(error = %e, "putting a ticket back in line failed; the next holder will");
+                    }
+                    self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(ticket = ticket.seq, error = %e, "queued placement failed too often");
+                    TicketOutcome::Failed
+                }
+            };
+            self.finish(&ticket, outcome).await;
+        });
+    }
+
+    /// Writes a ticket's outcome, retrying while the store is away: until it is written,
+    /// nobody else would finish the ticket (this node holds the lease).
+    async fn finish(&self, ticket: &TicketRecord, outcome: TicketOutcome) {
+        for attempt in 1.. {
+            match self
+                .store
+                .finish_ticket(ticket.seq, &outcome, self.clock.now())
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if attempt < 40 => {
+                    tracing::debug!(error = %e, "writing a ticket's outcome failed; retrying");
+                    tokio::time::sleep(BACKOFF).await;
+                }
+                Err(e) => {
+                    tracing::warn!(ticket = ticket.seq, error = %e, "a ticket's outcome could not be written; the next holder places it again");
+                    break;
+                }
+            }
+        }
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    async fn prune(&self) {
+        let ttl = i64::try_from(self.config.ticket_ttl.as_millis()).unwrap_or(i64::MAX);
+        let before = crate::domain::Timestamp::from_millis(self.clock.now().millis() - ttl);
+        if let Err(e) = self.store.prune_tickets(before, PRUNE_BATCH).await {
+            tracing::warn!(error = %e, "pruning finished tickets failed");
+        }
+    }
+}
+
+/// This node's hold on [`LEASE`]: renewed at a third of its length, and on taking it over,
+/// the previous holder's admitted tickets are put back in line first.
+struct Lease<'a> {
+    holder: &'a str,
+    length: Duration,
+    held: bool,
+    renew_at: tokio::time::Instant,
+}
+
+impl<'a> Lease<'a> {
+    fn new(holder: &'a str, length: Duration) -> Lease<'a> {
+        Lease {
+            holder,
+            length,
+            held: false,
+            renew_at: tokio::time::Instant::now(),
         }
     }
 
-    fn admit_head(&self) -> Option<Waiting> {
-        let mut room = self.lock();
-        let admitted = room.queue.pop_front()?;
-        room.by_key.remove(&(
-            admitted.request.user_id,
-            admitted.request.idempotency_key.clone(),
-        ));
-        self.metrics.waiting_room_depth.set(room.queue.len() as i64);
-        self.prune(&mut room);
-        drop(room);
-        self.head.send_replace(admitted.ticket.seq + 1);
-        admitted.ticket.status.send_replace(TicketStatus::Placing);
-        Some(admitted)
+    async fn hold(&mut self, store: &dyn Store, now: crate::domain::Timestamp) -> bool {
+        if tokio::time::Instant::now() < self.renew_at {
+            return self.held;
+        }
+        let length = i64::try_from(self.length.as_millis()).unwrap_or(i64::MAX);
+        let until = crate::domain::Timestamp::from_millis(now.millis().saturating_add(length));
+        let taken = match store.try_lease(LEASE, self.holder, until, now).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing the waiting-room lease failed");
+                false
+            }
+        };
+        if taken && !self.held {
+            match store.readmit_tickets(None).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    tickets = n,
+                    "took over the waiting room; its admitted tickets are back in line"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "taking over the waiting room failed");
+                    return false;
+                }
+            }
+            tracing::info!("admitting the waiting room's tickets");
+        }
+        self.held = taken;
+        self.renew_at = tokio::time::Instant::now() + self.length / 3;
+        taken
     }
 
-    /// Forgets finished tickets once their outcome has been kept for `ticket_ttl`.
-    fn prune(&self, room: &mut Room) {
-        let ttl = self.ticket_ttl;
-        room.tickets.retain(|_, t| {
-            let finished = *t.finished_at.lock().unwrap_or_else(|p| p.into_inner());
-            finished.is_none_or(|at| at.elapsed() < ttl)
-        });
+    /// Lets the lease lapse now, so another node takes over without waiting it out.
+    async fn release(&self, store: &dyn Store, now: crate::domain::Timestamp) {
+        if self.held {
+            let _ = store.try_lease(LEASE, self.holder, now, now).await;
+        }
+    }
+}
+
+async fn pause(stop: &mut watch::Receiver<bool>, how_long: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(how_long) => {}
+        _ = stop.wait_for(|stopped| *stopped) => {}
     }
 }

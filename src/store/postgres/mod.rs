@@ -42,6 +42,7 @@ mod relay;
 mod returns;
 mod settlement;
 mod stock;
+mod waiting_room;
 mod waitlist;
 
 pub use conn::PgStore;
@@ -65,6 +66,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_settlement_ledger.sql")),
     (11, include_str!("migrations/0011_payments_gateway.sql")),
     (12, include_str!("migrations/0012_refund_retries.sql")),
+    (13, include_str!("migrations/0013_waiting_room.sql")),
 ];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment

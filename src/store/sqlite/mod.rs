@@ -40,6 +40,7 @@ mod relay;
 mod returns;
 mod settlement;
 mod stock;
+mod waiting_room;
 mod waitlist;
 
 pub use conn::SqliteStore;
@@ -62,6 +63,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_settlement_ledger.sql")),
     (11, include_str!("migrations/0011_payments_gateway.sql")),
     (12, include_str!("migrations/0012_refund_retries.sql")),
+    (13, include_str!("migrations/0013_waiting_room.sql")),
 ];
 
 #[async_trait]
