@@ -56,6 +56,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// A sweeper transition of a due order: `expire` or `confirm`. A `&'static str`, so only
+/// names written in the code can become label values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub transition: &'static str,
+}
+
 /// Fine enough to read a p99 against the one-second goal (issue 9).
 const RELAY_LAG_BUCKETS: [f64; 18] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0,
@@ -114,6 +121,10 @@ metrics! {
         "Partner orders moved a step by their sellers (paid → preparing → shipped → delivered; cancel, return)";
     holds_expired: Counter = Counter::default(),
         "Orders whose payment deadline passed and whose holds were released";
+    /// Once per pass and order; the pass goes on with the other due orders
+    /// (`app::orders::Orders::sweep_each`).
+    sweeper_failures: Family<TransitionLabels, Counter> = Family::default(),
+        "Due orders whose sweeper transition failed, by transition (expire, confirm)";
     payments: Family<ReasonLabels, Counter> = Family::default(),
         "Payment attempts by outcome";
     /// Calls to the payment gateway through its circuit breaker, by outcome: `ok`,

@@ -117,15 +117,20 @@ impl Accounts {
                 now,
             )
             .await?;
-        let RotateOutcome::Rotated {
-            user_id,
-            session_id,
-        } = outcome
-        else {
-            if outcome == RotateOutcome::Reused {
-                tracing::warn!("refresh token reuse detected; session revoked");
+        let (user_id, session_id) = match outcome {
+            RotateOutcome::Rotated {
+                user_id,
+                session_id,
+            } => (user_id, session_id),
+            RotateOutcome::Reused { session_id } => {
+                // The session's access tokens die with it: here at once, elsewhere from
+                // its `session.revoked` event.
+                self.auth.revoke_session(session_id, now);
+                self.events.wake();
+                tracing::warn!(session_id, "refresh token reuse detected; session revoked");
+                return Err(AppError::InvalidRefreshToken);
             }
-            return Err(AppError::InvalidRefreshToken);
+            RotateOutcome::Invalid => return Err(AppError::InvalidRefreshToken),
         };
         let user = self
             .store
@@ -137,17 +142,18 @@ impl Accounts {
             .pair(user.id, user.role, user.partner_id, session_id, next))
     }
 
-    /// Ends the session: its refresh token stops working and its access token is refused
+    /// Ends the session: its refresh token stops working and its access tokens are refused
     /// on every node.
     pub async fn logout(&self, session: &Session<'_>) -> AppResult<()> {
         let expires_at = Timestamp::from_millis(session.expires_at_secs.saturating_mul(1000));
+        let now = self.clock.now();
         self.store
             .revoke_session(
                 session.user_id,
                 session.session_id,
                 session.jti,
                 expires_at,
-                self.clock.now(),
+                now,
             )
             .await?;
         // This node refuses the token at once; the others learn it from the outbox, and at
@@ -155,6 +161,7 @@ impl Accounts {
         self.auth
             .denylist
             .insert(session.jti.to_owned(), expires_at);
+        self.auth.revoke_session(session.session_id, now);
         self.revocations.announce(session.jti, expires_at).await;
         self.events.wake();
         Ok(())

@@ -12,12 +12,20 @@ use crate::domain::fulfilment::PartnerOrderStatus;
 use crate::domain::order::CancelReason;
 use crate::domain::{Actor, IdempotencyKey, OrderStatus, Role, Timestamp};
 use crate::events::EventSync;
-use crate::metrics::{Metrics, ReasonLabels};
+use crate::metrics::{Metrics, ReasonLabels, TransitionLabels};
 use crate::store::{
     OrderRecord, Page, PageRequest, Store, StoreError, TicketOutcome, TicketRecord,
     TransitionOutcome,
 };
+use std::future::Future;
 use std::sync::Arc;
+
+/// The sweeper's transitions, as `sweeper_failures_total` labels them.
+const EXPIRE: &str = "expire";
+const CONFIRM: &str = "confirm";
+/// A sweeper pass reads this many times its `limit` of due orders, so that orders whose
+/// transition keeps failing do not fill its batch ([`Orders::sweep_each`]).
+const DUE_LOOKAHEAD: i64 = 2;
 
 pub struct Orders {
     pub store: Arc<dyn Store>,
@@ -182,22 +190,25 @@ impl Orders {
 
     /// Cancels up to `limit` pending orders whose `pay_by` passed by `now`, releasing their
     /// holds. Safe on several nodes at once: each transition re-checks the order's state
-    /// and deadline in its own transaction.
+    /// and deadline in its own transaction. An order whose transition fails is stepped
+    /// over ([`Orders::sweep_each`]).
     pub async fn expire_due(&self, now: Timestamp, limit: i64) -> Result<usize, StoreError> {
-        let due = self.store.due_orders(now, limit).await?;
-        let mut expired = 0;
-        for order_id in due {
-            let outcome = self
-                .store
-                .cancel_order(order_id, CancelReason::Expired, now)
-                .await?;
-            if let TransitionOutcome::Done(order) = outcome {
-                expired += 1;
+        let due = self.store.due_orders(now, lookahead(limit)).await?;
+        let expired = self
+            .sweep_each(EXPIRE, due, limit, |order_id| async move {
+                let outcome = self
+                    .store
+                    .cancel_order(order_id, CancelReason::Expired, now)
+                    .await?;
+                let TransitionOutcome::Done(order) = outcome else {
+                    return Ok(false);
+                };
                 self.metrics.order_points(order.status, order.points_used);
                 self.metrics.holds_expired.inc();
                 self.count_cancelled("expired");
-            }
-        }
+                Ok(true)
+            })
+            .await?;
         if expired > 0 {
             tracing::info!(expired, "released holds of unpaid orders");
         }
@@ -206,7 +217,8 @@ impl Orders {
 
     /// Confirms up to `limit` paid orders whose last partner order was delivered at least
     /// `after_secs` before `now` (one query finds them all). An order the buyer confirmed,
-    /// or that was refunded, since it was listed is refused and skipped.
+    /// or that was refunded, since it was listed is refused and skipped; one whose
+    /// transition fails is stepped over ([`Orders::sweep_each`]).
     pub async fn confirm_due(
         &self,
         now: Timestamp,
@@ -214,18 +226,73 @@ impl Orders {
         limit: i64,
     ) -> Result<usize, StoreError> {
         let cutoff = now.minus_secs(after_secs);
-        let due = self.store.due_confirmations(cutoff, limit).await?;
-        let mut confirmed = 0;
-        for order_id in due {
-            if let TransitionOutcome::Done(_) = self.store.confirm_order(order_id, now).await? {
-                confirmed += 1;
-                self.count_confirmed(ConfirmedBy::Auto);
-            }
-        }
+        let due = self
+            .store
+            .due_confirmations(cutoff, lookahead(limit))
+            .await?;
+        let confirmed = self
+            .sweep_each(CONFIRM, due, limit, |order_id| async move {
+                let outcome = self.store.confirm_order(order_id, now).await?;
+                let done = matches!(outcome, TransitionOutcome::Done(_));
+                if done {
+                    self.count_confirmed(ConfirmedBy::Auto);
+                }
+                Ok(done)
+            })
+            .await?;
         if confirmed > 0 {
             tracing::info!(confirmed, "confirmed purchases automatically");
         }
         Ok(confirmed)
+    }
+
+    /// Takes the due orders in `due` (oldest first) through `step`, each in its own
+    /// transaction, until `limit` of them went through (`step` says whether the order
+    /// moved, or was refused because it no longer needed to); returns how many moved.
+    ///
+    /// One order whose transition fails (a row the database refuses, a ledger that no
+    /// longer adds up) must not hold back the orders behind it: it is logged with its id and
+    /// counted in `sweeper_failures_total`, once per pass, and the pass goes on. It does
+    /// not take a place of the `limit` either, and `due` holds [`lookahead`] of them, so up
+    /// to `limit` such orders at the head of the list never starve the rest. An
+    /// unreachable database would fail every order alike: that ends the pass as an error.
+    async fn sweep_each<F, Fut>(
+        &self,
+        transition: &'static str,
+        due: Vec<i64>,
+        limit: i64,
+        step: F,
+    ) -> Result<usize, StoreError>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: Future<Output = Result<bool, StoreError>>,
+    {
+        let (mut moved, mut through) = (0, 0);
+        for order_id in due {
+            if through >= limit {
+                break;
+            }
+            match step(order_id).await {
+                Ok(done) => {
+                    through += 1;
+                    moved += usize::from(done);
+                }
+                Err(error @ StoreError::Unavailable(_)) => return Err(error),
+                Err(error) => {
+                    tracing::warn!(
+                        order_id,
+                        transition,
+                        error = %error,
+                        "a due order's transition failed; skipped until the next pass"
+                    );
+                    self.metrics
+                        .sweeper_failures
+                        .get_or_create(&TransitionLabels { transition })
+                        .inc();
+                }
+            }
+        }
+        Ok(moved)
     }
 
     fn count_cancelled(&self, reason: &str) {
@@ -245,6 +312,11 @@ impl Orders {
             })
             .inc();
     }
+}
+
+/// How many due orders a pass of `limit` reads.
+fn lookahead(limit: i64) -> i64 {
+    limit.saturating_mul(DUE_LOOKAHEAD)
 }
 
 /// Whether a part of a paid order has left with a carrier: then the buyer can no longer

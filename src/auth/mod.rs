@@ -1,14 +1,17 @@
 //! Passwords (Argon2id), access tokens (short-lived HS256 JWTs) and refresh tokens (random,
 //! stored only as a SHA-256 hash, rotated on every use). Logout deny-lists the access token's
-//! `jti` on every node through the outbox (see `events::Dispatcher`). Token lifetimes are
-//! judged by the application's clock, not by the JWT library's own read of the wall clock.
+//! `jti` on every node through the outbox (see `events::Dispatcher`). A revoked session — a
+//! logout, or a refresh token replayed, which may be theft — also deny-lists its session id,
+//! which every access token carries (`sid`): the tokens it issued die with it at once rather
+//! than live out their 15 minutes. Token lifetimes are judged by the application's clock, not
+//! by the JWT library's own read of the wall clock.
 
 mod denylist;
 
 pub use denylist::DenyList;
 
 use crate::clock::SharedClock;
-use crate::domain::Role;
+use crate::domain::{Role, Timestamp};
 use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
@@ -28,12 +31,21 @@ pub struct Claims {
     pub role: Role,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pid: Option<i64>,
-    /// Session id; 0 for tokens minted by `admin provision-buyers`, which have no session.
+    /// Session id; [`NO_SESSION`] for tokens minted by `admin provision-buyers`, which have
+    /// no session.
     pub sid: i64,
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
 }
+
+/// The `sid` of access tokens that belong to no session (`admin provision-buyers`): never
+/// revoked as a session, since every such token shares it.
+pub const NO_SESSION: i64 = 0;
+
+/// How much longer than the access-token lifetime a revoked session stays deny-listed: for a
+/// refresh that committed while the session was being revoked, and for the clocks of nodes.
+const SESSION_REVOCATION_SLACK_SECS: u64 = 60;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenPair {
@@ -141,10 +153,29 @@ impl AuthService {
         if data.claims.exp < self.clock.now().millis() / 1000 {
             return Err(TokenError::Invalid);
         }
-        if self.denylist.contains(&data.claims.jti) {
+        if self.denylist.contains(&data.claims.jti)
+            || self.denylist.contains_session(data.claims.sid)
+        {
             return Err(TokenError::Revoked);
         }
         Ok(data.claims)
+    }
+
+    /// Refuses, from now on, every access token of `session_id`, which was revoked at
+    /// `revoked_at`. None is issued after the revocation (a refresh needs a live session),
+    /// so the entry lasts as long as the last one issued before it could, plus a slack.
+    pub fn revoke_session(&self, session_id: i64, revoked_at: Timestamp) {
+        if session_id == NO_SESSION {
+            return;
+        }
+        let until = revoked_at.plus_secs(self.access_ttl_secs + SESSION_REVOCATION_SLACK_SECS);
+        self.denylist.insert_session(session_id, until);
+    }
+
+    /// The sessions revoked after this may still have live access tokens at `now`: the
+    /// ones a starting node loads into its deny-list.
+    pub fn revoked_sessions_since(&self, now: Timestamp) -> Timestamp {
+        now.minus_secs(self.access_ttl_secs + SESSION_REVOCATION_SLACK_SECS)
     }
 
     pub async fn verify_password(&self, password: String, hash: Option<String>) -> bool {
@@ -209,8 +240,7 @@ mod string_id {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
-    use crate::domain::Timestamp;
+    use crate::clock::{Clock, ManualClock};
     use std::time::Duration;
 
     fn service() -> AuthService {
@@ -245,6 +275,42 @@ mod tests {
             auth.verify_access(&token),
             Err(TokenError::Revoked)
         ));
+    }
+
+    #[test]
+    fn a_revoked_session_refuses_all_its_tokens_until_they_expire() {
+        let clock = ManualClock::starting_now();
+        let auth = AuthService::new(&[7u8; 32], 60, 120, clock.clone());
+        let (first, second) = (
+            auth.issue_access(1, Role::Buyer, None, 4, 60),
+            auth.issue_access(1, Role::Buyer, None, 4, 60),
+        );
+        let other_session = auth.issue_access(1, Role::Buyer, None, 5, 60);
+        let provisioned = auth.issue_access(2, Role::Buyer, None, NO_SESSION, 60);
+        auth.revoke_session(4, clock.now());
+        auth.revoke_session(NO_SESSION, clock.now());
+        for token in [&first, &second] {
+            assert!(matches!(
+                auth.verify_access(token),
+                Err(TokenError::Revoked)
+            ));
+        }
+        assert!(auth.verify_access(&other_session).is_ok());
+        assert!(
+            auth.verify_access(&provisioned).is_ok(),
+            "no session to revoke"
+        );
+
+        // Kept while a token of the session may live, then dropped.
+        clock.advance(Duration::from_secs(60));
+        auth.denylist.prune(clock.now());
+        assert!(matches!(
+            auth.verify_access(&first),
+            Err(TokenError::Revoked)
+        ));
+        clock.advance(Duration::from_secs(SESSION_REVOCATION_SLACK_SECS));
+        auth.denylist.prune(clock.now());
+        assert!(auth.denylist.is_empty());
     }
 
     #[test]

@@ -8,9 +8,14 @@ use crate::domain::Role;
 use crate::wiring;
 use anyhow::Context;
 use clap::Subcommand;
+use std::fs::{OpenOptions, Permissions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The token file signs in as every buyer it lists: its owner's alone.
+const TOKEN_FILE_MODE: u32 = 0o600;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -92,14 +97,51 @@ pub(super) async fn run(command: AdminCommand, config: &Config) -> anyhow::Resul
     Ok(())
 }
 
-/// One token per line.
-fn write_tokens(out: &PathBuf, tokens: &[String]) -> anyhow::Result<()> {
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
-    );
+/// One token per line, in a file only its owner may read or write (mode 0600): each line
+/// signs in as a buyer for `token_ttl_secs`. The mode is set as the file is created, so no
+/// other user can open it in between; a file that was there already is narrowed to 0600
+/// before a token is written into it.
+fn write_tokens(out: &Path, tokens: &[String]) -> anyhow::Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(TOKEN_FILE_MODE)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    file.set_permissions(Permissions::from_mode(TOKEN_FILE_MODE))
+        .with_context(|| format!("restricting {} to its owner", out.display()))?;
+    let mut file = std::io::BufWriter::new(file);
     for token in tokens {
         writeln!(file, "{token}")?;
     }
     file.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().mode() & 0o777
+    }
+
+    #[test]
+    fn token_files_are_readable_by_their_owner_only() {
+        let dir = std::env::temp_dir().join(format!("stampede-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (new, existing) = (dir.join("new.txt"), dir.join("existing.txt"));
+        std::fs::write(&existing, "an older, longer file\nof two lines\n").unwrap();
+        std::fs::set_permissions(&existing, Permissions::from_mode(0o644)).unwrap();
+
+        let tokens = ["a.b.c".to_owned(), "d.e.f".to_owned()];
+        for path in [&new, &existing] {
+            write_tokens(path, &tokens).unwrap();
+            assert_eq!(mode(path), 0o600, "{}", path.display());
+            assert_eq!(std::fs::read_to_string(path).unwrap(), "a.b.c\nd.e.f\n");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -154,6 +154,9 @@ impl Dispatcher {
                     if let (Some(jti), Some(expires_at)) = (s.jti, s.expires_at) {
                         self.auth.denylist.insert(jti, expires_at);
                     }
+                    if let Some(session_id) = s.session_id {
+                        self.auth.revoke_session(session_id, event.created_at);
+                    }
                 })
             }
             t if t.starts_with("order.") => {

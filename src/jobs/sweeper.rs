@@ -2,7 +2,9 @@
 //! payment deadline passed, and confirms purchases whose last partner order was delivered
 //! `auto_confirm_after_secs` ago that the buyer did not confirm (DESIGN §3). On every node:
 //! each transition re-checks the order's state (and deadline) in its own transaction, so
-//! two nodes never do it twice.
+//! two nodes never do it twice. Each order goes on its own: one whose transition fails is
+//! logged, counted and stepped over, and the orders behind it are still swept
+//! (`app::orders::Orders::sweep_each`).
 
 use super::scheduler::{Job, Schedule, Scope, Trigger};
 use crate::app::orders::Orders;

@@ -41,6 +41,9 @@ pub trait AuthStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<()>;
     async fn revoked_tokens(&self, now: Timestamp) -> StoreResult<Vec<String>>;
+    /// Sessions revoked after `since` (logouts and replayed refresh tokens), with when:
+    /// their access tokens may still be alive. A starting node deny-lists them.
+    async fn revoked_sessions(&self, since: Timestamp) -> StoreResult<Vec<(i64, Timestamp)>>;
     /// Reads a setting, or stores `value` if it is absent; returns whichever is stored.
     async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String>;
 }
@@ -70,7 +73,9 @@ pub enum RotateOutcome {
         session_id: i64,
     },
     /// An already-rotated token was presented again; the session is now revoked.
-    Reused,
+    Reused {
+        session_id: i64,
+    },
     /// Unknown, expired or revoked.
     Invalid,
 }

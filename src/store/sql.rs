@@ -58,6 +58,10 @@ pub(crate) const DENY_TOKEN: &str =
 
 pub(crate) const REVOKED_TOKENS: &str = "SELECT jti FROM revoked_tokens WHERE expires_at > $1";
 
+/// Read once at start; a scan of `sessions`, which is bounded by the logins kept.
+pub(crate) const REVOKED_SESSIONS: &str =
+    "SELECT id, revoked_at FROM sessions WHERE revoked_at > $1";
+
 pub(crate) const INSERT_SETTING: &str =
     "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 

@@ -116,6 +116,12 @@ pub async fn auth_service(
     for jti in store.revoked_tokens(now).await? {
         auth.denylist.insert(jti, far_future);
     }
+    for (session_id, revoked_at) in store
+        .revoked_sessions(auth.revoked_sessions_since(now))
+        .await?
+    {
+        auth.revoke_session(session_id, revoked_at);
+    }
     Ok(auth)
 }
 

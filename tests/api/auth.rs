@@ -217,3 +217,62 @@ backend_tests!(
         expect(&app.get("/me", Some(fresh)).await, 200);
     }
 );
+
+/// Logs in, then rotates the refresh token once; returns the two pairs.
+async fn rotated_session(app: &TestApp) -> (String, serde_json::Value, serde_json::Value) {
+    let (email, first) = signed_in_buyer(app).await;
+    let rotated = refresh(app, str_of(&first, "refresh_token")).await;
+    let second = expect(&rotated, 200).clone();
+    (email, first, second)
+}
+
+backend_tests!(
+    reusing_a_refresh_token_kills_the_access_tokens_of_its_session,
+    |app| async move {
+        let (email, first, second) = rotated_session(&app).await;
+        let other = app.login(&email, PASSWORD).await;
+        let session_tokens = [
+            str_of(&first, "access_token"),
+            str_of(&second, "access_token"),
+        ];
+        let other_session = str_of(&other, "access_token");
+        for token in session_tokens.iter().chain([&other_session]) {
+            expect(&app.get("/me", Some(token)).await, 200);
+        }
+
+        // The spent refresh token again: the session dies, and every access token it
+        // issued with it, long before they would expire.
+        let old_refresh = str_of(&first, "refresh_token");
+        expect_error(&refresh(&app, old_refresh).await, 401, "invalid_token");
+        for token in session_tokens {
+            expect_error(&app.get("/me", Some(token)).await, 401, "invalid_token");
+        }
+        // The buyer's other session is not the stolen one.
+        expect(&app.get("/me", Some(other_session)).await, 200);
+    }
+);
+
+backend_tests!(
+    a_session_revoked_for_reuse_is_refused_on_every_node,
+    |app| async move {
+        let (_, first, second) = rotated_session(&app).await;
+        let access = str_of(&second, "access_token");
+        let (running, node) = app.another_node(|_| {}).await;
+        expect(&running.get("/me", Some(access)).await, 200);
+
+        let old_refresh = str_of(&first, "refresh_token");
+        expect_error(&refresh(&app, old_refresh).await, 401, "invalid_token");
+        // A running node learns it from the `session.revoked` event…
+        eventually(
+            Duration::from_secs(10),
+            "the other node to refuse the session's token",
+            || async { (running.get("/me", Some(access)).await.0 == 401).then_some(()) },
+        )
+        .await;
+        // …and a node that starts later from the database.
+        let (late, late_node) = app.another_node(|_| {}).await;
+        expect_error(&late.get("/me", Some(access)).await, 401, "invalid_token");
+        late_node.stop().await;
+        node.stop().await;
+    }
+);

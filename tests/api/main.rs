@@ -44,6 +44,7 @@ mod rate_limits;
 mod returns;
 mod scale_out;
 mod settlement;
+mod sweeper;
 mod verify;
 mod waiting_room;
 mod waitlist;

@@ -65,13 +65,25 @@ async fn sessions(store: &dyn Store, user: i64) {
         session_id: session,
     };
     assert_eq!(rotate("h1", "h2").await, rotated);
-    assert_eq!(rotate("h1", "h3").await, RotateOutcome::Reused);
+    assert_eq!(
+        rotate("h1", "h3").await,
+        RotateOutcome::Reused {
+            session_id: session
+        }
+    );
     assert_eq!(rotate("h2", "h4").await, RotateOutcome::Invalid, "revoked");
     assert_eq!(
         rotate("h1", "h5").await,
         RotateOutcome::Invalid,
         "revoked once"
     );
+    // What a starting node deny-lists: the sessions revoked since a point in time.
+    let just_before = Timestamp::from_millis(NOW.millis() - 1);
+    assert_eq!(
+        store.revoked_sessions(just_before).await.unwrap(),
+        [(session, NOW)]
+    );
+    assert!(store.revoked_sessions(NOW).await.unwrap().is_empty());
     assert_eq!(rotate("nope", "h6").await, RotateOutcome::Invalid);
     store.create_session(user, "s1", NOW, NOW).await.unwrap();
     assert_eq!(rotate("s1", "s2").await, RotateOutcome::Invalid, "expired");

@@ -84,6 +84,18 @@ impl AuthStore for PgStore {
             .await?)
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn revoked_sessions(&self, since: Timestamp) -> StoreResult<Vec<(i64, Timestamp)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql::REVOKED_SESSIONS)
+            .bind(since.millis())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at)| (id, Timestamp::from_millis(at)))
+            .collect())
+    }
+
     #[tracing::instrument(skip_all, fields(key = key))]
     async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
         setting_or_insert(&self.pool, key, value).await
@@ -227,7 +239,7 @@ async fn rotate_refresh(
                 Some((session_id, user_id)) => {
                     let event = events::session_reuse_revoked(user_id, session_id);
                     outbox::append(&mut tx, &[event], now).await?;
-                    RotateOutcome::Reused
+                    RotateOutcome::Reused { session_id }
                 }
                 None => RotateOutcome::Invalid,
             }

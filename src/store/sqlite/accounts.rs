@@ -158,6 +158,18 @@ impl AuthStore for SqliteStore {
             .await?)
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn revoked_sessions(&self, since: Timestamp) -> StoreResult<Vec<(i64, Timestamp)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql::REVOKED_SESSIONS)
+            .bind(since.millis())
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at)| (id, Timestamp::from_millis(at)))
+            .collect())
+    }
+
     #[tracing::instrument(skip_all, fields(key = key))]
     async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
         let mut tx = self.write_tx().await?;
@@ -231,5 +243,5 @@ async fn revoke_reused(
     };
     let event = events::session_reuse_revoked(user_id, session_id);
     outbox::append(conn, &[event], now).await?;
-    Ok(RotateOutcome::Reused)
+    Ok(RotateOutcome::Reused { session_id })
 }
