@@ -87,6 +87,11 @@ pub enum ErrorCode {
     RequestTimeout,
     /// Too many requests from this user or address; see `Retry-After`.
     RateLimited,
+    /// Too many failed logins for this account or from this address, or too many sign-ups
+    /// from this address, in the window; see `Retry-After`.
+    TooManyAttempts,
+    /// The user already holds the most live streams (Server-Sent Events) allowed.
+    TooManyStreams,
     Overloaded,
     Unavailable,
     /// The payment gateway is failing (its circuit breaker is open) or did not answer in
@@ -100,7 +105,11 @@ impl ErrorCode {
     /// is known; `None` for codes that send no such header.
     pub fn retry_after_secs(self) -> Option<u64> {
         use ErrorCode::*;
-        matches!(self, Overloaded | RateLimited | PaymentGatewayUnavailable).then_some(1)
+        matches!(
+            self,
+            Overloaded | RateLimited | TooManyAttempts | TooManyStreams | PaymentGatewayUnavailable
+        )
+        .then_some(1)
     }
 
     pub fn status(self) -> StatusCode {
@@ -147,7 +156,7 @@ impl ErrorCode {
             | PaymentKeyReused => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited | TooManyAttempts | TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             Overloaded | Unavailable | PaymentGatewayUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -346,6 +355,10 @@ impl From<AppError> for ApiError {
             AppError::Forbidden => ApiError::forbidden(),
             AppError::InvalidCredentials => ApiError::new(ErrorCode::InvalidCredentials, message),
             AppError::InvalidRefreshToken => ApiError::new(ErrorCode::InvalidToken, message),
+            AppError::TooManyAttempts { retry_after } => {
+                ApiError::new(ErrorCode::TooManyAttempts, message).retry_after(retry_after)
+            }
+            AppError::PasswordChecksBusy => ApiError::new(ErrorCode::Overloaded, message),
             AppError::Rejected(rejection) => (&rejection).into(),
             AppError::Place(e) => e.into(),
             AppError::OrderNotPayable => ApiError::new(ErrorCode::OrderNotPayable, message),

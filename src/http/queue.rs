@@ -105,13 +105,14 @@ pub async fn get_ticket(
 
 #[utoipa::path(get, path = "/api/v1/queue/{ticket}/events", tag = "orders", security(("bearer" = [])), params(("ticket" = String, Path)),
     responses((status = 200, description = "text/event-stream: `position` events while waiting, then one `outcome` event (TicketView), then the stream ends"),
-        (status = 404, body = super::error::ErrorBody)))]
+        (status = 404, body = super::error::ErrorBody), (status = 429, description = "`too_many_streams`", body = super::error::ErrorBody)))]
 pub async fn ticket_events(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let ticket = own_ticket(&state, &user, &id)?;
+    let slot = state.streams.open(user.id())?;
     let follow = Follow {
         status: ticket.status.subscribe(),
         head: state.app.orders.placement.waiting_room().head(),
@@ -124,7 +125,7 @@ pub async fn ticket_events(
         let event = follow.next_event().await?;
         Some((Ok(event), follow))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(slot.bound(stream)).keep_alive(KeepAlive::default()))
 }
 
 #[derive(PartialEq)]
