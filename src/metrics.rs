@@ -11,11 +11,25 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    /// One of [`HTTP_METHODS`] or `OTHER` ([`method_label`]): a client may send any token
+    /// as a method, and each would be a new series.
+    pub method: &'static str,
     /// The matched route template (`/api/v1/orders/{id}`), never the raw path, so label
     /// cardinality stays bounded.
     pub route: String,
     pub status: u16,
+}
+
+/// The methods that get a label of their own.
+pub const HTTP_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// The `method` label of a request: its method when standard, else `OTHER`.
+pub fn method_label(method: &str) -> &'static str {
+    HTTP_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("OTHER")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +75,13 @@ pub struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
     pub transition: &'static str,
+}
+
+/// Which abuse limit refused a request: `login_account`, `login_ip`, `signup_ip`,
+/// `password_hash_busy`, `streams_per_user`. A `&'static str`, like [`OutcomeLabels`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AbuseLabels {
+    pub reason: &'static str,
 }
 
 /// Fine enough to read a p99 against the one-second goal (issue 9).
@@ -188,6 +209,12 @@ metrics! {
         "Product listing reads that went to the database";
     rate_limited: Family<ReasonLabels, Counter> = Family::default(),
         "Requests refused with 429, by limit (user or ip)";
+    /// Requests refused by an abuse limit (failed logins, sign-ups, password checks in
+    /// progress, live streams), by limit ([`AbuseLabels`]).
+    abuse_refused: Family<AbuseLabels, Counter> = Family::default(),
+        "Requests refused by an abuse limit (failed logins, sign-ups, password hashes, live streams), by limit";
+    live_streams: Gauge = Gauge::default(),
+        "Live streams (Server-Sent Events) open on this node";
     redis_errors: Counter = Counter::default(),
         "Redis calls that failed or timed out (each fell back to the in-process path)";
     /// 1 while Redis is configured and reachable.

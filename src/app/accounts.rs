@@ -5,11 +5,14 @@
 use super::error::{require, AppError, AppResult};
 use crate::auth::{random_token, token_hash, AuthService, TokenPair};
 use crate::clock::SharedClock;
+use crate::cluster::login_attempts::Attempts;
 use crate::cluster::revocation::Revocations;
 use crate::domain::values::MAX_PASSWORD_BYTES;
 use crate::domain::{Actor, Email, Password, Role, Timestamp};
 use crate::events::EventSync;
+use crate::metrics::{AbuseLabels, Metrics};
 use crate::store::{NewUser, RotateOutcome, Store, UserRecord};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Random bytes in a refresh token (256 bits).
@@ -27,6 +30,10 @@ pub struct Accounts {
     /// Tells the other nodes at once that a logged-out token is refused.
     pub revocations: Arc<dyn Revocations>,
     pub events: EventSync,
+    /// Failed logins per account and address, sign-ups per address (across nodes with
+    /// Redis).
+    pub attempts: Attempts,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The access token being logged out.
@@ -39,7 +46,8 @@ pub struct Session<'a> {
 }
 
 impl Accounts {
-    /// Creates an account with a freshly hashed password.
+    /// Creates an account with a freshly hashed password (sellers; buyers sign up through
+    /// [`Self::signup`]).
     pub async fn create(
         &self,
         email: &str,
@@ -47,8 +55,64 @@ impl Accounts {
         role: Role,
         partner_id: Option<i64>,
     ) -> AppResult<UserRecord> {
-        let now = self.clock.now();
-        create_account(self.store.as_ref(), now, email, password, role, partner_id).await
+        let (email, password) = (Email::parse(email)?, Password::parse(password)?);
+        let password_hash = self.hash(password).await?;
+        insert_account(
+            self.store.as_ref(),
+            self.clock.now(),
+            &email,
+            password_hash,
+            role,
+            partner_id,
+        )
+        .await
+    }
+
+    /// A buyer signs up from `ip`. Sign-ups are counted per address once the input is
+    /// valid (bad input is refused before, and costs nothing): the next one past the limit
+    /// is refused before any hash.
+    pub async fn signup(
+        &self,
+        email: &str,
+        password: String,
+        ip: Option<IpAddr>,
+    ) -> AppResult<UserRecord> {
+        let (email, password) = (Email::parse(email)?, Password::parse(password)?);
+        self.attempts
+            .signup(ip)
+            .await
+            .map_err(|retry_after| AppError::TooManyAttempts { retry_after })?;
+        let password_hash = self.hash(password).await?;
+        insert_account(
+            self.store.as_ref(),
+            self.clock.now(),
+            &email,
+            password_hash,
+            Role::Buyer,
+            None,
+        )
+        .await
+    }
+
+    /// Hashes under the node's bound on password hashes; refused at once when it is full.
+    async fn hash(&self, password: Password) -> AppResult<String> {
+        let permit = self
+            .auth
+            .hashing
+            .try_permit()
+            .inspect_err(|_| self.hash_busy())?;
+        permit
+            .hash(password.expose().to_owned())
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))
+    }
+
+    fn hash_busy(&self) {
+        let reason = "password_hash_busy";
+        self.metrics
+            .abuse_refused
+            .get_or_create(&AbuseLabels { reason })
+            .inc();
     }
 
     /// A seller account of an existing partner, made by an admin.
@@ -69,21 +133,45 @@ impl Accounts {
     }
 
     /// Checks the password (as long for an unknown email as for a known one) and starts a
-    /// session.
-    pub async fn login(&self, email: &str, password: String) -> AppResult<TokenPair> {
+    /// session. An account or address with too many recent failures is refused before its
+    /// password is checked, so a locked-out guess costs no hash; so is a login when the
+    /// node already checks as many passwords as it may at once.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        ip: Option<IpAddr>,
+    ) -> AppResult<TokenPair> {
         // Bound the work an attacker can make us do before hashing.
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(AppError::InvalidCredentials);
         }
-        let user = match Email::parse(email) {
-            Ok(email) => self.store.user_by_email(email.as_str()).await?,
-            Err(_) => None,
+        // The account is the normalised email whether or not it parses or exists: a
+        // refusal must not tell which emails are registered.
+        let parsed = Email::parse(email).ok();
+        let account = parsed.as_ref().map_or_else(
+            || email.trim().to_ascii_lowercase(),
+            |email| email.as_str().to_owned(),
+        );
+        self.attempts
+            .login_allowed(&account, ip)
+            .await
+            .map_err(|retry_after| AppError::TooManyAttempts { retry_after })?;
+        let user = match &parsed {
+            Some(email) => self.store.user_by_email(email.as_str()).await?,
+            None => None,
         };
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        if !self.auth.verify_password(password, hash).await {
+        let verified = self
+            .auth
+            .verify_password(password, hash)
+            .await
+            .inspect_err(|_| self.hash_busy())?;
+        let Some(user) = user.filter(|_| verified) else {
+            self.attempts.login_failed(&account, ip).await;
             return Err(AppError::InvalidCredentials);
-        }
-        let user = user.ok_or(AppError::InvalidCredentials)?;
+        };
+        self.attempts.login_succeeded(&account).await;
         let refresh = random_token(REFRESH_TOKEN_BYTES);
         let now = self.clock.now();
         let session_id = self
@@ -175,7 +263,26 @@ impl Accounts {
     }
 }
 
-/// Creates an account with a freshly hashed password (signup, sellers, the operator).
+/// Stores a new account whose password is already hashed.
+async fn insert_account(
+    store: &dyn Store,
+    now: Timestamp,
+    email: &Email,
+    password_hash: String,
+    role: Role,
+    partner_id: Option<i64>,
+) -> AppResult<UserRecord> {
+    let user = NewUser {
+        email: email.as_str().to_owned(),
+        password_hash,
+        role,
+        partner_id,
+    };
+    Ok(store.insert_user(&user, now).await?)
+}
+
+/// Creates an account with a freshly hashed password, for the operator's commands: one
+/// hash each, outside the requests' bound on concurrent hashes.
 pub async fn create_account(
     store: &dyn Store,
     now: Timestamp,
@@ -189,13 +296,7 @@ pub async fn create_account(
     let password_hash = crate::auth::hash_password(password.expose().to_owned())
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    let user = NewUser {
-        email: email.as_str().to_owned(),
-        password_hash,
-        role,
-        partner_id,
-    };
-    Ok(store.insert_user(&user, now).await?)
+    insert_account(store, now, &email, password_hash, role, partner_id).await
 }
 
 /// The operator's `admin create-user`: any role, a seller with its partner.

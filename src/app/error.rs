@@ -22,6 +22,13 @@ pub enum AppError {
     Forbidden,
     #[error("wrong email or password")]
     InvalidCredentials,
+    /// Too many failed logins for the account or from the address, or too many sign-ups
+    /// from the address: nothing was checked; try again after `retry_after`.
+    #[error("too many attempts; try again later")]
+    TooManyAttempts { retry_after: std::time::Duration },
+    /// Every password check this node may run at once is running (`auth::HashLimiter`).
+    #[error("too many sign-ins in progress; retry shortly")]
+    PasswordChecksBusy,
     /// A refresh token that is unknown, expired, rotated away or revoked.
     #[error("invalid, expired or revoked refresh token")]
     InvalidRefreshToken,
@@ -186,3 +193,9 @@ pub enum PlaceError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+impl From<crate::auth::HashBusy> for AppError {
+    fn from(_: crate::auth::HashBusy) -> Self {
+        AppError::PasswordChecksBusy
+    }
+}

@@ -7,14 +7,14 @@
 //! by the JWT library's own read of the wall clock.
 
 mod denylist;
+mod hashing;
 
 pub use denylist::DenyList;
+pub use hashing::{HashBusy, HashLimiter, HashPermit};
 
 use crate::clock::SharedClock;
 use crate::domain::{Role, Timestamp};
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -70,6 +70,8 @@ pub struct AuthService {
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
     pub denylist: DenyList,
+    /// Bounds the Argon2 runs of logins and sign-ups on this node (`hashing`).
+    pub hashing: HashLimiter,
     /// Verified against when the email is unknown, so a login takes as long either way and
     /// does not reveal which emails exist.
     dummy_hash: String,
@@ -95,6 +97,7 @@ impl AuthService {
             access_ttl_secs,
             refresh_ttl_secs,
             denylist: DenyList::default(),
+            hashing: HashLimiter::default(),
             dummy_hash: hash_password_blocking("stampede-dummy-password").unwrap_or_default(),
             clock,
         }
@@ -178,26 +181,30 @@ impl AuthService {
         now.minus_secs(self.access_ttl_secs + SESSION_REVOCATION_SLACK_SECS)
     }
 
-    pub async fn verify_password(&self, password: String, hash: Option<String>) -> bool {
+    /// Bounds the password hashes this service computes at once to `permits`.
+    pub fn with_hash_concurrency(mut self, permits: usize) -> Self {
+        self.hashing = HashLimiter::new(permits);
+        self
+    }
+
+    /// Whether `password` matches `hash` (as long without a hash, so that an unknown email
+    /// takes as long as a known one). [`HashBusy`] at once, without hashing, when
+    /// [`Self::hashing`] has no permit free.
+    pub async fn verify_password(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, HashBusy> {
+        let permit = self.hashing.try_permit()?;
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|parsed| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &parsed)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        ok && known
+        let ok = permit.verify(password, hash).await;
+        Ok(ok && known)
     }
 }
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes); CPU-heavy, so async callers use
-/// [`hash_password`].
+/// [`HashPermit::hash`] (requests) or [`hash_password`].
 pub fn hash_password_blocking(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
     Ok(Argon2::default()
@@ -205,6 +212,8 @@ pub fn hash_password_blocking(password: &str) -> Result<String, argon2::password
         .to_string())
 }
 
+/// Unbounded: for the operator's commands, one hash each. Requests hash under a
+/// [`HashLimiter`] permit.
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
     let hash = tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await?;
     hash.map_err(|e| anyhow::anyhow!("hashing password: {e}"))
@@ -334,15 +343,19 @@ mod tests {
     async fn passwords_verify_only_against_their_hash() {
         let auth = service();
         let hash = hash_password("correct horse".into()).await.unwrap();
-        assert!(
+        assert_eq!(
             auth.verify_password("correct horse".into(), Some(hash.clone()))
-                .await
+                .await,
+            Ok(true)
         );
-        assert!(!auth.verify_password("wrong horse".into(), Some(hash)).await);
-        assert!(
-            !auth
-                .verify_password("stampede-dummy-password".into(), None)
-                .await
+        assert_eq!(
+            auth.verify_password("wrong horse".into(), Some(hash)).await,
+            Ok(false)
+        );
+        assert_eq!(
+            auth.verify_password("stampede-dummy-password".into(), None)
+                .await,
+            Ok(false)
         );
     }
 }

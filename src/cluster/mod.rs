@@ -11,6 +11,7 @@ pub mod cache;
 pub mod coupon_gate;
 pub mod fanout;
 pub mod gate;
+pub mod login_attempts;
 pub mod rate_limit;
 pub mod redis;
 pub mod revocation;
@@ -23,6 +24,7 @@ use cache::{Listing, LocalCache, RedisCache};
 use coupon_gate::CouponGate;
 use fanout::{Fanout, LocalFanout, RedisFanout};
 use gate::{Gate, LocalGate, RedisGate};
+use login_attempts::{AttemptPolicy, Attempts, LocalAttempts, RedisAttempts};
 use rate_limit::{Limiter, LocalLimiter, Rate, RedisLimiter};
 use revocation::{LocalRevocations, RedisRevocations, Revocations};
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct Cluster {
     pub local_gate: Arc<LocalGate>,
     pub listing: Listing,
     pub limiter: Limiter,
+    /// Failed logins per account and per address, sign-ups per address.
+    pub attempts: Attempts,
     pub revocations: Arc<dyn Revocations>,
     pub fanout: Arc<dyn Fanout>,
     /// First-come coupon claims: sold-out flags, and the Redis gate when configured.
@@ -69,6 +73,20 @@ impl Cluster {
             Rate::new(config.rate_limit_user_per_sec, config.rate_limit_user_burst),
             Rate::new(config.rate_limit_ip_per_sec, config.rate_limit_ip_burst),
         );
+        let attempts = |counter: Arc<dyn login_attempts::AttemptCounter>| {
+            Attempts::new(
+                counter,
+                AttemptPolicy {
+                    max: config.login_failures_max.into(),
+                    window: Duration::from_secs(config.login_failure_window_secs),
+                },
+                AttemptPolicy {
+                    max: config.signups_per_ip_max.into(),
+                    window: Duration::from_secs(config.signup_window_secs),
+                },
+                metrics.clone(),
+            )
+        };
         let Some(url) = &config.redis_url else {
             let cache = LocalCache::new(
                 Duration::from_secs(config.cache_ttl_secs),
@@ -79,6 +97,7 @@ impl Cluster {
                 gate: Gate::new(local_gate.clone(), metrics.clone()),
                 local_gate,
                 listing: Listing::new(Arc::new(cache), metrics.clone()),
+                attempts: attempts(Arc::new(LocalAttempts::default())),
                 limiter: Limiter::new(Arc::new(LocalLimiter::default()), rates.0, rates.1, metrics),
                 revocations: Arc::new(LocalRevocations),
                 fanout: Arc::new(LocalFanout),
@@ -107,6 +126,7 @@ impl Cluster {
             gate: Gate::new(gate.clone(), metrics.clone()),
             local_gate,
             listing: Listing::new(cache.clone(), metrics.clone()),
+            attempts: attempts(Arc::new(RedisAttempts::new(link.clone()))),
             limiter: Limiter::new(
                 Arc::new(RedisLimiter::new(link.clone())),
                 rates.0,

@@ -117,7 +117,7 @@ impl Limiter {
         }
         if let (Some(ip), Some(rate)) = (ip, self.ip) {
             buckets.push(Bucket {
-                key: format!("ip:{ip}"),
+                key: format!("ip:{}", ip_key(ip)),
                 rate,
             });
             scopes.push(Scope::Ip);
@@ -137,6 +137,19 @@ impl Limiter {
                     .inc();
                 Err((scope, refusal.retry_after))
             }
+        }
+    }
+}
+
+/// The part of an address that names one client: all of an IPv4 address, the /64 network
+/// of an IPv6 one. A single IPv6 host is usually given a whole /64, so limiting each of its
+/// 2^64 addresses apart would limit nothing.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & (u128::MAX << 64);
+            format!("{}/64", std::net::Ipv6Addr::from(network))
         }
     }
 }
@@ -307,6 +320,25 @@ mod tests {
         let refusal = limiter.take_now(&[tight, loose.clone()]).unwrap();
         assert_eq!(refusal.index, 0);
         assert_eq!(limiter.take_now(&[loose]), None, "ip bucket still had one");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_network() {
+        assert_eq!(ip_key(addr("203.0.113.9")), "203.0.113.9");
+        assert_eq!(ip_key(addr("::ffff:203.0.113.9")), "203.0.113.9");
+        assert_eq!(
+            ip_key(addr("2001:db8:1:2:aaaa::1")),
+            ip_key(addr("2001:db8:1:2:ffff::2"))
+        );
+        assert_ne!(
+            ip_key(addr("2001:db8:1:2::1")),
+            ip_key(addr("2001:db8:1:3::1"))
+        );
+        assert_eq!(ip_key(addr("2001:db8:1:2::1")), "2001:db8:1:2::/64");
+    }
+
+    fn addr(text: &str) -> IpAddr {
+        text.parse().unwrap()
     }
 
     #[test]

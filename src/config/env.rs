@@ -1,6 +1,7 @@
 //! How a `STAMPEDE_*` environment variable becomes a setting's value, one rule per type.
 
 use super::error::ConfigError;
+use super::proxies::TrustedProxies;
 use super::secret::{ConnectionUrl, Secret};
 use std::net::SocketAddr;
 
@@ -58,6 +59,13 @@ impl FromEnv for Option<String> {
 impl FromEnv for Option<Secret> {
     fn from_env(_: &str, raw: String) -> Result<Self, ConfigError> {
         Ok(Some(Secret::from(raw)))
+    }
+}
+
+/// Parsed here, so a bad list names the variable like any other unparseable value.
+impl FromEnv for TrustedProxies {
+    fn from_env(name: &str, raw: String) -> Result<Self, ConfigError> {
+        TrustedProxies::parse(&raw).map_err(|must| ConfigError(format!("{name}: {raw:?} {must}")))
     }
 }
 

@@ -11,6 +11,7 @@ mod declare;
 mod env;
 mod error;
 pub mod partitions;
+mod proxies;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ mod tests;
 pub use choice::{Environment, PaymentGateway, PlacementStrategy, Workers};
 pub use declare::Setting;
 pub use error::ConfigError;
+pub use proxies::TrustedProxies;
 pub use secret::{redact_url, ConnectionUrl, Secret};
 
 use declare::{settings, Any, Check, Rule};
@@ -156,6 +158,31 @@ settings! {
         /// Requests a client IP address may make at once above the sustained rate;
         /// 1..=10000000 when the rate is set.
         rate_limit_ip_burst: u32 = 4000, Any;
+        /// Reverse proxies and load balancers (IP addresses or CIDR ranges,
+        /// comma-separated) whose `X-Forwarded-For` names the client; empty trusts none, and
+        /// the client is the socket's peer. Every per-IP limit keys on this address.
+        trusted_proxies: TrustedProxies = TrustedProxies::default(), Any;
+        /// Failed logins per account (by normalised email, known or not) and, separately,
+        /// per client IP within `login_failure_window_secs`; beyond it 429
+        /// `too_many_attempts` without checking the password.
+        login_failures_max: u32 = 10, 1..=1_000_000;
+        /// The window of `login_failures_max`, from the first failure it counts.
+        login_failure_window_secs: u64 = 900, 1..=86_400;
+        /// Sign-up attempts per client IP within `signup_window_secs`; beyond it 429
+        /// `too_many_attempts`.
+        signups_per_ip_max: u32 = 20, 1..=1_000_000;
+        /// The window of `signups_per_ip_max`, from the first attempt it counts.
+        signup_window_secs: u64 = 3600, 1..=86_400;
+        /// Password hashes (Argon2id, 19 MiB each) computed at once on this node; a login
+        /// or sign-up beyond it is refused at once with 503 `overloaded`. 0: twice the
+        /// CPU cores.
+        password_hash_concurrency: usize = 0, 0..=1024;
+        /// Live streams (Server-Sent Events) one user may hold open on this node at once;
+        /// the next is refused with 429 `too_many_streams`.
+        streams_per_user_max: usize = 5, 1..=1000;
+        /// Age at which the server ends a live stream (the client reconnects), so that no
+        /// stream holds its slot and its subscriptions forever.
+        stream_max_age_secs: u64 = 1800, 1..=86_400;
         /// `host:port[,host:port…]`: the outbox is relayed to Kafka and the once-per-cluster
         /// work runs as consumer groups (DESIGN §4). Unset: all in-process. Needs a build
         /// with the `kafka` feature.
@@ -317,6 +344,14 @@ fn settlement_at_shape(at: &String) -> Result<(), &'static str> {
 }
 
 impl Config {
+    /// `password_hash_concurrency`, with 0 resolved to twice the CPU cores.
+    pub fn password_hash_permits(&self) -> usize {
+        match self.password_hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2),
+            set => set,
+        }
+    }
+
     /// The gateway's settings are all there, and production takes real money.
     fn validate_payments(&self) -> Result<(), ConfigError> {
         let fail = |what: &str| Err(ConfigError(what.to_owned()));

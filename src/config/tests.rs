@@ -242,6 +242,14 @@ fn defaults_are_unchanged() {
         ("rate_limit_user_burst", "40"),
         ("rate_limit_ip_per_sec", "2000"),
         ("rate_limit_ip_burst", "4000"),
+        ("trusted_proxies", "\"\""),
+        ("login_failures_max", "10"),
+        ("login_failure_window_secs", "900"),
+        ("signups_per_ip_max", "20"),
+        ("signup_window_secs", "3600"),
+        ("password_hash_concurrency", "0"),
+        ("streams_per_user_max", "5"),
+        ("stream_max_age_secs", "1800"),
         ("kafka_brokers", "None"),
         ("kafka_topic_prefix", "\"stampede.\""),
         (
@@ -278,7 +286,7 @@ fn defaults_are_unchanged() {
 /// accepted, each value just outside is refused with `<name> must be <lo>..=<hi>`.
 #[test]
 fn ranges_are_unchanged() {
-    let ranges: [(&str, i64, i64); 44] = [
+    let ranges: [(&str, i64, i64); 51] = [
         ("access_token_ttl_secs", 1, 86_400),
         ("hold_ttl_secs", 1, 604_800),
         ("sweeper_interval_ms", 10, 3_600_000),
@@ -315,6 +323,13 @@ fn ranges_are_unchanged() {
         ("cache_max_entries", 1, 1_000_000),
         ("rate_limit_user_per_sec", 0, 1_000_000),
         ("rate_limit_ip_per_sec", 0, 1_000_000),
+        ("login_failures_max", 1, 1_000_000),
+        ("login_failure_window_secs", 1, 86_400),
+        ("signups_per_ip_max", 1, 1_000_000),
+        ("signup_window_secs", 1, 86_400),
+        ("password_hash_concurrency", 0, 1024),
+        ("streams_per_user_max", 1, 1000),
+        ("stream_max_age_secs", 1, 86_400),
         ("consumer_max_attempts", 1, 100),
         ("consumer_backoff_ms", 1, 60_000),
         ("dlq_retry_interval_secs", 1, 86_400),
@@ -530,6 +545,7 @@ fn sample(ty: &str) -> (&'static str, &'static str) {
         "Environment" => ("production", "\"production\""),
         "Option<String>" => ("kafka:9092", "Some(\"kafka:9092\")"),
         "Workers" => ("off", "\"off\""),
+        "TrustedProxies" => ("10.0.0.0/8, ::1", "\"10.0.0.0/8,::1\""),
         other => panic!("no sample value for settings of type {other}"),
     }
 }
@@ -636,6 +652,7 @@ fn numbers_are_named_with_their_unit() {
         "_writers",
         "_burst",
         "_attempts",
+        "_concurrency",
     ];
     for setting in Config::SETTINGS.iter().filter(|s| is_number(s.ty)) {
         assert!(
@@ -647,6 +664,37 @@ fn numbers_are_named_with_their_unit() {
             setting.name
         );
     }
+}
+
+#[test]
+fn trusted_proxies_are_parsed_once_and_a_bad_list_is_refused() {
+    let config = from_env(&[("STAMPEDE_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
+    assert!(config
+        .trusted_proxies
+        .contains("10.20.30.40".parse().unwrap()));
+    assert!(!config.trusted_proxies.contains("11.0.0.1".parse().unwrap()));
+    let error = from_env(&[("STAMPEDE_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")])
+        .expect_err("a host name is not an address");
+    assert!(
+        error
+            .to_string()
+            .contains("STAMPEDE_TRUSTED_PROXIES: \"10.0.0.0/8,proxy.local\" must be IP addresses"),
+        "{error}"
+    );
+    let from_file: Config = toml::from_str("trusted_proxies = \"fd00::/8\"").unwrap();
+    assert!(from_file
+        .trusted_proxies
+        .contains("fd00::1".parse().unwrap()));
+    assert!(toml::from_str::<Config>("trusted_proxies = \"fd00::/200\"").is_err());
+    assert!(Config::default().trusted_proxies.is_empty());
+}
+
+#[test]
+fn password_hash_concurrency_zero_is_twice_the_cores() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(Config::default().password_hash_permits(), cores * 2);
+    let config = from_env(&[("STAMPEDE_PASSWORD_HASH_CONCURRENCY", "3")]).unwrap();
+    assert_eq!(config.password_hash_permits(), 3);
 }
 
 #[test]

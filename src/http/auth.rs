@@ -3,6 +3,7 @@
 
 use super::error::ApiResult;
 use super::extract::{AuthUser, Json};
+use super::limits::ClientIp;
 use super::state::AppState;
 use crate::app::accounts::Session;
 use crate::auth::TokenPair;
@@ -65,25 +66,33 @@ impl From<TokenPair> for TokenView {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = Credentials,
-    responses((status = 201, body = UserView), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 201, body = UserView), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many sign-ups from this address (`signups_per_ip_max` per `signup_window_secs`); see `Retry-After`", body = super::error::ErrorBody),
+        (status = 503, description = "`overloaded`: too many passwords being hashed right now; see `Retry-After`", body = super::error::ErrorBody)))]
 pub async fn signup(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<Credentials>,
 ) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
     let accounts = &state.app.accounts;
-    let user = accounts
-        .create(&body.email, body.password, Role::Buyer, None)
-        .await?;
+    let user = accounts.signup(&body.email, body.password, ip).await?;
     Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = TokenView), (status = 401, body = super::error::ErrorBody)))]
+    responses((status = 200, body = TokenView), (status = 401, body = super::error::ErrorBody),
+        (status = 429, description = "`too_many_attempts`: too many failed logins for this email or from this address (`login_failures_max` per `login_failure_window_secs`); the password was not checked; see `Retry-After`", body = super::error::ErrorBody),
+        (status = 503, description = "`overloaded`: too many passwords being checked right now; see `Retry-After`", body = super::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<Credentials>,
 ) -> ApiResult<axum::Json<TokenView>> {
-    let pair = state.app.accounts.login(&body.email, body.password).await?;
+    let pair = state
+        .app
+        .accounts
+        .login(&body.email, body.password, ip)
+        .await?;
     Ok(axum::Json(pair.into()))
 }
 

@@ -87,6 +87,11 @@ pub enum ErrorCode {
     RequestTimeout,
     /// Too many requests from this user or address; see `Retry-After`.
     RateLimited,
+    /// Too many failed logins for this account or from this address, or too many sign-ups
+    /// from this address, in the window; see `Retry-After`.
+    TooManyAttempts,
+    /// The user already holds the most live streams (Server-Sent Events) allowed.
+    TooManyStreams,
     Overloaded,
     Unavailable,
     /// This node is stopping (a deploy, a restart): retry after `Retry-After`, on another
@@ -105,7 +110,12 @@ impl ErrorCode {
         use ErrorCode::*;
         matches!(
             self,
-            Overloaded | RateLimited | PaymentGatewayUnavailable | ShuttingDown
+            Overloaded
+                | RateLimited
+                | TooManyAttempts
+                | TooManyStreams
+                | PaymentGatewayUnavailable
+                | ShuttingDown
         )
         .then_some(1)
     }
@@ -154,7 +164,7 @@ impl ErrorCode {
             | PaymentKeyReused => StatusCode::CONFLICT,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited | TooManyAttempts | TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
             Overloaded | Unavailable | PaymentGatewayUnavailable | ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -359,6 +369,10 @@ impl From<AppError> for ApiError {
             AppError::Forbidden => ApiError::forbidden(),
             AppError::InvalidCredentials => ApiError::new(ErrorCode::InvalidCredentials, message),
             AppError::InvalidRefreshToken => ApiError::new(ErrorCode::InvalidToken, message),
+            AppError::TooManyAttempts { retry_after } => {
+                ApiError::new(ErrorCode::TooManyAttempts, message).retry_after(retry_after)
+            }
+            AppError::PasswordChecksBusy => ApiError::new(ErrorCode::Overloaded, message),
             AppError::Rejected(rejection) => (&rejection).into(),
             AppError::Place(e) => e.into(),
             AppError::OrderNotPayable => ApiError::new(ErrorCode::OrderNotPayable, message),

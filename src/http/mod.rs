@@ -22,6 +22,7 @@ pub mod rendered;
 pub mod router;
 pub mod settlement;
 pub mod state;
+pub mod streams;
 pub mod waitlist;
 pub mod webhooks;
 

@@ -224,12 +224,14 @@ fn next_sse_event(update: &OrderUpdate, last: &mut OrderStatus) -> Option<Event>
 }
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, description = "text/event-stream: `status` events with OrderStatusChanged JSON (the current status first), and a `partner_order` event {partner_order_id, order_id, user_id, partner_id, status, carrier, tracking_number, at} for each step of a partner order (preparing, shipped, delivered, cancelled, returned)"), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "text/event-stream: `status` events with OrderStatusChanged JSON (the current status first), and a `partner_order` event {partner_order_id, order_id, user_id, partner_id, status, carrier, tracking_number, at} for each step of a partner order (preparing, shipped, delivered, cancelled, returned); the server ends it after `stream_max_age_secs` (reconnect)"), (status = 404, body = super::error::ErrorBody),
+        (status = 429, description = "`too_many_streams`: the user already holds `streams_per_user_max` live streams on this node", body = super::error::ErrorBody)))]
 pub async fn order_events(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<i64>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let slot = state.streams.open(user.id())?;
     // Subscribe before reading so no change can slip between the read and the stream.
     let updates = state.hub.subscribe(id);
     let order = state.app.orders.visible(&user.actor(), id).await?;
@@ -263,6 +265,6 @@ pub async fn order_events(
             }
         },
     );
-    Ok(Sse::new(stream::once(async move { Ok(first) }).chain(rest))
-        .keep_alive(KeepAlive::default()))
+    let events = stream::once(async move { Ok(first) }).chain(rest);
+    Ok(Sse::new(slot.bound(events)).keep_alive(KeepAlive::default()))
 }

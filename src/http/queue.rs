@@ -109,7 +109,7 @@ pub async fn get_ticket(
 
 #[utoipa::path(get, path = "/api/v1/queue/{ticket}/events", tag = "orders", security(("bearer" = [])), params(("ticket" = String, Path)),
     responses((status = 200, description = "text/event-stream: `position` events while waiting, then one `outcome` event (TicketView), then the stream ends"),
-        (status = 404, body = super::error::ErrorBody)))]
+        (status = 404, body = super::error::ErrorBody), (status = 429, description = "`too_many_streams`", body = super::error::ErrorBody)))]
 pub async fn ticket_events(
     State(state): State<AppState>,
     user: AuthUser,
@@ -118,6 +118,7 @@ pub async fn ticket_events(
     let actor = user.actor();
     // Unknown or someone else's: 404 now, not an empty stream.
     let first = view(state.app.orders.ticket(&actor, &id).await?);
+    let slot = state.streams.open(user.id())?;
     let follow = Follow {
         stop: state.shutdown.clone(),
         state,
@@ -130,7 +131,7 @@ pub async fn ticket_events(
         let event = follow.next_event().await?;
         Some((Ok(event), follow))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(slot.bound(stream)).keep_alive(KeepAlive::default()))
 }
 
 /// Follows one ticket: its position, then each change of it, then one `outcome` event,

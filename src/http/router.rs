@@ -7,7 +7,7 @@ use super::{
     auth, catalog, coupons, dead_letters, fulfilment, jobs, limits, openapi, ops, orders, points,
     queue, settlement, waitlist, webhooks,
 };
-use crate::metrics::{HttpLabels, RouteLabels};
+use crate::metrics::{method_label, HttpLabels, RouteLabels};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -130,14 +130,16 @@ async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next
     }
 }
 
-/// Counts requests and their latency by matched route, inside a span per request.
+/// Counts requests and their latency by matched route, inside a span per request. Both
+/// labels are bounded: the route is a template of the router or `unmatched`, the method a
+/// standard one or `OTHER`.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method().as_str());
     let started = Instant::now();
     let span = tracing::info_span!("request", %method, %route);
     let response = tracing::Instrument::instrument(next.run(req), span).await;

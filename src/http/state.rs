@@ -2,6 +2,7 @@
 //! itself needs (token checks, rate limits, live streams, rendered bodies, metrics).
 
 use super::rendered::RenderedCache;
+use super::streams::StreamLimits;
 use crate::app::App;
 use crate::auth::AuthService;
 use crate::clock::SharedClock;
@@ -48,6 +49,8 @@ pub struct Shared {
     pub events: EventSync,
     /// Live updates for the SSE streams.
     pub hub: Arc<Hub>,
+    /// How many live streams each user may hold open, and for how long.
+    pub streams: StreamLimits,
     /// Rendered bodies of the hottest public reads (see `http::rendered`).
     pub rendered: RenderedCache,
     /// Flips to `true` when the server shuts down; live streams end on it.

@@ -141,11 +141,13 @@ fn user_sse(event: &UserEvent) -> Event {
 #[utoipa::path(get, path = "/api/v1/me/events", tag = "waitlist", security(("bearer" = [])),
     responses((status = 200, description = "text/event-stream: first `ready` `{type: \"ready\", user_id}`, then one event per \
         `order.*` of the caller's orders and `waitlist.*` of their entries (offered, lapsed, …), each \
-        `{id, type, payload}` with the outbox payload")))]
+        `{id, type, payload}` with the outbox payload; the server ends it after `stream_max_age_secs` (reconnect)"),
+        (status = 429, description = "`too_many_streams`: the user already holds `streams_per_user_max` live streams on this node", body = super::error::ErrorBody)))]
 pub async fn my_events(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let slot = state.streams.open(user.id())?;
     // Subscribed before answering: once a client sees `ready`, no later event is missed.
     let updates = state.hub.subscribe_user(user.id());
     let ready = Event::default()
@@ -166,6 +168,6 @@ pub async fn my_events(
             }
         }
     });
-    Ok(Sse::new(stream::once(async move { Ok(ready) }).chain(rest))
-        .keep_alive(KeepAlive::default()))
+    let events = stream::once(async move { Ok(ready) }).chain(rest);
+    Ok(Sse::new(slot.bound(events)).keep_alive(KeepAlive::default()))
 }

@@ -23,6 +23,7 @@ use crate::config::{Config, PaymentGateway as GatewayChoice, PlacementStrategy, 
 use crate::domain::settlement::SettlementCalendar;
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub, Subscriber};
 use crate::http::rendered::RenderedCache;
+use crate::http::streams::StreamLimits;
 use crate::http::{AppState, Shared};
 use crate::jobs::dead_letters::DlqRetryJob;
 use crate::jobs::handlers;
@@ -111,7 +112,8 @@ pub async fn auth_service(
         config.access_token_ttl_secs,
         config.refresh_token_ttl_secs,
         clock,
-    );
+    )
+    .with_hash_concurrency(config.password_hash_permits());
     let far_future = now.plus_secs(config.access_token_ttl_secs);
     for jti in store.revoked_tokens(now).await? {
         auth.denylist.insert(jti, far_future);
@@ -178,8 +180,14 @@ pub(super) async fn node(
     tasks.extend(scheduler.spawn(shutdown.clone()));
     tasks.extend(parts.cluster.start(shutdown.clone()).await);
     tasks.extend(kafka(&parts, &app, holder, workers, shutdown.clone()).await?);
+    let streams = StreamLimits::new(
+        parts.config.streams_per_user_max,
+        Duration::from_secs(parts.config.stream_max_age_secs),
+        parts.metrics.clone(),
+    );
     let state = AppState::new(Shared {
         app,
+        streams,
         rendered: RenderedCache::new(parts.config.redis_url.is_none()),
         config: parts.config,
         clock: parts.clock,
@@ -309,6 +317,8 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Resu
             clock: parts.clock.clone(),
             revocations: parts.cluster.revocations.clone(),
             events: parts.events.clone(),
+            attempts: parts.cluster.attempts.clone(),
+            metrics: parts.metrics.clone(),
         },
         catalog: Catalog {
             store: parts.store.clone(),

@@ -20,6 +20,7 @@ mod common;
 #[macro_use]
 mod helpers;
 
+mod abuse;
 mod adjust;
 mod auth;
 mod authz;

@@ -41,6 +41,8 @@ const ADMIT_MAX: i64 = 256;
 const MAX_ATTEMPTS: i64 = 5;
 /// Pause after a store error before the pump tries again.
 const BACKOFF: Duration = Duration::from_millis(250);
+/// How often a node not holding the room's lease asks for it, at most.
+const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
 /// Finished tickets deleted per pass once their outcome has been kept long enough.
 const PRUNE_BATCH: i64 = 1_000;
 
@@ -367,7 +369,14 @@ impl<'a> Lease<'a> {
             tracing::info!("admitting the waiting room's tickets");
         }
         self.held = taken;
-        self.renew_at = tokio::time::Instant::now() + self.length / 3;
+        // The holder renews at a third of the lease; the others ask often enough to take
+        // over soon after a holder gives the lease up, whatever its length.
+        let every = if taken {
+            self.length / 3
+        } else {
+            (self.length / 3).min(TAKEOVER_EVERY)
+        };
+        self.renew_at = tokio::time::Instant::now() + every;
         taken
     }
 
