@@ -34,6 +34,7 @@ mod lifecycle;
 mod listing_cache;
 mod loadgen;
 mod lock_baseline;
+mod model;
 mod order_benefits;
 mod orders;
 mod partial_cancel;
