@@ -206,11 +206,15 @@ impl LocalGate {
         Admit::Pass
     }
 
+    /// Never above the newest event's `available`: when that event was written after the
+    /// database refused the attempt, it already counts the units as free, and adding them
+    /// again would make the counter too high, which a later refusal for out of stock (it
+    /// keeps its decrement) turns into too low: buyers refused while a unit is free.
     fn give_back_now(&self, lines: &[(i64, i64)]) {
         if let Ok(mut counters) = self.counters.write() {
             for (product_id, quantity) in lines {
                 if let Some(c) = counters.get_mut(product_id) {
-                    c.units = c.units.saturating_add(*quantity);
+                    c.units = c.units.saturating_add(*quantity).min(c.seen);
                 }
             }
         }
@@ -279,10 +283,15 @@ return {0, unpack(unknown)}
 ";
 
 /// Adds units back only to counters that exist: creating one would invent a stock level.
+/// Never above the newest event's available (`s`), as `LocalGate::give_back_now` says.
 const GIVE_BACK_LUA: &str = r"
 for i, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
-    redis.call('HINCRBY', key, 'n', tonumber(ARGV[i]))
+    local units = redis.call('HINCRBY', key, 'n', tonumber(ARGV[i]))
+    local seen = redis.call('HGET', key, 's')
+    if seen and units > tonumber(seen) then
+      redis.call('HSET', key, 'n', seen)
+    end
   end
 end
 return 0
@@ -294,7 +303,7 @@ for i, key in ipairs(KEYS) do
   local id = tonumber(ARGV[2 * i])
   local version = redis.call('HGET', key, 'v')
   if not version or tonumber(version) < id then
-    redis.call('HSET', key, 'v', id, 'n', ARGV[2 * i + 1])
+    redis.call('HSET', key, 'v', id, 'n', ARGV[2 * i + 1], 's', ARGV[2 * i + 1])
     redis.call('EXPIRE', key, ARGV[1])
   end
 end
@@ -492,6 +501,27 @@ mod tests {
         assert!(gate.is_sold_out(1));
         gate.observe_now(&[seen(21, 1, 2)]);
         assert!(!gate.is_sold_out(1));
+    }
+
+    /// Found by the model test (tests/api/model.rs): the units of an attempt the database
+    /// refused came back after the event that already counted them free, so the counter
+    /// ran one too high; a refusal for out of stock then kept its decrement and left the
+    /// counter below the stock, refusing buyers while a unit was free.
+    #[test]
+    fn a_give_back_never_lifts_a_counter_above_the_newest_event() {
+        let gate = LocalGate::default();
+        gate.observe_now(&[seen(1, 1, 3)]);
+        assert_eq!(gate.admit_now("refused", &[(1, 1)]), Admit::Pass);
+        // Another order's hold is seen before the refused attempt settles: 2 are free.
+        gate.observe_now(&[seen(2, 1, 2)]);
+        gate.give_back_now(&[(1, 1)]);
+        assert_eq!(
+            gate.admit_now("too-many", &[(1, 3)]),
+            Admit::SoldOut { product_id: 1 },
+            "the counter must not exceed the 2 units the newest event saw"
+        );
+        assert_eq!(gate.admit_now("last-two", &[(1, 2)]), Admit::Pass);
+        assert!(gate.is_sold_out(1));
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod lifecycle;
 mod listing_cache;
 mod loadgen;
 mod lock_baseline;
+mod model;
 mod order_benefits;
 mod orders;
 mod partial_cancel;
