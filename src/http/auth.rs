@@ -17,7 +17,14 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
+    /// `name@example.com`, at most 254 bytes; case does not matter.
+    #[schema(
+        max_length = 254,
+        pattern = r"^[!#-?A-~]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]*)*\.[A-Za-z0-9-]+$"
+    )]
     pub email: String,
+    /// 8 characters to 128 bytes.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
 

@@ -21,7 +21,11 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPartnerBody {
+    /// 1 to 200 characters (surrounding spaces are trimmed).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    /// The platform's commission, 0 to 10,000 basis points.
+    #[schema(minimum = 0, maximum = 10000)]
     pub commission_rate_bps: i64,
 }
 
@@ -37,35 +41,49 @@ pub struct PartnerView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSellerBody {
+    #[schema(
+        max_length = 254,
+        pattern = r"^[!#-?A-~]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]*)*\.[A-Za-z0-9-]+$"
+    )]
     pub email: String,
+    /// 8 characters to 128 bytes.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProductBody {
+    /// 1 to 200 characters (surrounding spaces are trimmed).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// Won per unit.
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub price: i64,
     /// Units on hand at creation (recorded as an inbound movement).
+    #[schema(minimum = 0, maximum = 1000000)]
     pub stock: i64,
     /// Required for admins; sellers may omit it (their own partner).
     pub partner_id: Option<i64>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub release_at: Option<Timestamp>,
+    /// Units one buyer may buy, 1 to 1,000,000; no limit when absent.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_per_user: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatchBody {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub price: Option<i64>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub release_at: Option<Timestamp>,
     /// `null` removes the limit; absent leaves it unchanged.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     pub max_per_user: Option<Option<i64>>,
 }
 
@@ -95,7 +113,10 @@ pub struct ProductView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InboundBody {
+    #[schema(minimum = 1, maximum = 1000000)]
     pub quantity: i64,
+    /// 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub memo: Option<String>,
 }
 
@@ -104,8 +125,10 @@ pub struct InboundBody {
 pub struct AdjustBody {
     /// Signed units added to `on_hand`: non-zero, at most 1,000,000 either way
     /// (e.g. -2 for two damaged units).
+    #[schema(minimum = -1000000, maximum = 1000000)]
     pub delta: i64,
     /// Why: 1 to 500 characters, kept on the ledger row.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub memo: String,
 }
 
@@ -200,7 +223,8 @@ pub async fn create_partner(
 }
 
 #[utoipa::path(post, path = "/api/v1/partners/{id}/sellers", tag = "catalog", security(("bearer" = [])), request_body = NewSellerBody,
-    params(("id" = i64, Path)), responses((status = 201, body = UserView), (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+    params(("id" = i64, Path)), responses((status = 201, body = UserView), (status = 403, body = super::error::ErrorBody), (status = 404, description = "no such partner", body = super::error::ErrorBody),
+        (status = 409, description = "`email_taken`", body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn create_seller(
     State(state): State<AppState>,
     user: AuthUser,
@@ -215,7 +239,8 @@ pub async fn create_seller(
 }
 
 #[utoipa::path(post, path = "/api/v1/products", tag = "catalog", security(("bearer" = [])), request_body = NewProductBody,
-    responses((status = 201, body = ProductView), (status = 403, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 201, body = ProductView), (status = 403, body = super::error::ErrorBody), (status = 404, description = "no such partner", body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)))]
 pub async fn create_product(
     State(state): State<AppState>,
     user: AuthUser,
@@ -300,7 +325,8 @@ where
 }
 
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = i64, Path)),
-    request_body = ProductPatchBody, responses((status = 200, body = ProductView), (status = 403, body = super::error::ErrorBody)))]
+    request_body = ProductPatchBody, responses((status = 200, body = ProductView), (status = 403, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn update_product(
     State(state): State<AppState>,
     user: AuthUser,
@@ -322,7 +348,8 @@ pub async fn update_product(
 }
 
 #[utoipa::path(post, path = "/api/v1/products/{id}/inbound", tag = "stock", security(("bearer" = [])), params(("id" = i64, Path)),
-    request_body = InboundBody, responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody)))]
+    request_body = InboundBody, responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn inbound(
     State(state): State<AppState>,
     user: AuthUser,
@@ -356,7 +383,7 @@ pub async fn adjust(
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/stock", tag = "stock", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody)))]
+    responses((status = 200, body = StockView), (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
 pub async fn stock(
     State(state): State<AppState>,
     user: AuthUser,
@@ -368,7 +395,7 @@ pub async fn stock(
 
 #[utoipa::path(get, path = "/api/v1/products/{id}/movements", tag = "stock", security(("bearer" = [])),
     params(("id" = i64, Path), super::extract::PageQuery),
-    responses((status = 200, body = PageView<MovementView>), (status = 403, body = super::error::ErrorBody)))]
+    responses((status = 200, body = PageView<MovementView>), (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
 pub async fn movements(
     State(state): State<AppState>,
     user: AuthUser,

@@ -18,16 +18,22 @@ pub const MAX_CAMPAIGN_NAME_CHARS: usize = 200;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaignBody {
+    /// 1 to 200 characters (surrounding spaces are trimmed).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     pub discount_type: DiscountType,
     /// Won off (`fixed`, 1 or more) or percent off (`percent`, 1 to 100).
+    #[schema(minimum = 1, maximum = 1000000000000_i64)]
     pub discount_value: i64,
     /// Cap in won of a `percent` discount; optional there (no cap when absent) and refused
     /// for a `fixed` one.
+    #[schema(minimum = 1, maximum = 1000000000000_i64)]
     pub max_discount: Option<i64>,
     /// Orders below this many won get no discount.
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub min_order_amount: Option<i64>,
     /// Coupons the campaign hands out, first come first served: 1 to 10,000,000.
+    #[schema(minimum = 1, maximum = 10000000)]
     pub total_quantity: i64,
     /// When claims open (default: now).
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -37,6 +43,7 @@ pub struct NewCampaignBody {
     pub issue_ends_at: Option<Timestamp>,
     /// Days an issued coupon stays valid (1 to 3650). Without it a coupon expires when the
     /// issue window closes, or never.
+    #[schema(minimum = 1, maximum = 3650)]
     pub valid_days: Option<i64>,
 }
 

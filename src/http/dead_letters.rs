@@ -67,6 +67,7 @@ impl From<DeadLetterRecord> for DeadLetterView {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// Only letters in this status (`open`, `replayed`, `discarded`); all when absent.
     pub status: Option<DeadLetterStatus>,

@@ -6,7 +6,8 @@ use super::state::AppState;
 use crate::auth::{Claims, TokenError};
 use crate::domain::{Actor, IdempotencyKey};
 use crate::store::{PageRequest, MAX_PAGE_SIZE};
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -38,6 +39,29 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     ApiError::new(code, rejection.body_text())
 }
 
+/// A body its route reads itself (a signed webhook). Over the body limit → 413
+/// `payload_too_large`, as for a JSON body, rather than axum's plain-text answer.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(bytes_rejection)
+    }
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+    let code = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        _ => ErrorCode::MalformedJson,
+    };
+    ApiError::new(code, rejection.body_text())
+}
+
 /// A path parameter; anything unparsable is 400 `invalid_path`.
 pub struct Path<T>(pub T);
 
@@ -55,10 +79,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
 pub const MAX_PAGE: i64 = 1_000_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// 1-based page number (default 1).
+    /// 1-based page number, 1..=1,000,000 (default 1).
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
     /// Items per page, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<i64>,
 }
 

@@ -18,8 +18,14 @@ use utoipa::{IntoParams, ToSchema};
 #[serde(deny_unknown_fields)]
 pub struct ShipBody {
     /// Who carries it: 1 to 100 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub carrier: String,
     /// 1 to 64 printable ASCII characters without spaces.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[!-~]+$")]
     pub tracking_number: String,
 }
 
@@ -88,6 +94,7 @@ pub async fn deliver(
 pub struct CancelPartBody {
     /// Why it is cancelled, shown to the buyer: 1 to 500 characters, no control characters
     /// but line breaks.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -117,6 +124,7 @@ pub async fn cancel(
 pub struct ReturnPartBody {
     /// Why the seller takes it back, shown to the buyer: 1 to 500 characters, no control
     /// characters but line breaks.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -142,6 +150,7 @@ pub async fn return_part(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PartnerOrderStatusQuery {
     /// Only partner orders in this status; all when absent.
     pub status: Option<PartnerOrderStatus>,

@@ -25,19 +25,25 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemBody {
+    #[schema(minimum = 1)]
     pub product_id: i64,
+    #[schema(minimum = 1, maximum = 1000000)]
     pub quantity: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
+    /// 1 to 50 items, each product once.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<OrderItemBody>,
     /// One of the buyer's coupons (a user coupon id from `GET /me/coupons`): held with the
     /// order, used when it is paid, returned when it is cancelled, expires or is refunded.
+    #[schema(minimum = 1)]
     pub coupon_id: Option<i64>,
     /// Points to spend (1 point = 1 won), taken after the coupon from the lots that expire
     /// first; held, spent, released and refunded with the order.
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub points: Option<i64>,
 }
 
@@ -47,16 +53,22 @@ pub struct PayBody {
     /// The `payment_id` of the order's checkout, under which the buyer paid at the
     /// gateway. With the payment simulator, any key the client makes up also works (and
     /// one starting with `decline` is declined).
+    #[schema(min_length = 1, max_length = 200)]
     pub payment_key: String,
     /// What the buyer paid, in won; must equal the order's `payable`.
+    #[schema(minimum = 0, maximum = 1000000000000_i64)]
     pub amount: i64,
 }
 
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders", security(("bearer" = [])), request_body = PlaceOrderBody,
-    params(("Idempotency-Key" = String, Header, description = "required; the same key and body return the same order")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$",
+        description = "required, 1 to 128 printable ASCII characters; the same key and body return the same order")),
     responses((status = 201, body = OrderView), (status = 200, description = "replay of an earlier request", body = OrderView),
         (status = 202, description = "the writers are busy: waiting in the waiting room", body = super::queue::TicketView),
-        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)))]
+        (status = 403, description = "not a buyer", body = super::error::ErrorBody),
+        (status = 404, description = "no such product, or `coupon_not_found`", body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody),
+        (status = 503, description = "`overloaded`: the waiting room is full", body = super::error::ErrorBody)))]
 pub async fn place_order(
     State(state): State<AppState>,
     user: AuthUser,
@@ -147,7 +159,7 @@ impl From<Checkout> for CheckoutView {
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/checkout", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, description = "the payment id to pay the order under at the gateway; the same one while the order is unpaid", body = CheckoutView),
-        (status = 404, body = super::error::ErrorBody), (status = 409, description = "`order_not_payable`", body = super::error::ErrorBody)))]
+        (status = 403, description = "not the order's buyer (an admin)", body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody), (status = 409, description = "`order_not_payable`", body = super::error::ErrorBody)))]
 pub async fn checkout(
     State(state): State<AppState>,
     user: AuthUser,
@@ -160,6 +172,7 @@ pub async fn checkout(
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)), request_body = PayBody,
     responses((status = 200, description = "paid once the gateway confirmed the payment; also the order as it is when this payment already paid it (a replay)", body = OrderView),
         (status = 402, description = "`payment_declined`", body = super::error::ErrorBody),
+        (status = 403, description = "not the order's buyer (an admin)", body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
         (status = 409, description = "`payment_amount_mismatch` (the payment is cancelled at the gateway), `payment_not_completed`, `payment_not_found`, `payment_key_reused`, `order_not_payable`", body = super::error::ErrorBody),
         (status = 422, body = super::error::ErrorBody), (status = 503, description = "`payment_gateway_unavailable`: the gateway is failing or slow; retry after `Retry-After` seconds", body = super::error::ErrorBody)))]
 pub async fn pay_order(
@@ -177,7 +190,8 @@ pub async fn pay_order(
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, body = OrderView), (status = 409, body = super::error::ErrorBody)))]
+    responses((status = 200, body = OrderView), (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "`order_not_cancellable`, `order_already_shipped`", body = super::error::ErrorBody)))]
 pub async fn cancel_order(
     State(state): State<AppState>,
     user: AuthUser,

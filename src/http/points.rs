@@ -66,8 +66,10 @@ pub struct GrantBody {
     /// The buyer.
     pub user_id: i64,
     /// 1 to 1,000,000,000 points.
+    #[schema(minimum = 1, maximum = 1000000000)]
     pub amount: i64,
     /// 1 to 200 characters, kept on the ledger row.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub reason: String,
     /// When the granted lot expires (in the future); default `points_valid_days` from now.
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -81,7 +83,10 @@ pub struct AdjustPointsBody {
     /// Signed, non-zero, at most 1,000,000,000 either way. A positive adjustment is a lot
     /// that never expires; a negative one takes from the lots that expire first, and never
     /// from points held for open orders.
+    #[schema(minimum = -1000000000, maximum = 1000000000)]
     pub amount: i64,
+    /// 1 to 200 characters, kept on the ledger row.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub reason: String,
 }
 
@@ -172,7 +177,8 @@ fn applied(applied: Applied) -> Response {
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/points/grant", tag = "points", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "required; the same key and body replay the first result")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$",
+        description = "required, 1 to 128 printable ASCII characters; the same key and body replay the first result")),
     request_body = GrantBody,
     responses((status = 201, body = PointsOperationView), (status = 200, description = "a replay", body = PointsOperationView),
         (status = 400, description = "`idempotency_key_required`", body = super::error::ErrorBody),
@@ -195,7 +201,8 @@ pub async fn grant_points(
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/points/adjust", tag = "points", security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "required; the same key and body replay the first result")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$",
+        description = "required, 1 to 128 printable ASCII characters; the same key and body replay the first result")),
     request_body = AdjustPointsBody,
     responses((status = 201, body = PointsOperationView), (status = 200, description = "a replay", body = PointsOperationView),
         (status = 400, description = "`idempotency_key_required`", body = super::error::ErrorBody),

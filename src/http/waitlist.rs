@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 pub struct JoinWaitlistBody {
     /// Units wanted: 1 (the default) up to the product's `max_per_user`, or up to 100 when
     /// it has no limit.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub quantity: Option<i64>,
 }
 
@@ -77,7 +78,8 @@ fn optional_body(raw: &Bytes) -> ApiResult<JoinWaitlistBody> {
 
 #[utoipa::path(post, path = "/api/v1/products/{id}/waitlist", tag = "waitlist", security(("bearer" = [])),
     params(("id" = i64, Path)), request_body(content = Option<JoinWaitlistBody>, description = "optional; `{}` or no body waits for 1 unit"),
-    responses((status = 201, body = WaitlistEntryView), (status = 404, body = super::error::ErrorBody),
+    responses((status = 201, body = WaitlistEntryView), (status = 400, description = "`malformed_json`", body = super::error::ErrorBody),
+        (status = 403, description = "not a buyer", body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
         (status = 409, description = "`already_waitlisted`: the buyer already waits for, or holds an offer of, this product", body = super::error::ErrorBody),
         (status = 422, body = super::error::ErrorBody)))]
 pub async fn join_waitlist(
@@ -108,7 +110,7 @@ pub async fn join_waitlist(
 
 #[utoipa::path(delete, path = "/api/v1/products/{id}/waitlist", tag = "waitlist", security(("bearer" = [])),
     params(("id" = i64, Path)),
-    responses((status = 204, description = "left the line"),
+    responses((status = 204, description = "left the line"), (status = 403, description = "not a buyer", body = super::error::ErrorBody),
         (status = 404, description = "not waiting for this product (an offer is left by cancelling its order)", body = super::error::ErrorBody)))]
 pub async fn leave_waitlist(
     State(state): State<AppState>,

@@ -3,9 +3,9 @@
 //! before anything in the body is read (`app::payments` webhooks).
 
 use super::error::ApiResult;
+use super::extract::RawBody;
 use super::state::AppState;
 use crate::app::payments::WebhookDelivery;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
@@ -31,7 +31,7 @@ pub struct WebhookView {
 pub async fn portone_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<axum::Json<WebhookView>> {
     // A header that is not text is as good as missing: the signature check refuses it.
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

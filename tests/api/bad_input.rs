@@ -434,3 +434,32 @@ backend_tests!(bad_payment_and_account_input, |app| async move {
     .await;
     expect_error(&login, 400, "malformed_json");
 });
+
+// Found while fuzzing (scripts/fuzz.sh): every 4xx and 5xx is the documented ErrorBody, also
+// where a route reads its body itself or the answer does not come from a handler's error.
+backend_tests!(
+    an_oversized_webhook_is_a_payload_too_large_error_body,
+    |app| async move {
+        let limit = app.limits.body_limit_bytes;
+        let huge = format!("{{\"padding\":\"{}\"}}", "x".repeat(limit + 1));
+        let reply = raw(
+            &app,
+            Method::POST,
+            "/payments/portone/webhook",
+            None,
+            Some("application/json"),
+            huge,
+        )
+        .await;
+        expect_error(&reply, 413, "payload_too_large");
+    }
+);
+
+backend_tests!(not_ready_is_an_unavailable_error_body, |app| async move {
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    // The database going away, as far as this node can tell.
+    app.state.store.close().await;
+    let reply = read_reply(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    expect_error(&reply, 503, "unavailable");
+});
