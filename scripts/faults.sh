@@ -3,7 +3,8 @@
 # Redis (scripts/cluster.sh), driven by `stampede loadgen drop`, and one fault in the middle
 # of it, once a quarter of the stock is sold:
 #
-#   kill9     a node is killed with SIGKILL, and started again FAULT_SECS later;
+#   kill9     the node admitting the waiting room (its lease holder) is killed with SIGKILL,
+#             and started again FAULT_SECS later;
 #   postgres  PostgreSQL is stopped (fast shutdown: every connection cut) and started again;
 #   redis     Redis is shut down (nothing kept on disk) and started again;
 #   kafka     the nodes publish to a Tansu broker, which is paused (SIGSTOP) and resumed
@@ -26,7 +27,7 @@
 #
 # Usage: scripts/faults.sh [SCENARIO…]     (default: kill9 postgres redis kafka)
 #   env: NODES 3, STOCK 200, ATTEMPTS 1200, RATE 60 (attempts/s, open loop),
-#        FAULT_SECS 3, OUT bench-out/faults-<ts>
+#        FAULT_SECS 3, POLL_MS 250 (a waiting ticket's polls), OUT bench-out/faults-<ts>
 # Uses the dev build with --features kafka, built as `cargo test --features kafka` builds it
 # (CI has it already).
 set -euo pipefail
@@ -41,6 +42,9 @@ BUYERS=${BUYERS:-$ATTEMPTS}
 RATE=${RATE:-60}
 CONCURRENCY=${CONCURRENCY:-1000}
 FAULT_SECS=${FAULT_SECS:-3}
+# How often the load generator polls a waiting ticket: as often as the server's own live
+# stream of a ticket reads it (src/http/queue.rs).
+POLL_MS=${POLL_MS:-250}
 PG_PORT=${FAULTS_PG_PORT:-15439}
 REDIS_PORT=${FAULTS_REDIS_PORT:-16379}
 KAFKA_PORT=${FAULTS_KAFKA_PORT:-19392}
@@ -177,9 +181,24 @@ relay_caught_up() {
   [ "$done" -ge "$head" ]
 }
 
+# The node that last took the waiting room's lease (each logs it), else the second one.
+room_holder() {
+  local port at best="" best_at=""
+  for port in "${PORTS[@]}"; do
+    at=$(sed 's/\x1b\[[0-9;]*m//g' "$DIR/node-$port.log" |
+      grep "admitting the waiting room's tickets" | tail -n 1 | cut -d' ' -f1)
+    if [ -n "$at" ] && [[ "$at" > "$best_at" ]]; then best=$port best_at=$at; fi
+  done
+  echo "${best:-${PORTS[1]}}"
+}
+
 # --- faults: inject_SCENARIO, then restore_SCENARIO (which waits until recovered) ---------
-VICTIM=${PORTS[1]}
-inject_kill9() { node_kill "$VICTIM" KILL; }
+VICTIM=""
+inject_kill9() {
+  VICTIM=$(room_holder)
+  echo "  killing the node on port $VICTIM"
+  node_kill "$VICTIM" KILL
+}
 restore_kill9() { node_start "$VICTIM"; wait_for 60 cluster_serves; }
 inject_postgres() { pg_stop; }
 restore_postgres() { pg_start; wait_for 60 cluster_serves; }
@@ -194,7 +213,7 @@ restore_kafka() {
 }
 describe() {
   case $1 in
-    kill9) echo "\`kill -9\` of node 2 of $NODES, restarted ${FAULT_SECS} s later" ;;
+    kill9) echo "\`kill -9\` of the node admitting the waiting room (1 of $NODES), restarted ${FAULT_SECS} s later" ;;
     postgres) echo "PostgreSQL stopped (fast shutdown), started ${FAULT_SECS} s later" ;;
     redis) echo "Redis shut down (nothing on disk), started ${FAULT_SECS} s later" ;;
     kafka) echo "Kafka broker paused (SIGSTOP), resumed (SIGCONT) ${FAULT_SECS} s later" ;;
@@ -225,6 +244,8 @@ run_scenario() {
   export STAMPEDE_DATABASE_URL STAMPEDE_REDIS_URL=$REDIS_URL
   export STAMPEDE_REDIS_PREFIX="faults-$SCENARIO-$$:"
   export STAMPEDE_RATE_LIMIT_USER_PER_SEC=0
+  # The waiting room's lease holder says when it takes over: kill9 kills that node.
+  export RUST_LOG="warn,stampede::app::placement::waiting_room=info"
   # One slot per writer queue: the waiting room takes over as soon as a writer is busy, so
   # the drop hands out tickets and the faults meet them.
   export STAMPEDE_PLACEMENT_QUEUE_DEPTH=${STAMPEDE_PLACEMENT_QUEUE_DEPTH:-1}
@@ -241,7 +262,7 @@ run_scenario() {
   started=$(now)
   STAMPEDE_ADMIN_TOKEN=$token "$BIN" loadgen drop "${targets[@]}" --tokens "$DIR/tokens.txt" \
     --stock "$STOCK" --attempts "$ATTEMPTS" --rate "$RATE" --concurrency "$CONCURRENCY" \
-    --out "$DIR/drop" >"$DIR/loadgen.log" 2>&1 &
+    --poll-ms "$POLL_MS" --out "$DIR/drop" >"$DIR/loadgen.log" 2>&1 &
   LOADGEN_PID=$!
 
   # Mid-drop: once a quarter of the stock is sold.
