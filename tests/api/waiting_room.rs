@@ -9,6 +9,7 @@ use stampede::app::placement::waiting_room::LEASE;
 use stampede::clock::Clock;
 use stampede::domain::allocation::{Line, OrderRequest};
 use stampede::domain::Quantity;
+use stampede::store::PlaceOutcome;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -258,6 +259,65 @@ backend_tests!(
             "placed in line order: {order_ids:?}"
         );
         assert_eq!(app.stock(product).await.held, 4, "each ticket placed once");
+        fresh_node.stop().await;
+        app.assert_verify_clean().await;
+    }
+);
+
+// Found by scripts/faults.sh (issue 12): a holder admitted a ticket and placed its order,
+// then died before writing the outcome. The node taking the room over admits the ticket
+// again after the product sold out (that order took the last unit); its gate knows the
+// product is sold out but not that this attempt was placed. The database must decide, and
+// replay the order: refused as out of stock, the buyer would be told no while holding the
+// unit.
+backend_tests!(
+    a_ticket_placed_before_its_holder_died_is_replayed_though_the_product_sold_out,
+    config = |c| c.waiting_room_lease_ms = 60_000,
+    |app| async move {
+        let product = app.simple_product(1_000, 1).await;
+        let buyers = app.buyers(2).await;
+        app.state.app.orders.placement.drain();
+        eventually(Duration::from_secs(10), "the drained node idle", || async {
+            app.state.app.orders.placement.is_idle().then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        crashed_node_holds_the_room(&app).await;
+        // Started now, so that its gate sees the product sell out; a short lease of its own,
+        // so that it asks for the room every second.
+        let (fresh, fresh_node) = app.another_node(|c| c.waiting_room_lease_ms = 3_000).await;
+
+        let ticket = queue_behind_the_api(&app, &buyers[0], "last-unit", product).await;
+        let admitted = app.state.store.admit_tickets(1).await.unwrap();
+        assert_eq!(admitted.len(), 1);
+        let now = app.clock.now();
+        let placed = app
+            .state
+            .store
+            .place_batch(&[admitted[0].request.clone()], now.plus_secs(600), now)
+            .await
+            .unwrap();
+        let PlaceOutcome::Placed(order) = &placed.outcomes[0] else {
+            panic!("the crashed holder's placement: {:?}", placed.outcomes[0])
+        };
+        // The new holder's gate has seen the product sell out (its stock.changed event).
+        eventually(
+            Duration::from_secs(10),
+            "the node's gate sold out",
+            || async {
+                let reply = fresh
+                    .place_order_keyed(&buyers[1], "too-late", &[(product, 1)])
+                    .await;
+                (reply.0.as_u16() == 409).then_some(())
+            },
+        )
+        .await;
+
+        app.clock.advance(Duration::from_secs(61));
+        let done = outcome(&fresh, &buyers[0], &ticket).await;
+        assert_eq!(done["status"], "replayed", "{done}");
+        assert_eq!(int(&done["order"], "id"), order.id, "{done}");
+        assert_eq!(app.stock(product).await.held, 1);
         fresh_node.stop().await;
         app.assert_verify_clean().await;
     }
