@@ -300,7 +300,7 @@ impl WaitingRoom {
         for attempt in 1.. {
             match self
                 .store
-                .finish_ticket(ticket.seq, &outcome, self.clock.now())
+                .finish_ticket(ticket.seq, ticket.attempts, &outcome, self.clock.now())
                 .await
             {
                 Ok(_) => break,
