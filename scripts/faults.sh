@@ -26,7 +26,7 @@
 # on exit.
 #
 # Usage: scripts/faults.sh [SCENARIO…]     (default: kill9 postgres redis kafka)
-#   env: NODES 3, STOCK 200, ATTEMPTS 1200, RATE 60 (attempts/s, open loop),
+#   env: NODES 3, STOCK 200, ATTEMPTS 2000, RATE 150 (attempts/s, open loop),
 #        FAULT_SECS 3, POLL_MS 1000 (a waiting ticket's polls), OUT bench-out/faults-<ts>
 # Uses the dev build with --features kafka, built as `cargo test --features kafka` builds it
 # (CI has it already).
@@ -37,9 +37,11 @@ source scripts/cluster.sh
 ALL_SCENARIOS=(kill9 postgres redis kafka)
 NODES=${NODES:-3}
 STOCK=${STOCK:-200}
-ATTEMPTS=${ATTEMPTS:-1200}
+ATTEMPTS=${ATTEMPTS:-2000}
 BUYERS=${BUYERS:-$ATTEMPTS}
-RATE=${RATE:-60}
+# Fast enough to keep the writers busy, so the waiting room engages (with one slot per
+# writer queue, below), slow enough that the fault comes while the stock lasts.
+RATE=${RATE:-150}
 # Enough for every attempt to be in flight at once (following its ticket): none is dropped.
 CONCURRENCY=${CONCURRENCY:-$ATTEMPTS}
 FAULT_SECS=${FAULT_SECS:-3}
@@ -382,7 +384,8 @@ ends = collections.Counter(t["end"] for t in tickets)
 bad = sum(ends[e] for e in ("lost", "unresolved", "refused"))
 placed_without_order = sum(1 for t in tickets if t["end"] in ("placed", "replayed") and t["order_id"] is None)
 summary = ", ".join(f"{e} {n}" for e, n in sorted(ends.items())) or "none issued"
-print(1 if bad == 0 and placed_without_order == 0 else 0, f"{len(tickets)} tickets: {summary}")
+note = "" if tickets else " (the waiting room did not engage in this run)"
+print(1 if bad == 0 and placed_without_order == 0 else 0, f"{len(tickets)} tickets: {summary}{note}")
 PY
 )
   check "${verdict%% *}" "tickets resolved" "every 202 to an order or a refusal: ${verdict#* }"
