@@ -22,8 +22,8 @@
 # Each scenario gets a fresh database and Redis prefix. PostgreSQL, Redis and the broker are
 # the suite's own (a private cluster, server and broker on ports of their own, in a
 # temporary directory), so restarting them takes nothing away from other tests running on
-# the machine, and the shared services are never touched. Everything it started is stopped
-# on exit.
+# the machine; scripts/services.sh only makes sure PostgreSQL and Redis are installed.
+# Everything the suite started is stopped on exit.
 #
 # Usage: scripts/faults.sh [SCENARIO…]     (default: kill9 postgres redis kafka)
 #   env: NODES 3, STOCK 200, ATTEMPTS 2000, RATE 150 (attempts/s, open loop),
