@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Three `stampede serve` nodes on one PostgreSQL database and one Redis, and one drop
 # spread over all three by the load generator: exactly the stock must be sold and
-# `stampede verify` must be clean. Exits non-zero otherwise.
+# `stampede verify` must be clean. Exits non-zero otherwise. The cluster itself is
+# scripts/cluster.sh, shared with scripts/faults.sh.
 #
 # Usage: scripts/three-nodes.sh     (env: BUYERS 3000, ATTEMPTS 3000, STOCK 300,
 #                                    CONCURRENCY 600, OUT bench-out/three-nodes-<ts>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cluster.sh
 BUYERS=${BUYERS:-3000}
 ATTEMPTS=${ATTEMPTS:-3000}
 STOCK=${STOCK:-300}
@@ -23,39 +25,25 @@ cargo build --release --quiet
 mkdir -p "$OUT"
 scripts/services.sh postgres redis
 
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  cluster_stop
+  cluster_drop_db "$PG_ADMIN_URL" "$DB"
 }
 trap cleanup EXIT
 
-psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-export STAMPEDE_DATABASE_URL="${PG_ADMIN_URL%/*}/$DB"
+STAMPEDE_DATABASE_URL=$(cluster_create_db "$PG_ADMIN_URL" "$DB")
+export STAMPEDE_DATABASE_URL
 export STAMPEDE_REDIS_URL=${STAMPEDE_REDIS_URL:-redis://127.0.0.1:6379}
 export STAMPEDE_REDIS_PREFIX="three-nodes-$$:"
-# Every attempt comes from 127.0.0.1: the per-IP limit would measure itself.
-export STAMPEDE_RATE_LIMIT_IP_PER_SEC=0
-"$BIN" migrate >/dev/null
-"$BIN" admin create-user --email admin@three.invalid --password three-admin-1 --role admin >/dev/null
-"$BIN" admin provision-buyers --count "$BUYERS" --out "$OUT/tokens.txt" >/dev/null
+cluster_prepare "$BUYERS"
+cluster_start "${PORTS[@]}"
+mapfile -t targets < <(cluster_targets "${PORTS[@]}")
+token=$(cluster_admin_token "${PORTS[0]}")
 
-targets=()
-for port in "${PORTS[@]}"; do
-  STAMPEDE_HTTP_ADDR=127.0.0.1:$port RUST_LOG=warn "$BIN" serve > "$OUT/node-$port.log" 2>&1 &
-  pids+=($!)
-  targets+=(--target "http://127.0.0.1:$port")
-done
-for port in "${PORTS[@]}"; do
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-done
-
-token=$(curl -s "http://127.0.0.1:${PORTS[0]}/api/v1/auth/login" -H 'content-type: application/json' \
-  -d '{"email":"admin@three.invalid","password":"three-admin-1"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-STAMPEDE_ADMIN_TOKEN=$token "$BIN" loadgen drop "${targets[@]}" --tokens "$OUT/tokens.txt" \
-  --stock "$STOCK" --attempts "$ATTEMPTS" --concurrency "$CONCURRENCY" --out "$OUT/drop"
-"$BIN" verify
+STAMPEDE_ADMIN_TOKEN=$token "$BIN" loadgen drop "${targets[@]}" \
+  --tokens "$OUT/tokens.txt" --stock "$STOCK" --attempts "$ATTEMPTS" --concurrency "$CONCURRENCY" \
+  --out "$OUT/drop"
+RUST_LOG=${RUST_LOG:-warn} "$BIN" verify
 python3 - "$OUT/drop/summary.json" "$STOCK" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1])); stock = int(sys.argv[2])

@@ -1127,9 +1127,12 @@ pub(crate) const WAITING_LINE: &str =
     "SELECT (SELECT MIN(seq) FROM waiting_tickets WHERE status = 'waiting') AS head,
             (SELECT MAX(seq) FROM waiting_tickets) AS tail";
 
+/// The outer `status = 'waiting'` is checked again on a row another holder changed while
+/// this statement waited for it (PostgreSQL), so a ticket finished meanwhile is left out.
 pub(crate) const ADMIT_TICKETS: &str = concat!(
     "UPDATE waiting_tickets SET status = 'admitted', attempts = attempts + 1
-     WHERE seq IN (SELECT seq FROM waiting_tickets WHERE status = 'waiting'
+     WHERE status = 'waiting'
+       AND seq IN (SELECT seq FROM waiting_tickets WHERE status = 'waiting'
                    ORDER BY seq LIMIT $1)
      RETURNING ",
     ticket_columns!()
@@ -1141,11 +1144,12 @@ pub(crate) const READMIT_ALL_TICKETS: &str =
 pub(crate) const READMIT_TICKET: &str =
     "UPDATE waiting_tickets SET status = 'waiting' WHERE seq = $1 AND status = 'admitted'";
 
-/// Any holder that knows the outcome may write it, unless one already did.
+/// Only the admission the ticket is in may write its outcome (`attempts` fences out a
+/// holder that lost the room while the ticket was admitted again).
 pub(crate) const FINISH_TICKET: &str =
     "UPDATE waiting_tickets SET status = 'done', outcome = $2, order_id = $3, rejection = $4,
          finished_at = $5
-     WHERE seq = $1 AND status <> 'done'";
+     WHERE seq = $1 AND status = 'admitted' AND attempts = $6";
 
 pub(crate) const PRUNE_TICKETS: &str = "DELETE FROM waiting_tickets WHERE seq IN (
          SELECT seq FROM waiting_tickets WHERE status = 'done' AND finished_at < $1

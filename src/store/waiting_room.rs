@@ -36,11 +36,14 @@ pub trait WaitingRoomStore: Send + Sync {
     /// `None` — a new lease holder's first step, since the previous holder's attempts may
     /// not have finished — else those named.
     async fn readmit_tickets(&self, seqs: Option<&[i64]>) -> StoreResult<u64>;
-    /// `admitted → done` with its outcome; `false`, changing nothing, when the ticket was
-    /// not admitted (another holder finished it first).
+    /// `admitted → done` with the outcome of its admission number `attempts` (the ticket's
+    /// `attempts` as admitted); `false`, changing nothing, when the ticket is no longer in
+    /// that admission: finished, put back in line, or admitted again by a new holder (whose
+    /// answer is the one that counts).
     async fn finish_ticket(
         &self,
         seq: i64,
+        attempts: i64,
         outcome: &TicketOutcome,
         now: Timestamp,
     ) -> StoreResult<bool>;

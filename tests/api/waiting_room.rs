@@ -7,8 +7,9 @@ use crate::helpers::*;
 use serde_json::Value;
 use stampede::app::placement::waiting_room::LEASE;
 use stampede::clock::Clock;
-use stampede::domain::allocation::{Line, OrderRequest};
+use stampede::domain::allocation::{Line, OrderRequest, Rejection};
 use stampede::domain::Quantity;
+use stampede::store::{PlaceOutcome, TicketOutcome};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -262,6 +263,154 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+// Found by scripts/faults.sh (issue 12): a holder admitted a ticket and placed its order,
+// then died before writing the outcome. The node taking the room over admits the ticket
+// again after the product sold out (that order took the last unit); its gate knows the
+// product is sold out but not that this attempt was placed. The database must decide, and
+// replay the order: refused as out of stock, the buyer would be told no while holding the
+// unit.
+backend_tests!(
+    a_ticket_placed_before_its_holder_died_is_replayed_though_the_product_sold_out,
+    config = |c| c.waiting_room_lease_ms = 60_000,
+    |app| async move {
+        let product = app.simple_product(1_000, 1).await;
+        let buyers = app.buyers(2).await;
+        room_held_by_the_test(&app).await;
+        // Started now, so that its gate sees the product sell out; a short lease of its own,
+        // so that it asks for the room every second.
+        let (fresh, fresh_node) = app.another_node(|c| c.waiting_room_lease_ms = 3_000).await;
+
+        let ticket = queue_behind_the_api(&app, &buyers[0], "last-unit", product).await;
+        let admitted = app.state.store.admit_tickets(1).await.unwrap();
+        assert_eq!(admitted.len(), 1);
+        let now = app.clock.now();
+        let placed = app
+            .state
+            .store
+            .place_batch(&[admitted[0].request.clone()], now.plus_secs(600), now)
+            .await
+            .unwrap();
+        let PlaceOutcome::Placed(order) = &placed.outcomes[0] else {
+            panic!("the crashed holder's placement: {:?}", placed.outcomes[0])
+        };
+        // The new holder's gate has seen the product sell out (its stock.changed event).
+        eventually(
+            Duration::from_secs(10),
+            "the node's gate sold out",
+            || async {
+                let reply = fresh
+                    .place_order_keyed(&buyers[1], "too-late", &[(product, 1)])
+                    .await;
+                (reply.0.as_u16() == 409).then_some(())
+            },
+        )
+        .await;
+
+        app.clock.advance(Duration::from_secs(61));
+        let done = outcome(&fresh, &buyers[0], &ticket).await;
+        assert_eq!(done["status"], "replayed", "{done}");
+        assert_eq!(int(&done["order"], "id"), order.id, "{done}");
+        assert_eq!(app.stock(product).await.held, 1);
+        fresh_node.stop().await;
+        app.assert_verify_clean().await;
+    }
+);
+
+/// The app's node stops admitting, and a node that no longer runs holds the room: the test
+/// admits and finishes tickets through the store itself, as holders would.
+async fn room_held_by_the_test(app: &TestApp) {
+    app.state.app.orders.placement.drain();
+    eventually(Duration::from_secs(10), "the drained node idle", || async {
+        app.state.app.orders.placement.is_idle().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    crashed_node_holds_the_room(app).await;
+}
+
+// Found by scripts/faults.sh (issue 12): a holder whose lease lapsed while it worked through
+// a batch finished a ticket that the new holder had admitted again, and its answer (out of
+// stock, from a gate that never saw the attempt) stood while the new holder placed the
+// order. An outcome answers one admission: only the ticket's current one is written.
+backend_tests!(
+    only_the_current_admission_of_a_ticket_writes_its_outcome,
+    config = |c| c.waiting_room_lease_ms = 60_000,
+    |app| async move {
+        let product = app.simple_product(1_000, 10).await;
+        let buyers = app.buyers(1).await;
+        room_held_by_the_test(&app).await;
+        let ticket = queue_behind_the_api(&app, &buyers[0], "twice", product).await;
+        let store = &app.state.store;
+        let stale = store.admit_tickets(1).await.unwrap().remove(0);
+        // A new holder takes the room over: the ticket goes back in line and is admitted again.
+        assert_eq!(store.readmit_tickets(None).await.unwrap(), 1);
+        let current = store.admit_tickets(1).await.unwrap().remove(0);
+        assert_eq!(
+            (current.seq, current.attempts),
+            (stale.seq, stale.attempts + 1)
+        );
+
+        let now = app.clock.now();
+        let refused = TicketOutcome::Rejected(Rejection::OutOfStock {
+            product_id: product,
+        });
+        let written = store.finish_ticket(stale.seq, stale.attempts, &refused, now);
+        assert!(
+            !written.await.unwrap(),
+            "the stale admission's outcome is dropped"
+        );
+        let written =
+            store.finish_ticket(current.seq, current.attempts, &TicketOutcome::Failed, now);
+        assert!(written.await.unwrap());
+        let done = outcome(&app, &buyers[0], &ticket).await;
+        assert_eq!(done["status"], "failed", "{done}");
+    }
+);
+
+// The same race inside the database: a ticket finished while another holder's admission
+// waits for its row must not be admitted again (it broke the admission of the whole batch:
+// `done` without an outcome violates the table's check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ticket_finished_during_an_admission_is_left_out_of_it() {
+    run_on(
+        Backend::Postgres,
+        &[],
+        |c, _| c.waiting_room_lease_ms = 60_000,
+        |app| async move {
+            use sqlx::Connection;
+            let product = app.simple_product(1_000, 10).await;
+            let buyers = app.buyers(1).await;
+            room_held_by_the_test(&app).await;
+            queue_behind_the_api(&app, &buyers[0], "raced", product).await;
+            // Another holder has the ticket's row locked, about to finish it.
+            let mut other = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            let mut tx = other.begin().await.unwrap();
+            sqlx::query("SELECT seq FROM waiting_tickets FOR UPDATE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let store = app.state.store.clone();
+            let admission = tokio::spawn(async move { store.admit_tickets(10).await });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            sqlx::query(
+                "UPDATE waiting_tickets SET status = 'done', outcome = 'failed', finished_at = 0",
+            )
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            let admitted = admission.await.unwrap().expect("the admission succeeds");
+            assert!(
+                admitted.is_empty(),
+                "a finished ticket admitted again: {admitted:?}"
+            );
+        },
+    )
+    .await;
+}
 
 // A stopping node refuses new orders with 503 + Retry-After and says it is not ready, and
 // gives the room up at once: another node admits the tickets without waiting the lease out.

@@ -38,4 +38,5 @@ mod harness_self_test;
 mod outbox_to_topics;
 mod redelivery;
 mod relay_failover;
+mod running_cluster;
 mod workers;

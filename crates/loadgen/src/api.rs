@@ -131,9 +131,67 @@ pub struct StockState {
     pub available: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Created {
     pub id: i64,
+}
+
+/// The `error` of an answer or of a ticket: only its stable code matters here.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: String,
+}
+
+/// A waiting-room ticket, as `POST /orders` answers it with `202` and
+/// `GET /api/v1/queue/{ticket}` reads it back.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TicketView {
+    pub ticket: String,
+    /// `waiting`, `placing`, `placed`, `replayed`, `rejected` or `failed` (see
+    /// [`TicketStatus`]); kept as text so that a status this client does not know yet reads
+    /// as "not decided" rather than as an unreadable answer.
+    pub status: String,
+    #[serde(default)]
+    pub position: u64,
+    /// Under any target: `/api/v1/queue/{ticket}`.
+    pub status_url: String,
+    /// The order, once placed or replayed.
+    pub order: Option<Created>,
+    /// Why not, once rejected or failed.
+    pub error: Option<Refusal>,
+}
+
+/// Where a ticket stands, as far as a buyer's client is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketStatus {
+    /// `waiting` or `placing` (or a status unknown to this client): ask again later.
+    Pending,
+    /// `placed` or `replayed`, with the order.
+    Placed { order_id: i64, replayed: bool },
+    /// `rejected`: a refusal with its code (`out_of_stock`…); final.
+    Rejected(String),
+    /// `failed`: the placement failed; send the order again with the same Idempotency-Key.
+    Failed(String),
+    /// A decided status without what it promises (`placed` without an order…).
+    Malformed,
+}
+
+impl TicketView {
+    pub fn status(&self) -> TicketStatus {
+        let code = || self.error.as_ref().map(|e| e.code.clone());
+        match self.status.as_str() {
+            "placed" | "replayed" => match &self.order {
+                Some(order) => TicketStatus::Placed {
+                    order_id: order.id,
+                    replayed: self.status == "replayed",
+                },
+                None => TicketStatus::Malformed,
+            },
+            "rejected" => code().map_or(TicketStatus::Malformed, TicketStatus::Rejected),
+            "failed" => TicketStatus::Failed(code().unwrap_or_else(|| "failed".to_owned())),
+            _ => TicketStatus::Pending,
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -315,6 +373,70 @@ mod tests {
         assert_eq!(
             error_code(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>"),
             "http_502"
+        );
+    }
+
+    #[test]
+    fn tickets_are_read_as_the_waiting_room_writes_them() {
+        let read = |raw: &str| serde_json::from_str::<TicketView>(raw).unwrap().status();
+        let waiting = r#"{"ticket":"t1","status":"waiting","position":42,"status_url":"/api/v1/queue/t1","events_url":"/api/v1/queue/t1/events","order":null,"error":null}"#;
+        let ticket: TicketView = serde_json::from_str(waiting).unwrap();
+        assert_eq!(ticket.position, 42);
+        assert_eq!(ticket.status_url, "/api/v1/queue/t1");
+        assert_eq!(ticket.status(), TicketStatus::Pending);
+        assert_eq!(
+            read(
+                r#"{"ticket":"t","status":"placing","status_url":"/q/t","order":null,"error":null}"#
+            ),
+            TicketStatus::Pending
+        );
+        assert_eq!(
+            read(
+                r#"{"ticket":"t","status":"placed","status_url":"/q/t","order":{"id":7,"status":"pending_payment"},"error":null}"#
+            ),
+            TicketStatus::Placed {
+                order_id: 7,
+                replayed: false
+            }
+        );
+        assert_eq!(
+            read(
+                r#"{"ticket":"t","status":"replayed","status_url":"/q/t","order":{"id":8},"error":null}"#
+            ),
+            TicketStatus::Placed {
+                order_id: 8,
+                replayed: true
+            }
+        );
+        assert_eq!(
+            read(
+                r#"{"ticket":"t","status":"rejected","status_url":"/q/t","order":null,"error":{"code":"out_of_stock","message":"m"}}"#
+            ),
+            TicketStatus::Rejected("out_of_stock".into())
+        );
+        assert_eq!(
+            read(
+                r#"{"ticket":"t","status":"failed","status_url":"/q/t","order":null,"error":{"code":"unavailable","message":"m"}}"#
+            ),
+            TicketStatus::Failed("unavailable".into())
+        );
+        assert_eq!(
+            read(
+                r#"{"ticket":"t","status":"placed","status_url":"/q/t","order":null,"error":null}"#
+            ),
+            TicketStatus::Malformed
+        );
+        assert_eq!(
+            read(
+                r#"{"ticket":"t","status":"rejected","status_url":"/q/t","order":null,"error":null}"#
+            ),
+            TicketStatus::Malformed
+        );
+        assert_eq!(
+            read(
+                r#"{"ticket":"t","status":"parked","status_url":"/q/t","order":null,"error":null}"#
+            ),
+            TicketStatus::Pending
         );
     }
 

@@ -4,9 +4,9 @@
 
 use crate::args::LoadArgs;
 use crate::report::{self, Page};
-use crate::runner::{self, Reply, Scenario, MAX_ATTEMPTS};
+use crate::runner::{self, Answer, Reply, Scenario, MAX_ATTEMPTS};
 use crate::{api, stats, summary};
-use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use reqwest::{Client, RequestBuilder, Url};
 use serde::Serialize;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -105,11 +105,11 @@ impl Scenario for Get {
             .get(self.urls[(attempt % self.urls.len() as u64) as usize].clone())
     }
 
-    fn classify<'a>(&self, _attempt: u64, status: StatusCode, body: &'a [u8]) -> Reply<'a> {
-        if status.is_success() {
+    fn classify<'a>(&self, _attempt: u64, answer: &'a Answer) -> Reply<'a> {
+        if answer.status.is_success() {
             Reply::Ok
         } else {
-            Reply::Rejected(api::error_code(status, body))
+            Reply::Rejected(api::error_code(answer.status, &answer.body))
         }
     }
 }

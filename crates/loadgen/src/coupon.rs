@@ -10,7 +10,7 @@ use crate::api::{self, read_tokens, Admin, Created, MAX_COUPON_QUANTITY};
 use crate::args::LoadArgs;
 use crate::outcome::Outcome;
 use crate::report::{self, Judgement, Page};
-use crate::runner::{self, Reply, Scenario, MAX_ATTEMPTS};
+use crate::runner::{self, Answer, Reply, Scenario, MAX_ATTEMPTS};
 use crate::{stats, summary};
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
@@ -315,11 +315,11 @@ impl Scenario for Burst {
             .header(AUTHORIZATION, token.clone())
     }
 
-    fn classify<'a>(&self, _attempt: u64, status: StatusCode, body: &'a [u8]) -> Reply<'a> {
-        if status == StatusCode::CREATED {
+    fn classify<'a>(&self, _attempt: u64, answer: &'a Answer) -> Reply<'a> {
+        if answer.status == StatusCode::CREATED {
             Reply::Ok
         } else {
-            Reply::Rejected(api::error_code(status, body))
+            Reply::Rejected(api::error_code(answer.status, &answer.body))
         }
     }
 }

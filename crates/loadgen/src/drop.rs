@@ -1,26 +1,29 @@
 //! `stampede loadgen drop`: a limited-edition drop. Creates a partner and a product with
 //! `--stock` units, fires `--attempts` purchases at it from the buyers' tokens (round-robin,
-//! one fresh Idempotency-Key each), then reads the product and the admin order listing back
-//! and judges whether the server sold exactly what it had.
+//! one fresh Idempotency-Key each), follows up every attempt its first answer did not
+//! decide (waiting-room tickets, retries: `follow`), then reads the product and the admin
+//! order listing back and judges whether the server sold exactly what it had. Besides
+//! summary.json and report.html it writes `orders.txt` (every order id the server
+//! acknowledged, one per line) and `tickets.json` (every `202` ticket and its end), for
+//! checks against the database (scripts/faults.sh).
 
-use crate::api::{self, read_tokens, Admin, Created, StockState, MAX_QUANTITY, MAX_WON};
+use crate::api::{read_tokens, Admin, Created, StockState, MAX_QUANTITY, MAX_WON};
 use crate::args::LoadArgs;
-use crate::outcome::Outcome;
+use crate::follow::{self, Follower, Journal, PostRead, Retry, TicketEnd};
+use crate::outcome::{ErrorKind, Outcome};
 use crate::report::{self, Judgement, Page};
-use crate::runner::{self, Reply, Scenario, MAX_ATTEMPTS};
+use crate::runner::{self, Answer, FollowUp, Reply, Scenario, MAX_ATTEMPTS};
 use crate::verdict::{self, Expected, Ledger, Seen, Verdict};
-use crate::{stats, summary};
+use crate::{api, stats, summary};
+use anyhow::Context;
 use bytes::Bytes;
-use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use reqwest::{RequestBuilder, StatusCode};
 use serde::Serialize;
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct DropArgs {
@@ -47,12 +50,19 @@ pub struct DropArgs {
     /// Price per unit, in won.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(0..=MAX_WON))]
     price: i64,
+    /// How long an attempt is followed up (waiting-room tickets polled, retries after no
+    /// answer or 502/503/504) before it counts as failed. Latency includes it.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    patience_secs: u64,
+    /// Pause between two polls of a waiting-room ticket.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    poll_ms: u64,
 }
 
 /// What summary.json adds for a drop, right after `attempts`.
 #[derive(Serialize)]
 struct DropFacts<'a> {
-    /// 201 answers.
+    /// Attempts that ended in an order: 201, a ticket placed, a replay on a retry.
     sold: u64,
     /// Units sold beyond the stock (0 when correct).
     oversold: i64,
@@ -68,6 +78,8 @@ struct DropFacts<'a> {
     buyers: usize,
     product_after: Option<StockState>,
     orders_listed: Option<&'a Ledger>,
+    /// Tickets, retries and the orders the server acknowledged.
+    followed: &'a follow::Followed,
 }
 
 pub async fn run(args: DropArgs) -> anyhow::Result<ExitCode> {
@@ -84,12 +96,17 @@ pub async fn run(args: DropArgs) -> anyhow::Result<ExitCode> {
     let watermark = admin.latest_order_id().await.map_err(|e| format!("{e:#}"));
     let info = args.load.info("drop");
     let scenario = Arc::new(DropScenario {
-        client,
-        urls: args.load.endpoints("/api/v1/orders")?,
-        body: order_body(product_id, args.quantity)?,
-        key_prefix: format!("lg-{run_id}"),
-        tokens,
-        sold: Mutex::new(Vec::new()),
+        follower: Arc::new(Follower {
+            client,
+            targets: args.load.targets.clone(),
+            order_urls: args.load.endpoints("/api/v1/orders")?,
+            tokens,
+            body: order_body(product_id, args.quantity)?,
+            key_prefix: format!("lg-{run_id}"),
+            patience: Duration::from_secs(args.patience_secs),
+            poll_every: Duration::from_millis(args.poll_ms),
+            journal: Journal::default(),
+        }),
     });
     let recording = runner::run(
         scenario.clone(),
@@ -110,15 +127,18 @@ pub async fn run(args: DropArgs) -> anyhow::Result<ExitCode> {
         watermark,
     )
     .await;
+    let journal = &scenario.follower.journal;
     let (json_path, html_path) = write(
         &args,
         &info,
         &analysis,
         &checked,
         product_id,
-        scenario.tokens.len(),
+        scenario.follower.tokens.len(),
     )?;
+    write_journal(&args.load.out, journal)?;
     print_verdict(&checked.verdict);
+    println!("{}", followed_line(&checked.followed));
     println!(
         "summary: {}\nreport: {}",
         json_path.display(),
@@ -134,6 +154,7 @@ pub async fn run(args: DropArgs) -> anyhow::Result<ExitCode> {
 /// The product and the listing as read back after the run, and the judgement on them.
 struct Checked {
     seen: Seen,
+    followed: follow::Followed,
     product: Result<StockState, String>,
     ledger: Result<Ledger, String>,
     verdict: Verdict,
@@ -153,6 +174,8 @@ async fn check(
         quantity: args.quantity,
         max_per_user: args.max_per_user,
     };
+    let journal = &scenario.follower.journal;
+    let followed = journal.facts();
     let seen = Seen {
         attempts: analysis.tally.attempts,
         sold: analysis.tally.ok,
@@ -160,16 +183,15 @@ async fn check(
         errors: analysis.tally.errors,
         tokens_over_limit: tokens_over_limit(
             outcomes,
-            scenario.tokens.len(),
+            scenario.follower.tokens.len(),
             args.quantity,
             args.max_per_user,
         ),
+        tickets_lost: followed.tickets_ended(TicketEnd::Lost),
+        tickets_unresolved: followed.tickets_ended(TicketEnd::Unresolved)
+            + followed.tickets_ended(TicketEnd::Refused),
     };
-    let acknowledged = scenario
-        .sold
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let acknowledged = journal.orders();
     let product = admin.stock(product_id).await.map_err(|e| format!("{e:#}"));
     let orders = match watermark {
         Ok(watermark) => admin
@@ -183,6 +205,7 @@ async fn check(
     let verdict = verdict::judge(&expected, &seen, &product, &ledger);
     Checked {
         seen,
+        followed,
         product,
         ledger,
         verdict,
@@ -213,6 +236,7 @@ fn write(
         buyers,
         product_after: checked.product.as_ref().ok().copied(),
         orders_listed: checked.ledger.as_ref().ok(),
+        followed: &checked.followed,
     };
     let html = report::render(&Page {
         run: info,
@@ -229,6 +253,40 @@ fn write(
         &args.load.out,
         &summary::summary(info, analysis, facts),
         &html,
+    )
+}
+
+/// `orders.txt`: every order id the server acknowledged, ascending, one per line; and
+/// `tickets.json`: every `202` ticket and how it ended, by attempt.
+fn write_journal(dir: &Path, journal: &Journal) -> anyhow::Result<()> {
+    let mut orders = journal.orders();
+    orders.sort_unstable();
+    let lines: String = orders.iter().map(|id| format!("{id}\n")).collect();
+    let path = dir.join("orders.txt");
+    std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    let mut tickets = serde_json::to_vec_pretty(&journal.tickets())?;
+    tickets.push(b'\n');
+    let path = dir.join("tickets.json");
+    std::fs::write(&path, tickets).with_context(|| format!("writing {}", path.display()))
+}
+
+fn followed_line(f: &follow::Followed) -> String {
+    let ends: Vec<String> = f
+        .tickets_by_end
+        .iter()
+        .map(|(end, n)| format!("{} {n}", end.as_str()))
+        .collect();
+    format!(
+        "followed: {} orders acknowledged ({} learnt from a replay), {} tickets ({}), {} retries",
+        f.orders_acknowledged,
+        f.orders_replayed_on_retry,
+        f.tickets,
+        if ends.is_empty() {
+            "none".to_owned()
+        } else {
+            ends.join(", ")
+        },
+        f.retries
     )
 }
 
@@ -300,46 +358,43 @@ fn print_verdict(verdict: &Verdict) {
 }
 
 struct DropScenario {
-    client: Client,
-    /// `POST /api/v1/orders` on each target, parsed once.
-    urls: Vec<Url>,
-    tokens: Vec<HeaderValue>,
-    /// The same for every attempt: serialised once, shared by reference count.
-    body: Bytes,
-    /// Unique per run, so keys never meet those of an earlier run with the same buyers.
-    key_prefix: String,
-    /// Order ids of the 201 answers, for the cross-check with the admin listing.
-    sold: Mutex<Vec<i64>>,
+    /// Sends the attempts and follows them up; its journal holds the acknowledged orders
+    /// for the cross-check with the admin listing.
+    follower: Arc<Follower>,
+}
+
+impl DropScenario {
+    fn follow_up(&self, attempt: u64, read: PostRead) -> FollowUp {
+        Box::pin(self.follower.clone().follow(attempt, read))
+    }
 }
 
 impl Scenario for DropScenario {
     fn request(&self, attempt: u64) -> RequestBuilder {
-        let url = &self.urls[(attempt % self.urls.len() as u64) as usize];
-        let token = &self.tokens[(attempt % self.tokens.len() as u64) as usize];
-        self.client
-            .post(url.clone())
-            .header(AUTHORIZATION, token.clone())
-            .header(CONTENT_TYPE, JSON)
-            .header(IDEMPOTENCY_KEY, format!("{}-{attempt}", self.key_prefix))
-            .body(self.body.clone())
+        self.follower
+            .post(attempt, self.follower.first_node(attempt))
     }
 
-    fn classify<'a>(&self, _attempt: u64, status: StatusCode, body: &'a [u8]) -> Reply<'a> {
-        match status {
+    fn classify<'a>(&self, attempt: u64, answer: &'a Answer) -> Reply<'a> {
+        match answer.status {
             StatusCode::CREATED => {
                 // Only sales are parsed (a few per drop); rejections only yield their code.
-                if let Ok(order) = serde_json::from_slice::<Created>(body) {
-                    self.sold
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(order.id);
+                if let Ok(order) = serde_json::from_slice::<Created>(&answer.body) {
+                    self.follower.journal.order(order.id);
                 }
                 Reply::Ok
             }
-            // A replay cannot happen with fresh keys; if it does, it is no sale.
+            // A replay cannot happen on a first try with fresh keys; if it does, it is no sale.
             StatusCode::OK => Reply::Rejected(Cow::Borrowed("replayed")),
-            _ => Reply::Rejected(api::error_code(status, body)),
+            status if status == StatusCode::ACCEPTED || follow::is_retryable(status) => {
+                Reply::Later(self.follow_up(attempt, follow::read_post(answer)))
+            }
+            status => Reply::Rejected(api::error_code(status, &answer.body)),
         }
+    }
+
+    fn no_answer(&self, attempt: u64, kind: ErrorKind) -> Option<FollowUp> {
+        Some(self.follow_up(attempt, PostRead::Retry(Retry::no_answer(kind))))
     }
 }
 

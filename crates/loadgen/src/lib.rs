@@ -8,8 +8,9 @@
 //! ([`runner::Scenario`]); everything else is shared: the flags (`args`), the closed/open
 //! loop runner (`runner`, counting `outcome`s and showing `progress`), the analysis
 //! (`stats`), `summary.json` (`summary`) and `report.html` (`report`, drawn by `svg`).
-//! `drop` adds the setup and the correctness check (`verdict`); `coupon` does the same for a
-//! first-come coupon campaign.
+//! `drop` adds the setup, the follow-up of attempts its first answer did not decide
+//! (`follow`: waiting-room tickets, retries) and the correctness check (`verdict`); `coupon`
+//! does the same for a first-come coupon campaign.
 //!
 //! Modules only import downwards: this file knows the scenarios, the scenarios know the
 //! shared modules, and no module imports one that imports it.
@@ -19,6 +20,7 @@ mod args;
 mod browse;
 mod coupon;
 mod drop;
+mod follow;
 mod outcome;
 mod progress;
 mod report;

@@ -8,8 +8,11 @@
 use crate::outcome::{ErrorKind, Outcome};
 use crate::progress::{self, Live};
 use bytes::Bytes;
+use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode};
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,17 +61,43 @@ pub struct Plan {
     pub pace: Pace,
 }
 
+/// One HTTP response, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
 /// What one HTTP response means to a scenario.
 pub enum Reply<'a> {
     Ok,
     Rejected(Cow<'a, str>),
+    /// Not decided by this answer (a waiting-room ticket, "try again later"): the scenario
+    /// follows it up itself, and the attempt ends with what the follow-up settles on.
+    Later(FollowUp),
 }
+
+/// How an attempt that a scenario followed up ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Ok,
+    Rejected(String),
+    Failed(ErrorKind),
+}
+
+/// A scenario's follow-up of one attempt: owns what it needs, so it outlives the answer.
+pub type FollowUp = Pin<Box<dyn Future<Output = Settled> + Send>>;
 
 pub trait Scenario: Send + Sync + 'static {
     /// The fully built request of attempt `attempt` (0-based); the runner only sends it.
     fn request(&self, attempt: u64) -> RequestBuilder;
     /// What a response means. Called once per response, on the hot path.
-    fn classify<'a>(&self, attempt: u64, status: StatusCode, body: &'a [u8]) -> Reply<'a>;
+    fn classify<'a>(&self, attempt: u64, answer: &'a Answer) -> Reply<'a>;
+    /// The request got no answer. `Some` follows the attempt up (a retry); by default the
+    /// attempt has failed.
+    fn no_answer(&self, _attempt: u64, _kind: ErrorKind) -> Option<FollowUp> {
+        None
+    }
 }
 
 /// Everything a run recorded, as plain data for the analysis.
@@ -233,17 +262,32 @@ async fn open_loop<S: Scenario>(
 }
 
 impl<S: Scenario> Shared<S> {
+    /// Latency runs to the attempt's end: with a follow-up, that is when the buyer knew.
     async fn attempt(&self, n: u64, scheduled: Instant) {
-        let reply = send(self.scenario.request(n)).await;
-        let done = Instant::now();
-        let outcome = match &reply {
-            Ok((status, body)) => match self.scenario.classify(n, *status, body) {
+        let outcome = match send(self.scenario.request(n)).await {
+            Ok(answer) => match self.scenario.classify(n, &answer) {
                 Reply::Ok => Outcome::Ok,
                 Reply::Rejected(code) => Outcome::Rejected(self.codes.intern(&code)),
+                Reply::Later(follow_up) => self.settled(follow_up.await),
             },
-            Err(e) => Outcome::Failed(ErrorKind::of(e)),
+            Err(e) => {
+                let kind = ErrorKind::of(&e);
+                match self.scenario.no_answer(n, kind) {
+                    Some(follow_up) => self.settled(follow_up.await),
+                    None => Outcome::Failed(kind),
+                }
+            }
         };
+        let done = Instant::now();
         self.record(n, outcome, done.saturating_duration_since(scheduled), done);
+    }
+
+    fn settled(&self, settled: Settled) -> Outcome {
+        match settled {
+            Settled::Ok => Outcome::Ok,
+            Settled::Rejected(code) => Outcome::Rejected(self.codes.intern(&code)),
+            Settled::Failed(kind) => Outcome::Failed(kind),
+        }
     }
 }
 
@@ -293,10 +337,15 @@ impl<S> Shared<S> {
 }
 
 /// Sends and reads the whole body: an unread body would keep the connection from reuse.
-async fn send(request: RequestBuilder) -> reqwest::Result<(StatusCode, Bytes)> {
+pub async fn send(request: RequestBuilder) -> reqwest::Result<Answer> {
     let response = request.send().await?;
     let status = response.status();
-    Ok((status, response.bytes().await?))
+    let headers = response.headers().clone();
+    Ok(Answer {
+        status,
+        headers,
+        body: response.bytes().await?,
+    })
 }
 
 fn saturating_u32(v: u128) -> u32 {

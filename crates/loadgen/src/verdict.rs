@@ -20,12 +20,16 @@ pub struct Expected {
 #[derive(Default)]
 pub struct Seen {
     pub attempts: u64,
-    /// 201 answers.
+    /// Attempts that ended in an order (201, a ticket placed, a replay on a retry).
     pub sold: u64,
     pub out_of_stock: u64,
     pub errors: u64,
     /// Buyers (tokens) that got more units than `max_per_user` in 201s.
     pub tokens_over_limit: u64,
+    /// `202` tickets that no node knew any more: the waiting room lost them.
+    pub tickets_lost: u64,
+    /// `202` tickets still undecided (or unreadable) when the client stopped following.
+    pub tickets_unresolved: u64,
 }
 
 /// The run's orders for the product, from the admin listing.
@@ -141,6 +145,18 @@ pub fn judge(
             "{} buyers were answered 201 for more than {} units",
             seen.tokens_over_limit,
             expected.max_per_user.unwrap_or(0)
+        ));
+    }
+    if seen.tickets_lost > 0 {
+        problems.push(format!(
+            "{} tickets answered 202 were lost (no node knew them any more)",
+            seen.tickets_lost
+        ));
+    }
+    if seen.tickets_unresolved > 0 {
+        problems.push(format!(
+            "{} tickets answered 202 never came to an order or a refusal",
+            seen.tickets_unresolved
         ));
     }
     if seen.errors > 0 {
@@ -444,6 +460,32 @@ mod tests {
         assert!(
             v.text
                 .contains("2 buyers were answered 201 for more than 1 units"),
+            "{}",
+            v.text
+        );
+    }
+
+    #[test]
+    fn tickets_that_never_resolve_are_flagged() {
+        let lost = Seen {
+            tickets_lost: 3,
+            ..seen(50)
+        };
+        let v = judge(&EXPECTED, &lost, &stock(50, 50), &pending_ledger(50));
+        assert!(!v.correct);
+        assert!(
+            v.text.contains("3 tickets answered 202 were lost"),
+            "{}",
+            v.text
+        );
+        let unresolved = Seen {
+            tickets_unresolved: 1,
+            ..seen(50)
+        };
+        let v = judge(&EXPECTED, &unresolved, &stock(50, 50), &pending_ledger(50));
+        assert!(!v.correct);
+        assert!(
+            v.text.contains("1 tickets answered 202 never came"),
             "{}",
             v.text
         );

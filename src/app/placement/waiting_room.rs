@@ -238,7 +238,11 @@ impl WaitingRoom {
         );
         let admit = self.gate.admit(&attempt, &lines).await;
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if let Admit::SoldOut { product_id } = admit {
+        // A ticket admitted before (by a holder that died, or whose placement failed) may
+        // have its order already: only the database knows, and replays it. The gate's
+        // sold-out shortcut is for first admissions.
+        let first_admission = ticket.attempts <= 1;
+        if let (Admit::SoldOut { product_id }, true) = (admit, first_admission) {
             self.metrics.sold_out_fast_rejects.inc();
             let outcome = TicketOutcome::Rejected(Rejection::OutOfStock { product_id });
             admitted.spawn(async move { self.finish(&ticket, outcome).await });
@@ -296,7 +300,7 @@ impl WaitingRoom {
         for attempt in 1.. {
             match self
                 .store
-                .finish_ticket(ticket.seq, &outcome, self.clock.now())
+                .finish_ticket(ticket.seq, ticket.attempts, &outcome, self.clock.now())
                 .await
             {
                 Ok(_) => break,

@@ -103,6 +103,7 @@ impl WaitingRoomStore for PgStore {
     async fn finish_ticket(
         &self,
         seq: i64,
+        attempts: i64,
         outcome: &TicketOutcome,
         now: Timestamp,
     ) -> StoreResult<bool> {
@@ -114,6 +115,7 @@ impl WaitingRoomStore for PgStore {
             .bind(order_id)
             .bind(rejection)
             .bind(now.millis())
+            .bind(attempts)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -105,6 +105,7 @@ impl WaitingRoomStore for SqliteStore {
     async fn finish_ticket(
         &self,
         seq: i64,
+        attempts: i64,
         outcome: &TicketOutcome,
         now: Timestamp,
     ) -> StoreResult<bool> {
@@ -116,6 +117,7 @@ impl WaitingRoomStore for SqliteStore {
             .bind(order_id)
             .bind(rejection)
             .bind(now.millis())
+            .bind(attempts)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
