@@ -42,6 +42,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Where a waiting-room ticket's answer came from: `known` (what the node knew of it) or
+/// `store` (read).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
 /// A seller's step on a partner order: `prepare`, `ship` or `deliver`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
@@ -173,6 +180,10 @@ metrics! {
         "Order attempts refused because the waiting room was full";
     waiting_room_depth: Gauge = Gauge::default(),
         "Order attempts waiting in the waiting room now";
+    /// `known`: answered from what the node knew (a finished ticket, or one behind the line
+    /// as last read); `store`: read from the database.
+    waiting_room_ticket_reads: Family<SourceLabels, Counter> = Family::default(),
+        "Waiting-room ticket lookups, by where the answer came from (known, store)";
     sold_out_fast_rejects: Counter = Counter::default(),
         "Orders refused from the in-memory sold-out gate without a database write";
     outbox_dispatched: Counter = Counter::default(),

@@ -1123,9 +1123,12 @@ pub(crate) const TICKET_BY_ID: &str = concat!(
     " FROM waiting_tickets WHERE id = $1"
 );
 
+/// Four lookups at the ends of indexes (`waiting_tickets_line` by status, the key).
 pub(crate) const WAITING_LINE: &str =
     "SELECT (SELECT MIN(seq) FROM waiting_tickets WHERE status = 'waiting') AS head,
-            (SELECT MAX(seq) FROM waiting_tickets) AS tail";
+            (SELECT MAX(seq) FROM waiting_tickets) AS tail,
+            (SELECT MAX(seq) FROM waiting_tickets WHERE status = 'admitted') AS last_admitted,
+            (SELECT MAX(seq) FROM waiting_tickets WHERE status = 'done') AS last_done";
 
 /// The outer `status = 'waiting'` is checked again on a row another holder changed while
 /// this statement waited for it (PostgreSQL), so a ticket finished meanwhile is left out.

@@ -8,6 +8,7 @@
 //! accepted is decided ([`Placement::is_idle`]).
 
 mod job;
+mod known_tickets;
 pub mod lock;
 pub mod request;
 pub mod waiting_room;
