@@ -303,13 +303,16 @@ impl WaitingRoom {
         );
         let admit = self.gate.admit(&attempt, &lines).await;
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.metrics.waiting_room_admitted.inc();
         // A ticket admitted before (by a holder that died, or whose placement failed) may
         // have its order already: only the database knows, and replays it. The gate's
         // sold-out shortcut is for first admissions.
         let first_admission = ticket.attempts <= 1;
         if let (Admit::SoldOut { product_id }, true) = (admit, first_admission) {
             self.metrics.sold_out_fast_rejects.inc();
-            let outcome = TicketOutcome::Rejected(Rejection::OutOfStock { product_id });
+            let rejection = Rejection::OutOfStock { product_id };
+            self.metrics.reject(rejection.code());
+            let outcome = TicketOutcome::Rejected(rejection);
             admitted.spawn(async move { self.finish(&ticket, outcome).await });
             return;
         }
