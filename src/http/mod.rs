@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod coupons;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod error;
 pub mod extract;
