@@ -212,14 +212,14 @@ ROWS = [
     ("Latency", [
         (timeseries("POST /orders latency: p50, p95, p99",
                     quantiles("http_request_duration_seconds",
-                              '{route="' + ORDER_ROUTE + '"}'),
+                              '{method="POST", route="' + ORDER_ROUTE + '"}'),
                     unit="s",
-                    description="The order endpoint's route (its GET, the buyer's order "
-                                "list, shares the route label)."), 12),
+                    description="Placing an order, as the nodes answered it (a 202 from the "
+                                "waiting room included)."), 12),
         (timeseries("p99 latency, 10 slowest routes",
-                    [("topk(10, histogram_quantile(0.99, sum by (le, route) "
+                    [("topk(10, histogram_quantile(0.99, sum by (le, method, route) "
                       f"(rate(http_request_duration_seconds_bucket[{RATE}]))))",
-                      "{{route}}")], unit="s"), 12),
+                      "{{method}} {{route}}")], unit="s"), 12),
         (timeseries("Placement transactions: p99 duration",
                     quantiles("placement_batch_seconds", "", qs=(0.5, 0.99)), unit="s",
                     description="One group commit of the batching writer; the first place "
@@ -259,8 +259,9 @@ ROWS = [
                     line_at=10000,
                     description="Order attempts waiting for the placement writers (202 + "
                                 "ticket). Alert above 10,000."), 12),
-        (timeseries("Entering and refused, per second",
+        (timeseries("Entering, admitted and refused, per second",
                     [per_second("waiting_room_entered_total", legend="entered"),
+                     per_second("waiting_room_admitted_total", legend="admitted"),
                      per_second("waiting_room_full_total", legend="refused: room full")],
                     unit="ops"), 12),
     ]),
