@@ -9,7 +9,9 @@
 #   promtool check config     deploy/prometheus/prometheus.yml (offline: names only)
 #   docker-compose config -q  deploy/compose.yaml, with Debian's docker-compose 1.29, which
 #                             parses the compose spec (it refuses a top-level `name:`, so
-#                             the file has none); then every bind-mounted file must exist
+#                             the file has none); then every bind-mounted file must exist,
+#                             every STAMPEDE_* variable must be a setting (README's table),
+#                             and the nodes' settings must pass the server's validation
 #   nginx -t                  deploy/nginx/nginx.conf, its upstream hosts pointed at
 #                             127.0.0.1 (nginx resolves them when it reads the file)
 #   hadolint                  deploy/Dockerfile (what it ignores, it says why, inline)
@@ -127,10 +129,25 @@ step "docker-compose config (deploy/compose.yaml)"
 docker-compose -f deploy/compose.yaml config -q
 docker-compose -f deploy/compose.yaml config >"$WORK/compose.resolved.yaml"
 # Bind mounts of files that are not there would start containers with empty directories in
-# their place: every source under deploy/ must exist.
-"$PY" - "$WORK/compose.resolved.yaml" <<'EOF'
-import os, sys, yaml
+# their place: every source under deploy/ must exist. Every STAMPEDE_* variable the services
+# set must be a setting of README's Configuration table (which a test keeps complete): a
+# misspelt one would be ignored. node1's settings are written out for the server check below.
+"$PY" - "$WORK/compose.resolved.yaml" README.md "$WORK/node-env" <<'EOF'
+import os, re, sys, yaml
 compose = yaml.safe_load(open(sys.argv[1]))
+settings = set()
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith("| `STAMPEDE_"):
+        settings |= set(re.findall(r"`(STAMPEDE_[A-Z0-9_]+)`", line.split("|")[1]))
+unknown = sorted({f"{name}: {key}" for name, service in compose["services"].items()
+                  for key in (service.get("environment") or {})
+                  if key.startswith("STAMPEDE_") and key not in settings})
+if unknown:
+    sys.exit("compose: not a setting of README's Configuration table:\n  " + "\n  ".join(unknown))
+with open(sys.argv[3], "w") as out:
+    for key, value in compose["services"]["node1"]["environment"].items():
+        if key.startswith("STAMPEDE_"):
+            out.write(f"{key}={value}\n")
 missing = []
 for name, service in compose["services"].items():
     for volume in service.get("volumes", []):
@@ -146,7 +163,8 @@ for name, service in compose["services"].items():
             missing.append(f"{name}: {dockerfile}")
 if missing:
     sys.exit("compose: missing bind-mount sources or Dockerfiles:\n  " + "\n  ".join(missing))
-print(f"compose: {len(compose['services'])} services, every bind mount and Dockerfile present")
+print(f"compose: {len(compose['services'])} services, every bind mount and Dockerfile present, "
+      f"every STAMPEDE_* variable a setting")
 EOF
 
 step "nginx -t (deploy/nginx/nginx.conf)"
@@ -177,10 +195,22 @@ jq -e '
 echo "dashboard: $(jq '[.panels[] | select(.type != "row")] | length' deploy/grafana/stampede.json) panels in $(jq '[.panels[] | select(.type == "row")] | length' deploy/grafana/stampede.json) rows"
 
 # --- metric names against a running server ------------------------------------------------
+# The caller's STAMPEDE_* settings are kept from every server this script starts.
+mapfile -t unset_args < <(env | sed -n 's/^\(STAMPEDE_[A-Z0-9_]*\)=.*/-u\n\1/p')
 if [ ! -x "$BIN" ] || [ -n "$(find src crates Cargo.toml Cargo.lock -newer "$BIN" -print -quit)" ]; then
   step "building $BIN (cargo build --features kafka)"
   cargo build --quiet --features kafka --bin stampede
 fi
+# The nodes' settings from compose.yaml must pass the server's own validation: `migrate`
+# with them, on SQLite in place of PostgreSQL and without Redis and Kafka (empty is unset),
+# whose hosts exist only in the compose network.
+mapfile -t node_env <"$WORK/node-env"
+mkdir -p "$WORK/env-check"
+(cd "$WORK/env-check" && env "${unset_args[@]}" "${node_env[@]}" \
+  STAMPEDE_DATABASE_URL="sqlite://$WORK/env-check/env.db" STAMPEDE_REDIS_URL= \
+  STAMPEDE_KAFKA_BROKERS= RUST_LOG=error "$BIN" migrate >/dev/null) ||
+  { echo "check-deploy: compose.yaml's node settings are refused by the server (above)" >&2; exit 1; }
+echo "compose: the nodes' ${#node_env[@]} STAMPEDE_* settings pass the server's validation"
 scripts/services.sh redis
 TANSU="${STAMPEDE_TEST_TANSU_BIN:-$(scripts/services.sh tansu-bin)}"
 
@@ -201,7 +231,6 @@ done
 
 # The server sees none of the caller's STAMPEDE_* settings nor a stampede.toml (it runs in
 # $WORK). Its own Redis key prefix, so nothing of another run or test is touched.
-mapfile -t unset_args < <(env | sed -n 's/^\(STAMPEDE_[A-Z0-9_]*\)=.*/-u\n\1/p')
 server_env=(env "${unset_args[@]}"
   STAMPEDE_DATABASE_URL="sqlite://$WORK/check.db"
   STAMPEDE_HTTP_ADDR="127.0.0.1:$PORT"
