@@ -382,8 +382,8 @@ def dashboard():
              "regex": ""},
             {"name": "product", "label": "Product", "type": "query", "datasource": DS,
              "definition": "label_values(stock_on_hand, product_id)",
-             "query": {"query": "label_values(stock_on_hand, product_id)",
-                       "refId": "StandardVariableQuery"},
+             # A classic query string, which every Grafana since 7 reads (and migrates).
+             "query": "label_values(stock_on_hand, product_id)",
              "current": {"text": ["All"], "value": ["$__all"]},
              "hide": 0, "includeAll": True, "allValue": ".*", "multi": True, "options": [],
              "refresh": 2, "regex": "", "sort": 3},
