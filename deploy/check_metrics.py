@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks that every metric a dashboard panel or an alert rule names is one the server exports.
 
-    check_metrics.py METRICS_FILE SOURCE...
+    check_metrics.py METRICS_FILE [--prometheus URL] SOURCE...
 
 METRICS_FILE is a scrape of a running server's /metrics. Each SOURCE is a Prometheus rule
 file (`groups:`, YAML) or a Grafana dashboard (JSON). Every PromQL expression in them is
@@ -25,6 +25,12 @@ Grafana's variables are replaced before parsing: `$__rate_interval`, `$__interva
 `$__range` by a duration, any other `$var`/`${var}` (inside a label matcher's value) by `.*`.
 A `label_values(metric, label)` variable query is checked as a selector of that metric.
 
+With `--prometheus URL` (a Prometheus that has scraped that server for a few seconds), every
+expression is also evaluated there: Prometheus must accept it (a vector matching that cannot
+work fails only then), and a dashboard query must return something when each of its
+selectors alone does (a `/` or `and` whose sides share no labels returns nothing). Alert
+expressions may well return nothing: their thresholds are not crossed.
+
 Prints what it checked, and each problem with the panel or rule it comes from; exits 1 when
 there is any.
 """
@@ -32,6 +38,8 @@ there is any.
 import json
 import re
 import sys
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import promql_parser as pq
@@ -204,17 +212,59 @@ class Checker:
                                      f"({', '.join(sorted(available))})")
 
 
+def instant_query(url, expr):
+    """(result list, None) or (None, Prometheus' error)."""
+    query = urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as answer:
+            body = json.load(answer)
+    except urllib.error.HTTPError as e:  # 400/422 carry Prometheus' error as JSON
+        body = json.load(e)
+    if body.get("status") != "success":
+        return None, body.get("error", "no answer")
+    data = body["data"]
+    return (data["result"] if data["resultType"] in ("vector", "matrix") else [data["result"]],
+            None)
+
+
+def evaluate(checker, url, where, expr, must_answer):
+    """Problems of `expr` evaluated on the Prometheus at `url`; True if it returned data."""
+    result, error = instant_query(url, expr)
+    if error is not None:
+        checker.problems.append(f"{where}: Prometheus refuses it: {error}\n    {expr}")
+        return False
+    if result or not must_answer:
+        return bool(result)
+    try:
+        selectors = checker.selectors(pq.parse(expr))
+    except Exception:  # reported by check() already
+        return False
+    if selectors and all(instant_query(url, str(sel))[0] for sel in selectors):
+        checker.problems.append(f"{where}: returns nothing, though each of its selectors "
+                                f"has series\n    {expr}")
+    return False
+
+
 def main(argv):
-    if len(argv) < 3:
+    args = argv[1:]
+    url = None
+    if len(args) >= 2 and args[1] == "--prometheus":
+        url = args[2].rstrip("/")
+        del args[1:3]
+    if len(args) < 2:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
-    exported = read_exposition(Path(argv[1]).read_text(encoding="utf-8"))
+    exported = read_exposition(Path(args[0]).read_text(encoding="utf-8"))
     checker = Checker(exported)
-    count = 0
-    for source in argv[2:]:
+    count = answered = 0
+    for source in args[1:]:
         for where, expr in expressions(source):
             count += 1
             checker.check(where, expr)
+            if url:
+                answered += evaluate(checker, url, where, expr, source.endswith(".json"))
+    if url:
+        print(f"check_metrics: evaluated on {url}: {answered} of {count} returned data")
     with_series = sorted(n for n in checker.names if n not in checker.unchecked_labels)
     print(f"check_metrics: {count} expressions, {len(checker.names)} metric names "
           f"({len(with_series)} with series whose labels were checked)")

