@@ -120,6 +120,7 @@ class Checker:
         self.problems = []
         self.unchecked_labels = set()
         self.names = set()
+        self.quiet_panels = []
 
     def series_labels(self, name):
         """Labels a query may use on `name`, or None when no series shows them yet."""
@@ -242,6 +243,8 @@ def evaluate(checker, url, where, expr, must_answer):
     if selectors and all(instant_query(url, str(sel))[0] for sel in selectors):
         checker.problems.append(f"{where}: returns nothing, though each of its selectors "
                                 f"has series\n    {expr}")
+    else:
+        checker.quiet_panels.append(where)
     return False
 
 
@@ -265,6 +268,8 @@ def main(argv):
                 answered += evaluate(checker, url, where, expr, source.endswith(".json"))
     if url:
         print(f"check_metrics: evaluated on {url}: {answered} of {count} returned data")
+        for where in checker.quiet_panels:
+            print(f"check_metrics: nothing yet (a selector has no series): {where}")
     with_series = sorted(n for n in checker.names if n not in checker.unchecked_labels)
     print(f"check_metrics: {count} expressions, {len(checker.names)} metric names "
           f"({len(with_series)} with series whose labels were checked)")
