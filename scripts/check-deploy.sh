@@ -20,8 +20,9 @@
 #   metric names              one `stampede serve` (built with --features kafka) on SQLite
 #                             in a temp dir, with Redis and a Tansu broker of its own, is
 #                             driven through a small drop (an order placed, paid, shipped,
-#                             confirmed; one refused; one cancelled; a coupon issued and
-#                             refused) so that labelled families have series; its /metrics
+#                             confirmed; two refused, by the gate and by placement; one
+#                             cancelled; a coupon issued and refused) so that labelled
+#                             families have series; its /metrics
 #                             is scraped and deploy/check_metrics.py checks every PromQL
 #                             expression of the rules and the dashboard against it (names,
 #                             and labels where series show them); Debian's Prometheus,
@@ -39,7 +40,6 @@
 # ~/.cache/stampede-tools. About 20 s once built and installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO="$PWD"
 
 PROMQL_PARSER_VERSION="0.11.0"
 PYYAML_VERSION="6.0.3"
