@@ -22,10 +22,10 @@
 #                             driven through a small drop (an order placed, paid, shipped,
 #                             confirmed; two refused, by the gate and by placement; one
 #                             cancelled; a coupon issued and refused) so that labelled
-#                             families have series; its /metrics
-#                             is scraped and deploy/check_metrics.py checks every PromQL
-#                             expression of the rules and the dashboard against it (names,
-#                             and labels where series show them); Debian's Prometheus,
+#                             families have series; its /metrics is scraped and
+#                             deploy/check_metrics.py checks every PromQL expression of the
+#                             rules and the dashboard against it (names, and labels where
+#                             series show them); Debian's Prometheus,
 #                             scraping the server every second, then evaluates each one
 #                             (refused, or a panel returning nothing though its selectors
 #                             have series, fails). It is first run on planted mistakes of
