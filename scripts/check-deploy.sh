@@ -313,8 +313,7 @@ for _ in $(seq 1 40); do
 done
 
 # Debian's Prometheus scrapes the server every second, so that the expressions can be
-# evaluated on what it stored (labels as Prometheus sets them: `instance`, `job`,
-# `exported_job`). Three scrapes at least, so that every rate() has two samples.
+# evaluated on what it stored (labels as Prometheus sets them: `instance`, `job`). Three scrapes at least, so that every rate() has two samples.
 PROM_PORT="$(free_port)"
 PROM_URL="http://127.0.0.1:$PROM_PORT"
 printf '%s\n' 'global:' '  scrape_interval: 1s' 'scrape_configs:' '  - job_name: stampede' \

@@ -14,7 +14,7 @@ Conventions of the queries (as in deploy/prometheus/alerts.yml):
 - readings every node exports alike (stock levels from the database, the waiting room's
   line, the verify job's drift, open dead letters) are read with `max`, never summed;
 - counters are summed over nodes after `rate`;
-- `job_runs_total`'s own `job` label is `exported_job` once Prometheus has scraped it.
+- `job_runs_total` names its job `job_name` (`job` is Prometheus' scrape job).
 
 Grafana 10 and 11 read it (schemaVersion 39). The datasource is the `datasource` variable,
 which defaults to the Prometheus of uid `prometheus` (deploy/grafana/provisioning) and, on
@@ -328,8 +328,8 @@ ROWS = [
                                     ('count(up{job="stampede"} == 1)', "answering scrapes")]),
          8),
         (timeseries("Job runs, by job and outcome",
-                    [(f"sum by (exported_job, outcome) (increase(job_runs_total[{RATE}]))",
-                      "{{exported_job}} {{outcome}}")],
+                    [(f"sum by (job_name, outcome) (increase(job_runs_total[{RATE}]))",
+                      "{{job_name}} {{outcome}}")],
                     description="Lease-held jobs; `settlement` is the daily settlement."), 8),
         (timeseries("Payment gateway", [
             ("max(payment_gateway_breaker_state)", "breaker (0 closed, 1 half-open, 2 open)"),
