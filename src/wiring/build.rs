@@ -215,9 +215,7 @@ async fn seed_gate(parts: &Parts, app: &App) -> anyhow::Result<()> {
         return Ok(());
     }
     let gate = &parts.cluster.local_gate;
-    if app.operations.others_alive().await? {
-        gate.not_alone();
-    }
+    app.operations.notice_others().await?;
     let memory_ms = i64::try_from(ATTEMPT_MEMORY_SECS * 1000).unwrap_or(i64::MAX);
     let since = Timestamp::from_millis(parts.clock.now().millis().saturating_sub(memory_ms));
     let max = i64::try_from(ATTEMPT_MEMORY_MAX / 2).unwrap_or(i64::MAX);
@@ -362,6 +360,7 @@ fn app(
             parts.metrics.clone(),
             node.to_owned(),
             config.redis_url.is_some(),
+            parts.cluster.local_gate.clone(),
         )),
         orders: Arc::new(Orders {
             store: parts.store.clone(),
@@ -480,7 +479,6 @@ fn scheduler(
     scheduler.add(Arc::new(HeartbeatJob {
         operations: app.operations.clone(),
         orders: app.orders.clone(),
-        gate: parts.cluster.local_gate.clone(),
     }));
     scheduler.add(Arc::new(StockGaugesJob {
         operations: app.operations.clone(),

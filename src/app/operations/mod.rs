@@ -13,6 +13,7 @@ pub mod samples;
 
 use super::error::{require, AppResult};
 use crate::clock::SharedClock;
+use crate::cluster::gate::LocalGate;
 use crate::domain::{Actor, Role, Timestamp};
 use crate::metrics::{DependencyLabels, Metrics, ProductLabels};
 use crate::store::{ProductInPlay, Store, StoreResult};
@@ -69,6 +70,8 @@ pub struct Operations {
     pub started_at: Timestamp,
     /// Which dependencies this node is configured with: the others show as `off`.
     pub redis: bool,
+    /// Told when another node is seen: its attempts are not in this gate's memory.
+    gate: Arc<LocalGate>,
     snapshot: Mutex<Option<(Instant, Arc<Dashboard>)>>,
     /// Products whose stock gauges this node exports.
     gauged: Mutex<HashSet<i64>>,
@@ -81,6 +84,7 @@ impl Operations {
         metrics: Arc<Metrics>,
         node: String,
         redis: bool,
+        gate: Arc<LocalGate>,
     ) -> Operations {
         Operations {
             started_at: clock.now(),
@@ -89,12 +93,14 @@ impl Operations {
             metrics,
             node,
             redis,
+            gate,
             snapshot: Mutex::new(None),
             gauged: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Writes this node's heartbeat with its published samples.
+    /// Writes this node's heartbeat with its published samples, and tells the gate when
+    /// another node is alive.
     pub async fn beat(&self, draining: bool) -> StoreResult<()> {
         if self.redis {
             let up = self.metrics.redis_up.get();
@@ -111,7 +117,8 @@ impl Operations {
         };
         let written = self.store.beat(&beat, before(now, FORGOTTEN_AFTER)).await;
         self.dependency("database").set(i64::from(written.is_ok()));
-        written
+        written?;
+        self.notice_others().await
     }
 
     /// A stopping node leaves the list at once (its jobs have stopped): a node started
@@ -122,13 +129,18 @@ impl Operations {
         }
     }
 
-    /// Whether a node other than this one has a recent heartbeat.
-    pub async fn others_alive(&self) -> StoreResult<bool> {
+    /// When a node other than this one has a recent heartbeat, this node's gate no longer
+    /// vouches for its memory of attempts (`cluster::gate::LocalGate::not_alone`).
+    pub async fn notice_others(&self) -> StoreResult<()> {
         let now = self.clock.now();
         let nodes = self.store.nodes().await?;
-        Ok(nodes
+        if nodes
             .iter()
-            .any(|n| n.id != self.node && is_alive(n.seen_at, now)))
+            .any(|n| n.id != self.node && is_alive(n.seen_at, now))
+        {
+            self.gate.not_alone();
+        }
+        Ok(())
     }
 
     fn dependency(&self, dependency: &'static str) -> prometheus_client::metrics::gauge::Gauge {
