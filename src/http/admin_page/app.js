@@ -22,6 +22,8 @@
   // The window of the latency quantiles and of the headline rates.
   const LATENCY_WINDOW_MS = 10000;
   const RATE_WINDOW_MS = 5000;
+  // Height of one bar of a bar chart, in CSS pixels.
+  const BAR_ROW_PX = 30;
   // Refresh the access token when this share of its lifetime has passed.
   const REFRESH_AT_SHARE = 0.75;
   const MIN_REFRESH_SECS = 5;
@@ -94,6 +96,8 @@
     $('session-email').textContent = email;
     $('session').hidden = false;
     setStatus('connecting', 'connecting…');
+    $('connecting-text').textContent = 'Loading the first figures…';
+    show('connecting');
     poll(generation);
   }
 
@@ -178,7 +182,7 @@
         cache: 'no-store', credentials: 'omit', signal: controller.signal,
       });
     } catch (_) {
-      if (mine === generation) connectionLost();
+      if (mine === generation) connectionLost('no answer');
       return;
     } finally {
       clearTimeout(timer);
@@ -186,7 +190,7 @@
     if (mine !== generation) return;
     if (response.ok) {
       let snapshot;
-      try { snapshot = await response.json(); } catch (_) { connectionLost(); return; }
+      try { snapshot = await response.json(); } catch (_) { connectionLost('unreadable answer'); return; }
       if (mine === generation) received(snapshot);
     } else if (response.status === 401) {
       // The access token expired or was revoked: one refresh, else sign in again.
@@ -195,7 +199,7 @@
     } else if (response.status === 403) {
       refuse();
     } else {
-      connectionLost();
+      connectionLost(`HTTP ${response.status}`);
     }
   }
 
@@ -211,10 +215,11 @@
     render();
   }
 
-  function connectionLost() {
+  function connectionLost(why) {
     if (!session.token) return;
     if (!lastFreshAt) {
       setStatus('lost', 'connection lost, retrying…');
+      $('connecting-text').textContent = `The dashboard did not answer (${why}); retrying every second…`;
       return;
     }
     markStale();
@@ -515,7 +520,7 @@
     drawLines($('latency-chart'), [
       { points: latencySeries.map((p) => ({ at: p.at, v: p.p50 })), color: COLORS.accent },
       { points: latencySeries.map((p) => ({ at: p.at, v: p.p99 })), color: COLORS.p99 },
-    ], fmtSeconds);
+    ], fmtSeconds, ['p50', 'p99']);
   }
 
   function renderRoom(room) {
@@ -627,8 +632,9 @@
     return { ctx, w, h };
   }
 
-  // Labelled horizontal bars, scaled to the largest value.
+  // Labelled horizontal bars, scaled to the largest value; the canvas grows with the rows.
   function drawHBars(canvas, items) {
+    canvas.style.height = `${Math.max(1, items.length) * BAR_ROW_PX + 4}px`;
     const { ctx, w, h } = fit(canvas);
     const labelW = Math.min(130, w * 0.32);
     const valueW = 110;
@@ -686,9 +692,9 @@
     ctx.lineWidth = 1.5;
     ctx.stroke();
     ctx.fillStyle = COLORS.muted;
-    ctx.textAlign = 'right';
+    ctx.textAlign = 'left';
     ctx.textBaseline = 'top';
-    ctx.fillText(`peak ${fmtRate(max)}/s`, w - 2, 1);
+    ctx.fillText(`peak ${fmtRate(max)}/s`, 2, 1);
   }
 
   // Lines over the last minute with a zero-based axis; a null value breaks its line.
@@ -801,6 +807,7 @@
 
   function show(view) {
     $('sign-in').hidden = view !== 'sign-in';
+    $('connecting').hidden = view !== 'connecting';
     $('refusal').hidden = view !== 'refusal';
     $('dashboard').hidden = view !== 'dashboard';
   }
