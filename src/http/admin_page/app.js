@@ -110,8 +110,15 @@
     session.refreshTimer = setTimeout(() => { refreshTokens(mine); }, secs * 1000);
   }
 
-  // A new pair before the access token expires. Returns whether the session goes on.
-  async function refreshTokens(mine) {
+  // A new pair before the access token expires. Returns whether the session goes on. One
+  // at a time: the server rotates refresh tokens and takes a second use of one as theft.
+  let refreshing = null;
+  function refreshTokens(mine) {
+    if (!refreshing) refreshing = refreshOnce(mine).finally(() => { refreshing = null; });
+    return refreshing;
+  }
+
+  async function refreshOnce(mine) {
     if (mine !== generation || !session.refreshToken) return false;
     try {
       const response = await postJson('/auth/refresh', { refresh_token: session.refreshToken });
@@ -257,6 +264,10 @@
     $('nodes-body').replaceChildren();
     for (const el of document.querySelectorAll('#dashboard [data-testid]')) {
       if (!el.children.length && el.tagName !== 'CANVAS') el.textContent = '–';
+    }
+    for (const part of ['database', 'redis', 'broker']) {
+      $(`health-${part}`).dataset.state = 'unknown';
+      $(`health-${part}`).textContent = part;
     }
     $('dashboard').hidden = true;
   }
@@ -470,7 +481,7 @@
     bar.title = `${fmtInt(paid)} paid, ${fmtInt(heldNow)} held, ${fmtInt(left)} available`;
     const series = productSeries.get(p.id) || [];
     const last = series.length ? series[series.length - 1].v : 0;
-    spark.title = `${fmtRate(last)} orders/s now`;
+    spark.title = `${fmtRate(last)} units/s now`;
     drawSparkline(spark.firstChild, series);
   }
 
@@ -520,7 +531,7 @@
     drawLines($('latency-chart'), [
       { points: latencySeries.map((p) => ({ at: p.at, v: p.p50 })), color: COLORS.accent },
       { points: latencySeries.map((p) => ({ at: p.at, v: p.p99 })), color: COLORS.p99 },
-    ], fmtSeconds, ['p50', 'p99']);
+    ], fmtAxisSeconds, ['p50', 'p99']);
   }
 
   function renderRoom(room) {
@@ -788,6 +799,11 @@
     if (ms < 100) return `${ms.toFixed(1)} ms`;
     if (ms < 1000) return `${Math.round(ms)} ms`;
     return `${s.toFixed(2)} s`;
+  }
+  // Axis labels: three significant digits at most, no trailing zeros ("50 ms", "2.5 ms").
+  function fmtAxisSeconds(s) {
+    if (!s) return '0';
+    return s < 1 ? `${Number((s * 1000).toPrecision(3))} ms` : `${Number(s.toPrecision(3))} s`;
   }
   function fmtAge(ms) {
     const s = Math.max(0, Math.round(ms / 1000));
