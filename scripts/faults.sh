@@ -27,7 +27,7 @@
 #
 # Usage: scripts/faults.sh [SCENARIO…]     (default: kill9 postgres redis kafka)
 #   env: NODES 3, STOCK 200, ATTEMPTS 2000, RATE 150 (attempts/s, open loop),
-#        FAULT_SECS 3, POLL_MS 1000 (a waiting ticket's polls), OUT bench-out/faults-<ts>
+#        FAULT_SECS 3, POLL_MS 250 (a waiting ticket's polls), OUT bench-out/faults-<ts>
 # Uses the dev build with --features kafka, built as `cargo test --features kafka` builds it
 # (CI has it already).
 set -euo pipefail
@@ -48,7 +48,7 @@ FAULT_SECS=${FAULT_SECS:-3}
 # How often the load generator polls a waiting ticket, as a waiting-room page would. At 250
 # ms (what the server's own live stream of a ticket does) the room collapses after a fault
 # on this machine: see RELIABILITY.md.
-POLL_MS=${POLL_MS:-1000}
+POLL_MS=${POLL_MS:-250}
 PG_PORT=${FAULTS_PG_PORT:-15439}
 REDIS_PORT=${FAULTS_REDIS_PORT:-16379}
 KAFKA_PORT=${FAULTS_KAFKA_PORT:-19392}

@@ -34,12 +34,41 @@ pub fn method_label(method: &str) -> &'static str {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
+    /// As in [`HttpLabels`]: `POST /api/v1/orders` (placing) apart from `GET` (listing).
+    pub method: &'static str,
     pub route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
+}
+
+/// Where a waiting-room ticket's answer came from: `known` (what the node knew of it) or
+/// `store` (read).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+/// A product in play (on sale, or its stock moved recently): the series of a product that
+/// leaves play are removed, so the stock gauges stay bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProductLabels {
+    pub product_id: i64,
+}
+
+/// A job's run: `outcome` is `ok` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobRunLabels {
+    pub job: String,
+    pub outcome: &'static str,
+}
+
+/// `database`, `redis` or `broker`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    pub dependency: &'static str,
 }
 
 /// A seller's step on a partner order: `prepare`, `ship` or `deliver`.
@@ -125,6 +154,9 @@ metrics! {
     http_request_duration_seconds: HistogramFamily<RouteLabels> =
         Family::new_with_constructor(latency_histogram),
         "HTTP request latency by route";
+    /// The top of the order funnel: attempted → placed → paid → confirmed.
+    orders_attempted: Counter = Counter::default(),
+        "Order attempts that reached placement (valid requests; refused or placed)";
     orders_placed: Counter = Counter::default(),
         "Orders placed (stock held)";
     orders_rejected: Family<ReasonLabels, Counter> = Family::default(),
@@ -169,10 +201,18 @@ metrics! {
     /// Failed `SET NX` tries of the lock baseline (`placement_strategy = "lock"`).
     lock_retries: Counter = Counter::default(),
         "Tries of the lock baseline that found a product's lock taken";
+    /// On the node holding the room's lease; a ticket admitted again (a takeover, a failed
+    /// placement) counts again.
+    waiting_room_admitted: Counter = Counter::default(),
+        "Waiting-room tickets admitted to a placement writer";
     waiting_room_full: Counter = Counter::default(),
         "Order attempts refused because the waiting room was full";
     waiting_room_depth: Gauge = Gauge::default(),
         "Order attempts waiting in the waiting room now";
+    /// `known`: answered from what the node knew (a finished ticket, or one behind the line
+    /// as last read); `store`: read from the database.
+    waiting_room_ticket_reads: Family<SourceLabels, Counter> = Family::default(),
+        "Waiting-room ticket lookups, by where the answer came from (known, store)";
     sold_out_fast_rejects: Counter = Counter::default(),
         "Orders refused from the in-memory sold-out gate without a database write";
     outbox_dispatched: Counter = Counter::default(),
@@ -286,6 +326,23 @@ metrics! {
         "Open dead letters, as the dead-letter job last counted them";
     /// Set by the verify job at each run on the node holding its lease (read it with
     /// `max`): 0 when every ledger balances.
+    /// Products in play only (`app::operations`): on sale, or whose stock moved recently.
+    stock_on_hand: Family<ProductLabels, Gauge> = Family::default(),
+        "Units on hand of a product in play";
+    stock_held: Family<ProductLabels, Gauge> = Family::default(),
+        "Units held by open orders of a product in play";
+    stock_available: Family<ProductLabels, Gauge> = Family::default(),
+        "Units available (on hand - held) of a product in play";
+    stock_sold: Family<ProductLabels, Gauge> = Family::default(),
+        "Units taken by orders (held or sold, not released or returned) of a product in play";
+    /// Every run of every scheduled job on this node (lease-held jobs only where they ran).
+    job_runs: Family<JobRunLabels, Counter> = Family::default(),
+        "Scheduled job runs by job and outcome (ok, failed)";
+    /// 1 up, 0 down, as this node last saw it; absent when not configured.
+    dependency_up: Family<DependencyLabels, Gauge> = Family::default(),
+        "Whether a dependency answers this node: database, redis, broker (1 up, 0 down)";
+    nodes_alive: Gauge = Gauge::default(),
+        "Nodes whose heartbeat is recent, as this node last read them";
     ledger_drift: Gauge = Gauge::default(),
         "Differences the last scheduled verify found between ledgers and balances";
     verify_runs: Counter = Counter::default(),

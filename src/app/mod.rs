@@ -14,6 +14,7 @@
 //! - [`settlement`]: each business day's statements per partner, with their commission;
 //! - [`dead_letters`]: the messages consumers gave up on, for operators and the retry job;
 //! - [`jobs`]: the scheduled jobs and their last runs, for admins;
+//! - [`operations`]: the operations page's snapshot, the nodes' heartbeats, stock gauges;
 //! - [`audit`]: what `stampede verify` checks.
 //!
 //! Every use case returns [`error::AppError`] for what it refuses.
@@ -26,6 +27,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod fulfilment;
 pub mod jobs;
+pub mod operations;
 pub mod orders;
 pub mod payments;
 pub mod placement;
@@ -48,4 +50,5 @@ pub struct App {
     pub dead_letters: Arc<dead_letters::DeadLetters>,
     pub settlement: Arc<settlement::Settlement>,
     pub jobs: jobs::Jobs,
+    pub operations: Arc<operations::Operations>,
 }

@@ -6,6 +6,7 @@ pub mod admin_page;
 pub mod auth;
 pub mod catalog;
 pub mod coupons;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod error;
 pub mod extract;

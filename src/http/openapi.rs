@@ -9,8 +9,8 @@
 
 use super::state::AppState;
 use super::{
-    auth, catalog, coupons, dead_letters, error, fulfilment, jobs, ops, order_view, orders, points,
-    queue, settlement, waitlist, webhooks, PageView,
+    auth, catalog, coupons, dashboard, dead_letters, error, fulfilment, jobs, ops, order_view,
+    orders, points, queue, settlement, waitlist, webhooks, PageView,
 };
 use axum::Router;
 use error::ErrorCode;
@@ -36,7 +36,7 @@ use utoipa_swagger_ui::SwaggerUi;
         dead_letters::discard_dead_letter,
         fulfilment::prepare, fulfilment::ship, fulfilment::deliver, fulfilment::cancel,
         fulfilment::return_part, fulfilment::partner_orders,
-        jobs::list_jobs, webhooks::portone_webhook, settlement::partner_settlements, settlement::get_settlement, settlement::settlement_lines_csv,
+        jobs::list_jobs, dashboard::dashboard, webhooks::portone_webhook, settlement::partner_settlements, settlement::get_settlement, settlement::settlement_lines_csv,
     ),
     components(schemas(error::ErrorBody, error::ErrorCode, PageView<catalog::ProductView>, PageView<order_view::OrderView>, PageView<catalog::MovementView>, PageView<waitlist::WaitlistEntryView>, PageView<coupons::UserCouponView>, PageView<points::PointsLedgerView>, PageView<dead_letters::DeadLetterView>, PageView<order_view::PartnerOrderView>, PageView<settlement::SettlementView>, PageView<settlement::SettlementLineView>)),
     modifiers(&BearerAuth, &CommonErrors),

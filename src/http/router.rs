@@ -5,8 +5,8 @@ use super::admin_page;
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 use super::{
-    auth, catalog, coupons, dead_letters, fulfilment, jobs, limits, openapi, ops, orders, points,
-    queue, settlement, waitlist, webhooks,
+    auth, catalog, coupons, dashboard, dead_letters, fulfilment, jobs, limits, openapi, ops,
+    orders, points, queue, settlement, waitlist, webhooks,
 };
 use crate::metrics::{method_label, HttpLabels, RouteLabels};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/points/grant", post(points::grant_points))
         .route("/admin/points/adjust", post(points::adjust_points))
         .route("/admin/jobs", get(jobs::list_jobs))
+        .route("/admin/dashboard", get(dashboard::dashboard))
         .route("/admin/dead-letters", get(dead_letters::list_dead_letters))
         .route(
             "/admin/dead-letters/{id}",
@@ -160,7 +161,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     state
         .metrics
         .http_request_duration_seconds
-        .get_or_create(&RouteLabels { route })
+        .get_or_create(&RouteLabels { method, route })
         .observe(started.elapsed().as_secs_f64());
     response
 }

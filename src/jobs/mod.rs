@@ -7,6 +7,7 @@
 
 pub mod dead_letters;
 pub mod handlers;
+pub mod operations;
 pub mod points;
 pub mod reconcile;
 pub mod refunds;

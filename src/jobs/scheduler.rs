@@ -10,6 +10,7 @@
 use crate::app::jobs::ScheduledJob;
 use crate::clock::SharedClock;
 use crate::domain::Timestamp;
+use crate::metrics::{JobRunLabels, Metrics};
 use crate::store::{JobRunRecord, Store, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct Scheduler {
     /// This node's name in `leases`: unique per process.
     holder: String,
     jobs: Vec<Arc<dyn Job>>,
+    /// Counts every run in `job_runs_total` when set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Scheduler {
@@ -75,7 +78,14 @@ impl Scheduler {
             clock,
             holder,
             jobs: Vec::new(),
+            metrics: None,
         }
+    }
+
+    /// Counts each run of each job in `metrics` (`job_runs_total{job,outcome}`).
+    pub fn counting(mut self, metrics: Arc<Metrics>) -> Scheduler {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn add(&mut self, job: Arc<dyn Job>) {
@@ -145,6 +155,13 @@ impl Scheduler {
         if schedule.scope == Scope::OneNode {
             self.record(job.name(), now, started.elapsed(), &outcome)
                 .await;
+        }
+        if let Some(metrics) = &self.metrics {
+            let labels = JobRunLabels {
+                job: job.name().to_owned(),
+                outcome: if outcome.is_ok() { "ok" } else { "failed" },
+            };
+            metrics.job_runs.get_or_create(&labels).inc();
         }
         outcome?;
         Ok(true)

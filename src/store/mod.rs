@@ -30,6 +30,7 @@ pub mod error;
 pub mod fulfilment;
 pub mod leases;
 pub mod open;
+pub mod operations;
 pub mod orders;
 pub mod outbox;
 pub mod page;
@@ -64,6 +65,7 @@ pub use fulfilment::{
     FulfilmentAudit, FulfilmentOutcome, FulfilmentStore, PartialCancelOutcome, PartnerOrderStates,
 };
 pub use leases::{JobRunRecord, LeaseStore};
+pub use operations::{CampaignProgress, NodeBeat, OperationsStore, ProductInPlay};
 pub use orders::{
     BatchResult, OrderItemRecord, OrderRecord, OrderStore, PartnerOrderRecord, PaymentAttempt,
     PaymentOutcome, PlaceOutcome, TransitionOutcome,
@@ -107,6 +109,7 @@ pub trait Store:
     + leases::LeaseStore
     + relay::RelayStore
     + dead_letters::DeadLetterStore
+    + operations::OperationsStore
 {
     fn backend(&self) -> &'static str;
     /// Brings the schema up to date; `now` is recorded as each migration's `applied_at`.

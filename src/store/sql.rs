@@ -1123,9 +1123,12 @@ pub(crate) const TICKET_BY_ID: &str = concat!(
     " FROM waiting_tickets WHERE id = $1"
 );
 
+/// Four lookups at the ends of indexes (`waiting_tickets_line` by status, the key).
 pub(crate) const WAITING_LINE: &str =
     "SELECT (SELECT MIN(seq) FROM waiting_tickets WHERE status = 'waiting') AS head,
-            (SELECT MAX(seq) FROM waiting_tickets) AS tail";
+            (SELECT MAX(seq) FROM waiting_tickets) AS tail,
+            (SELECT MAX(seq) FROM waiting_tickets WHERE status = 'admitted') AS last_admitted,
+            (SELECT MAX(seq) FROM waiting_tickets WHERE status = 'done') AS last_done";
 
 /// The outer `status = 'waiting'` is checked again on a row another holder changed while
 /// this statement waited for it (PostgreSQL), so a ticket finished meanwhile is left out.
@@ -1154,3 +1157,46 @@ pub(crate) const FINISH_TICKET: &str =
 pub(crate) const PRUNE_TICKETS: &str = "DELETE FROM waiting_tickets WHERE seq IN (
          SELECT seq FROM waiting_tickets WHERE status = 'done' AND finished_at < $1
          ORDER BY finished_at LIMIT $2)";
+
+// ---------------------------------------------------------------------------------------
+// Operations (`store::operations`)
+// ---------------------------------------------------------------------------------------
+
+pub(crate) const BEAT_NODE: &str =
+    "INSERT INTO nodes (id, started_at, seen_at, draining, stats) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, draining = excluded.draining,
+         stats = excluded.stats";
+
+pub(crate) const FORGET_NODES: &str = "DELETE FROM nodes WHERE seen_at < $1";
+
+pub(crate) const NODES: &str =
+    "SELECT id, started_at, seen_at, draining, stats FROM nodes ORDER BY started_at, id";
+
+/// A range of the primary key from the newest movement back: a bounded scan whatever the
+/// ledger's size (there is no index on `created_at`, and the hot path should not pay for one).
+pub(crate) const PRODUCTS_MOVED_RECENTLY: &str =
+    "SELECT product_id, MAX(id) AS last_move FROM stock_movements
+     WHERE id > (SELECT COALESCE(MAX(id), 0) FROM stock_movements) - $1 AND created_at >= $2
+     GROUP BY product_id ORDER BY last_move DESC LIMIT $3";
+
+pub(crate) const PRODUCTS_RELEASED_BETWEEN: &str =
+    "SELECT id FROM products WHERE release_at >= $1 AND release_at <= $2
+     ORDER BY release_at DESC, id DESC LIMIT $3";
+
+/// `sold` reads the product's movements (index `stock_movements_product`).
+pub(crate) const PRODUCT_IN_PLAY: &str =
+    "SELECT p.id, p.name, p.price, p.release_at, s.on_hand, s.held,
+         CAST(COALESCE((SELECT SUM(CASE m.kind WHEN 'hold' THEN m.quantity
+                                               WHEN 'release' THEN -m.quantity
+                                               WHEN 'return' THEN -m.quantity
+                                               ELSE 0 END)
+                        FROM stock_movements m WHERE m.product_id = p.id), 0) AS BIGINT) AS sold
+     FROM products p JOIN stock s ON s.product_id = p.id WHERE p.id = $1";
+
+pub(crate) const CAMPAIGNS_IN_PLAY: &str =
+    "SELECT id, name, issued, total_quantity FROM coupon_campaigns
+     WHERE issue_starts_at <= $2 AND (issue_ends_at IS NULL OR issue_ends_at >= $1)
+     ORDER BY id DESC LIMIT $3";
+
+pub(crate) const OPEN_DEAD_LETTERS: &str =
+    "SELECT COUNT(*) FROM dead_letters WHERE status = 'open'";

@@ -113,17 +113,32 @@ pub struct WaitingLine {
     /// From the first waiting ticket to the last ticket queued (a few of those may already
     /// be done): what a buyer joining now would have ahead.
     pub waiting: i64,
+    /// The last `seq` that has left the line (admitted or done); 0 when none has. Only
+    /// admission takes a ticket out of the line, so a ticket after this one was still
+    /// waiting when the line was read: no need to read it (`WaitingRoom::ticket`).
+    pub left: i64,
 }
 
 impl WaitingLine {
-    /// From the first waiting ticket's `seq` and the last ticket's: the line's span.
-    pub(crate) fn new(head: Option<i64>, tail: Option<i64>) -> WaitingLine {
+    /// From the first waiting ticket's `seq`, the last ticket's, and the last admitted and
+    /// done tickets'.
+    pub(crate) fn new(
+        head: Option<i64>,
+        tail: Option<i64>,
+        last_admitted: Option<i64>,
+        last_done: Option<i64>,
+    ) -> WaitingLine {
+        let left = last_admitted.max(last_done).unwrap_or(0);
         match (head, tail) {
             (Some(head), Some(tail)) => WaitingLine {
                 head: Some(head),
                 waiting: (tail - head + 1).max(0),
+                left,
             },
-            _ => WaitingLine::default(),
+            _ => WaitingLine {
+                left,
+                ..WaitingLine::default()
+            },
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::app::coupons::Coupons;
 use crate::app::dead_letters::DeadLetters;
 use crate::app::fulfilment::Fulfilment;
 use crate::app::jobs::Jobs;
+use crate::app::operations::Operations;
 use crate::app::orders::Orders;
 use crate::app::payments::{PaymentSettings, Payments};
 use crate::app::placement::lock::{LockConfig, LockPlacement};
@@ -27,6 +28,7 @@ use crate::http::streams::StreamLimits;
 use crate::http::{AppState, Shared};
 use crate::jobs::dead_letters::DlqRetryJob;
 use crate::jobs::handlers;
+use crate::jobs::operations::{HeartbeatJob, StockGaugesJob};
 use crate::jobs::points::{EarnJob, EarnQueue, ExpiryJob};
 use crate::jobs::reconcile::ReconcileJob;
 use crate::jobs::refunds::RefundRetryJob;
@@ -164,7 +166,7 @@ pub(super) async fn node(
     let holder = format!("node-{}", crate::auth::random_token(12));
     let placement = placement(&parts, Some(holder.clone()), shutdown.clone()).await?;
     let signal = Arc::new(Signal::default());
-    let app = app(&parts, placement, signal.clone())?;
+    let app = app(&parts, &holder, placement, signal.clone())?;
     let hub = Arc::new(Hub::default());
     // The once-per-cluster work: fed by this node's dispatcher, or, with Kafka, by the
     // consumer groups (`kafka`).
@@ -214,7 +216,7 @@ pub(super) async fn operator(
     let (parts, _progress) = parts(config, clock).await?;
     // An operator's command admits no waiting-room tickets: the serving nodes do.
     let placement = placement(&parts, None, shutdown).await?;
-    let app = app(&parts, placement, Arc::new(Signal::default()))?;
+    let app = app(&parts, "operator", placement, Arc::new(Signal::default()))?;
     Ok((app, parts.store))
 }
 
@@ -277,7 +279,13 @@ async fn placement(
     ))
 }
 
-fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Result<App> {
+/// `node`: this node's name, as its leases and heartbeat know it.
+fn app(
+    parts: &Parts,
+    node: &str,
+    placement: Placement,
+    signal: Arc<Signal>,
+) -> anyhow::Result<App> {
     let config = &parts.config;
     let calendar = SettlementCalendar::new(&config.settlement_timezone, &config.settlement_at)
         .context("settlement calendar")?;
@@ -326,6 +334,13 @@ fn app(parts: &Parts, placement: Placement, signal: Arc<Signal>) -> anyhow::Resu
             events: parts.events.clone(),
             listing: parts.cluster.listing.clone(),
         },
+        operations: Arc::new(Operations::new(
+            parts.store.clone(),
+            parts.clock.clone(),
+            parts.metrics.clone(),
+            node.to_owned(),
+            config.redis_url.is_some(),
+        )),
         orders: Arc::new(Orders {
             store: parts.store.clone(),
             placement,
@@ -438,7 +453,15 @@ fn scheduler(
     holder: String,
 ) -> Scheduler {
     let config = &parts.config;
-    let mut scheduler = Scheduler::new(parts.store.clone(), parts.clock.clone(), holder);
+    let mut scheduler = Scheduler::new(parts.store.clone(), parts.clock.clone(), holder)
+        .counting(parts.metrics.clone());
+    scheduler.add(Arc::new(HeartbeatJob {
+        operations: app.operations.clone(),
+        orders: app.orders.clone(),
+    }));
+    scheduler.add(Arc::new(StockGaugesJob {
+        operations: app.operations.clone(),
+    }));
     scheduler.add(Arc::new(Sweeper {
         orders: app.orders.clone(),
         events: parts.events.clone(),

@@ -52,22 +52,6 @@ fn partner_statuses(order: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// The value of one sample line of `/metrics`, 0 when absent.
-async fn metric(app: &TestApp, sample: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// A buyer's paid order of two products of two partners; returns the buyer and the order
 /// as the pay reply showed it.
 async fn paid_split_order(app: &TestApp) -> (String, Value, [i64; 2]) {
@@ -143,7 +127,7 @@ backend_tests!(buyer_confirms_a_paid_order, |app| async move {
     );
     assert_eq!(app.order(&buyer, order_id).await["status"], "confirmed");
     assert_eq!(
-        metric(&app, "orders_confirmed_total{reason=\"buyer\"}").await,
+        app.metric("orders_confirmed_total{reason=\"buyer\"}").await,
         1.0
     );
     app.assert_verify_clean().await;
@@ -214,7 +198,7 @@ backend_tests!(confirm_is_for_the_owner_and_admins, |app| async move {
     let confirmed = confirm(&app, &admin, order_id).await;
     assert_eq!(expect(&confirmed, 200)["status"], "confirmed");
     assert_eq!(
-        metric(&app, "orders_confirmed_total{reason=\"admin\"}").await,
+        app.metric("orders_confirmed_total{reason=\"admin\"}").await,
         1.0
     );
     app.assert_verify_clean().await;
@@ -271,7 +255,7 @@ backend_tests!(
             "order_not_confirmable",
         );
         assert_eq!(
-            metric(&app, "orders_confirmed_total{reason=\"auto\"}").await,
+            app.metric("orders_confirmed_total{reason=\"auto\"}").await,
             1.0
         );
         app.assert_verify_clean().await;

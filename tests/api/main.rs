@@ -29,6 +29,7 @@ mod bad_input;
 mod catalog;
 mod confirm;
 mod coupons;
+mod dashboard;
 mod dead_letters;
 mod events;
 mod fulfilment;

@@ -463,3 +463,89 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+fn ticket_reads(node: &TestApp, source: &str) -> u64 {
+    let labels = stampede::metrics::SourceLabels {
+        source: source.to_owned(),
+    };
+    node.state
+        .metrics
+        .waiting_room_ticket_reads
+        .get_or_create(&labels)
+        .get()
+}
+
+async fn ticket_status(node: &TestApp, token: &str, ticket: &str) -> String {
+    let reply = node.get(&format!("/queue/{ticket}"), Some(token)).await;
+    expect(&reply, 200)["status"].as_str().unwrap().to_owned()
+}
+
+// Found by scripts/faults.sh (issue 12): with a long line, buyers following their tickets
+// read each ticket from the database several times a second, starving the placement writers
+// of connections. A node answers a ticket still behind the line, as it last read it, and a
+// finished one, from what it knows; it reads the ticket again once the line has reached it,
+// so no answer is older than the node's last read of the line.
+backend_tests!(
+    a_ticket_behind_the_line_or_finished_is_answered_without_a_read,
+    config = |c| c.waiting_room_lease_ms = 60_000,
+    |app| async move {
+        let product = app.simple_product(1_000, 10).await;
+        let buyers = app.buyers(2).await;
+        room_held_by_the_test(&app).await;
+        // A node that reads the line every poll but does not admit (the test holds the room).
+        let (node, node_stopped) = app.another_node(|_| {}).await;
+        queue_behind_the_api(&app, &buyers[0], "ahead", product).await;
+        let ticket = queue_behind_the_api(&app, &buyers[1], "behind", product).await;
+        let store = &app.state.store;
+        eventually(
+            Duration::from_secs(10),
+            "the line seen by the node",
+            || async {
+                let room = node.state.app.orders.placement.waiting_room();
+                (!room.is_empty()).then_some(())
+            },
+        )
+        .await;
+
+        for _ in 0..10 {
+            assert_eq!(ticket_status(&node, &buyers[1], &ticket).await, "waiting");
+        }
+        assert_eq!(ticket_reads(&node, "store"), 1, "read once");
+        assert_eq!(ticket_reads(&node, "known"), 9);
+        // The ticket ahead is admitted: this one is still behind the line.
+        assert_eq!(store.admit_tickets(1).await.unwrap().len(), 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(ticket_status(&node, &buyers[1], &ticket).await, "waiting");
+        assert_eq!(ticket_reads(&node, "store"), 1);
+
+        // Admitted: the node sees it at its next read of the line, and reads the ticket.
+        let admitted = store.admit_tickets(1).await.unwrap().remove(0);
+        assert_eq!(admitted.id, ticket);
+        eventually(Duration::from_secs(5), "the admission seen", || async {
+            let status = ticket_status(&node, &buyers[1], &ticket).await;
+            (status == "placing").then_some(())
+        })
+        .await;
+        let now = app.clock.now();
+        let finished =
+            store.finish_ticket(admitted.seq, admitted.attempts, &TicketOutcome::Failed, now);
+        assert!(finished.await.unwrap());
+        // An admitted ticket is about to change: read every time until it has finished.
+        assert_eq!(ticket_status(&node, &buyers[1], &ticket).await, "failed");
+        let reads = ticket_reads(&node, "store");
+        for _ in 0..5 {
+            assert_eq!(ticket_status(&node, &buyers[1], &ticket).await, "failed");
+        }
+        assert_eq!(
+            ticket_reads(&node, "store"),
+            reads,
+            "a finished ticket is not read again"
+        );
+        // Another buyer's ticket stays unknown to them, known or not.
+        let reply = node
+            .get(&format!("/queue/{ticket}"), Some(&buyers[0]))
+            .await;
+        expect_error(&reply, 404, "not_found");
+        node_stopped.stop().await;
+    }
+);

@@ -387,7 +387,7 @@ store_tests!(
 
         store.migrate(NOW).await.expect("migrations 9 and on");
         let mut db = Side::connect(store.backend(), &url).await;
-        assert_eq!(db.int(versions).await, 13);
+        assert_eq!(db.int(versions).await, 14);
 
         // 0011: one payment, one order — the first approval keeps its key, the later one
         // is renamed so that the unique index holds.

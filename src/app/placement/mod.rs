@@ -8,6 +8,7 @@
 //! accepted is decided ([`Placement::is_idle`]).
 
 mod job;
+mod known_tickets;
 pub mod lock;
 pub mod request;
 pub mod waiting_room;
@@ -163,6 +164,7 @@ impl Placement {
         if self.is_draining() {
             return Err(PlaceError::ShuttingDown);
         }
+        self.metrics.orders_attempted.inc();
         if let Some(lock) = &self.lock {
             // The seeds' baseline has no gate: every attempt takes the lock.
             let outcome = lock.place(request).await?;
@@ -186,6 +188,7 @@ impl Placement {
         if let Admit::SoldOut { product_id } = admit {
             self.metrics.sold_out_fast_rejects.inc();
             let rejection = Rejection::OutOfStock { product_id };
+            self.metrics.reject(rejection.code());
             return Ok(Placed::Now(PlaceOutcome::Rejected(rejection)));
         }
         // One buyer's requests always go to the same writer, so their idempotency keys are

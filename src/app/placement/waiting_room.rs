@@ -14,18 +14,19 @@
 //! period, and gives up the lease so another node carries on at once.
 
 use super::job::{gate_lines, Job};
+use super::known_tickets::KnownTickets;
 use crate::auth::random_token;
 use crate::clock::SharedClock;
 use crate::cluster::gate::{Admit, Gate};
 use crate::domain::allocation::{OrderRequest, Rejection};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceLabels};
 use crate::store::{
     PlaceOutcome, Store, StoreError, StoreResult, TicketOutcome, TicketRecord, TicketState,
     WaitingLine,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
@@ -45,6 +46,8 @@ const BACKOFF: Duration = Duration::from_millis(250);
 const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
 /// Finished tickets deleted per pass once their outcome has been kept long enough.
 const PRUNE_BATCH: i64 = 1_000;
+/// A line read in the last this many polls answers for the tickets waiting behind it.
+const LINE_TRUSTED_FOR: u32 = 10;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RoomConfig {
@@ -72,10 +75,20 @@ pub struct WaitingRoom {
     gate: Gate,
     metrics: Arc<Metrics>,
     arrived: Notify,
-    /// The line as this node last read it.
-    line: watch::Sender<WaitingLine>,
+    /// The line as this node last read it, and when.
+    line: Mutex<SeenLine>,
+    /// While this node holds the lease, it alone admits: its line's `left` is exact.
+    admitting: AtomicBool,
+    /// Tickets whose answer does not need a read (`known_tickets`).
+    known: KnownTickets,
     /// Tickets this node admitted whose outcome is not written yet.
     in_flight: AtomicUsize,
+}
+
+#[derive(Default)]
+struct SeenLine {
+    line: WaitingLine,
+    read_at: Option<Instant>,
 }
 
 impl WaitingRoom {
@@ -93,7 +106,9 @@ impl WaitingRoom {
             gate,
             metrics,
             arrived: Notify::new(),
-            line: watch::channel(WaitingLine::default()).0,
+            line: Mutex::new(SeenLine::default()),
+            admitting: AtomicBool::new(false),
+            known: KnownTickets::new(config.ticket_ttl),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -101,7 +116,11 @@ impl WaitingRoom {
     /// Whether nobody waits, as this node last read the line (at most one poll old): new
     /// attempts queue behind waiting tickets rather than slip past them into a writer.
     pub fn is_empty(&self) -> bool {
-        self.line.borrow().waiting == 0
+        self.seen().line.waiting == 0
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, SeenLine> {
+        self.line.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether every ticket this node admitted has its outcome written.
@@ -124,17 +143,48 @@ impl WaitingRoom {
         };
         if ticket.id == id {
             self.metrics.waiting_room_entered.inc();
-            self.line.send_modify(|line| {
-                line.head.get_or_insert(ticket.seq);
-                line.waiting += 1;
-            });
+            let mut seen = self.seen();
+            seen.line.head.get_or_insert(ticket.seq);
+            seen.line.waiting += 1;
+            drop(seen);
             self.arrived.notify_one();
         }
         Ok(Enqueued::Ticket(ticket))
     }
 
+    /// A ticket, from what this node knows of it when that still holds (finished, or
+    /// behind the line as last read), else read from the store.
     pub async fn ticket(&self, id: &str) -> StoreResult<Option<TicketRecord>> {
-        self.store.ticket(id).await
+        let line = self.trusted_line();
+        if let Some(ticket) = self.known.get(id, line.as_ref()) {
+            self.metrics
+                .waiting_room_ticket_reads
+                .get_or_create(&SourceLabels {
+                    source: "known".into(),
+                })
+                .inc();
+            return Ok(Some(ticket));
+        }
+        self.metrics
+            .waiting_room_ticket_reads
+            .get_or_create(&SourceLabels {
+                source: "store".into(),
+            })
+            .inc();
+        let ticket = self.store.ticket(id).await?;
+        if let Some(ticket) = &ticket {
+            self.known.learn(ticket);
+        }
+        Ok(ticket)
+    }
+
+    /// The line as last read, if recent enough to answer for waiting tickets: read within
+    /// [`LINE_TRUSTED_FOR`] polls, or kept exact by this node admitting.
+    fn trusted_line(&self) -> Option<WaitingLine> {
+        let seen = self.seen();
+        let read_at = seen.read_at?;
+        let fresh = read_at.elapsed() < self.config.poll * LINE_TRUSTED_FOR;
+        (fresh || self.admitting.load(Ordering::Acquire)).then_some(seen.line)
     }
 
     /// 1 for the next ticket to be admitted; 0 once admitted.
@@ -142,13 +192,8 @@ impl WaitingRoom {
         if ticket.state != TicketState::Waiting {
             return 0;
         }
-        let head = self.line.borrow().head.unwrap_or(ticket.seq);
+        let head = self.seen().line.head.unwrap_or(ticket.seq);
         u64::try_from(ticket.seq - head + 1).unwrap_or(1).max(1)
-    }
-
-    /// Changes whenever this node reads a new line.
-    pub fn line(&self) -> watch::Receiver<WaitingLine> {
-        self.line.subscribe()
     }
 
     /// Reads the line every `poll`; while this node holds the lease, admits tickets in
@@ -174,9 +219,12 @@ impl WaitingRoom {
                     continue;
                 }
             };
-            self.line.send_replace(line);
+            *self.seen() = SeenLine {
+                line,
+                read_at: Some(Instant::now()),
+            };
             self.metrics.waiting_room_depth.set(line.waiting);
-            if !lease.hold(&*self.store, self.clock.now()).await {
+            if !self.hold(&mut lease).await {
                 pause(&mut stop, self.config.poll).await;
                 continue;
             }
@@ -202,7 +250,16 @@ impl WaitingRoom {
                     continue;
                 }
             };
+            if let Some(last) = tickets.last() {
+                let mut seen = self.seen();
+                seen.line.left = seen.line.left.max(last.seq);
+            }
             for ticket in tickets {
+                // A holder that lost the room meanwhile leaves the rest to the new holder,
+                // which has put them back in line.
+                if !self.hold(&mut lease).await {
+                    break;
+                }
                 self.clone()
                     .admit(ticket, &writers, &mut stop, &mut admitted)
                     .await;
@@ -219,7 +276,15 @@ impl WaitingRoom {
                 "waiting-room outcomes not written within the grace period; the next holder places them again"
             );
         }
+        self.admitting.store(false, Ordering::Release);
         lease.release(&*self.store, self.clock.now()).await;
+    }
+
+    /// Holds on to the lease (renewing it when due); whether this node admits.
+    async fn hold(&self, lease: &mut Lease<'_>) -> bool {
+        let held = lease.hold(&*self.store, self.clock.now()).await;
+        self.admitting.store(held, Ordering::Release);
+        held
     }
 
     /// Hands one admitted ticket to its writer (waiting for room in its queue, so nobody
@@ -238,13 +303,16 @@ impl WaitingRoom {
         );
         let admit = self.gate.admit(&attempt, &lines).await;
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.metrics.waiting_room_admitted.inc();
         // A ticket admitted before (by a holder that died, or whose placement failed) may
         // have its order already: only the database knows, and replays it. The gate's
         // sold-out shortcut is for first admissions.
         let first_admission = ticket.attempts <= 1;
         if let (Admit::SoldOut { product_id }, true) = (admit, first_admission) {
             self.metrics.sold_out_fast_rejects.inc();
-            let outcome = TicketOutcome::Rejected(Rejection::OutOfStock { product_id });
+            let rejection = Rejection::OutOfStock { product_id };
+            self.metrics.reject(rejection.code());
+            let outcome = TicketOutcome::Rejected(rejection);
             admitted.spawn(async move { self.finish(&ticket, outcome).await });
             return;
         }

@@ -14,7 +14,7 @@ use crate::clock::SharedClock;
 use crate::domain::Timestamp;
 use crate::events::message::{EventMessage, DLQ_TOPIC, EVENT_ID_HEADER, EVENT_TYPE_HEADER};
 use crate::events::{Handler, Handlers};
-use crate::metrics::{HandlerLabels, Metrics, PartitionLabels};
+use crate::metrics::{DependencyLabels, HandlerLabels, Metrics, PartitionLabels};
 use crate::store::{NewDeadLetter, Store};
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -77,6 +77,18 @@ struct LagContext {
 
 impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
+        // Up while the client has a connection to a broker of the cluster (node ids of
+        // bootstrap entries are -1).
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.metrics
+            .dependency_up
+            .get_or_create(&DependencyLabels {
+                dependency: "broker",
+            })
+            .set(i64::from(up));
         for (topic, t) in statistics.topics {
             for (partition, p) in t.partitions {
                 // -1 is librdkafka's "internal" partition, and a lag it does not know yet.

@@ -32,6 +32,7 @@ mod coupons;
 mod dead_letters;
 mod fulfilment;
 mod leases;
+mod operations;
 mod order_reads;
 mod orders;
 mod outbox;
@@ -67,6 +68,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_payments_gateway.sql")),
     (12, include_str!("migrations/0012_refund_retries.sql")),
     (13, include_str!("migrations/0013_waiting_room.sql")),
+    (14, include_str!("migrations/0014_nodes.sql")),
 ];
 
 /// Advisory lock key serialising `migrate` across nodes that start at the same moment

@@ -60,7 +60,9 @@ impl WaitingRoomStore for SqliteStore {
             .await?;
         let head: Option<i64> = row.try_get("head")?;
         let tail: Option<i64> = row.try_get("tail")?;
-        Ok(WaitingLine::new(head, tail))
+        let last_admitted: Option<i64> = row.try_get("last_admitted")?;
+        let last_done: Option<i64> = row.try_get("last_done")?;
+        Ok(WaitingLine::new(head, tail, last_admitted, last_done))
     }
 
     async fn admit_tickets(&self, limit: i64) -> StoreResult<Vec<TicketRecord>> {

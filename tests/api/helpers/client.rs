@@ -43,6 +43,15 @@ impl TestApp {
         read_reply(response).await
     }
 
+    /// The value of one sample line of `/metrics` (`name{labels}` as written), 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.client.get(self.url("/metrics")).send().await;
+        let text = text.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.send(Method::GET, path, token, None, None).await
     }
