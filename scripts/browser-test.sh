@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The operations page in a real browser (issue 13): starts a `stampede serve` on SQLite in a
-# temporary directory on a free port, with an admin, a buyer and BUYERS provisioned buyers,
-# then runs scripts/browser/admin.mjs, which drives Debian's Chromium with playwright-core:
-# the admin signs in on /admin and watches a drop of STOCK units sell out to the buyers, and
-# a buyer is refused. Screenshots go to $ARTIFACTS_DIR (default bench-out/browser); the
-# server's log beside them. Exits non-zero on any failure, saying which check failed.
+# The operations page in a real browser (issue 13). First checks the page's latency
+# arithmetic under Node's test runner (scripts/browser/quantile.test.mjs). Then starts a
+# `stampede serve` on SQLite in a temporary directory on a free port, with an admin, a buyer
+# and BUYERS provisioned buyers, and runs scripts/browser/admin.mjs, which drives Debian's
+# Chromium with playwright-core: the admin signs in on /admin and watches a drop of STOCK
+# units sell out to the buyers (some pay, some take coupons), and a buyer is refused.
+# Screenshots go to $ARTIFACTS_DIR (default bench-out/browser), the server's log beside
+# them. Exits non-zero on any failure, saying which check failed.
 #
 # Installs what it needs when missing, and only then: Debian's chromium (apt-get, as
 # root), and the npm packages of scripts/browser/package-lock.json (npm ci). Uses the dev
@@ -48,6 +50,8 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)
     cp package-lock.json node_modules/.stampede-installed-lock
   fi
 )
+# The page's arithmetic first (latency quantiles from histogram deltas), without a browser.
+node --test --test-reporter=spec scripts/browser/quantile.test.mjs
 cargo build --bin stampede --features kafka --quiet
 BIN="$CARGO_TARGET_DIR/debug/stampede"
 
@@ -58,6 +62,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/stampede-browser.XXXXXX")
 SERVER_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then
+    kill -CONT "$SERVER_PID" 2>/dev/null || true # the browser test pauses it a moment
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
@@ -95,5 +100,5 @@ done
 
 echo "browser-test: Chromium against http://127.0.0.1:$PORT/admin ($BUYERS buyers, $STOCK units)"
 STAMPEDE_URL="http://127.0.0.1:$PORT" BUYER_TOKENS="$WORK/tokens.txt" STOCK=$STOCK \
-  ARTIFACTS_DIR=$ARTIFACTS_DIR CHROMIUM=$CHROMIUM node scripts/browser/admin.mjs
+  ARTIFACTS_DIR=$ARTIFACTS_DIR CHROMIUM=$CHROMIUM SERVER_PID=$SERVER_PID node scripts/browser/admin.mjs
 echo "browser-test: screenshot $ARTIFACTS_DIR/admin.png"

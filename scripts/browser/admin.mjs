@@ -3,11 +3,16 @@
 //
 //  1. An admin signs in on /admin; the page goes live, and the tokens are nowhere but in
 //     the page's memory (no storage, no cookie, not in the URL).
-//  2. While the page is open, a seller lists a product of STOCK units and BUYERS buyers
-//     order one each, all at once, over the API. Exactly STOCK orders must be placed.
+//  2. While the page is open, a seller lists a product of STOCK units and the buyers (one
+//     token each in BUYER_TOKENS) order one each over the API, in quick waves of four.
+//     Exactly STOCK orders must be placed, the rest refused `out_of_stock`.
 //  3. The page shows the product's `available` fall to 0 and `sold` reach STOCK, and the
-//     refusal chart counts `out_of_stock`. The access token (short-lived here) was
-//     refreshed without the page losing its session. A screenshot is saved.
+//     refusal chart counts `out_of_stock`. Then some buyers pay (two are declined) and
+//     take coupons of a new campaign, and the page shows the paid orders, the payments by
+//     outcome and the campaign's `issued / total`. The access token (short-lived here)
+//     was refreshed without the page losing its session. A screenshot is saved.
+//     Then the server is paused (SIGSTOP): the page says "connection lost" and greys its
+//     figures out, and goes live again by itself when the server resumes.
 //  4. A buyer signs in on a fresh page: "admin only", and no figure on the page.
 //
 // One PASS line per check; the first failure prints FAIL with what was seen, saves a
@@ -33,6 +38,17 @@ const TOKENS = readFileSync(required('BUYER_TOKENS'), 'utf8').split('\n').filter
 const STOCK = Number(process.env.STOCK || 20);
 const ARTIFACTS = resolve(process.env.ARTIFACTS_DIR || 'bench-out/browser');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// The server's process, paused for a moment to take the connection away (optional).
+const SERVER_PID = Number(process.env.SERVER_PID || 0);
+// Buyers per wave of the drop, and the pause between waves.
+const WAVE = 4;
+const WAVE_PAUSE_MS = 350;
+// Of the orders placed, this many are paid, and this many payments declined.
+const PAID = Math.min(12, STOCK);
+const DECLINED = Math.min(2, STOCK - PAID);
+// A coupon campaign of CAMPAIGN coupons, of which ISSUED are taken by the buyers.
+const CAMPAIGN = 50;
+const ISSUED = Math.min(30, TOKENS.length);
 // How long the page may take to show what the API already did.
 const PAGE_WAIT_MS = 20000;
 // The whole run, past which something hangs.
@@ -82,28 +98,55 @@ async function login({ email, password }) {
   return body.access_token;
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 // One buyer's attempt, followed through the waiting room if the writers were busy:
-// 'placed', or the refusal's code.
+// {outcome: 'placed' or the refusal's code, order, token}.
 async function attempt(token, productId, i) {
   const reply = await api('POST', '/orders', {
     token, key: `browser-drop-${i}`, body: { items: [{ product_id: productId, quantity: 1 }] },
   });
-  if (reply.status === 201) return 'placed';
-  if (reply.status === 202) return followTicket(token, reply.body.ticket);
-  return reply.body && reply.body.error ? reply.body.error.code : `http_${reply.status}`;
+  if (reply.status === 201) return { outcome: 'placed', order: reply.body, token };
+  if (reply.status === 202) return { ...(await followTicket(token, reply.body.ticket)), token };
+  const code = reply.body && reply.body.error ? reply.body.error.code : `http_${reply.status}`;
+  return { outcome: code, token };
 }
 
 async function followTicket(token, ticket) {
   const deadline = Date.now() + PAGE_WAIT_MS;
   while (Date.now() < deadline) {
     const { status, body } = await api('GET', `/queue/${ticket}`, { token });
-    if (status !== 200) return `ticket_http_${status}`;
-    if (body.status === 'placed' || body.status === 'replayed') return 'placed';
-    if (body.status === 'rejected') return body.error.code;
-    if (body.status === 'failed') return 'failed';
-    await new Promise((r) => setTimeout(r, 200));
+    if (status !== 200) return { outcome: `ticket_http_${status}` };
+    if (body.status === 'placed' || body.status === 'replayed') {
+      return { outcome: 'placed', order: body.order };
+    }
+    if (body.status === 'rejected') return { outcome: body.error.code };
+    if (body.status === 'failed') return { outcome: 'failed' };
+    await sleep(200);
   }
-  return 'ticket_unresolved';
+  return { outcome: 'ticket_unresolved' };
+}
+
+// The buyers arrive in waves a little apart, so the page's sparkline has a shape.
+async function drop(productId) {
+  const outcomes = [];
+  for (let start = 0; start < TOKENS.length; start += WAVE) {
+    const wave = TOKENS.slice(start, start + WAVE);
+    outcomes.push(...await Promise.all(wave.map((t, j) => attempt(t, productId, start + j))));
+    await sleep(WAVE_PAUSE_MS);
+  }
+  return outcomes;
+}
+
+// The simulated gateway approves any key of the client's own, and declines one that
+// starts with "decline" (README, Payments).
+async function pay(placed, approved, declined) {
+  const replies = await Promise.all(placed.slice(0, approved + declined).map(({ order, token }, i) =>
+    api('POST', `/orders/${order.id}/pay`, {
+      token,
+      body: { payment_key: `${i < approved ? 'browser-pay' : 'decline'}-${order.id}`, amount: order.payable },
+    })));
+  return replies.map((r) => r.status);
 }
 
 // --- the page --------------------------------------------------------------------------
@@ -193,9 +236,9 @@ async function adminWatchesADrop(browser) {
   await shows(page, `product-${id}-available`, STOCK, 'the new product on the page');
   pass('admin: the product appears', `#${id}, available ${STOCK}`);
 
-  const outcomes = await Promise.all(TOKENS.map((token, i) => attempt(token, id, i)));
+  const outcomes = await drop(id);
   const tally = {};
-  for (const o of outcomes) tally[o] = (tally[o] || 0) + 1;
+  for (const { outcome } of outcomes) tally[outcome] = (tally[outcome] || 0) + 1;
   check(tally.placed === STOCK && tally.placed + (tally.out_of_stock || 0) === TOKENS.length,
     'drop: exactly the stock sold, the rest out_of_stock', JSON.stringify(tally));
 
@@ -203,12 +246,31 @@ async function adminWatchesADrop(browser) {
   await shows(page, `product-${id}-sold`, String(STOCK), 'sold after the drop');
   pass('admin: the page shows the drop sold out', `available 0, sold ${STOCK}`);
   if (TOKENS.length > STOCK) {
-    const refused = await shows(page, 'refused-out_of_stock', (t) => number(t) > 0,
+    // A fresh server: its counters hold this drop's refusals and nothing else.
+    const refused = await shows(page, 'refused-out_of_stock', String(tally.out_of_stock),
       'the out_of_stock bar');
     pass('admin: refusals by reason', `out_of_stock ${refused}`);
   }
   const placed = await shows(page, 'funnel-placed', (t) => number(t) >= STOCK, 'the funnel');
   pass('admin: the funnel counts the orders', `placed ${placed}`);
+
+  // Some buyers pay (two are declined), and a coupon campaign is half taken.
+  const paid = await pay(outcomes.filter((o) => o.outcome === 'placed'), PAID, DECLINED);
+  check(paid.filter((s) => s === 200).length === PAID && paid.filter((s) => s === 402).length === DECLINED,
+    'drop: payments approved and declined', paid.join(','));
+  const campaign = await expectStatus(api('POST', '/coupons', {
+    token: admin,
+    body: { name: 'Drop day 10%', discount_type: 'percent', discount_value: 10, total_quantity: CAMPAIGN },
+  }), 201, 'create coupon campaign');
+  const issued = await Promise.all(TOKENS.slice(0, ISSUED).map((token) =>
+    api('POST', `/coupons/${campaign.id}/issue`, { token })));
+  check(issued.every((r) => r.status === 201), 'drop: coupons issued',
+    `${issued.filter((r) => r.status === 201).length} of ${ISSUED}`);
+  await shows(page, 'funnel-paid', String(PAID), 'paid orders in the funnel');
+  await shows(page, 'payments-approved', String(PAID), 'approved payments');
+  if (DECLINED) await shows(page, 'payments-declined', String(DECLINED), 'declined payments');
+  await shows(page, `coupon-${campaign.id}-issued`, `${ISSUED} / ${CAMPAIGN}`, 'the campaign');
+  pass('admin: payments and coupons', `paid ${PAID}, declined ${DECLINED}, coupons ${ISSUED} / ${CAMPAIGN}`);
 
   // The access token lives a few seconds here (STAMPEDE_ACCESS_TOKEN_TTL_SECS): the page
   // must have renewed it, and still be live.
@@ -221,11 +283,34 @@ async function adminWatchesADrop(browser) {
     seen.problems.join(' | ') || 'none');
 
   // Let the sparklines and the latency chart show the drop, then keep the picture.
-  await page.waitForTimeout(1500);
+  await page.waitForTimeout(2000);
   const shot = join(ARTIFACTS, 'admin.png');
   await page.screenshot({ path: shot, fullPage: true });
   pass('admin: screenshot', shot);
+  await connectionLost(page);
   await page.context().close();
+}
+
+// The server stops answering (paused with SIGSTOP): the page must say so and stop calling
+// its figures live, then recover by itself once the server answers again.
+async function connectionLost(page) {
+  if (!SERVER_PID) return;
+  process.kill(SERVER_PID, 'SIGSTOP');
+  try {
+    await visible(page, '[data-testid="stale-banner"]', 'admin: "connection lost" while the server is paused');
+    const state = await page.evaluate(() => ({
+      status: document.getElementById('status').dataset.state,
+      greyed: document.getElementById('dashboard').classList.contains('stale'),
+    }));
+    check(state.status === 'lost' && state.greyed, 'admin: connection lost, figures not shown as live',
+      `${await text(page, 'status')}; ${(await text(page, 'stale-banner')).replace(/\s+/g, ' ')}`);
+    await page.screenshot({ path: join(ARTIFACTS, 'admin-connection-lost.png') });
+  } finally {
+    process.kill(SERVER_PID, 'SIGCONT');
+  }
+  await visible(page, '[data-testid="status"][data-state="live"]', 'admin: live again after the pause');
+  check(await page.locator('[data-testid="stale-banner"]').isHidden(), 'admin: live again, retrying by itself',
+    await text(page, 'status'));
 }
 
 async function buyerIsRefused(browser) {

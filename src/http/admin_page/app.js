@@ -850,4 +850,8 @@
     window.addEventListener('resize', () => { if (history.length) render(); });
     show('sign-in');
   });
+
+  // For scripts/browser/quantile.test.mjs, which runs this file under Node to check the
+  // arithmetic; a browser has no `module`, and the page exports nothing.
+  if (typeof module === 'object' && module) module.exports = { histogramQuantile, windowBuckets };
 })();
