@@ -1,8 +1,9 @@
 // The operations page in a real browser (issue 13), run by scripts/browser-test.sh against a
 // server it started: Debian's Chromium, driven by playwright-core.
 //
-//  1. An admin signs in on /admin; the page goes live, and the tokens are nowhere but in
-//     the page's memory (no storage, no cookie, not in the URL).
+//  1. An admin signs in on /admin (a wrong password first is refused); the page goes live,
+//     and the tokens are nowhere but in the page's memory (no storage, no cookie, not in
+//     the URL).
 //  2. While the page is open, a seller lists a product of STOCK units and the buyers (one
 //     token each in BUYER_TOKENS) order one each over the API, in quick waves of four.
 //     Exactly STOCK orders must be placed, the rest refused `out_of_stock`.
@@ -210,6 +211,11 @@ async function visible(page, selector, what, timeout = PAGE_WAIT_MS) {
 
 async function adminWatchesADrop(browser) {
   const { page, seen } = await openPage(browser, 'admin');
+  await signIn(page, { email: ADMIN.email, password: 'not-the-password' });
+  await visible(page, '[data-testid="sign-in-error"]', 'admin: a wrong password is said so');
+  check(/wrong email or password/i.test(await text(page, 'sign-in-error')) &&
+    await page.locator('[data-testid="dashboard"]').isHidden(),
+  'admin: a wrong password is refused', await text(page, 'sign-in-error'));
   await signIn(page, ADMIN);
   await visible(page, '[data-testid="status"][data-state="live"]', 'admin: the page goes live');
   await visible(page, '[data-testid="dashboard"]', 'admin: the dashboard shows');

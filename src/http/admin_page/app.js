@@ -112,10 +112,15 @@
 
   // A new pair before the access token expires. Returns whether the session goes on. One
   // at a time: the server rotates refresh tokens and takes a second use of one as theft.
-  let refreshing = null;
+  let refreshing = null; // {mine, promise}
   function refreshTokens(mine) {
-    if (!refreshing) refreshing = refreshOnce(mine).finally(() => { refreshing = null; });
-    return refreshing;
+    if (!refreshing || refreshing.mine !== mine) {
+      const promise = refreshOnce(mine).finally(() => {
+        if (refreshing && refreshing.promise === promise) refreshing = null;
+      });
+      refreshing = { mine, promise };
+    }
+    return refreshing.promise;
   }
 
   async function refreshOnce(mine) {
@@ -200,9 +205,11 @@
       try { snapshot = await response.json(); } catch (_) { connectionLost('unreadable answer'); return; }
       if (mine === generation) received(snapshot);
     } else if (response.status === 401) {
-      // The access token expired or was revoked: one refresh, else sign in again.
-      if (mayRefresh && await refreshTokens(mine)) await pollOnce(mine, false);
-      else if (mine === generation) endSession('Your session ended; sign in again.');
+      // The access token expired or was revoked: one refresh, then the poll again. A
+      // refused refresh has ended the session; one not answered is tried again shortly.
+      if (!mayRefresh) endSession('Your session ended; sign in again.');
+      else if (await refreshTokens(mine)) await pollOnce(mine, false);
+      else if (mine === generation) connectionLost('the session could not be renewed yet');
     } else if (response.status === 403) {
       refuse();
     } else {
