@@ -633,6 +633,12 @@
 
   // --- charts --------------------------------------------------------------------------
 
+  // What a chart shows, for screen readers (a canvas is only pixels).
+  function describe(canvas, summary) {
+    canvas.setAttribute('role', 'img');
+    canvas.setAttribute('aria-label', summary);
+  }
+
   // Sizes the canvas for its box and the screen's pixel ratio; draws in CSS pixels.
   function fit(canvas) {
     const ratio = window.devicePixelRatio || 1;
@@ -653,6 +659,7 @@
   // Labelled horizontal bars, scaled to the largest value; the canvas grows with the rows.
   function drawHBars(canvas, items) {
     canvas.style.height = `${Math.max(1, items.length) * BAR_ROW_PX + 4}px`;
+    describe(canvas, items.map((i) => `${i.label} ${fmtInt(i.value)}`).join(', '));
     const { ctx, w, h } = fit(canvas);
     const labelW = Math.min(130, w * 0.32);
     const valueW = 110;
@@ -690,6 +697,8 @@
   // The last minute of one product's orders per second, scaled to its own peak.
   function drawSparkline(canvas, series) {
     const { ctx, w, h } = fit(canvas);
+    const now = series.length ? series[series.length - 1].v : 0;
+    describe(canvas, `units sold per second over the last minute; now ${fmtRate(now)}`);
     const latest = history.length ? history[history.length - 1].at : 0;
     const x = (at) => w - ((latest - at) / HISTORY_MS) * w;
     const max = Math.max(1, ...series.map((p) => p.v));
@@ -718,6 +727,10 @@
   // Lines over the last minute with a zero-based axis; a null value breaks its line.
   function drawLines(canvas, lines, format, names) {
     const { ctx, w, h } = fit(canvas);
+    describe(canvas, lines.map((l, i) => {
+      const last = l.points.length ? l.points[l.points.length - 1].v : null;
+      return `${(names || [])[i] || 'value'} now ${last === null ? 'none' : format(last)}`;
+    }).join(', '));
     const left = 64; const bottom = 18; const top = 8;
     const plotW = w - left - 4; const plotH = h - top - bottom;
     const latest = history.length ? history[history.length - 1].at : 0;
