@@ -58,10 +58,11 @@ pub struct ProductLabels {
     pub product_id: i64,
 }
 
-/// A job's run: `outcome` is `ok` or `failed`.
+/// A job's run: `outcome` is `ok` or `failed`. `job_name`, not `job`: Prometheus gives
+/// every scraped series a `job` label of its own (the scrape job).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobRunLabels {
-    pub job: String,
+    pub job_name: String,
     pub outcome: &'static str,
 }
 
@@ -324,8 +325,6 @@ metrics! {
     /// that lost the lease keeps its last count, so read it with `max`.
     dead_letters_open: Gauge = Gauge::default(),
         "Open dead letters, as the dead-letter job last counted them";
-    /// Set by the verify job at each run on the node holding its lease (read it with
-    /// `max`): 0 when every ledger balances.
     /// Products in play only (`app::operations`): on sale, or whose stock moved recently.
     stock_on_hand: Family<ProductLabels, Gauge> = Family::default(),
         "Units on hand of a product in play";
@@ -337,12 +336,14 @@ metrics! {
         "Units taken by orders (held or sold, not released or returned) of a product in play";
     /// Every run of every scheduled job on this node (lease-held jobs only where they ran).
     job_runs: Family<JobRunLabels, Counter> = Family::default(),
-        "Scheduled job runs by job and outcome (ok, failed)";
+        "Scheduled job runs by job_name and outcome (ok, failed)";
     /// 1 up, 0 down, as this node last saw it; absent when not configured.
     dependency_up: Family<DependencyLabels, Gauge> = Family::default(),
         "Whether a dependency answers this node: database, redis, broker (1 up, 0 down)";
     nodes_alive: Gauge = Gauge::default(),
         "Nodes whose heartbeat is recent, as this node last read them";
+    /// Set by the verify job at each run on the node holding its lease (read it with
+    /// `max`): 0 when every ledger balances.
     ledger_drift: Gauge = Gauge::default(),
         "Differences the last scheduled verify found between ledgers and balances";
     verify_runs: Counter = Counter::default(),

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::store::PlaceOutcome;
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,12 @@ pub enum Admit {
     Again,
     /// Refuse as out of stock without touching the database.
     SoldOut { product_id: i64 },
+    /// Sold out as far as this gate knows, but it cannot vouch that it has seen every
+    /// attempt placed before (Redis is away and this node's memory is its own; or other
+    /// nodes place orders beside an in-process gate): a retry of an attempt placed
+    /// elsewhere must get its order back, so refuse only once the database says the
+    /// attempt has none. Nothing was counted.
+    Unsure { product_id: i64 },
 }
 
 /// The database's stock of one product as of one outbox event.
@@ -76,7 +83,7 @@ impl Gate {
         let admit = self.inner.admit(attempt, &lines).await;
         match admit {
             Admit::Pass | Admit::Again => self.metrics.gate_passes.inc(),
-            Admit::SoldOut { .. } => self.metrics.gate_sold_out.inc(),
+            Admit::SoldOut { .. } | Admit::Unsure { .. } => self.metrics.gate_sold_out.inc(),
         };
         admit
     }
@@ -140,17 +147,47 @@ struct Counter {
 
 /// The in-process gate (embedded mode), and the mirror the Redis gate falls back to.
 /// How long a passed attempt is remembered, so its retries replay instead of being counted.
-const ATTEMPT_MEMORY_SECS: u64 = 3600;
+pub const ATTEMPT_MEMORY_SECS: u64 = 3600;
 /// Most passed attempts the in-process gate remembers (it forgets the oldest beyond).
-const ATTEMPT_MEMORY_MAX: usize = 200_000;
+pub const ATTEMPT_MEMORY_MAX: usize = 200_000;
+
+/// An attempt as the gate remembers it: the buyer and the idempotency key.
+pub fn attempt_key(user_id: i64, idempotency_key: &str) -> String {
+    format!("{user_id}:{idempotency_key}")
+}
 
 #[derive(Default)]
 pub struct LocalGate {
     counters: RwLock<HashMap<i64, Counter>>,
     attempts: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Whether `attempts` holds every attempt that could still be retried: seeded at start
+    /// with the orders placed in the last [`ATTEMPT_MEMORY_SECS`], and no other node seen
+    /// placing orders since ([`LocalGate::not_alone`]). Until then a sold-out answer is
+    /// [`Admit::Unsure`].
+    vouches: AtomicBool,
+    /// Another node was seen: never vouch again in this process.
+    crowded: AtomicBool,
 }
 
 impl LocalGate {
+    /// Remembers `attempts` (`buyer:key` of orders already placed) and vouches for its
+    /// memory from now on, unless another node has been seen.
+    pub fn seed(&self, attempts: impl IntoIterator<Item = String>) {
+        let now = std::time::Instant::now();
+        let mut memory = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        memory.extend(attempts.into_iter().map(|a| (a, now)));
+        drop(memory);
+        if !self.crowded.load(Ordering::Acquire) {
+            self.vouches.store(true, Ordering::Release);
+        }
+    }
+
+    /// Another node places orders too: its attempts are not in this memory.
+    pub fn not_alone(&self) {
+        self.crowded.store(true, Ordering::Release);
+        self.vouches.store(false, Ordering::Release);
+    }
+
     /// Known to have nothing available (the check placement made before [`Gate`]).
     pub fn is_sold_out(&self, product_id: i64) -> bool {
         self.counters
@@ -186,8 +223,11 @@ impl LocalGate {
                 .get(product_id)
                 .is_some_and(|c| c.units < *quantity)
             {
-                return Admit::SoldOut {
-                    product_id: *product_id,
+                let product_id = *product_id;
+                return if self.vouches.load(Ordering::Acquire) {
+                    Admit::SoldOut { product_id }
+                } else {
+                    Admit::Unsure { product_id }
                 };
             }
         }
@@ -370,7 +410,11 @@ impl StockGate for RedisGate {
             })
             .await;
         let Some(reply) = reply else {
-            return self.local.admit_now(attempt, lines);
+            // The local mirror has not seen the attempts Redis admitted.
+            return match self.local.admit_now(attempt, lines) {
+                Admit::SoldOut { product_id } => Admit::Unsure { product_id },
+                admit => admit,
+            };
         };
         let line = |i: i64| lines.get(usize::try_from(i - 1).ok()?).copied();
         match reply.split_first() {
@@ -430,6 +474,45 @@ impl Reconnect for RedisGate {
 mod tests {
     use super::*;
 
+    /// A lone node's gate, seeded at start.
+    fn vouching() -> LocalGate {
+        let gate = LocalGate::default();
+        gate.seed([]);
+        gate
+    }
+
+    #[test]
+    fn a_gate_that_cannot_vouch_for_its_memory_is_unsure_of_sold_out() {
+        let gate = LocalGate::default();
+        gate.observe_now(&[seen(1, 1, 0)]);
+        assert_eq!(
+            gate.admit_now("a", &[(1, 1)]),
+            Admit::Unsure { product_id: 1 },
+            "not seeded"
+        );
+        gate.seed(["placed:before".to_owned()]);
+        assert_eq!(
+            gate.admit_now("placed:before", &[(1, 1)]),
+            Admit::Again,
+            "seeded attempts replay"
+        );
+        assert_eq!(
+            gate.admit_now("b", &[(1, 1)]),
+            Admit::SoldOut { product_id: 1 }
+        );
+        gate.not_alone();
+        assert_eq!(
+            gate.admit_now("c", &[(1, 1)]),
+            Admit::Unsure { product_id: 1 }
+        );
+        gate.seed([]);
+        assert_eq!(
+            gate.admit_now("d", &[(1, 1)]),
+            Admit::Unsure { product_id: 1 },
+            "never again"
+        );
+    }
+
     fn seen(event_id: i64, product_id: i64, available: i64) -> StockSeen {
         StockSeen {
             event_id,
@@ -440,7 +523,7 @@ mod tests {
 
     #[test]
     fn counts_down_and_refuses_without_units() {
-        let gate = LocalGate::default();
+        let gate = vouching();
         assert_eq!(
             gate.admit_now("a", &[(1, 5)]),
             Admit::Pass,
@@ -460,7 +543,7 @@ mod tests {
 
     #[test]
     fn all_or_nothing_across_lines() {
-        let gate = LocalGate::default();
+        let gate = vouching();
         gate.observe_now(&[seen(1, 1, 5), seen(2, 2, 0)]);
         assert_eq!(
             gate.admit_now("e", &[(1, 1), (2, 1)]),
@@ -475,7 +558,7 @@ mod tests {
 
     #[test]
     fn a_passed_attempt_passes_again_uncounted() {
-        let gate = LocalGate::default();
+        let gate = vouching();
         gate.observe_now(&[seen(1, 1, 3)]);
         assert_eq!(gate.admit_now("buyer:k", &[(1, 3)]), Admit::Pass);
         assert!(gate.is_sold_out(1));
@@ -495,7 +578,7 @@ mod tests {
 
     #[test]
     fn older_events_never_overwrite_newer_ones() {
-        let gate = LocalGate::default();
+        let gate = vouching();
         gate.observe_now(&[seen(20, 1, 0)]);
         gate.observe_now(&[seen(19, 1, 7)]);
         assert!(gate.is_sold_out(1));
@@ -509,7 +592,7 @@ mod tests {
     /// counter below the stock, refusing buyers while a unit was free.
     #[test]
     fn a_give_back_never_lifts_a_counter_above_the_newest_event() {
-        let gate = LocalGate::default();
+        let gate = vouching();
         gate.observe_now(&[seen(1, 1, 3)]);
         assert_eq!(gate.admit_now("refused", &[(1, 1)]), Admit::Pass);
         // Another order's hold is seen before the refused attempt settles: 2 are free.

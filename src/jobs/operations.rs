@@ -4,6 +4,7 @@
 use super::scheduler::{Job, Schedule, Scope, Trigger};
 use crate::app::operations::Operations;
 use crate::app::orders::Orders;
+use crate::cluster::gate::LocalGate;
 use crate::domain::Timestamp;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct HeartbeatJob {
     pub operations: Arc<Operations>,
     /// Whether the node is draining.
     pub orders: Arc<Orders>,
+    /// Told when another node is seen: its attempts are not in this gate's memory.
+    pub gate: Arc<LocalGate>,
 }
 
 #[async_trait]
@@ -37,7 +40,11 @@ impl Job for HeartbeatJob {
 
     async fn run(&self, _now: Timestamp, _trigger: Trigger) -> anyhow::Result<()> {
         let draining = self.orders.placement.is_draining();
-        Ok(self.operations.beat(draining).await?)
+        self.operations.beat(draining).await?;
+        if self.operations.others_alive().await? {
+            self.gate.not_alone();
+        }
+        Ok(())
     }
 }
 

@@ -158,7 +158,7 @@ impl Scheduler {
         }
         if let Some(metrics) = &self.metrics {
             let labels = JobRunLabels {
-                job: job.name().to_owned(),
+                job_name: job.name().to_owned(),
                 outcome: if outcome.is_ok() { "ok" } else { "failed" },
             };
             metrics.job_runs.get_or_create(&labels).inc();

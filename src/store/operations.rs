@@ -13,6 +13,8 @@ pub trait OperationsStore: Send + Sync {
     /// Writes a node's heartbeat (its row created on the first), and deletes the rows of
     /// nodes not seen since `forget_before`.
     async fn beat(&self, beat: &NodeBeat, forget_before: Timestamp) -> StoreResult<()>;
+    /// Deletes a stopping node's row: it no longer counts as alive.
+    async fn forget_node(&self, id: &str) -> StoreResult<()>;
     /// Every node with a row, oldest first.
     async fn nodes(&self) -> StoreResult<Vec<NodeBeat>>;
     /// Products in play, at most `limit`: those whose stock moved among the newest

@@ -25,6 +25,19 @@ pub trait OrderStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<BatchResult>;
     async fn order(&self, id: i64) -> StoreResult<Option<OrderRecord>>;
+    /// The order placed by `user_id` with `idempotency_key`, if any (index of the key).
+    async fn order_of_attempt(
+        &self,
+        user_id: i64,
+        idempotency_key: &str,
+    ) -> StoreResult<Option<i64>>;
+    /// The buyer and key of the newest orders placed since `since`, at most `limit`: what a
+    /// starting node's gate remembers as attempts already placed.
+    async fn recent_attempts(
+        &self,
+        since: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, String)>>;
     /// Newest first; all orders when `user_id` is `None`.
     async fn list_orders(
         &self,

@@ -1169,6 +1169,8 @@ pub(crate) const BEAT_NODE: &str =
 
 pub(crate) const FORGET_NODES: &str = "DELETE FROM nodes WHERE seen_at < $1";
 
+pub(crate) const FORGET_NODE: &str = "DELETE FROM nodes WHERE id = $1";
+
 pub(crate) const NODES: &str =
     "SELECT id, started_at, seen_at, draining, stats FROM nodes ORDER BY started_at, id";
 
@@ -1200,3 +1202,15 @@ pub(crate) const CAMPAIGNS_IN_PLAY: &str =
 
 pub(crate) const OPEN_DEAD_LETTERS: &str =
     "SELECT COUNT(*) FROM dead_letters WHERE status = 'open'";
+
+// ---------------------------------------------------------------------------------------
+// Attempts (the availability gate's memory, `cluster::gate`)
+// ---------------------------------------------------------------------------------------
+
+pub(crate) const ORDER_OF_ATTEMPT: &str =
+    "SELECT id FROM orders WHERE user_id = $1 AND idempotency_key = $2";
+
+/// Newest first from the primary key, so the scan stops at `$2` rows whatever the table's size.
+pub(crate) const RECENT_ATTEMPTS: &str = "SELECT user_id, idempotency_key FROM (
+         SELECT user_id, idempotency_key, created_at FROM orders ORDER BY id DESC LIMIT $2
+     ) AS newest WHERE created_at >= $1";

@@ -22,6 +22,7 @@ use crate::clock::{Clock, SharedClock};
 use crate::cluster::Cluster;
 use crate::config::{Config, PaymentGateway as GatewayChoice, PlacementStrategy, Secret};
 use crate::domain::settlement::SettlementCalendar;
+use crate::domain::Timestamp;
 use crate::events::{DispatchProgress, Dispatcher, EventSync, Hub, Subscriber};
 use crate::http::rendered::RenderedCache;
 use crate::http::streams::StreamLimits;
@@ -167,6 +168,7 @@ pub(super) async fn node(
     let placement = placement(&parts, Some(holder.clone()), shutdown.clone()).await?;
     let signal = Arc::new(Signal::default());
     let app = app(&parts, &holder, placement, signal.clone())?;
+    seed_gate(&parts, &app).await?;
     let hub = Arc::new(Hub::default());
     // The once-per-cluster work: fed by this node's dispatcher, or, with Kafka, by the
     // consumer groups (`kafka`).
@@ -202,6 +204,26 @@ pub(super) async fn node(
         shutdown,
     });
     Ok(Node { state, tasks })
+}
+
+/// Without Redis, this node's gate is the only one it has: it remembers the attempts placed
+/// in the last hour, so a retry after a restart replays its order instead of being refused
+/// as sold out; it vouches for that memory only while no other node is seen (`LocalGate`).
+async fn seed_gate(parts: &Parts, app: &App) -> anyhow::Result<()> {
+    use crate::cluster::gate::{attempt_key, ATTEMPT_MEMORY_MAX, ATTEMPT_MEMORY_SECS};
+    if parts.config.redis_url.is_some() {
+        return Ok(());
+    }
+    let gate = &parts.cluster.local_gate;
+    if app.operations.others_alive().await? {
+        gate.not_alone();
+    }
+    let memory_ms = i64::try_from(ATTEMPT_MEMORY_SECS * 1000).unwrap_or(i64::MAX);
+    let since = Timestamp::from_millis(parts.clock.now().millis().saturating_sub(memory_ms));
+    let max = i64::try_from(ATTEMPT_MEMORY_MAX / 2).unwrap_or(i64::MAX);
+    let placed = parts.store.recent_attempts(since, max).await?;
+    gate.seed(placed.iter().map(|(user, key)| attempt_key(*user, key)));
+    Ok(())
 }
 
 /// The use cases exactly as [`node`] builds them (so with the same event handlers), and
@@ -458,6 +480,7 @@ fn scheduler(
     scheduler.add(Arc::new(HeartbeatJob {
         operations: app.operations.clone(),
         orders: app.orders.clone(),
+        gate: parts.cluster.local_gate.clone(),
     }));
     scheduler.add(Arc::new(StockGaugesJob {
         operations: app.operations.clone(),

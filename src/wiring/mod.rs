@@ -77,6 +77,7 @@ impl Server {
             tasks,
         } = self;
         let store = state.store.clone();
+        let operations = state.app.operations.clone();
         let placement = state.app.orders.placement.clone();
         let grace = Duration::from_secs(state.config.shutdown_grace_secs);
         let app = crate::http::router(state);
@@ -95,6 +96,7 @@ impl Server {
         for task in tasks {
             let _ = task.await;
         }
+        operations.leave().await;
         store.close().await;
         Ok(())
     }
@@ -151,6 +153,7 @@ pub async fn work(
     for task in node.tasks {
         let _ = task.await;
     }
+    node.state.app.operations.leave().await;
     node.state.store.close().await;
     Ok(())
 }

@@ -201,7 +201,7 @@ backend_tests!(stock_gauges_cover_products_in_play, |app| async move {
         3.0
     );
     assert!(
-        app.metric("job_runs_total{job=\"heartbeat\",outcome=\"ok\"}")
+        app.metric("job_runs_total{job_name=\"heartbeat\",outcome=\"ok\"}")
             .await
             >= 1.0
     );

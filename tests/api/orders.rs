@@ -521,3 +521,41 @@ backend_tests!(
         app.assert_verify_clean().await;
     }
 );
+
+// Found by reading (issue 12): a buyer's order took the last unit on one node and the
+// answer was lost; the retry (same Idempotency-Key) lands on another node, whose own gate
+// has seen the product sell out but never saw the attempt. Refused as out of stock, the
+// buyer would be told no while holding the unit. Without a shared gate, a node's memory of
+// attempts is its own: it asks the database before refusing, and the order is replayed.
+backend_tests!(
+    a_retry_after_the_sell_out_on_another_node_gets_its_order_back,
+    |app| async move {
+        let (other, other_node) = app.another_node(|_| {}).await;
+        let product = app.simple_product(1_000, 1).await;
+        let buyers = app.buyers(2).await;
+        let first = app
+            .place_order_keyed(&buyers[0], "lost-answer", &[(product, 1)])
+            .await;
+        let order_id = int(expect(&first, 201), "id");
+        // The other node's gate has seen the product sell out.
+        let refusals = || other.state.metrics.sold_out_fast_rejects.get();
+        eventually(
+            Duration::from_secs(10),
+            "the other node's gate sold out",
+            || async {
+                let reply = other.place_order(&buyers[1], &[(product, 1)]).await;
+                assert_eq!(reply.0.as_u16(), 409, "{:?}", reply.1);
+                (refusals() >= 1).then_some(())
+            },
+        )
+        .await;
+
+        let retry = other
+            .place_order_keyed(&buyers[0], "lost-answer", &[(product, 1)])
+            .await;
+        assert_eq!(retry.0.as_u16(), 200, "the order replayed: {:?}", retry.1);
+        assert_eq!(int(&retry.1, "id"), order_id);
+        assert_eq!(app.stock(product).await.held, 1);
+        other_node.stop().await;
+    }
+);

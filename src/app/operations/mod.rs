@@ -114,6 +114,23 @@ impl Operations {
         written
     }
 
+    /// A stopping node leaves the list at once (its jobs have stopped): a node started
+    /// next in its place finds itself alone.
+    pub async fn leave(&self) {
+        if let Err(e) = self.store.forget_node(&self.node).await {
+            tracing::warn!(error = %e, "removing this node's heartbeat failed");
+        }
+    }
+
+    /// Whether a node other than this one has a recent heartbeat.
+    pub async fn others_alive(&self) -> StoreResult<bool> {
+        let now = self.clock.now();
+        let nodes = self.store.nodes().await?;
+        Ok(nodes
+            .iter()
+            .any(|n| n.id != self.node && is_alive(n.seen_at, now)))
+    }
+
     fn dependency(&self, dependency: &'static str) -> prometheus_client::metrics::gauge::Gauge {
         self.metrics
             .dependency_up

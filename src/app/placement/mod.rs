@@ -15,7 +15,7 @@ pub mod waiting_room;
 
 use super::error::PlaceError;
 use crate::clock::SharedClock;
-use crate::cluster::gate::{Admit, Gate};
+use crate::cluster::gate::{attempt_key, Admit, Gate};
 use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::events::EventSync;
 use crate::metrics::Metrics;
@@ -57,6 +57,8 @@ pub struct Placement {
     writers: Arc<[mpsc::Sender<Job>]>,
     room: Arc<WaitingRoom>,
     gate: Gate,
+    /// Asked whether an attempt has an order when the gate cannot vouch ([`Admit::Unsure`]).
+    store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     /// Attempts being decided while their caller waits.
     deciding: Arc<AtomicUsize>,
@@ -97,7 +99,7 @@ impl Placement {
             .collect();
         let writers: Arc<[mpsc::Sender<Job>]> = writers.into();
         let room = Arc::new(WaitingRoom::new(
-            store,
+            store.clone(),
             clock,
             config.room,
             gate.clone(),
@@ -126,6 +128,7 @@ impl Placement {
             writers,
             room,
             gate,
+            store,
             metrics,
             deciding: Arc::default(),
             draining,
@@ -183,9 +186,9 @@ impl Placement {
 
     async fn decide(&self, request: OrderRequest) -> Result<Placed, PlaceError> {
         let lines = gate_lines(&request);
-        let attempt = format!("{}:{}", request.user_id, request.idempotency_key);
+        let attempt = attempt_key(request.user_id, &request.idempotency_key);
         let admit = self.gate.admit(&attempt, &lines).await;
-        if let Admit::SoldOut { product_id } = admit {
+        if let Some(product_id) = self.sold_out(&request, admit).await {
             self.metrics.sold_out_fast_rejects.inc();
             let rejection = Rejection::OutOfStock { product_id };
             self.metrics.reject(rejection.code());
@@ -220,6 +223,23 @@ impl Placement {
                 self.metrics.placement_queue_full.inc();
                 Err(PlaceError::Overloaded)
             }
+        }
+    }
+
+    /// The product to refuse the attempt for without a writer, if any. An `Unsure` gate is
+    /// checked against the database: a retry of an attempt placed where this gate could not
+    /// see it goes on to the writer, which replays its order (as it decides on any error).
+    async fn sold_out(&self, request: &OrderRequest, admit: Admit) -> Option<i64> {
+        match admit {
+            Admit::SoldOut { product_id } => Some(product_id),
+            Admit::Unsure { product_id } => {
+                let placed = self
+                    .store
+                    .order_of_attempt(request.user_id, &request.idempotency_key)
+                    .await;
+                matches!(placed, Ok(None)).then_some(product_id)
+            }
+            Admit::Pass | Admit::Again => None,
         }
     }
 

@@ -17,7 +17,7 @@ use super::job::{gate_lines, Job};
 use super::known_tickets::KnownTickets;
 use crate::auth::random_token;
 use crate::clock::SharedClock;
-use crate::cluster::gate::{Admit, Gate};
+use crate::cluster::gate::{attempt_key, Admit, Gate};
 use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::metrics::{Metrics, SourceLabels};
 use crate::store::{
@@ -297,10 +297,7 @@ impl WaitingRoom {
         admitted: &mut JoinSet<()>,
     ) {
         let lines = gate_lines(&ticket.request);
-        let attempt = format!(
-            "{}:{}",
-            ticket.request.user_id, ticket.request.idempotency_key
-        );
+        let attempt = attempt_key(ticket.request.user_id, &ticket.request.idempotency_key);
         let admit = self.gate.admit(&attempt, &lines).await;
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.metrics.waiting_room_admitted.inc();

@@ -30,6 +30,16 @@ impl OperationsStore for PgStore {
         Ok(())
     }
 
+    async fn forget_node(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::FORGET_NODE)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn nodes(&self) -> StoreResult<Vec<NodeBeat>> {
         let rows = sqlx::query(sql::NODES).fetch_all(&self.pool).await?;
         rows.iter()

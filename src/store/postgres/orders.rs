@@ -39,6 +39,30 @@ impl OrderStore for PgStore {
         load_order(&mut conn, id).await
     }
 
+    async fn order_of_attempt(
+        &self,
+        user_id: i64,
+        idempotency_key: &str,
+    ) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::ORDER_OF_ATTEMPT)
+            .bind(user_id)
+            .bind(idempotency_key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn recent_attempts(
+        &self,
+        since: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(sql::RECENT_ATTEMPTS)
+            .bind(since.millis())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     #[tracing::instrument(skip_all, fields(page = page.page, size = page.size))]
     async fn list_orders(
         &self,

@@ -31,6 +31,16 @@ impl OperationsStore for SqliteStore {
         Ok(())
     }
 
+    async fn forget_node(&self, id: &str) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(sql::FORGET_NODE)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn nodes(&self) -> StoreResult<Vec<NodeBeat>> {
         let rows = sqlx::query(sql::NODES).fetch_all(&self.reader).await?;
         rows.iter()
