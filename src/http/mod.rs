@@ -2,6 +2,7 @@
 //! with stable codes, and middleware for metrics, timeouts, body limits and rate limits.
 //! Handlers translate between JSON and the use cases of `crate::app`, nothing more.
 
+pub mod admin_page;
 pub mod auth;
 pub mod catalog;
 pub mod coupons;

@@ -1,6 +1,7 @@
 //! The routes, and the middleware every request passes: metrics and a span per request,
 //! the request timeout, the body limit, and rate limits on the API routes.
 
+use super::admin_page;
 use super::error::{ApiError, ErrorCode};
 use super::state::AppState;
 use super::{
@@ -100,6 +101,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/admin", get(admin_page::index))
+        .route("/admin/app.js", get(admin_page::script))
+        .route("/admin/style.css", get(admin_page::style))
         .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

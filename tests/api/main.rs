@@ -22,6 +22,7 @@ mod helpers;
 
 mod abuse;
 mod adjust;
+mod admin_page;
 mod auth;
 mod authz;
 mod bad_input;
