@@ -9,6 +9,10 @@ redis_tests!(
     config = |c| {
         c.placement_strategy = stampede::config::PlacementStrategy::Lock;
         c.redis_prefix = format!("{}:", unique("locktest"));
+        // 200 buyers queue on one lock; under a loaded CI machine 3 s of waiting was not
+        // always enough, and a timed-out wait (503) is not what this test is about.
+        c.lock_wait_ms = 30_000;
+        c.request_timeout_ms = 60_000;
     },
     |app| async move {
         assert_eq!(
