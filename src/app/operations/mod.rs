@@ -224,10 +224,10 @@ impl Operations {
         let mut views = Vec::new();
         let mut relay_lag = 0;
         let mut outbox_pending = 0;
-        let mut health = Health::default();
+        let mut health = DashboardHealth::default();
         for node in &nodes {
             let alive = is_alive(node.seen_at, now);
-            views.push(NodeView {
+            views.push(DashboardNode {
                 id: node.id.clone(),
                 started_at: node.started_at.millis(),
                 seen_at: node.seen_at.millis(),
@@ -265,8 +265,8 @@ impl Operations {
         let dead_letters = self.store.open_dead_letters().await?;
         Ok(Dashboard {
             at: now.millis(),
-            products: products.into_iter().map(ProductView::from).collect(),
-            orders: OrdersView {
+            products: products.into_iter().map(DashboardProduct::from).collect(),
+            orders: DashboardOrders {
                 attempted: count(totals.sum("orders_attempted_total")),
                 placed: count(totals.sum("orders_placed_total")),
                 paid: count(totals.sum("orders_paid_total")),
@@ -274,7 +274,7 @@ impl Operations {
                 cancelled: count(totals.sum("orders_cancelled_total")),
                 refused: totals.by("orders_rejected_total", "reason"),
             },
-            waiting_room: WaitingRoomView {
+            waiting_room: DashboardWaitingRoom {
                 waiting: line.waiting,
                 entered: count(totals.sum("waiting_room_entered_total")),
                 admitted: count(totals.sum("waiting_room_admitted_total")),
@@ -282,7 +282,7 @@ impl Operations {
             },
             coupons: campaigns
                 .into_iter()
-                .map(|c| CampaignView {
+                .map(|c| DashboardCampaign {
                     id: c.id,
                     name: c.name,
                     issued: c.issued,
@@ -290,7 +290,7 @@ impl Operations {
                 })
                 .collect(),
             payments: totals.by("payments_total", "reason"),
-            events: EventsView {
+            events: DashboardEvents {
                 outbox_pending,
                 relay_lag_events: relay_lag,
                 dead_letters,
@@ -317,8 +317,8 @@ fn after(now: Timestamp, span: Duration) -> Timestamp {
 }
 
 /// The order endpoint's histogram summed over nodes, buckets in ascending order.
-fn latency(totals: &Totals) -> LatencyView {
-    let mut buckets: Vec<Bucket> = Vec::new();
+fn latency(totals: &Totals) -> DashboardLatency {
+    let mut buckets: Vec<LatencyBucket> = Vec::new();
     for (labels, value) in totals.series("http_request_duration_seconds_bucket") {
         let le = labels
             .iter()
@@ -334,7 +334,7 @@ fn latency(totals: &Totals) -> LatencyView {
         };
         match buckets.iter_mut().find(|b| b.le == le) {
             Some(bucket) => bucket.count += count(value),
-            None => buckets.push(Bucket {
+            None => buckets.push(LatencyBucket {
                 le,
                 count: count(value),
             }),
@@ -347,7 +347,7 @@ fn latency(totals: &Totals) -> LatencyView {
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     });
-    LatencyView {
+    DashboardLatency {
         buckets,
         count: count(totals.sum("http_request_duration_seconds_count")),
         sum_seconds: totals.sum("http_request_duration_seconds_sum"),
@@ -362,22 +362,22 @@ pub struct Dashboard {
     pub at: i64,
     /// Products in play (stock moved in the last hour, or released within a day of now),
     /// most recently moved first; at most 50.
-    pub products: Vec<ProductView>,
-    pub orders: OrdersView,
-    pub waiting_room: WaitingRoomView,
+    pub products: Vec<DashboardProduct>,
+    pub orders: DashboardOrders,
+    pub waiting_room: DashboardWaitingRoom,
     /// Campaigns issuing now or in the last day, newest first; at most 20.
-    pub coupons: Vec<CampaignView>,
+    pub coupons: Vec<DashboardCampaign>,
     /// Payment attempts by outcome.
     pub payments: BTreeMap<String, u64>,
-    pub events: EventsView,
+    pub events: DashboardEvents,
     /// `POST /api/v1/orders`.
-    pub latency: LatencyView,
-    pub nodes: Vec<NodeView>,
-    pub health: Health,
+    pub latency: DashboardLatency,
+    pub nodes: Vec<DashboardNode>,
+    pub health: DashboardHealth,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProductView {
+pub struct DashboardProduct {
     pub id: i64,
     pub name: String,
     pub price: i64,
@@ -389,9 +389,9 @@ pub struct ProductView {
     pub sold: i64,
 }
 
-impl From<ProductInPlay> for ProductView {
-    fn from(p: ProductInPlay) -> ProductView {
-        ProductView {
+impl From<ProductInPlay> for DashboardProduct {
+    fn from(p: ProductInPlay) -> DashboardProduct {
+        DashboardProduct {
             id: p.id,
             name: p.name,
             price: p.price,
@@ -406,7 +406,7 @@ impl From<ProductInPlay> for ProductView {
 
 /// The funnel: attempted → placed → paid → confirmed, and refusals by reason code.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OrdersView {
+pub struct DashboardOrders {
     pub attempted: u64,
     pub placed: u64,
     pub paid: u64,
@@ -416,7 +416,7 @@ pub struct OrdersView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WaitingRoomView {
+pub struct DashboardWaitingRoom {
     /// Waiting now (the line's span, cluster-wide).
     pub waiting: i64,
     pub entered: u64,
@@ -426,7 +426,7 @@ pub struct WaitingRoomView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CampaignView {
+pub struct DashboardCampaign {
     pub id: i64,
     pub name: String,
     pub issued: i64,
@@ -434,7 +434,7 @@ pub struct CampaignView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EventsView {
+pub struct DashboardEvents {
     /// Outbox events not yet dispatched, on the node furthest behind.
     pub outbox_pending: u64,
     /// Outbox events not yet acknowledged by the broker (0 without Kafka).
@@ -444,22 +444,22 @@ pub struct EventsView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LatencyView {
+pub struct DashboardLatency {
     /// Cumulative counts, as Prometheus buckets; the last (`le` null) is +Inf.
-    pub buckets: Vec<Bucket>,
+    pub buckets: Vec<LatencyBucket>,
     pub count: u64,
     pub sum_seconds: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Bucket {
+pub struct LatencyBucket {
     /// Upper bound in seconds; null for +Inf.
     pub le: Option<f64>,
     pub count: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct NodeView {
+pub struct DashboardNode {
     pub id: String,
     pub started_at: i64,
     pub seen_at: i64,
@@ -470,15 +470,15 @@ pub struct NodeView {
 
 /// `up`, `down`, or `off` (no node uses it).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
+pub struct DashboardHealth {
     pub database: &'static str,
     pub redis: &'static str,
     pub broker: &'static str,
 }
 
-impl Default for Health {
-    fn default() -> Health {
-        Health {
+impl Default for DashboardHealth {
+    fn default() -> DashboardHealth {
+        DashboardHealth {
             database: "off",
             redis: "off",
             broker: "off",
@@ -486,7 +486,7 @@ impl Default for Health {
     }
 }
 
-impl Health {
+impl DashboardHealth {
     /// One node's view of a dependency: down if any node alive sees it down.
     fn see(&mut self, dependency: Option<&str>, up: bool) {
         let slot = match dependency {
