@@ -530,8 +530,12 @@ backend_tests!(
         let finished =
             store.finish_ticket(admitted.seq, admitted.attempts, &TicketOutcome::Failed, now);
         assert!(finished.await.unwrap());
-        // An admitted ticket is about to change: read every time until it has finished.
-        assert_eq!(ticket_status(&node, &buyers[1], &ticket).await, "failed");
+        // An admitted ticket is about to change: read again within half a second.
+        eventually(Duration::from_secs(2), "the outcome seen", || async {
+            let status = ticket_status(&node, &buyers[1], &ticket).await;
+            (status == "failed").then_some(())
+        })
+        .await;
         let reads = ticket_reads(&node, "store");
         for _ in 0..5 {
             assert_eq!(ticket_status(&node, &buyers[1], &ticket).await, "failed");

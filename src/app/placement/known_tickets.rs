@@ -11,7 +11,10 @@
 //!   is still waiting, as of that read.
 //!
 //! So a waiting ticket is answered "still waiting" from memory while the node's line is
-//! fresh, and read again once the line shows something at or after it left. Entries last
+//! fresh, and read again once the line shows something at or after it left. An admitted
+//! ticket is about to finish: it is read again after [`ADMITTED_FOR`] (its buyer learns the
+//! outcome that much later at most, and a few hundred tickets being placed at once are not
+//! read four times a second each). Entries last
 //! half of a finished ticket's lifetime (pruning never deletes a ticket still known here),
 //! and the table is bounded.
 
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant};
 
 /// Tickets known at most: beyond, the oldest half of the table is forgotten.
 const CAPACITY: usize = 50_000;
+/// How long an admitted ticket's state is trusted.
+const ADMITTED_FOR: Duration = Duration::from_millis(500);
 
 pub(super) struct KnownTickets {
     entries: Mutex<HashMap<String, Known>>,
@@ -54,17 +59,13 @@ impl KnownTickets {
         let holds = match known.ticket.state {
             TicketState::Done => true,
             TicketState::Waiting => line.is_some_and(|line| known.ticket.seq > line.left),
-            TicketState::Admitted => false,
+            TicketState::Admitted => known.learned.elapsed() < ADMITTED_FOR,
         };
         holds.then(|| known.ticket.clone())
     }
 
-    /// Remembers a ticket just read from the store (an admitted one is about to change:
-    /// not kept).
+    /// Remembers a ticket just read from the store.
     pub(super) fn learn(&self, ticket: &TicketRecord) {
-        if ticket.state == TicketState::Admitted {
-            return;
-        }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CAPACITY && !entries.contains_key(&ticket.id) {
             let lifetime = self.lifetime;
@@ -137,13 +138,16 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_ticket_is_known_whatever_the_line_and_an_admitted_one_never() {
+    fn a_finished_ticket_is_known_whatever_the_line_and_an_admitted_one_briefly() {
         let known = KnownTickets::new(Duration::from_secs(300));
         known.learn(&ticket(5, TicketState::Done));
         known.learn(&ticket(6, TicketState::Admitted));
         assert!(known.get("t5", None).is_some());
         assert!(known.get("t5", Some(&line(100))).is_some());
-        assert!(known.get("t6", Some(&line(0))).is_none());
+        assert!(known.get("t6", None).is_some(), "just read");
+        std::thread::sleep(ADMITTED_FOR);
+        assert!(known.get("t6", None).is_none(), "read again after a while");
+        assert!(known.get("t5", None).is_some());
     }
 
     #[test]

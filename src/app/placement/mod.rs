@@ -188,7 +188,7 @@ impl Placement {
         let lines = gate_lines(&request);
         let attempt = attempt_key(request.user_id, &request.idempotency_key);
         let admit = self.gate.admit(&attempt, &lines).await;
-        if let Some(product_id) = self.sold_out(&request, admit).await {
+        if let Some(product_id) = sold_out(&*self.store, &request, admit).await {
             self.metrics.sold_out_fast_rejects.inc();
             let rejection = Rejection::OutOfStock { product_id };
             self.metrics.reject(rejection.code());
@@ -226,23 +226,6 @@ impl Placement {
         }
     }
 
-    /// The product to refuse the attempt for without a writer, if any. An `Unsure` gate is
-    /// checked against the database: a retry of an attempt placed where this gate could not
-    /// see it goes on to the writer, which replays its order (as it decides on any error).
-    async fn sold_out(&self, request: &OrderRequest, admit: Admit) -> Option<i64> {
-        match admit {
-            Admit::SoldOut { product_id } => Some(product_id),
-            Admit::Unsure { product_id } => {
-                let placed = self
-                    .store
-                    .order_of_attempt(request.user_id, &request.idempotency_key)
-                    .await;
-                matches!(placed, Ok(None)).then_some(product_id)
-            }
-            Admit::Pass | Admit::Again => None,
-        }
-    }
-
     async fn answer(
         answer: oneshot::Receiver<Result<PlaceOutcome, StoreError>>,
     ) -> Result<PlaceOutcome, PlaceError> {
@@ -250,6 +233,26 @@ impl Placement {
             .await
             .map_err(|_| stopped())?
             .map_err(PlaceError::Store)
+    }
+}
+
+/// The product to refuse the attempt for without a writer, if any. An `Unsure` gate is
+/// checked against the database: a retry of an attempt placed where this gate could not see
+/// it goes on to the writer, which replays its order (as it decides on any error).
+pub(super) async fn sold_out(
+    store: &dyn Store,
+    request: &OrderRequest,
+    admit: Admit,
+) -> Option<i64> {
+    match admit {
+        Admit::SoldOut { product_id } => Some(product_id),
+        Admit::Unsure { product_id } => {
+            let placed = store
+                .order_of_attempt(request.user_id, &request.idempotency_key)
+                .await;
+            matches!(placed, Ok(None)).then_some(product_id)
+        }
+        Admit::Pass | Admit::Again => None,
     }
 }
 

@@ -15,9 +15,10 @@
 
 use super::job::{gate_lines, Job};
 use super::known_tickets::KnownTickets;
+use super::sold_out;
 use crate::auth::random_token;
 use crate::clock::SharedClock;
-use crate::cluster::gate::{attempt_key, Admit, Gate};
+use crate::cluster::gate::{attempt_key, Gate};
 use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::metrics::{Metrics, SourceLabels};
 use crate::store::{
@@ -302,10 +303,15 @@ impl WaitingRoom {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.metrics.waiting_room_admitted.inc();
         // A ticket admitted before (by a holder that died, or whose placement failed) may
-        // have its order already: only the database knows, and replays it. The gate's
-        // sold-out shortcut is for first admissions.
-        let first_admission = ticket.attempts <= 1;
-        if let (Admit::SoldOut { product_id }, true) = (admit, first_admission) {
+        // have its order already, or about to commit in the old holder's writer: only the
+        // writer's transaction knows, and replays it. The gate's sold-out shortcut is for
+        // first admissions.
+        let refused = if ticket.attempts <= 1 {
+            sold_out(&*self.store, &ticket.request, admit).await
+        } else {
+            None
+        };
+        if let Some(product_id) = refused {
             self.metrics.sold_out_fast_rejects.inc();
             let rejection = Rejection::OutOfStock { product_id };
             self.metrics.reject(rejection.code());
