@@ -15,12 +15,12 @@ pub mod waiting_room;
 
 use super::error::PlaceError;
 use crate::clock::SharedClock;
-use crate::cluster::gate::{attempt_key, Admit, Gate};
+use crate::cluster::gate::{attempt_key, Gate};
 use crate::domain::allocation::{OrderRequest, Rejection};
 use crate::events::EventSync;
 use crate::metrics::Metrics;
 use crate::store::{PlaceOutcome, Store, StoreError, TicketRecord};
-use job::{count, gate_lines, Job};
+use job::{count, gate_lines, sold_out, Job};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -233,26 +233,6 @@ impl Placement {
             .await
             .map_err(|_| stopped())?
             .map_err(PlaceError::Store)
-    }
-}
-
-/// The product to refuse the attempt for without a writer, if any. An `Unsure` gate is
-/// checked against the database: a retry of an attempt placed where this gate could not see
-/// it goes on to the writer, which replays its order (as it decides on any error).
-pub(super) async fn sold_out(
-    store: &dyn Store,
-    request: &OrderRequest,
-    admit: Admit,
-) -> Option<i64> {
-    match admit {
-        Admit::SoldOut { product_id } => Some(product_id),
-        Admit::Unsure { product_id } => {
-            let placed = store
-                .order_of_attempt(request.user_id, &request.idempotency_key)
-                .await;
-            matches!(placed, Ok(None)).then_some(product_id)
-        }
-        Admit::Pass | Admit::Again => None,
     }
 }
 

@@ -13,9 +13,8 @@
 //! A stopping node's pump admits nothing more, finishes what it admitted within the grace
 //! period, and gives up the lease so another node carries on at once.
 
-use super::job::{gate_lines, Job};
+use super::job::{gate_lines, sold_out, Job};
 use super::known_tickets::KnownTickets;
-use super::sold_out;
 use crate::auth::random_token;
 use crate::clock::SharedClock;
 use crate::cluster::gate::{attempt_key, Gate};
