@@ -224,7 +224,7 @@ mod tests {
     fn milliseconds_keep_microsecond_precision() {
         assert_eq!(ms(1_234), 1.234);
         assert_eq!(ms(0), 0.0);
-        assert_eq!(mean_ms(1_234.5678), 1.235);
+        assert_eq!(mean_ms(1_234.567_8), 1.235);
     }
 
     #[test]
