@@ -424,3 +424,121 @@ fn errors_line(analysis: &stats::Analysis) -> String {
         .collect();
     format!("errors by code: {}", parts.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+    use crate::runner::Recording;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: OrdersArgs,
+    }
+
+    fn args(extra: &str) -> OrdersArgs {
+        let line = format!(
+            "orders --target http://a:1 --admin-token t --tokens f --concurrency 2 --out o {extra}"
+        );
+        Cli::try_parse_from(line.split_whitespace()).unwrap().args
+    }
+
+    fn analysis(outcomes: Vec<Outcome>, codes: &[&str], secs: f64) -> stats::Analysis {
+        let n = outcomes.len();
+        stats::analyse(&Recording {
+            outcomes,
+            latency_us: vec![1_000; n],
+            finish_ms: vec![1; n],
+            codes: codes.iter().map(|c| (*c).to_owned()).collect(),
+            duration: Duration::from_secs_f64(secs),
+        })
+    }
+
+    fn clean() -> Result<Verified, String> {
+        Ok(Verified {
+            checked: "checked 1 products".into(),
+            problems: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_run_is_correct_only_when_read_back_and_verify_are_clean() {
+        let open = args("--duration 2s --rate 2");
+        let sizing = plan::Sizing {
+            attempts: 4,
+            per_buyer: 2,
+        };
+        let ok = analysis(vec![Outcome::Ok; 4], &[], 2.0);
+        let read = Ok(OrdersCheck::default());
+        let good = judge(&open, &ok, &sizing, &read, &clean());
+        assert!(good.problems.is_empty(), "{:?}", good.problems);
+        assert!(good.text.starts_with("correct: 4 orders"), "{}", good.text);
+
+        let drift = Ok(Verified {
+            checked: String::new(),
+            problems: vec!["product 1: on_hand 3, ledger 4".into()],
+        });
+        let wrong = judge(&open, &ok, &sizing, &read, &drift);
+        assert!(
+            wrong.text.contains("verify found 1 difference"),
+            "{}",
+            wrong.text
+        );
+        let unverified = judge(&open, &ok, &sizing, &read, &Err("no database".into()));
+        assert!(unverified.text.contains("could not verify"));
+        let unread = judge(&open, &ok, &sizing, &Err("down".into()), &clean());
+        assert!(unread.text.contains("could not read the orders back"));
+
+        let sold_out = analysis(
+            vec![Outcome::Ok, Outcome::Rejected(0)],
+            &["out_of_stock"],
+            2.0,
+        );
+        let wrong = judge(&open, &sold_out, &sizing, &read, &clean());
+        assert!(wrong.text.contains("out of stock"), "{}", wrong.text);
+    }
+
+    #[test]
+    fn a_closed_loop_that_ran_out_of_coupons_early_is_not_the_test_asked_for() {
+        let closed = args("--duration 10s --orders-per-buyer 2");
+        let sizing = plan::Sizing {
+            attempts: 4,
+            per_buyer: 2,
+        };
+        let early = analysis(vec![Outcome::Ok; 4], &[], 3.0);
+        let read = Ok(OrdersCheck::default());
+        let wrong = judge(&closed, &early, &sizing, &read, &clean());
+        assert!(
+            wrong.text.contains("every coupon was used"),
+            "{}",
+            wrong.text
+        );
+        // Ran for the whole duration with coupons left: fine.
+        let full = analysis(vec![Outcome::Ok; 3], &[], 10.0);
+        assert!(judge(&closed, &full, &sizing, &read, &clean())
+            .problems
+            .is_empty());
+    }
+
+    #[test]
+    fn errors_are_listed_by_code_with_their_share() {
+        let a = analysis(
+            vec![
+                Outcome::Ok,
+                Outcome::Rejected(0),
+                Outcome::Failed(crate::outcome::ErrorKind::Timeout),
+                Outcome::Ok,
+            ],
+            &["insufficient_points"],
+            1.0,
+        );
+        assert_eq!(
+            errors_line(&a),
+            "errors by code: insufficient_points 1 (25.00%), timeout 1 (25.00%)"
+        );
+        let none = analysis(vec![Outcome::Ok], &[], 1.0);
+        assert_eq!(errors_line(&none), "errors by code: none");
+    }
+}
