@@ -219,13 +219,24 @@ async fn closed_loop<S: Scenario>(shared: &Arc<Shared<S>>, plan: Plan) -> anyhow
     let workers = u64::from(plan.concurrency).min(shared.attempts);
     let deadline = plan.until.map(|d| shared.live.started + d);
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..workers {
+    for worker in 0..workers {
         let shared = shared.clone();
         set.spawn(async move {
+            // With a think time, users start spread over one think time rather than all
+            // at once: N users thinking T between orders arrive at about N / T per second,
+            // not in bursts of N every T.
+            if !plan.think.is_zero() {
+                tokio::time::sleep(plan.think.mul_f64(worker as f64 / workers as f64)).await;
+            }
             // Each worker takes the next attempt number until none are left or time is up.
             let mut first = true;
             loop {
                 if !first && !plan.think.is_zero() {
+                    // A pause that would end after the deadline ends the user instead, so
+                    // the run's length (and its rate) is not stretched by idle users.
+                    if deadline.is_some_and(|d| Instant::now() + plan.think >= d) {
+                        break;
+                    }
                     tokio::time::sleep(plan.think).await;
                 }
                 first = false;
@@ -411,13 +422,19 @@ mod tests {
         let rec = run(Arc::new(Refused(client)), plan, "t", "ok")
             .await
             .unwrap();
-        // Two users, each attempting at 0, 100, 200 ms (and perhaps at 300 ms on a slow
-        // machine): 6 to 8 attempts, none left pending.
+        // Two users, one attempting at 0, 100, 200 ms, the other (started half a think
+        // time later) at 50, 150, 250 ms; neither starts a pause that would end after
+        // 300 ms. About 6 attempts (a slow machine shifts them), none left pending, and
+        // the run ends with the last answer, not a pause later.
         let made = rec.outcomes.len();
-        assert!((6..=8).contains(&made), "{made} attempts");
+        assert!((4..=7).contains(&made), "{made} attempts");
         assert_eq!(rec.latency_us.len(), made);
         assert!(rec.outcomes.iter().all(|o| *o != Outcome::Pending));
-        assert!(rec.duration >= Duration::from_millis(300));
+        assert!(
+            rec.duration < Duration::from_millis(300),
+            "{:?}",
+            rec.duration
+        );
     }
 
     #[test]

@@ -324,8 +324,9 @@ fn judge(
             "{out_of_stock} order(s) found a product out of stock"
         ));
     }
-    // A closed loop stops early only when every coupon has been used.
-    let short = analysis.duration_s + 0.5 < args.duration.as_secs_f64();
+    // A closed loop stops early only when every coupon has been used; a user's last pause
+    // (which would end after the deadline, so is not taken) is not early.
+    let short = analysis.duration_s + args.think.as_secs_f64() + 0.5 < args.duration.as_secs_f64();
     if args.load.rate.is_none() && analysis.tally.attempts >= sizing.attempts && short {
         problems.push(format!(
             "every coupon was used after {:.1} s of {:.1} s: give --orders-per-buyer",
@@ -518,6 +519,12 @@ mod tests {
         // Ran for the whole duration with coupons left: fine.
         let full = analysis(vec![Outcome::Ok; 3], &[], 10.0);
         assert!(judge(&closed, &full, &sizing, &read, &clean())
+            .problems
+            .is_empty());
+        // Users thinking 4 s stop up to 4 s early (a pause past the deadline is not taken).
+        let thinking = args("--duration 10s --think 4s");
+        let paused = analysis(vec![Outcome::Ok; 4], &[], 6.5);
+        assert!(judge(&thinking, &paused, &sizing, &read, &clean())
             .problems
             .is_empty());
     }
