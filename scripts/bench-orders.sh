@@ -7,7 +7,9 @@
 #
 # Each run makes three measurements:
 # - hello: GET /healthz, closed loop, 100 connections         (the ceiling)
-# - seed:  the seed's test: open loop at RATE orders/s from BUYERS users for DURATION
+# - seed:  the seed's test: open loop at RATE orders/s from BUYERS users for DURATION, or
+#          with THINK set, its model as such: BUYERS users in a closed loop, each pausing
+#          THINK between orders (1,000 users at 13s make about 75 orders/s)
 # - max:   the same orders as fast as they go: closed loop, MAX_CONCURRENCY users, no
 #          think time, for MAX_DURATION, with MAX_PER_BUYER coupons per buyer
 # Every orders run ends with `stampede verify` on the server's database (the run's verdict
@@ -15,7 +17,8 @@
 #
 # Usage: scripts/bench-orders.sh [--pg] [RUNS]
 #   --pg: PostgreSQL instead of SQLite
-#   env: BUYERS (1000), RATE (75), DURATION (10m: the seed's; shorter on a shared machine),
+#   env: BUYERS (1000), RATE (75), THINK (unset), DURATION (10m: the seed's; shorter on a
+#        shared machine),
 #        MAX_CONCURRENCY (100), MAX_DURATION (10s), MAX_PER_BUYER (20), HELLO_REQUESTS
 #        (30000), OUT
 set -euo pipefail
@@ -30,6 +33,12 @@ MAX_CONCURRENCY=${MAX_CONCURRENCY:-100}
 MAX_DURATION=${MAX_DURATION:-10s}
 MAX_PER_BUYER=${MAX_PER_BUYER:-20}
 HELLO_REQUESTS=${HELLO_REQUESTS:-30000}
+THINK=${THINK:-}
+if [ -n "$THINK" ]; then
+  seed_load=(--concurrency "$BUYERS" --think "$THINK"); seed_label="$BUYERS users closed loop, think $THINK"
+else
+  seed_load=(--rate "$RATE" --concurrency "$BUYERS"); seed_label="$RATE/s open loop, $BUYERS users"
+fi
 PORT=18700
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 OUT=${OUT:-bench-out/orders-$STORE-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -84,16 +93,16 @@ for run in $(seq 1 "$RUNS"); do
     --out "$OUT/hello-run$run" | tail -n 2
   # The verdict is on the last lines; a failed one is counted, and the other runs go on.
   "$BIN" loadgen orders "${target[@]}" --tokens "$OUT/tokens.txt" --duration "$DURATION" \
-    --rate "$RATE" --concurrency "$BUYERS" --out "$OUT/seed-run$run" | tail -n 11 || failed=$((failed + 1))
+    "${seed_load[@]}" --out "$OUT/seed-run$run" | tail -n 11 || failed=$((failed + 1))
   "$BIN" loadgen orders "${target[@]}" --tokens "$OUT/tokens.txt" --duration "$MAX_DURATION" \
     --concurrency "$MAX_CONCURRENCY" --orders-per-buyer "$MAX_PER_BUYER" \
     --out "$OUT/max-run$run" | tail -n 11 || failed=$((failed + 1))
 done
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 
-python3 - "$OUT" "$STORE" "$RATE" "$DURATION" "$BUYERS" "$MAX_CONCURRENCY" "$MAX_DURATION" <<'PY'
+python3 - "$OUT" "$STORE" "$seed_label" "$DURATION" "$MAX_CONCURRENCY" "$MAX_DURATION" <<'PY'
 import glob, json, statistics, sys
-out, store, rate, duration, buyers, max_c, max_d = sys.argv[1:]
+out, store, seed_label, duration, max_c, max_d = sys.argv[1:]
 def med(name, key):
     vals = [key(json.load(open(p))) for p in sorted(glob.glob(f"{out}/{name}-run*/summary.json"))]
     return statistics.median(vals) if vals else float("nan")
@@ -105,7 +114,7 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 print(f"| GET /healthz, 100 connections (ceiling) | {runs('hello')} | {hello:,.0f} | 100% | "
       f"{med('hello', lambda s: s['latency_ms']['mean']):.2f} | {med('hello', lambda s: s['latency_ms']['p50']):.2f} | "
       f"{med('hello', lambda s: s['latency_ms']['p95']):.2f} | {med('hello', lambda s: s['latency_ms']['p99']):.2f} | - | - |")
-for name, label in (("seed", f"seed 002's test: {rate}/s open loop, {buyers} users, {duration}"),
+for name, label in (("seed", f"seed 002's test: {seed_label}, {duration}"),
                     ("max", f"as fast as they go: {max_c} users closed loop, {max_d}")):
     if not runs(name):
         continue
