@@ -324,9 +324,11 @@ fn judge(
             "{out_of_stock} order(s) found a product out of stock"
         ));
     }
-    // A closed loop stops early only when every coupon has been used; a user's last pause
-    // (which would end after the deadline, so is not taken) is not early.
-    let short = analysis.duration_s + args.think.as_secs_f64() + 0.5 < args.duration.as_secs_f64();
+    // A closed loop stops early only when every coupon has been used. Users without a
+    // think time work until the deadline; with one, a user's last answer comes less than a
+    // think time before it (a pause past the deadline is not taken). No slack beyond that:
+    // a 5 s run that ran dry at 4.6 s did not run for 5 s.
+    let short = analysis.duration_s + args.think.as_secs_f64() < args.duration.as_secs_f64();
     if args.load.rate.is_none() && analysis.tally.attempts >= sizing.attempts && short {
         problems.push(format!(
             "every coupon was used after {:.1} s of {:.1} s: give --orders-per-buyer",
@@ -516,6 +518,10 @@ mod tests {
             "{}",
             wrong.text
         );
+        let nearly = analysis(vec![Outcome::Ok; 4], &[], 9.6);
+        assert!(!judge(&closed, &nearly, &sizing, &read, &clean())
+            .problems
+            .is_empty());
         // Ran for the whole duration with coupons left: fine.
         let full = analysis(vec![Outcome::Ok; 3], &[], 10.0);
         assert!(judge(&closed, &full, &sizing, &read, &clean())
