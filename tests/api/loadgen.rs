@@ -165,3 +165,137 @@ backend_tests!(
         let _ = std::fs::remove_dir_all(&dir);
     }
 );
+
+/// `stampede loadgen orders …` through the binary's own dispatch, which supplies `verify`
+/// on the test's database.
+async fn orders_run(app: &crate::helpers::TestApp, args: &[&str]) -> ExitCode {
+    let line = ["stampede", "loadgen", "orders"].iter().chain(args);
+    let cli = Cli::try_parse_from(line).expect("valid arguments");
+    stampede::cli::run(cli, (*app.state.config).clone())
+        .await
+        .expect("the run completes")
+}
+
+backend_tests!(
+    an_order_load_test_orders_with_a_coupon_and_points_every_time,
+    |app| async move {
+        let dir = std::env::temp_dir().join(unique("loadgen-orders"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tokens = app.buyers(5).await;
+        let tokens_file = dir.join("tokens.txt");
+        std::fs::write(&tokens_file, tokens.join("\n")).unwrap();
+        let admin = app.admin_token().await;
+        let tokens_path = tokens_file.display().to_string();
+        let common = [
+            "--target",
+            &app.root,
+            "--admin-token",
+            &admin,
+            "--tokens",
+            &tokens_path,
+            "--products",
+            "3",
+            "--points",
+            "700",
+        ];
+        // Open loop: 20 orders/s for 2 s from 5 buyers, so 8 coupons each.
+        let open_out = dir.join("open").display().to_string();
+        let open: Vec<&str> = common
+            .iter()
+            .copied()
+            .chain(["--duration", "2s", "--rate", "20", "--concurrency", "10"])
+            .chain(["--out", &open_out])
+            .collect();
+        assert_eq!(orders_run(&app, &open).await, ExitCode::SUCCESS);
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{open_out}/summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["scenario"], "orders");
+        assert_eq!(int(&summary, "attempts"), 40);
+        assert_eq!(int(&summary, "orders_per_buyer"), 8);
+        let placed = int(&summary, "placed");
+        assert_eq!(placed, 40, "every order placed: {summary}");
+        assert_eq!(summary["error_rate"], 0.0);
+        assert!(summary["orders_per_s"].as_f64().unwrap() > 0.0);
+        assert!(summary["latency_ms"]["mean"].as_f64().unwrap() > 0.0);
+        assert_eq!(summary["seed_002"]["orders_per_s"], 75.0);
+        assert_eq!(summary["verify_clean"], true, "{summary}");
+        assert_eq!(summary["verify"]["problems"], serde_json::json!([]));
+        assert_eq!(
+            int(&summary["orders_read_back"], "with_coupon_and_points"),
+            40
+        );
+
+        // What the server holds, read independently of the load generator: every order a
+        // coupon of its own, 3,000 won off and 700 points.
+        let listed = expect(&app.get("/orders?page=1&size=100", Some(&admin)).await, 200).clone();
+        let orders = listed["items"].as_array().unwrap();
+        assert_eq!(orders.len() as i64, placed);
+        let mut coupons = std::collections::HashSet::new();
+        for order in orders {
+            assert!(coupons.insert(int(order, "coupon_id")), "coupon used twice");
+            assert_eq!(int(order, "discount"), 3_000, "{order}");
+            assert_eq!(int(order, "points_used"), 700, "{order}");
+        }
+        // Each buyer: 8 orders, so 8 coupons held and 8 × 700 points held.
+        for token in &tokens {
+            let points = expect(&app.get("/me/points", Some(token)).await, 200).clone();
+            assert_eq!(int(&points, "held"), 8 * 700, "{points}");
+            let mine = expect(
+                &app.get("/me/coupons?page=1&size=100", Some(token)).await,
+                200,
+            )
+            .clone();
+            let held = mine["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["status"] == "held")
+                .count();
+            assert_eq!(held, 8, "{mine}");
+        }
+
+        // Closed loop: 3 users pausing 100 ms between orders for 1 s; they cannot use
+        // more than the 3 × 11 coupons claimed for them.
+        let closed_out = dir.join("closed").display().to_string();
+        let closed: Vec<&str> = common
+            .iter()
+            .copied()
+            .chain(["--duration", "1s", "--concurrency", "3", "--think", "100ms"])
+            .chain(["--out", &closed_out])
+            .collect();
+        assert_eq!(orders_run(&app, &closed).await, ExitCode::SUCCESS);
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{closed_out}/summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["rate_per_s"], serde_json::Value::Null);
+        let placed = int(&summary, "placed");
+        assert!((3..=33).contains(&placed), "{summary}");
+        assert_eq!(placed, int(&summary, "attempts"));
+        app.assert_verify_clean().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+);
+
+#[test]
+fn an_order_load_test_needs_a_duration_and_a_bound_on_its_orders() {
+    let parses = |line: &str| {
+        Cli::try_parse_from(
+            ["stampede", "loadgen", "orders"]
+                .into_iter()
+                .chain(line.split_whitespace()),
+        )
+        .is_ok()
+    };
+    let base = "--target http://a:1 --admin-token t --tokens f --concurrency 10 --out o";
+    assert!(parses(&format!("{base} --duration 10m --rate 75")));
+    assert!(parses(&format!("{base} --duration 30s --think 13s")));
+    assert!(!parses(&format!("{base} --rate 75")), "no duration");
+    assert!(
+        !parses(&format!("{base} --duration 10 --rate 75")),
+        "no unit"
+    );
+    assert!(!parses(&format!(
+        "{base} --duration 1s --orders-per-buyer 0"
+    )));
+}

@@ -200,6 +200,11 @@ pub struct OrderRow {
     pub user_id: i64,
     pub status: OrderStatus,
     pub partner_orders: Vec<PartnerOrderRow>,
+    /// The buyer's coupon the order used, if any.
+    #[serde(default)]
+    pub coupon_id: Option<i64>,
+    #[serde(default)]
+    pub points_used: i64,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -219,6 +224,7 @@ struct OrdersPage {
 }
 
 /// Admin calls against the first target, outside the measured run.
+#[derive(Clone)]
 pub struct Admin {
     client: Client,
     target: Target,
@@ -264,6 +270,20 @@ impl Admin {
     ) -> anyhow::Result<T> {
         let request = self.client.post(self.target.endpoint(path)?).json(body);
         self.call(request, what).await
+    }
+
+    /// A POST of `body` to `path` with the admin's token, for a call that adds headers of
+    /// its own (an Idempotency-Key) and is sent by the caller.
+    pub fn request_post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<RequestBuilder> {
+        Ok(self
+            .client
+            .post(self.target.endpoint(path)?)
+            .header(AUTHORIZATION, self.auth.clone())
+            .json(body))
     }
 
     /// GETs `path` and parses the answer.

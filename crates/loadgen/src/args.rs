@@ -42,6 +42,8 @@ impl LoadArgs {
             attempts,
             concurrency: self.concurrency,
             pace,
+            until: None,
+            think: Duration::ZERO,
         }
     }
 

@@ -101,7 +101,7 @@ pub async fn run(args: DropArgs) -> anyhow::Result<ExitCode> {
             targets: args.load.targets.clone(),
             order_urls: args.load.endpoints("/api/v1/orders")?,
             tokens,
-            body: order_body(product_id, args.quantity)?,
+            bodies: vec![order_body(product_id, args.quantity)?],
             key_prefix: format!("lg-{run_id}"),
             patience: Duration::from_secs(args.patience_secs),
             poll_every: Duration::from_millis(args.poll_ms),
@@ -357,10 +357,12 @@ fn print_verdict(verdict: &Verdict) {
     }
 }
 
-struct DropScenario {
+/// Order attempts as a buyer's client sends them; shared with `orders`, whose attempts
+/// differ only in their bodies.
+pub(crate) struct DropScenario {
     /// Sends the attempts and follows them up; its journal holds the acknowledged orders
     /// for the cross-check with the admin listing.
-    follower: Arc<Follower>,
+    pub(crate) follower: Arc<Follower>,
 }
 
 impl DropScenario {

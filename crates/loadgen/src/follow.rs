@@ -277,8 +277,10 @@ pub struct Follower {
     /// `POST /api/v1/orders` on each target, parsed once.
     pub order_urls: Vec<Url>,
     pub tokens: Vec<HeaderValue>,
-    /// The same for every attempt: serialised once, shared by reference count.
-    pub body: Bytes,
+    /// Attempt n sends `bodies[n % len]`: one body for a drop's identical attempts, one per
+    /// attempt when each names its own coupon. Serialised before the run, shared by
+    /// reference count, so a retry sends exactly what the first try sent.
+    pub bodies: Vec<Bytes>,
     /// Unique per run, so keys never meet those of an earlier run with the same buyers.
     pub key_prefix: String,
     /// How long an attempt is followed up before it counts as failed.
@@ -317,7 +319,7 @@ impl Follower {
             .header(AUTHORIZATION, self.token(attempt).clone())
             .header(CONTENT_TYPE, JSON)
             .header(IDEMPOTENCY_KEY, self.key(attempt))
-            .body(self.body.clone())
+            .body(self.bodies[(attempt % self.bodies.len() as u64) as usize].clone())
     }
 
     async fn send_post(&self, attempt: u64, node: usize) -> PostRead {
@@ -798,7 +800,7 @@ mod tests {
             targets,
             order_urls,
             tokens: vec![api::bearer("buyer").unwrap()],
-            body: Bytes::from_static(b"{}"),
+            bodies: vec![Bytes::from_static(b"{}")],
             key_prefix: "k".into(),
             patience,
             poll_every: Duration::from_millis(10),

@@ -10,7 +10,8 @@
 //! (`stats`), `summary.json` (`summary`) and `report.html` (`report`, drawn by `svg`).
 //! `drop` adds the setup, the follow-up of attempts its first answer did not decide
 //! (`follow`: waiting-room tickets, retries) and the correctness check (`verdict`); `coupon`
-//! does the same for a first-come coupon campaign.
+//! does the same for a first-come coupon campaign; `orders` is seed 002's order load test,
+//! sustained for a duration, whose ledger check the caller supplies ([`run_orders`]).
 //!
 //! Modules only import downwards: this file knows the scenarios, the scenarios know the
 //! shared modules, and no module imports one that imports it.
@@ -21,6 +22,7 @@ mod browse;
 mod coupon;
 mod drop;
 mod follow;
+mod orders;
 mod outcome;
 mod progress;
 mod report;
@@ -30,6 +32,7 @@ mod summary;
 mod svg;
 mod verdict;
 
+pub use orders::{run as run_orders, OrdersArgs, Verified};
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]

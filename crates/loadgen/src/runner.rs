@@ -56,9 +56,16 @@ pub enum Pace {
 
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
+    /// Attempts to make; with `until`, the most that may be made.
     pub attempts: u64,
     pub concurrency: u32,
     pub pace: Pace,
+    /// Closed loop: no attempt starts after this long (a sustained test, seed 002's "10
+    /// minutes"); attempts under way finish. An open loop's length is its attempts ÷ rate.
+    pub until: Option<Duration>,
+    /// Closed loop: each worker pauses this long after an answer before its next attempt,
+    /// as a user reads the page before ordering again.
+    pub think: Duration,
 }
 
 /// One HTTP response, read whole.
@@ -193,23 +200,51 @@ pub async fn run<S: Scenario>(
     });
     let bar = progress::Bar::start(live.clone(), label, ok_label);
     let result = match plan.pace {
-        Pace::Closed => closed_loop(&shared, plan.concurrency).await,
+        Pace::Closed => closed_loop(&shared, plan).await,
         Pace::Open { per_second } => open_loop(&shared, plan.concurrency, per_second).await,
     };
     let duration = live.started.elapsed();
     bar.finish();
     result?;
-    Ok(shared.recording(duration))
+    // A closed loop stopped by `until` made fewer attempts than it had slots for: numbers
+    // are taken only before the deadline and each one taken is used, so they are 0..next.
+    let made = match plan.pace {
+        Pace::Closed => shared.next.load(Relaxed).min(plan.attempts),
+        Pace::Open { .. } => plan.attempts,
+    };
+    Ok(shared.recording(made, duration))
 }
 
-async fn closed_loop<S: Scenario>(shared: &Arc<Shared<S>>, concurrency: u32) -> anyhow::Result<()> {
-    let workers = u64::from(concurrency).min(shared.attempts);
+async fn closed_loop<S: Scenario>(shared: &Arc<Shared<S>>, plan: Plan) -> anyhow::Result<()> {
+    let workers = u64::from(plan.concurrency).min(shared.attempts);
+    let deadline = plan.until.map(|d| shared.live.started + d);
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..workers {
+    for worker in 0..workers {
         let shared = shared.clone();
         set.spawn(async move {
-            // Each worker takes the next attempt number until none are left.
+            // With a think time, users start spread over one think time rather than all
+            // at once: N users thinking T between orders arrive at about N / T per second,
+            // not in bursts of N every T.
+            if !plan.think.is_zero() {
+                tokio::time::sleep(plan.think.mul_f64(worker as f64 / workers as f64)).await;
+            }
+            // Each worker takes the next attempt number until none are left or time is up.
+            let mut first = true;
             loop {
+                if !first && !plan.think.is_zero() {
+                    // A pause that would end after the deadline ends the user instead, so
+                    // the run's length (and its rate) is not stretched by idle users.
+                    if deadline.is_some_and(|d| Instant::now() + plan.think >= d) {
+                        break;
+                    }
+                    tokio::time::sleep(plan.think).await;
+                }
+                first = false;
+                // The deadline is read before a number is taken, so every number taken
+                // is an attempt made.
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
                 let n = shared.next.fetch_add(1, Relaxed);
                 if n >= shared.attempts {
                     break;
@@ -312,24 +347,16 @@ impl<S> Shared<S> {
     }
 
     /// Called after every task has finished (joined, or its permit returned), so the
-    /// relaxed loads see every store.
-    fn recording(&self, duration: Duration) -> Recording {
+    /// relaxed loads see every store. Only the first `made` slots were used.
+    fn recording(&self, made: u64, duration: Duration) -> Recording {
+        let slots = &self.slots[..made as usize];
         Recording {
-            outcomes: self
-                .slots
+            outcomes: slots
                 .iter()
                 .map(|s| Outcome::decode(s.outcome.load(Relaxed)))
                 .collect(),
-            latency_us: self
-                .slots
-                .iter()
-                .map(|s| s.latency_us.load(Relaxed))
-                .collect(),
-            finish_ms: self
-                .slots
-                .iter()
-                .map(|s| s.finish_ms.load(Relaxed))
-                .collect(),
+            latency_us: slots.iter().map(|s| s.latency_us.load(Relaxed)).collect(),
+            finish_ms: slots.iter().map(|s| s.finish_ms.load(Relaxed)).collect(),
             codes: self.codes.names(),
             duration,
         }
@@ -367,6 +394,47 @@ mod tests {
         let names = table.names();
         assert_eq!(names[oos as usize], "out_of_stock");
         assert_eq!(names[teapot as usize], "http_418");
+    }
+
+    /// Every attempt goes to a port nothing listens on: refused at once, so the run's
+    /// length is the deadline's and the think time's doing.
+    struct Refused(reqwest::Client);
+
+    impl Scenario for Refused {
+        fn request(&self, _attempt: u64) -> RequestBuilder {
+            self.0.get("http://127.0.0.1:1/")
+        }
+        fn classify<'a>(&self, _attempt: u64, _answer: &'a Answer) -> Reply<'a> {
+            Reply::Ok
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_loop_stops_at_its_deadline_and_keeps_only_the_attempts_made() {
+        let client = crate::api::client(2, Duration::from_secs(1)).unwrap();
+        let plan = Plan {
+            attempts: 10_000,
+            concurrency: 2,
+            pace: Pace::Closed,
+            until: Some(Duration::from_millis(300)),
+            think: Duration::from_millis(100),
+        };
+        let rec = run(Arc::new(Refused(client)), plan, "t", "ok")
+            .await
+            .unwrap();
+        // Two users, one attempting at 0, 100, 200 ms, the other (started half a think
+        // time later) at 50, 150, 250 ms; neither starts a pause that would end after
+        // 300 ms. About 6 attempts (a slow machine shifts them), none left pending, and
+        // the run ends with the last answer, not a pause later.
+        let made = rec.outcomes.len();
+        assert!((4..=7).contains(&made), "{made} attempts");
+        assert_eq!(rec.latency_us.len(), made);
+        assert!(rec.outcomes.iter().all(|o| *o != Outcome::Pending));
+        assert!(
+            rec.duration < Duration::from_millis(300),
+            "{:?}",
+            rec.duration
+        );
     }
 
     #[test]

@@ -336,6 +336,8 @@ mod tests {
                     quantity,
                 }],
             }],
+            coupon_id: None,
+            points_used: 0,
         }
     }
 
