@@ -60,9 +60,24 @@ def error_body(ctx, response, case):
     error = body.get("error") if isinstance(body, dict) else None
     if not (
         isinstance(error, dict)
-        and set(error) == {"code", "message"}
+        and set(error) - {"items"} == {"code", "message"}
         and isinstance(error["message"], str)
     ):
         raise AssertionError(f"error answer {response.status_code} is not an ErrorBody: {body!r}")
+    # `items` (a refused batch's reasons, by index) comes only with `batch_invalid`.
+    if "items" in error and not (
+        error["code"] == "batch_invalid"
+        and isinstance(error["items"], list)
+        and error["items"]
+        and all(
+            isinstance(item, dict)
+            and set(item) == {"index", "field", "message"}
+            and isinstance(item["index"], int)
+            and isinstance(item["field"], str)
+            and isinstance(item["message"], str)
+            for item in error["items"]
+        )
+    ):
+        raise AssertionError(f"error answer {response.status_code} has malformed items: {body!r}")
     if error["code"] not in _error_codes(case):
         raise AssertionError(f"error code {error['code']!r} is not in the document's ErrorCode")

@@ -3,7 +3,7 @@
 //! move with orders (`app::placement`, `app::orders`). Reads of the listing go through the
 //! cluster's listing cache.
 
-use super::error::{require, AppError, AppResult};
+use super::error::{require, AppError, AppResult, ItemError};
 use crate::clock::SharedClock;
 use crate::cluster::cache::Listing;
 use crate::domain::values::MAX_QUANTITY;
@@ -13,6 +13,7 @@ use crate::store::{
     AdjustOutcome, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord, ProductPatch,
     ProductRecord, StockLevels, Store,
 };
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -25,6 +26,9 @@ pub struct Catalog {
     pub clock: SharedClock,
     pub events: EventSync,
     pub listing: Listing,
+    /// Most products one [`Catalog::create_products`] request may carry
+    /// (`catalog_batch_max`).
+    pub batch_max: usize,
 }
 
 /// A product as a seller or admin asks for it, before validation.
@@ -62,6 +66,35 @@ fn max_per_user(raw: i64) -> Result<i64, DomainError> {
     Quantity::new("max_per_user", raw).map(Quantity::get)
 }
 
+/// One product as the caller may list it: whose it is (`Forbidden` for a seller naming
+/// another partner), then every field checked. The partner's existence is the caller's
+/// to check, against the store.
+fn new_product(actor: &Actor, input: ProductInput, now: Timestamp) -> AppResult<NewProduct> {
+    let partner_id = match (actor.role, input.partner_id) {
+        (Role::Seller, requested) => {
+            let own = actor.partner_id.ok_or(AppError::Forbidden)?;
+            if requested.is_some_and(|p| p != own) {
+                return Err(AppError::Forbidden);
+            }
+            own
+        }
+        (_, Some(partner_id)) => partner_id,
+        (_, None) => return Err(DomainError::new("partner_id", "is required for admins").into()),
+    };
+    if !(0..=MAX_QUANTITY).contains(&input.stock) {
+        let message = format!("must be 0..={MAX_QUANTITY}");
+        return Err(DomainError::new("stock", message).into());
+    }
+    Ok(NewProduct {
+        partner_id,
+        name: text("name", &input.name, MAX_NAME_CHARS)?,
+        price: Won::new("price", input.price)?.get(),
+        stock: input.stock,
+        release_at: input.release_at.unwrap_or(now),
+        max_per_user: input.max_per_user.map(max_per_user).transpose()?,
+    })
+}
+
 impl Catalog {
     pub async fn create_partner(
         &self,
@@ -91,34 +124,10 @@ impl Catalog {
         input: ProductInput,
     ) -> AppResult<ProductRecord> {
         require(actor, &[Role::Seller, Role::Admin])?;
-        let partner_id = match (actor.role, input.partner_id) {
-            (Role::Seller, requested) => {
-                let own = actor.partner_id.ok_or(AppError::Forbidden)?;
-                if requested.is_some_and(|p| p != own) {
-                    return Err(AppError::Forbidden);
-                }
-                own
-            }
-            (_, Some(partner_id)) => partner_id,
-            (_, None) => {
-                return Err(DomainError::new("partner_id", "is required for admins").into())
-            }
-        };
-        if !(0..=MAX_QUANTITY).contains(&input.stock) {
-            let message = format!("must be 0..={MAX_QUANTITY}");
-            return Err(DomainError::new("stock", message).into());
-        }
         let now = self.clock.now();
-        let product = NewProduct {
-            partner_id,
-            name: text("name", &input.name, MAX_NAME_CHARS)?,
-            price: Won::new("price", input.price)?.get(),
-            stock: input.stock,
-            release_at: input.release_at.unwrap_or(now),
-            max_per_user: input.max_per_user.map(max_per_user).transpose()?,
-        };
+        let product = new_product(actor, input, now)?;
         self.store
-            .partner(partner_id)
+            .partner(product.partner_id)
             .await?
             .ok_or_else(|| AppError::not_found("partner"))?;
         let created = self.store.insert_product(&product, now).await?;
@@ -126,6 +135,72 @@ impl Catalog {
         // fresh.
         self.events.caught_up().await;
         Ok(created)
+    }
+
+    /// Lists up to `batch_max` products at once, each authorised and validated exactly as
+    /// [`Catalog::create_product`] does, in one transaction.
+    ///
+    /// All or nothing: if any item is invalid (or names a partner that does not exist),
+    /// none is created and every invalid item is reported with its index. A client then
+    /// fixes its file and sends the same request again, with no need to work out which
+    /// items already exist (a partial success retried as is would list them twice). An
+    /// item naming another partner than the seller's own refuses the whole request
+    /// (`Forbidden`), as it would alone.
+    pub async fn create_products(
+        &self,
+        actor: &Actor,
+        inputs: Vec<ProductInput>,
+    ) -> AppResult<Vec<ProductRecord>> {
+        require(actor, &[Role::Seller, Role::Admin])?;
+        if inputs.is_empty() {
+            let message = format!("must hold 1 to {} products", self.batch_max);
+            return Err(DomainError::new("products", message).into());
+        }
+        if inputs.len() > self.batch_max {
+            return Err(AppError::BatchTooLarge {
+                max: self.batch_max,
+                given: inputs.len(),
+            });
+        }
+        let now = self.clock.now();
+        let mut valid = Vec::with_capacity(inputs.len());
+        let mut invalid = Vec::new();
+        for (index, input) in inputs.into_iter().enumerate() {
+            match new_product(actor, input, now) {
+                Ok(product) => valid.push((index, product)),
+                Err(AppError::Invalid(error)) => invalid.push(ItemError { index, error }),
+                Err(other) => return Err(other),
+            }
+        }
+        invalid.extend(self.unknown_partners(&valid).await?);
+        if !invalid.is_empty() {
+            invalid.sort_unstable_by_key(|e| e.index);
+            return Err(AppError::InvalidItems(invalid));
+        }
+        let products: Vec<NewProduct> = valid.into_iter().map(|(_, p)| p).collect();
+        let created = self.store.insert_products(&products, now).await?;
+        self.events.caught_up().await;
+        Ok(created)
+    }
+
+    /// The items naming a partner that does not exist, one read per distinct partner
+    /// (usually one).
+    async fn unknown_partners(&self, valid: &[(usize, NewProduct)]) -> AppResult<Vec<ItemError>> {
+        let partners: BTreeSet<i64> = valid.iter().map(|(_, p)| p.partner_id).collect();
+        let mut missing = BTreeSet::new();
+        for partner_id in partners {
+            if self.store.partner(partner_id).await?.is_none() {
+                missing.insert(partner_id);
+            }
+        }
+        Ok(valid
+            .iter()
+            .filter(|(_, p)| missing.contains(&p.partner_id))
+            .map(|&(index, _)| ItemError {
+                index,
+                error: DomainError::new("partner_id", "no such partner"),
+            })
+            .collect())
     }
 
     pub async fn update_product(
@@ -252,10 +327,16 @@ impl Catalog {
     }
 }
 
+/// Products per transaction when seeding: large enough that a commit (an fsync with
+/// `synchronous=FULL`) is a small share of each batch's time, small enough that one batch's
+/// rows and JSON stay a few megabytes.
+pub const SEED_BATCH_PRODUCTS: usize = 5_000;
+
 /// Creates a partner and `count` products for load tests, released one minute apart going
 /// back from `now` (so `GET /products` sorted by `release_at` has a deep, realistic order),
-/// each with `stock` units. Goes through the store like any product: ledger rows and events
-/// included. Returns the partner id.
+/// each with `stock` units. Goes through the store's batch path like an API batch: ledger
+/// rows and events included, [`SEED_BATCH_PRODUCTS`] per transaction. Returns the partner
+/// id.
 pub async fn seed(
     store: &dyn Store,
     now: Timestamp,
@@ -269,16 +350,20 @@ pub async fn seed(
         anyhow::bail!("stock must be 0..={MAX_QUANTITY}");
     }
     let partner = store.insert_partner("Seeded catalog", 1000, now).await?;
+    let mut batch = Vec::with_capacity(SEED_BATCH_PRODUCTS.min(count));
     for i in 0..count {
-        let product = NewProduct {
+        batch.push(NewProduct {
             partner_id: partner.id,
             name: format!("Seeded product {i}"),
             price: 10_000 + (i as i64 % 500) * 1_000,
             stock,
             release_at: Timestamp::from_millis(now.millis() - i as i64 * 60_000),
             max_per_user: None,
-        };
-        store.insert_product(&product, now).await?;
+        });
+        if batch.len() == SEED_BATCH_PRODUCTS || i + 1 == count {
+            store.insert_products(&batch, now).await?;
+            batch.clear();
+        }
     }
     Ok(partner.id)
 }

@@ -112,12 +112,26 @@ pub enum AppError {
     /// (the message says which).
     #[error("{0}")]
     BusinessDayNotOver(String),
+    /// A batch of which some items break a rule: nothing of it was done. Each item error
+    /// says which item (its index in the request) and why.
+    #[error("{} of the items are invalid; nothing was created", .0.len())]
+    InvalidItems(Vec<ItemError>),
+    /// A batch with more items than one request may carry (`max`); nothing was done.
+    #[error("at most {max} items per request, got {given}")]
+    BatchTooLarge { max: usize, given: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Something that cannot fail in normal operation did (a worker task died, a hash
     /// could not be computed); logged, and answered as an internal error.
     #[error("{0}")]
     Internal(String),
+}
+
+/// Why the item at `index` of a batch was refused.
+#[derive(Debug)]
+pub struct ItemError {
+    pub index: usize,
+    pub error: DomainError,
 }
 
 /// Refuses a caller whose role is not one of `roles`: the first check of every use case

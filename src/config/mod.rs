@@ -109,6 +109,13 @@ settings! {
         request_timeout_ms: u64 = 10_000, 1..=300_000;
         /// Largest request body; 413 above it.
         body_limit_bytes: usize = 64 * 1024, 1024..=16 * 1024 * 1024;
+        /// Most products one `POST /api/v1/products/batch` creates (in one transaction);
+        /// beyond it 422 `batch_too_large`, nothing created.
+        catalog_batch_max: usize = 1000, 1..=10_000;
+        /// Largest body of `POST /api/v1/products/batch` (1,000 products with 200-character
+        /// names take about 300 KiB); 413 above it. Every other route keeps
+        /// `body_limit_bytes`.
+        catalog_batch_body_limit_bytes: usize = 1024 * 1024, 1024..=64 * 1024 * 1024;
         /// How often the event dispatcher polls the outbox when nobody has woken it.
         outbox_poll_ms: u64 = 200, 1..=60_000;
         /// `simulated` (the embedded default: it moves no money, and the server says so at

@@ -222,6 +222,8 @@ fn defaults_are_unchanged() {
         ("db_acquire_timeout_ms", "5000"),
         ("request_timeout_ms", "10000"),
         ("body_limit_bytes", "65536"),
+        ("catalog_batch_max", "1000"),
+        ("catalog_batch_body_limit_bytes", "1048576"),
         ("outbox_poll_ms", "200"),
         ("payment_gateway", "\"simulated\""),
         ("portone_api_url", "\"https://api.portone.io\""),
@@ -286,7 +288,7 @@ fn defaults_are_unchanged() {
 /// accepted, each value just outside is refused with `<name> must be <lo>..=<hi>`.
 #[test]
 fn ranges_are_unchanged() {
-    let ranges: [(&str, i64, i64); 51] = [
+    let ranges: [(&str, i64, i64); 53] = [
         ("access_token_ttl_secs", 1, 86_400),
         ("hold_ttl_secs", 1, 604_800),
         ("sweeper_interval_ms", 10, 3_600_000),
@@ -312,6 +314,8 @@ fn ranges_are_unchanged() {
         ("db_max_connections", 1, 1000),
         ("request_timeout_ms", 1, 300_000),
         ("body_limit_bytes", 1024, 16 * 1024 * 1024),
+        ("catalog_batch_max", 1, 10_000),
+        ("catalog_batch_body_limit_bytes", 1024, 64 * 1024 * 1024),
         ("outbox_poll_ms", 1, 60_000),
         ("payment_timeout_ms", 100, 60_000),
         ("payment_reconcile_interval_secs", 1, 3600),

@@ -72,6 +72,24 @@ pub struct NewProductBody {
     pub max_per_user: Option<i64>,
 }
 
+/// Products to list at once: each validated as `POST /products` validates one, all
+/// created in one transaction or none (any invalid item refuses the whole batch with
+/// 422 `batch_invalid`, listing every invalid item by index).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProductsBody {
+    /// 1 to `STAMPEDE_CATALOG_BATCH_MAX` products (1,000 by default; more is 422
+    /// `batch_too_large`).
+    #[schema(min_items = 1, max_items = 1000)]
+    pub products: Vec<NewProductBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProductsView {
+    /// The created products, in the order they were sent (ids ascending).
+    pub products: Vec<ProductView>,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatchBody {
@@ -151,6 +169,19 @@ pub struct MovementView {
     pub held_after: i64,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+}
+
+impl From<NewProductBody> for ProductInput {
+    fn from(body: NewProductBody) -> Self {
+        ProductInput {
+            name: body.name,
+            price: body.price,
+            stock: body.stock,
+            partner_id: body.partner_id,
+            release_at: body.release_at,
+            max_per_user: body.max_per_user,
+        }
+    }
 }
 
 impl From<PartnerRecord> for PartnerView {
@@ -246,20 +277,31 @@ pub async fn create_product(
     user: AuthUser,
     Json(body): Json<NewProductBody>,
 ) -> ApiResult<(StatusCode, axum::Json<ProductView>)> {
-    let input = ProductInput {
-        name: body.name,
-        price: body.price,
-        stock: body.stock,
-        partner_id: body.partner_id,
-        release_at: body.release_at,
-        max_per_user: body.max_per_user,
-    };
     let created = state
         .app
         .catalog
-        .create_product(&user.actor(), input)
+        .create_product(&user.actor(), body.into())
         .await?;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
+}
+
+#[utoipa::path(post, path = "/api/v1/products/batch", tag = "catalog", security(("bearer" = [])), request_body = NewProductsBody,
+    responses((status = 201, body = ProductsView), (status = 403, description = "not a seller or admin, or an item names another partner than the seller's own", body = super::error::ErrorBody),
+        (status = 413, description = "`payload_too_large`: above `STAMPEDE_CATALOG_BATCH_BODY_LIMIT_BYTES`", body = super::error::ErrorBody),
+        (status = 422, description = "`batch_invalid` (`items` lists each invalid item by index), `batch_too_large`, or `validation_failed` (an empty batch); nothing created", body = super::error::ErrorBody)))]
+pub async fn create_products(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<NewProductsBody>,
+) -> ApiResult<(StatusCode, axum::Json<ProductsView>)> {
+    let inputs = body.products.into_iter().map(ProductInput::from).collect();
+    let created = state
+        .app
+        .catalog
+        .create_products(&user.actor(), inputs)
+        .await?;
+    let products = created.into_iter().map(ProductView::from).collect();
+    Ok((StatusCode::CREATED, axum::Json(ProductsView { products })))
 }
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", params(super::extract::PageQuery),

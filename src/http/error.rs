@@ -16,6 +16,10 @@ use std::time::Duration;
 pub enum ErrorCode {
     MalformedJson,
     ValidationFailed,
+    /// Items of a batch break a rule: `items` lists each by its index; nothing was done.
+    BatchInvalid,
+    /// A batch with more items than one request may carry; nothing was done.
+    BatchTooLarge,
     UnsupportedMediaType,
     PayloadTooLarge,
     InvalidPath,
@@ -126,8 +130,10 @@ impl ErrorCode {
             MalformedJson | InvalidPath | InvalidQuery | IdempotencyKeyRequired => {
                 StatusCode::BAD_REQUEST
             }
-            ValidationFailed | IdempotencyMismatch | PurchaseLimit | CouponMinOrderNotMet
-            | PointsExceedPayable => StatusCode::UNPROCESSABLE_ENTITY,
+            ValidationFailed | BatchInvalid | BatchTooLarge | IdempotencyMismatch
+            | PurchaseLimit | CouponMinOrderNotMet | PointsExceedPayable => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Unauthorized | InvalidToken | InvalidCredentials | InvalidSignature => {
@@ -180,6 +186,8 @@ pub struct ApiError {
     /// Whole seconds for the `Retry-After` header; codes that always carry one
     /// ([`ErrorCode::retry_after_secs`]) default to 1.
     pub retry_after_secs: Option<u64>,
+    /// Per-item reasons of a refused batch (`batch_invalid`); empty otherwise.
+    pub items: Vec<ItemErrorView>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -191,6 +199,19 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// Only with `batch_invalid`: every refused item of the batch, by index.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemErrorView>,
+}
+
+/// Why one item of a batch was refused.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ItemErrorView {
+    /// The item's position in the request's array, from 0.
+    pub index: usize,
+    /// The field at fault (`name`, `price`, `partner_id`…).
+    pub field: String,
+    pub message: String,
 }
 
 impl ApiError {
@@ -199,6 +220,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            items: Vec::new(),
         }
     }
 
@@ -222,6 +244,7 @@ impl ApiError {
         ErrorDetail {
             code: self.code,
             message: self.message.clone(),
+            items: self.items.clone(),
         }
     }
 
@@ -239,6 +262,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
+                items: self.items,
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -411,6 +435,19 @@ impl From<AppError> for ApiError {
             AppError::BusinessDayNotOver(_) => {
                 ApiError::new(ErrorCode::BusinessDayNotOver, message)
             }
+            AppError::InvalidItems(items) => {
+                let mut error = ApiError::new(ErrorCode::BatchInvalid, message);
+                error.items = items
+                    .into_iter()
+                    .map(|item| ItemErrorView {
+                        index: item.index,
+                        field: item.error.field.to_owned(),
+                        message: item.error.to_string(),
+                    })
+                    .collect();
+                error
+            }
+            AppError::BatchTooLarge { .. } => ApiError::new(ErrorCode::BatchTooLarge, message),
             AppError::Store(e) => e.into(),
             AppError::Internal(cause) => ApiError::internal(cause),
         }

@@ -25,7 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
     info(title = "Stampede", description = "Commerce backend for limited-edition drops and flash sales"),
     paths(
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me,
-        catalog::create_partner, catalog::create_seller, catalog::create_product, catalog::list_products,
+        catalog::create_partner, catalog::create_seller, catalog::create_product, catalog::create_products, catalog::list_products,
         catalog::get_product, catalog::update_product, catalog::inbound, catalog::adjust, catalog::stock, catalog::movements,
         orders::place_order, orders::get_order, orders::list_orders, orders::checkout, orders::pay_order, orders::cancel_order,
         orders::confirm_order, orders::order_events, queue::get_ticket, queue::ticket_events, ops::healthz, ops::readyz, ops::metrics,

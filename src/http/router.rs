@@ -45,6 +45,14 @@ pub fn router(state: AppState) -> Router {
             post(catalog::create_product).get(catalog::list_products),
         )
         .route(
+            "/products/batch",
+            // A catalog import is larger than any other request: it alone gets the
+            // batch's own body limit (this layer overrides the router-wide one).
+            post(catalog::create_products).layer(DefaultBodyLimit::max(
+                state.config.catalog_batch_body_limit_bytes,
+            )),
+        )
+        .route(
             "/products/{id}",
             get(catalog::get_product).patch(catalog::update_product),
         )

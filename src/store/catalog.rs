@@ -5,9 +5,13 @@
 
 use super::error::StoreResult;
 use super::page::{Page, PageRequest};
+use crate::domain::events::{self, NewEvent};
 use crate::domain::order::MovementKind;
 use crate::domain::Timestamp;
 use async_trait::async_trait;
+
+/// Memo of the inbound movement that carries a new product's opening stock.
+pub(crate) const INITIAL_STOCK_MEMO: &str = "initial stock";
 
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
@@ -25,6 +29,17 @@ pub trait CatalogStore: Send + Sync {
         product: &NewProduct,
         now: Timestamp,
     ) -> StoreResult<ProductRecord>;
+    /// Creates every product as [`CatalogStore::insert_product`] would — its stock
+    /// account, its opening inbound movement if `stock > 0`, and its `product.created` then
+    /// `stock.changed` events, product by product in the given order — in ONE transaction:
+    /// all of them or none. Returns them in the given order, ids ascending. A set-based
+    /// statement per table, so its cost grows with rows, not with round trips; callers
+    /// bound the slice (`catalog_batch_max`, or the seed's chunks).
+    async fn insert_products(
+        &self,
+        products: &[NewProduct],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ProductRecord>>;
     async fn product(&self, id: i64) -> StoreResult<Option<ProductRecord>>;
     /// Ordered by `release_at` then id, ascending.
     async fn list_products(&self, page: PageRequest) -> StoreResult<Page<ProductRecord>>;
@@ -85,6 +100,34 @@ pub struct ProductPatch {
     pub release_at: Option<Timestamp>,
     /// `Some(None)` clears the limit.
     pub max_per_user: Option<Option<i64>>,
+}
+
+impl NewProduct {
+    /// What creating it announces, in order: `product.created`, then `stock.changed` only
+    /// if it opens with stock (a product created empty has no stock event until its first
+    /// inbound). Both backends, one product or a batch, write exactly these.
+    pub(crate) fn creation_events(&self, id: i64) -> impl Iterator<Item = NewEvent> {
+        let created = events::product_changed(events::PRODUCT_CREATED, id);
+        let stocked = (self.stock > 0).then(|| events::stock_changed(id, self.stock, 0));
+        std::iter::once(created).chain(stocked)
+    }
+
+    /// The record a product written from `self` with id `id` reads back as, before any
+    /// order or correction touches it.
+    pub fn created(&self, id: i64, now: Timestamp) -> ProductRecord {
+        ProductRecord {
+            id,
+            partner_id: self.partner_id,
+            name: self.name.clone(),
+            price: self.price,
+            release_at: self.release_at,
+            max_per_user: self.max_per_user,
+            on_hand: self.stock,
+            held: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -353,6 +353,7 @@ fn app(
             clock: parts.clock.clone(),
             events: parts.events.clone(),
             listing: parts.cluster.listing.clone(),
+            batch_max: config.catalog_batch_max,
         },
         operations: Arc::new(Operations::new(
             parts.store.clone(),

@@ -27,6 +27,7 @@ mod auth;
 mod authz;
 mod bad_input;
 mod catalog;
+mod catalog_batch;
 mod confirm;
 mod coupons;
 mod dashboard;

@@ -26,6 +26,7 @@ mod fixtures;
 
 mod auth;
 mod catalog;
+mod catalog_batch;
 mod event_stream;
 mod fulfilment;
 mod migrations;

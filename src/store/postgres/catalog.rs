@@ -1,11 +1,13 @@
 //! Partners, products and their stock accounts outside of order placement.
 
+use super::catalog_batch;
 use super::conn::PgStore;
 use super::outbox;
 use super::stock::{self, Movement};
 use crate::domain::events::{self, NewEvent};
 use crate::domain::order::MovementKind;
 use crate::domain::Timestamp;
+use crate::store::catalog::INITIAL_STOCK_MEMO;
 use crate::store::rows::{movement_from_row, partner_from_row, product_from_row};
 use crate::store::{
     sql, AdjustOutcome, CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord,
@@ -14,9 +16,6 @@ use crate::store::{
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Row;
-
-/// Memo of the inbound movement that carries a new product's opening stock.
-const INITIAL_STOCK_MEMO: &str = "initial stock";
 
 #[async_trait]
 impl CatalogStore for PgStore {
@@ -57,6 +56,21 @@ impl CatalogStore for PgStore {
         now: Timestamp,
     ) -> StoreResult<ProductRecord> {
         insert_product(&self.pool, product, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(count = products.len()))]
+    async fn insert_products(
+        &self,
+        products: &[NewProduct],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ProductRecord>> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let records = catalog_batch::insert_products(&mut tx, products, now).await?;
+        tx.commit().await?;
+        Ok(records)
     }
 
     #[tracing::instrument(skip_all, fields(product_id = id))]

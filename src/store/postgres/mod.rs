@@ -26,6 +26,7 @@ mod audit;
 mod bench;
 mod benefits;
 mod catalog;
+mod catalog_batch;
 mod checkouts;
 mod conn;
 mod coupons;

@@ -1,10 +1,12 @@
 //! Partners, products and their stock accounts outside of order placement, on SQLite.
 
+use super::catalog_batch;
 use super::conn::SqliteStore;
 use super::outbox;
 use super::stock::{insert_movement, move_stock};
 use crate::domain::order::MovementKind;
 use crate::domain::{events, Timestamp};
+use crate::store::catalog::INITIAL_STOCK_MEMO;
 use crate::store::rows::{movement_from_row, partner_from_row, product_from_row};
 use crate::store::{
     sql, AdjustOutcome, CatalogStore, MovementRecord, NewProduct, Page, PageRequest, PartnerRecord,
@@ -12,9 +14,6 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
-
-/// Memo of the inbound movement that carries a new product's opening stock.
-const INITIAL_STOCK_MEMO: &str = "initial stock";
 
 async fn product_in(conn: &mut SqliteConnection, id: i64) -> StoreResult<Option<ProductRecord>> {
     let row = sqlx::query(sql::PRODUCT_BY_ID)
@@ -66,6 +65,21 @@ impl CatalogStore for SqliteStore {
         let record = insert_product(&mut tx, product, now).await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    #[tracing::instrument(skip_all, fields(count = products.len()))]
+    async fn insert_products(
+        &self,
+        products: &[NewProduct],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ProductRecord>> {
+        if products.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write_tx().await?;
+        let records = catalog_batch::insert_products(&mut tx, products, now).await?;
+        tx.commit().await?;
+        Ok(records)
     }
 
     #[tracing::instrument(skip_all, fields(product_id = id))]
