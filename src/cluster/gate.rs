@@ -160,12 +160,10 @@ pub fn attempt_key(user_id: i64, idempotency_key: &str) -> String {
 pub struct LocalGate {
     counters: RwLock<HashMap<i64, Counter>>,
     attempts: std::sync::Mutex<HashMap<String, std::time::Instant>>,
-    /// Whether `attempts` holds every attempt that could still be retried: seeded at start
-    /// with the orders placed in the last [`ATTEMPT_MEMORY_SECS`], and no other node seen
-    /// placing orders since ([`LocalGate::not_alone`]). Until then a sold-out answer is
-    /// [`Admit::Unsure`].
-    vouches: AtomicBool,
-    /// Another node was seen: never vouch again in this process.
+    /// `attempts` was seeded at start with the orders placed in the last
+    /// [`ATTEMPT_MEMORY_SECS`].
+    seeded: AtomicBool,
+    /// Another node was seen placing orders ([`LocalGate::not_alone`]).
     crowded: AtomicBool,
 }
 
@@ -177,15 +175,18 @@ impl LocalGate {
         let mut memory = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         memory.extend(attempts.into_iter().map(|a| (a, now)));
         drop(memory);
-        if !self.crowded.load(Ordering::Acquire) {
-            self.vouches.store(true, Ordering::Release);
-        }
+        self.seeded.store(true, Ordering::Release);
     }
 
     /// Another node places orders too: its attempts are not in this memory.
     pub fn not_alone(&self) {
         self.crowded.store(true, Ordering::Release);
-        self.vouches.store(false, Ordering::Release);
+    }
+
+    /// Whether `attempts` holds every attempt that could still be retried: seeded, and no
+    /// other node seen since. Otherwise a sold-out answer is [`Admit::Unsure`].
+    fn vouches(&self) -> bool {
+        self.seeded.load(Ordering::Acquire) && !self.crowded.load(Ordering::Acquire)
     }
 
     /// Known to have nothing available (the check placement made before [`Gate`]).
@@ -224,7 +225,7 @@ impl LocalGate {
                 .is_some_and(|c| c.units < *quantity)
             {
                 let product_id = *product_id;
-                return if self.vouches.load(Ordering::Acquire) {
+                return if self.vouches() {
                     Admit::SoldOut { product_id }
                 } else {
                     Admit::Unsure { product_id }
