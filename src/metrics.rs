@@ -273,6 +273,8 @@ metrics! {
     waitlist_skips: Family<ReasonLabels, Counter> = Family::default(),
         "Waiting buyers passed over, by the rejection of their offer's order";
     /// User coupons handed out by first-come campaigns.
+    coupon_claim_batch_size: Histogram = Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+        "Coupon claims per claim transaction (group commit)";
     coupons_issued: Counter = Counter::default(),
         "User coupons issued by first-come campaigns";
     /// Coupon claims refused, by reason (`sold_out`, `already_issued`, `not_issuable`,

@@ -21,13 +21,16 @@ pub trait CouponStore: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<CampaignRecord>;
     async fn campaign(&self, id: i64) -> StoreResult<Option<CampaignRecord>>;
-    /// Issues one coupon of `coupon.campaign_id` to `coupon.user_id` at `now`, or says why
-    /// not, changing nothing.
-    async fn issue_coupon(
+    /// Decides each claim as if alone — a coupon of `campaign_id` for `user_id` at `now`,
+    /// or why not, a refused claim changing nothing — all in one transaction (group
+    /// commit: one durable write for a burst of claims). Claims are applied in
+    /// `(campaign_id, user_id)` order, so two batches never wait on each other's locks in
+    /// opposite orders. One outcome per claim, in the order given.
+    async fn issue_coupons(
         &self,
-        coupon: &NewUserCoupon,
+        coupons: &[NewUserCoupon],
         now: Timestamp,
-    ) -> StoreResult<IssueOutcome>;
+    ) -> StoreResult<Vec<IssueOutcome>>;
     /// The buyer's coupons, newest first.
     async fn user_coupons(
         &self,
@@ -38,6 +41,14 @@ pub trait CouponStore: Send + Sync {
     async fn coupon_holders(&self, campaign_id: i64) -> StoreResult<Vec<i64>>;
     /// Every campaign's `issued` beside its rows, ascending by id.
     async fn coupon_audit(&self) -> StoreResult<Vec<CouponAudit>>;
+}
+
+/// The order [`CouponStore::issue_coupons`] applies claims in: indices of `coupons` by
+/// `(campaign_id, user_id)`.
+pub(crate) fn claim_order(coupons: &[NewUserCoupon]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..coupons.len()).collect();
+    order.sort_by_key(|&i| (coupons[i].campaign_id, coupons[i].user_id));
+    order
 }
 
 /// A first-come coupon campaign to create; its values were checked by `domain::coupon`.

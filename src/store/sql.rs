@@ -454,6 +454,11 @@ pub(crate) const COUNT_CLAIM: &str = "UPDATE coupon_campaigns SET issued = issue
        AND (issue_ends_at IS NULL OR issue_ends_at > $2)
      RETURNING issued, total_quantity";
 
+/// Takes back a count of `COUNT_CLAIM` whose user coupon was not inserted, inside the same
+/// transaction (a claim of a batch cannot roll back alone).
+pub(crate) const UNCOUNT_CLAIM: &str =
+    "UPDATE coupon_campaigns SET issued = issued - 1 WHERE id = $1";
+
 /// Nothing when the buyer already holds one (`UNIQUE (campaign_id, user_id)`).
 pub(crate) const INSERT_USER_COUPON: &str = "INSERT INTO user_coupons
          (campaign_id, user_id, status, issued_at, expires_at, updated_at)

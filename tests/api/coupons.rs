@@ -107,6 +107,13 @@ async fn burst_issues_exactly_the_total(app: TestApp) {
     assert_eq!(winners, BURST_COUPONS, "a buyer was issued two coupons");
     assert_eq!(issued(&app, id).await, BURST_COUPONS);
     app.assert_verify_clean().await;
+    // Group commit: the claims that reached the database shared transactions.
+    let claims = app.metric("coupon_claim_batch_size_sum").await;
+    let transactions = app.metric("coupon_claim_batch_size_count").await;
+    assert!(
+        claims >= BURST_COUPONS as f64 && transactions < claims / 2.0,
+        "{claims} claims in {transactions} transactions"
+    );
     let gate = app.state.cluster.coupons.clone();
     let drift = stampede::app::audit::coupon_gate(&*app.state.store, &gate)
         .await

@@ -1,14 +1,17 @@
-//! Coupon campaigns on PostgreSQL. A claim is one transaction: the conditional count
-//! (`UPDATE … WHERE issued < total_quantity AND <in window>`; concurrent claims queue on the
-//! campaign's row lock and each re-checks the condition against the committed count), the
-//! user coupon under `UNIQUE (campaign_id, user_id)` (a concurrent second claim of the same
-//! buyer waits on the first's index entry, then does nothing), and the `coupon.issued` event,
-//! appended last as `outbox::append` requires. A refused claim rolls everything back.
+//! Coupon campaigns on PostgreSQL. A batch of claims is one transaction; each claim in it is
+//! the conditional count (`UPDATE … WHERE issued < total_quantity AND <in window>`;
+//! concurrent batches queue on the campaign's row lock and each re-checks the condition
+//! against the committed count), the user coupon under `UNIQUE (campaign_id, user_id)` (a
+//! concurrent claim of the same buyer waits on the other's index entry, then does nothing,
+//! and its count is taken back), and the batch's `coupon.issued` events, appended last as
+//! `outbox::append` requires. Claims go in `(campaign_id, user_id)` order, so two batches
+//! take their locks in the same order.
 
 use super::conn::PgStore;
 use super::outbox;
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
 use crate::domain::Timestamp;
+use crate::store::coupons::claim_order;
 use crate::store::rows::{campaign_from_row, coupon_from_row};
 use crate::store::{
     sql, CampaignRecord, CouponAudit, CouponStore, IssueOutcome, NewCampaign, NewUserCoupon, Page,
@@ -64,48 +67,67 @@ async fn refusal(pool: &PgPool, campaign_id: i64, now: Timestamp) -> StoreResult
     })
 }
 
-async fn issue(pool: &PgPool, coupon: &NewUserCoupon, now: Timestamp) -> StoreResult<IssueOutcome> {
+async fn issue(
+    pool: &PgPool,
+    coupons: &[NewUserCoupon],
+    now: Timestamp,
+) -> StoreResult<Vec<IssueOutcome>> {
     let mut tx = pool.begin().await?;
-    let counted: Option<(i64, i64)> = sqlx::query_as(sql::COUNT_CLAIM)
-        .bind(coupon.campaign_id)
-        .bind(now.millis())
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some((issued, total)) = counted else {
-        tx.rollback().await?;
-        return refusal(pool, coupon.campaign_id, now).await;
-    };
-    let id: Option<i64> = sqlx::query_scalar(sql::INSERT_USER_COUPON)
-        .bind(coupon.campaign_id)
-        .bind(coupon.user_id)
-        .bind(now.millis())
-        .bind(coupon.expires_at.map(Timestamp::millis))
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(id) = id else {
-        // The count above is undone with everything else.
-        tx.rollback().await?;
-        return Ok(IssueOutcome::AlreadyIssued);
-    };
-    let row = sqlx::query(sql::USER_COUPON_BY_ID)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    let record = coupon_from_row(&row)?;
-    let event = coupon_issued(&CouponIssued {
-        user_coupon_id: id,
-        campaign_id: coupon.campaign_id,
-        user_id: coupon.user_id,
-        issued,
-        issued_at: now,
-        expires_at: coupon.expires_at,
-    });
-    outbox::append(&mut tx, &[event], now).await?;
+    let mut decided: Vec<Option<IssueOutcome>> = vec![None; coupons.len()];
+    let mut events = Vec::new();
+    for i in claim_order(coupons) {
+        let coupon = &coupons[i];
+        let counted: Option<(i64, i64)> = sqlx::query_as(sql::COUNT_CLAIM)
+            .bind(coupon.campaign_id)
+            .bind(now.millis())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((issued, total)) = counted else {
+            // Refused; why is read after the commit.
+            continue;
+        };
+        let id: Option<i64> = sqlx::query_scalar(sql::INSERT_USER_COUPON)
+            .bind(coupon.campaign_id)
+            .bind(coupon.user_id)
+            .bind(now.millis())
+            .bind(coupon.expires_at.map(Timestamp::millis))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(id) = id else {
+            sqlx::query(sql::UNCOUNT_CLAIM)
+                .bind(coupon.campaign_id)
+                .execute(&mut *tx)
+                .await?;
+            decided[i] = Some(IssueOutcome::AlreadyIssued);
+            continue;
+        };
+        let row = sqlx::query(sql::USER_COUPON_BY_ID)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        decided[i] = Some(IssueOutcome::Issued {
+            coupon: coupon_from_row(&row)?,
+            remaining: total - issued,
+        });
+        events.push(coupon_issued(&CouponIssued {
+            user_coupon_id: id,
+            campaign_id: coupon.campaign_id,
+            user_id: coupon.user_id,
+            issued,
+            issued_at: now,
+            expires_at: coupon.expires_at,
+        }));
+    }
+    outbox::append(&mut tx, &events, now).await?;
     tx.commit().await?;
-    Ok(IssueOutcome::Issued {
-        coupon: record,
-        remaining: total - issued,
-    })
+    let mut outcomes = Vec::with_capacity(coupons.len());
+    for (coupon, outcome) in coupons.iter().zip(decided) {
+        outcomes.push(match outcome {
+            Some(outcome) => outcome,
+            None => refusal(pool, coupon.campaign_id, now).await?,
+        });
+    }
+    Ok(outcomes)
 }
 
 async fn user_coupons(
@@ -168,13 +190,13 @@ impl CouponStore for PgStore {
         campaign(&self.pool, id).await
     }
 
-    #[tracing::instrument(skip_all, fields(campaign_id = coupon.campaign_id, user_id = coupon.user_id))]
-    async fn issue_coupon(
+    #[tracing::instrument(skip_all, fields(claims = coupons.len()))]
+    async fn issue_coupons(
         &self,
-        coupon: &NewUserCoupon,
+        coupons: &[NewUserCoupon],
         now: Timestamp,
-    ) -> StoreResult<IssueOutcome> {
-        issue(&self.pool, coupon, now).await
+    ) -> StoreResult<Vec<IssueOutcome>> {
+        issue(&self.pool, coupons, now).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]

@@ -1,12 +1,15 @@
-//! Coupon campaigns on SQLite. A claim is one write transaction (`BEGIN IMMEDIATE`, so
-//! claims are serialised by SQLite's single writer): the conditional count, the user coupon
-//! under `UNIQUE (campaign_id, user_id)` and the `coupon.issued` event, or a rollback that
-//! leaves nothing behind. Why a claim was refused is read afterwards on the reader pool.
+//! Coupon campaigns on SQLite. A batch of claims is one write transaction (`BEGIN
+//! IMMEDIATE`, so batches are serialised by SQLite's single writer); each claim in it is the
+//! conditional count, the user coupon under `UNIQUE (campaign_id, user_id)` and its
+//! `coupon.issued` event — or, when the buyer already holds one, the count taken back, so a
+//! refused claim leaves nothing behind. Why a claim was refused is read afterwards on the
+//! reader pool.
 
 use super::conn::SqliteStore;
 use super::outbox;
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
 use crate::domain::Timestamp;
+use crate::store::coupons::claim_order;
 use crate::store::rows::{campaign_from_row, coupon_from_row};
 use crate::store::{
     sql, CampaignRecord, CouponAudit, CouponStore, IssueOutcome, NewCampaign, NewUserCoupon, Page,
@@ -53,53 +56,68 @@ impl CouponStore for SqliteStore {
         row.as_ref().map(campaign_from_row).transpose()
     }
 
-    #[tracing::instrument(skip_all, fields(campaign_id = coupon.campaign_id, user_id = coupon.user_id))]
-    async fn issue_coupon(
+    #[tracing::instrument(skip_all, fields(claims = coupons.len()))]
+    async fn issue_coupons(
         &self,
-        coupon: &NewUserCoupon,
+        coupons: &[NewUserCoupon],
         now: Timestamp,
-    ) -> StoreResult<IssueOutcome> {
+    ) -> StoreResult<Vec<IssueOutcome>> {
         let mut tx = self.write_tx().await?;
-        let counted: Option<(i64, i64)> = sqlx::query_as(sql::COUNT_CLAIM)
-            .bind(coupon.campaign_id)
-            .bind(now.millis())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((issued, total)) = counted else {
-            tx.rollback().await?;
-            return refusal(self, coupon.campaign_id, now).await;
-        };
-        let id: Option<i64> = sqlx::query_scalar(sql::INSERT_USER_COUPON)
-            .bind(coupon.campaign_id)
-            .bind(coupon.user_id)
-            .bind(now.millis())
-            .bind(coupon.expires_at.map(Timestamp::millis))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(id) = id else {
-            // The count above is undone with everything else.
-            tx.rollback().await?;
-            return Ok(IssueOutcome::AlreadyIssued);
-        };
-        let event = coupon_issued(&CouponIssued {
-            user_coupon_id: id,
-            campaign_id: coupon.campaign_id,
-            user_id: coupon.user_id,
-            issued,
-            issued_at: now,
-            expires_at: coupon.expires_at,
-        });
-        outbox::append(&mut tx, &[event], now).await?;
-        let row = sqlx::query(sql::USER_COUPON_BY_ID)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let record = coupon_from_row(&row)?;
+        let mut decided: Vec<Option<IssueOutcome>> = vec![None; coupons.len()];
+        let mut events = Vec::new();
+        for i in claim_order(coupons) {
+            let coupon = &coupons[i];
+            let counted: Option<(i64, i64)> = sqlx::query_as(sql::COUNT_CLAIM)
+                .bind(coupon.campaign_id)
+                .bind(now.millis())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((issued, total)) = counted else {
+                // Refused; why is read after the commit.
+                continue;
+            };
+            let id: Option<i64> = sqlx::query_scalar(sql::INSERT_USER_COUPON)
+                .bind(coupon.campaign_id)
+                .bind(coupon.user_id)
+                .bind(now.millis())
+                .bind(coupon.expires_at.map(Timestamp::millis))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(id) = id else {
+                sqlx::query(sql::UNCOUNT_CLAIM)
+                    .bind(coupon.campaign_id)
+                    .execute(&mut *tx)
+                    .await?;
+                decided[i] = Some(IssueOutcome::AlreadyIssued);
+                continue;
+            };
+            events.push(coupon_issued(&CouponIssued {
+                user_coupon_id: id,
+                campaign_id: coupon.campaign_id,
+                user_id: coupon.user_id,
+                issued,
+                issued_at: now,
+                expires_at: coupon.expires_at,
+            }));
+            let row = sqlx::query(sql::USER_COUPON_BY_ID)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            decided[i] = Some(IssueOutcome::Issued {
+                coupon: coupon_from_row(&row)?,
+                remaining: total - issued,
+            });
+        }
+        outbox::append(&mut tx, &events, now).await?;
         tx.commit().await?;
-        Ok(IssueOutcome::Issued {
-            coupon: record,
-            remaining: total - issued,
-        })
+        let mut outcomes = Vec::with_capacity(coupons.len());
+        for (coupon, outcome) in coupons.iter().zip(decided) {
+            outcomes.push(match outcome {
+                Some(outcome) => outcome,
+                None => refusal(self, coupon.campaign_id, now).await?,
+            });
+        }
+        Ok(outcomes)
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]

@@ -5,10 +5,13 @@
 //!    the copy is read from the database once per campaign.
 //! 3. The issue window, against those terms.
 //! 4. The coupon gate (one Redis round trip when configured; `cluster::coupon_gate`).
-//! 5. The database, which decides in one transaction (`store::CouponStore::issue_coupon`).
+//! 5. The database, which decides each claim as if alone, a burst of them in one
+//!    transaction ([`claims`], `store::CouponStore::issue_coupons`).
 //!
 //! Steps 1–4 may only refuse what the database would refuse too, or — when Redis has
 //! drifted — what `stampede verify` reports; the database is never bypassed to issue.
+
+mod claims;
 
 use super::error::{require, AppError, AppResult};
 use crate::clock::SharedClock;
@@ -34,6 +37,7 @@ pub struct Coupons {
     metrics: Arc<Metrics>,
     events: EventSync,
     terms: RwLock<HashMap<i64, Arc<CampaignRecord>>>,
+    claims: claims::Claims,
 }
 
 impl Coupons {
@@ -45,6 +49,7 @@ impl Coupons {
         events: EventSync,
     ) -> Coupons {
         Coupons {
+            claims: claims::Claims::start(store.clone(), clock.clone(), metrics.clone()),
             store,
             gate,
             clock,
@@ -197,7 +202,7 @@ impl Coupons {
             user_id,
             expires_at: expires_at(now, campaign.valid_days, campaign.issue_ends_at),
         };
-        let outcome = self.store.issue_coupon(&coupon, now).await;
+        let outcome = self.claims.issue(coupon).await;
         self.gate
             .settle(admit, campaign_id, user_id, &outcome)
             .await;
