@@ -94,17 +94,21 @@ import glob, json, statistics, sys
 out = sys.argv[1]
 def med(paths, key):
     return statistics.median(key(json.load(open(p))) for p in paths)
-print("\n| store | gate | nodes | runs | claims/s (median) | p50 ms | p99 ms | issued |")
-print("|---|---|---|---|---|---|---|---|")
+hello = sorted(glob.glob(f"{out}/hello-run*/summary.json"))
+ceiling = med(hello, lambda s: s["throughput_per_s"]) if hello else None
+print("\n| store | gate | nodes | runs | claims/s (median) | of ceiling | mean ms | p50 ms | p99 ms | issued |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for store in ("sqlite", "postgres"):
     for mode in ("db", "redis"):
         for nodes in range(1, 10):
             paths = sorted(glob.glob(f"{out}/{store}-{mode}-n{nodes}-run*/summary.json"))
             if paths:
+                rate = med(paths, lambda s: s['throughput_per_s'])
+                share = f"{rate / ceiling:.0%}" if ceiling else "-"
                 print(f"| {store} | {'Redis Lua' if mode == 'redis' else 'database only'} | {nodes} | {len(paths)} | "
-                      f"{med(paths, lambda s: s['throughput_per_s']):,.0f} | {med(paths, lambda s: s['latency_ms']['p50']):.1f} | "
+                      f"{rate:,.0f} | {share} | {med(paths, lambda s: s['latency_ms']['mean']):.1f} | "
+                      f"{med(paths, lambda s: s['latency_ms']['p50']):.1f} | "
                       f"{med(paths, lambda s: s['latency_ms']['p99']):.1f} | {med(paths, lambda s: s.get('issued', s.get('sold', 0))):.0f} |")
-hello = sorted(glob.glob(f"{out}/hello-run*/summary.json"))
 if hello:
-    print(f"\nGET /healthz ceiling, same client, 100 connections: {med(hello, lambda s: s['throughput_per_s']):,.0f} req/s (median of {len(hello)})")
+    print(f"\nGET /healthz ceiling, same client, 100 connections: {ceiling:,.0f} req/s (median of {len(hello)})")
 PY

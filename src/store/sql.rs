@@ -454,6 +454,30 @@ pub(crate) const COUNT_CLAIM: &str = "UPDATE coupon_campaigns SET issued = issue
        AND (issue_ends_at IS NULL OR issue_ends_at > $2)
      RETURNING issued, total_quantity";
 
+/// PostgreSQL's batch claim: the campaign's count and row lock, when it is in its window.
+pub(crate) const LOCK_CLAIMABLE_CAMPAIGN: &str = "SELECT issued, total_quantity
+     FROM coupon_campaigns
+     WHERE id = $1 AND issue_starts_at <= $2 AND (issue_ends_at IS NULL OR issue_ends_at > $2)
+     FOR UPDATE";
+
+/// Which of the buyers `$2` already hold a coupon of campaign `$1`.
+pub(crate) const HOLDERS_AMONG: &str =
+    "SELECT user_id FROM user_coupons WHERE campaign_id = $1 AND user_id = ANY($2)";
+
+/// A coupon of campaign `$1` for each buyer of `$2`, expiring at `$4` (by position): `(id,
+/// user_id)` of each inserted; none for a buyer who holds one.
+pub(crate) const INSERT_USER_COUPONS: &str = "INSERT INTO user_coupons
+         (campaign_id, user_id, status, issued_at, expires_at, updated_at)
+     SELECT $1, t.user_id, 'issued', $3, t.expires_at, $3
+     FROM UNNEST($2::bigint[], $4::bigint[]) AS t(user_id, expires_at)
+     ON CONFLICT (campaign_id, user_id) DO NOTHING
+     RETURNING id, user_id";
+
+/// Counts `$2` claims inserted under the row lock of `LOCK_CLAIMABLE_CAMPAIGN` (the CHECK
+/// `issued <= total_quantity` stays the last word).
+pub(crate) const COUNT_CLAIMS: &str =
+    "UPDATE coupon_campaigns SET issued = issued + $2 WHERE id = $1";
+
 /// Takes back a count of `COUNT_CLAIM` whose user coupon was not inserted, inside the same
 /// transaction (a claim of a batch cannot roll back alone).
 pub(crate) const UNCOUNT_CLAIM: &str =
@@ -467,6 +491,9 @@ pub(crate) const INSERT_USER_COUPON: &str = "INSERT INTO user_coupons
      RETURNING id";
 
 pub(crate) const USER_COUPON_BY_ID: &str = concat!(select_coupon!(), " WHERE u.id = $1");
+
+pub(crate) const USER_COUPONS_BY_IDS: &str =
+    concat!(select_coupon!(), " WHERE u.id = ANY($1) ORDER BY u.id");
 
 pub(crate) const USER_COUPONS_PAGE: &str = concat!(
     select_coupon!(),

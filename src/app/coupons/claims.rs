@@ -5,8 +5,10 @@
 //! campaign's first thousand coupons costs a few durable writes instead of a thousand.
 
 use crate::clock::SharedClock;
+use crate::domain::coupon::expires_at;
+use crate::domain::Timestamp;
 use crate::metrics::Metrics;
-use crate::store::{IssueOutcome, NewUserCoupon, Store, StoreError, StoreResult};
+use crate::store::{CampaignRecord, IssueOutcome, NewUserCoupon, Store, StoreError, StoreResult};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,7 +18,11 @@ const CLAIM_BATCH_MAX: usize = 256;
 const CLAIM_QUEUE_DEPTH: usize = 4096;
 
 struct Claim {
-    coupon: NewUserCoupon,
+    campaign_id: i64,
+    user_id: i64,
+    /// The campaign's terms that date the coupon's expiry from its issue.
+    valid_days: Option<i64>,
+    issue_ends_at: Option<Timestamp>,
     reply: oneshot::Sender<StoreResult<IssueOutcome>>,
 }
 
@@ -36,13 +42,21 @@ impl Claims {
         Claims { queue }
     }
 
-    /// The database's decision on one claim, taken in the next batch.
-    pub(super) async fn issue(&self, coupon: NewUserCoupon) -> StoreResult<IssueOutcome> {
+    /// The database's decision on `user_id`'s claim of `campaign`, taken in the next batch.
+    pub(super) async fn issue(
+        &self,
+        campaign: &CampaignRecord,
+        user_id: i64,
+    ) -> StoreResult<IssueOutcome> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Claim { coupon, reply })
-            .await
-            .map_err(|_| stopped())?;
+        let claim = Claim {
+            campaign_id: campaign.id,
+            user_id,
+            valid_days: campaign.valid_days,
+            issue_ends_at: campaign.issue_ends_at,
+            reply,
+        };
+        self.queue.send(claim).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -60,9 +74,19 @@ async fn write(
     let mut batch = Vec::with_capacity(CLAIM_BATCH_MAX);
     while rx.recv_many(&mut batch, CLAIM_BATCH_MAX).await > 0 {
         metrics.coupon_claim_batch_size.observe(batch.len() as f64);
-        let (coupons, replies): (Vec<NewUserCoupon>, Vec<_>) =
-            batch.drain(..).map(|c| (c.coupon, c.reply)).unzip();
+        // Issued now: each coupon's expiry counts from the batch's time.
         let now = clock.now();
+        let (coupons, replies): (Vec<NewUserCoupon>, Vec<_>) = batch
+            .drain(..)
+            .map(|c| {
+                let coupon = NewUserCoupon {
+                    campaign_id: c.campaign_id,
+                    user_id: c.user_id,
+                    expires_at: expires_at(now, c.valid_days, c.issue_ends_at),
+                };
+                (coupon, c.reply)
+            })
+            .unzip();
         match store.issue_coupons(&coupons, now).await {
             Ok(outcomes) => {
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {

@@ -16,13 +16,12 @@ mod claims;
 use super::error::{require, AppError, AppResult};
 use crate::clock::SharedClock;
 use crate::cluster::coupon_gate::{CouponAdmit, CouponGate};
-use crate::domain::coupon::expires_at;
 use crate::domain::{Actor, Role, Timestamp};
 use crate::events::EventSync;
 use crate::metrics::{Metrics, ReasonLabels};
 use crate::store::{
-    CampaignRecord, IssueOutcome, NewCampaign, NewUserCoupon, Page, PageRequest, Store, StoreError,
-    StoreResult, UserCouponRecord,
+    CampaignRecord, IssueOutcome, NewCampaign, Page, PageRequest, Store, StoreError, StoreResult,
+    UserCouponRecord,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -197,12 +196,7 @@ impl Coupons {
             CouponAdmit::AlreadyIssued => return Ok(IssueOutcome::AlreadyIssued),
             CouponAdmit::Pass | CouponAdmit::Ungated => {}
         }
-        let coupon = NewUserCoupon {
-            campaign_id,
-            user_id,
-            expires_at: expires_at(now, campaign.valid_days, campaign.issue_ends_at),
-        };
-        let outcome = self.claims.issue(coupon).await;
+        let outcome = self.claims.issue(&campaign, user_id).await;
         self.gate
             .settle(admit, campaign_id, user_id, &outcome)
             .await;

@@ -1,14 +1,13 @@
-//! Coupon campaigns on PostgreSQL. A batch of claims is one transaction; each claim in it is
-//! the conditional count (`UPDATE … WHERE issued < total_quantity AND <in window>`;
-//! concurrent batches queue on the campaign's row lock and each re-checks the condition
-//! against the committed count), the user coupon under `UNIQUE (campaign_id, user_id)` (a
-//! concurrent claim of the same buyer waits on the other's index entry, then does nothing,
-//! and its count is taken back), and the batch's `coupon.issued` events, appended last as
-//! `outbox::append` requires. Claims go in `(campaign_id, user_id)` order, so two batches
-//! take their locks in the same order.
+//! Coupon campaigns on PostgreSQL. A batch of claims is one transaction, a few set-based
+//! statements per campaign (`claim_campaign`): the campaign's row lock (concurrent batches
+//! queue on it, each reading the committed count after it), the claims that fit inserted
+//! under `UNIQUE (campaign_id, user_id)`, the count moved by what was inserted, and the
+//! batch's `coupon.issued` events, appended last as `outbox::append` requires. Campaigns go
+//! in id order, so two batches take their locks in the same order.
 
 use super::conn::PgStore;
 use super::outbox;
+use crate::domain::events::NewEvent;
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
 use crate::domain::Timestamp;
 use crate::store::coupons::claim_order;
@@ -19,6 +18,8 @@ use crate::store::{
 };
 use async_trait::async_trait;
 use sqlx::postgres::PgPool;
+use sqlx::PgConnection;
+use std::collections::{HashMap, HashSet};
 
 async fn insert_campaign(
     pool: &PgPool,
@@ -75,48 +76,11 @@ async fn issue(
     let mut tx = pool.begin().await?;
     let mut decided: Vec<Option<IssueOutcome>> = vec![None; coupons.len()];
     let mut events = Vec::new();
-    for i in claim_order(coupons) {
-        let coupon = &coupons[i];
-        let counted: Option<(i64, i64)> = sqlx::query_as(sql::COUNT_CLAIM)
-            .bind(coupon.campaign_id)
-            .bind(now.millis())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((issued, total)) = counted else {
-            // Refused; why is read after the commit.
-            continue;
-        };
-        let id: Option<i64> = sqlx::query_scalar(sql::INSERT_USER_COUPON)
-            .bind(coupon.campaign_id)
-            .bind(coupon.user_id)
-            .bind(now.millis())
-            .bind(coupon.expires_at.map(Timestamp::millis))
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(id) = id else {
-            sqlx::query(sql::UNCOUNT_CLAIM)
-                .bind(coupon.campaign_id)
-                .execute(&mut *tx)
-                .await?;
-            decided[i] = Some(IssueOutcome::AlreadyIssued);
-            continue;
-        };
-        let row = sqlx::query(sql::USER_COUPON_BY_ID)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        decided[i] = Some(IssueOutcome::Issued {
-            coupon: coupon_from_row(&row)?,
-            remaining: total - issued,
-        });
-        events.push(coupon_issued(&CouponIssued {
-            user_coupon_id: id,
-            campaign_id: coupon.campaign_id,
-            user_id: coupon.user_id,
-            issued,
-            issued_at: now,
-            expires_at: coupon.expires_at,
-        }));
+    let order = claim_order(coupons);
+    for campaign in order.chunk_by(|a, b| coupons[*a].campaign_id == coupons[*b].campaign_id) {
+        let claims: Vec<(usize, &NewUserCoupon)> =
+            campaign.iter().map(|&i| (i, &coupons[i])).collect();
+        events.extend(claim_campaign(&mut tx, &claims, &mut decided, now).await?);
     }
     outbox::append(&mut tx, &events, now).await?;
     tx.commit().await?;
@@ -128,6 +92,109 @@ async fn issue(
         });
     }
     Ok(outcomes)
+}
+
+/// The claims of one campaign, in user order, with a handful of statements whatever their
+/// number: the campaign's row lock and count, the buyers of them who already hold one,
+/// the newcomers that fit inserted in one statement, and the count moved by what was
+/// inserted. Each claim ends as it would alone: sold out once the count is full (left
+/// `None` for the caller's refusal read), already issued for a holder, else issued. The
+/// row lock keeps every other claim of the campaign out until the commit. Returns the
+/// `coupon.issued` events.
+async fn claim_campaign(
+    tx: &mut PgConnection,
+    claims: &[(usize, &NewUserCoupon)],
+    decided: &mut [Option<IssueOutcome>],
+    now: Timestamp,
+) -> StoreResult<Vec<NewEvent>> {
+    let Some(&(_, first)) = claims.first() else {
+        return Ok(Vec::new());
+    };
+    let campaign_id = first.campaign_id;
+    let counted: Option<(i64, i64)> = sqlx::query_as(sql::LOCK_CLAIMABLE_CAMPAIGN)
+        .bind(campaign_id)
+        .bind(now.millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((issued, total)) = counted else {
+        return Ok(Vec::new());
+    };
+    let users: Vec<i64> = claims.iter().map(|(_, c)| c.user_id).collect();
+    let holders: HashSet<i64> = sqlx::query_scalar(sql::HOLDERS_AMONG)
+        .bind(campaign_id)
+        .bind(&users)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+    let mut room = total - issued;
+    let mut taking: Vec<(usize, &NewUserCoupon)> = Vec::new();
+    let mut seen = HashSet::new();
+    for &(i, coupon) in claims {
+        if room == 0 {
+            continue;
+        }
+        if holders.contains(&coupon.user_id) || !seen.insert(coupon.user_id) {
+            decided[i] = Some(IssueOutcome::AlreadyIssued);
+            continue;
+        }
+        taking.push((i, coupon));
+        room -= 1;
+    }
+    if taking.is_empty() {
+        return Ok(Vec::new());
+    }
+    let takers: Vec<i64> = taking.iter().map(|(_, c)| c.user_id).collect();
+    let expiries: Vec<Option<i64>> = taking
+        .iter()
+        .map(|(_, c)| c.expires_at.map(Timestamp::millis))
+        .collect();
+    let mut inserted: Vec<(i64, i64)> = sqlx::query_as(sql::INSERT_USER_COUPONS)
+        .bind(campaign_id)
+        .bind(&takers)
+        .bind(now.millis())
+        .bind(&expiries)
+        .fetch_all(&mut *tx)
+        .await?;
+    inserted.sort_unstable();
+    sqlx::query(sql::COUNT_CLAIMS)
+        .bind(campaign_id)
+        .bind(inserted.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+    let ids: Vec<i64> = inserted.iter().map(|(id, _)| *id).collect();
+    let rows = sqlx::query(sql::USER_COUPONS_BY_IDS)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut records: HashMap<i64, UserCouponRecord> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let record = coupon_from_row(row)?;
+        records.insert(record.user_id, record);
+    }
+    let mut events = Vec::with_capacity(inserted.len());
+    let mut count = issued;
+    for (i, coupon) in taking {
+        let Some(record) = records.remove(&coupon.user_id) else {
+            // Inserted by nobody we know of, yet there: the unique key's answer stands.
+            decided[i] = Some(IssueOutcome::AlreadyIssued);
+            continue;
+        };
+        count += 1;
+        events.push(coupon_issued(&CouponIssued {
+            user_coupon_id: record.id,
+            campaign_id,
+            user_id: coupon.user_id,
+            issued: count,
+            issued_at: now,
+            expires_at: coupon.expires_at,
+        }));
+        decided[i] = Some(IssueOutcome::Issued {
+            coupon: record,
+            remaining: total - count,
+        });
+    }
+    Ok(events)
 }
 
 async fn user_coupons(
