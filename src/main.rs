@@ -3,6 +3,9 @@ use stampede::cli::{self, Cli};
 use stampede::config::Config;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Logs go to stderr: stdout is a command's own output (`stampede dlq list --json`).
