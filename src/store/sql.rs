@@ -528,6 +528,17 @@ macro_rules! move_coupon {
 
 pub(crate) const HOLD_COUPON: &str = move_coupon!("id = $1 AND user_id = $5");
 
+/// SQLite, placement: `issued → held` on each `[coupon id, owner, order id]` of the JSON
+/// array `$1`, naming the order; `(id, campaign_id, user_id, order_id)` of each moved.
+pub(crate) const HOLD_COUPONS: &str = "UPDATE user_coupons SET status = 'held',
+         order_id = h.order_id, updated_at = $2
+     FROM (SELECT value ->> 0 AS id, value ->> 1 AS user_id, value ->> 2 AS order_id
+           FROM json_each($1)) AS h
+     WHERE user_coupons.id = h.id AND user_coupons.user_id = h.user_id
+       AND user_coupons.status = 'issued'
+     RETURNING user_coupons.id, user_coupons.campaign_id, user_coupons.user_id,
+         user_coupons.order_id";
+
 pub(crate) const STEP_ORDER_COUPON: &str = move_coupon!("id = $1 AND order_id = $5");
 
 // ---------------------------------------------------------------------------------------

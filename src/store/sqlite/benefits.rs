@@ -4,7 +4,7 @@
 //! has already decided under the same lock, so a write that finds anything else is
 //! corruption.
 
-use super::conn::json_ids;
+use super::conn::{json_ids, to_json};
 use super::points::{hold_in, step_hold_in};
 use crate::domain::allocation::CouponState;
 use crate::domain::coupon::CouponStatus;
@@ -61,31 +61,67 @@ pub(super) async fn spendable_points(
     Ok(rows.into_iter().collect())
 }
 
-/// Holds the placed order's points and coupon; returns their events.
-pub(super) async fn hold(
+/// Holds the points and coupons of a batch's placed orders (ascending by id); returns
+/// their events, each order's points before its coupon. Points go order by order (their
+/// lots are taken soonest-expiring first); the coupons in one statement for the batch.
+pub(super) async fn hold_all(
     conn: &mut SqliteConnection,
-    order: &OrderRecord,
+    orders: &[&OrderRecord],
     now: Timestamp,
 ) -> StoreResult<Vec<NewEvent>> {
-    let mut outgoing = Vec::new();
-    if order.points_used > 0 {
+    let mut points = HashMap::new();
+    for order in orders.iter().filter(|o| o.points_used > 0) {
         let event = hold_in(conn, order.user_id, order.points_used, order.id, now).await?;
-        outgoing.push(event);
+        points.insert(order.id, event);
     }
-    if let Some(coupon_id) = order.coupon_id {
-        let moved = move_coupon(
-            conn,
-            sql::HOLD_COUPON,
-            (coupon_id, order.user_id),
-            (CouponStatus::Issued, CouponStatus::Held),
-            order.id,
-            now,
-        )
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("coupon {coupon_id} not free to hold")))?;
-        outgoing.push(events::coupon_moved(events::COUPON_HELD, &moved));
+    let mut coupons = hold_coupons(conn, orders, now).await?;
+    let mut outgoing = Vec::with_capacity(points.len() + coupons.len());
+    for order in orders {
+        outgoing.extend(points.remove(&order.id));
+        outgoing.extend(coupons.remove(&order.id));
     }
     Ok(outgoing)
+}
+
+/// `issued → held` on the coupon of each order that names one, in one statement; the
+/// `coupon.held` event of each, by order id. A coupon not free to hold is corruption:
+/// allocation weighed it under the same lock.
+async fn hold_coupons(
+    conn: &mut SqliteConnection,
+    orders: &[&OrderRecord],
+    now: Timestamp,
+) -> StoreResult<HashMap<i64, NewEvent>> {
+    let holds: Vec<(i64, i64, i64)> = orders
+        .iter()
+        .filter_map(|o| o.coupon_id.map(|coupon_id| (coupon_id, o.user_id, o.id)))
+        .collect();
+    if holds.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let moved: Vec<(i64, i64, i64, i64)> = sqlx::query_as(sql::HOLD_COUPONS)
+        .bind(to_json(&holds))
+        .bind(now.millis())
+        .fetch_all(conn)
+        .await?;
+    if moved.len() != holds.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} of {} coupons free to hold",
+            moved.len(),
+            holds.len()
+        )));
+    }
+    Ok(moved
+        .into_iter()
+        .map(|(user_coupon_id, campaign_id, user_id, order_id)| {
+            let moved = CouponMoved {
+                user_coupon_id,
+                campaign_id,
+                user_id,
+                order_id,
+            };
+            (order_id, events::coupon_moved(events::COUPON_HELD, &moved))
+        })
+        .collect())
 }
 
 /// Moves the points and coupon of `order`, which just entered its status, along with it

@@ -53,10 +53,8 @@ pub(super) async fn write_accepted(
         .filter(|o| o.coupon_id.is_some() || o.points_used > 0)
         .collect();
     holders.sort_unstable_by_key(|o| o.id);
-    for order in holders {
-        let held = benefits::hold(tx, order, now).await?;
-        outbox::append(tx, &held, now).await?;
-    }
+    let held = benefits::hold_all(tx, &holders, now).await?;
+    outbox::append(tx, &held, now).await?;
     Ok(placed)
 }
 
