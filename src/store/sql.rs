@@ -630,6 +630,41 @@ pub(crate) const INSERT_POINTS_HOLD: &str =
     "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at)
      VALUES ($1, $2, $3, 'held', $4, $4)";
 
+/// SQLite, placement: a hold row for each `[order id, user id, amount]` of the JSON array
+/// `$1`.
+pub(crate) const INSERT_POINTS_HOLDS: &str =
+    "INSERT INTO point_holds (order_id, user_id, amount, status, created_at, updated_at)
+     SELECT value ->> 0, value ->> 1, value ->> 2, 'held', $2, $2 FROM json_each($1)
+     ORDER BY key";
+
+/// SQLite, placement: `held += amount` on each `[user id, amount]` of `$1` whose account
+/// keeps `balance - held >= 0`; `(user_id, balance, held)` of each moved.
+pub(crate) const HOLD_ON_ACCOUNTS: &str = "UPDATE point_accounts
+     SET held = point_accounts.held + h.amount, updated_at = $2
+     FROM (SELECT value ->> 0 AS user_id, value ->> 1 AS amount FROM json_each($1)) AS h
+     WHERE point_accounts.user_id = h.user_id
+       AND point_accounts.balance - (point_accounts.held + h.amount) >= 0
+     RETURNING point_accounts.user_id, point_accounts.balance, point_accounts.held";
+
+/// SQLite, placement: `held += amount` on each `[lot id, amount]` of `$1` (the lots' CHECKs
+/// refuse anything out of range).
+pub(crate) const HOLD_ON_LOTS: &str = "UPDATE point_lots SET held = point_lots.held + h.amount
+     FROM (SELECT value ->> 0 AS id, value ->> 1 AS amount FROM json_each($1)) AS h
+     WHERE point_lots.id = h.id";
+
+/// SQLite, placement: a ledger row of kind `$2` for each `[user id, amount, lot id, order
+/// id]` of `$1`, in order.
+pub(crate) const APPEND_HOLD_LEDGER: &str = "INSERT INTO point_ledger
+         (user_id, kind, amount, lot_id, order_id, reason, idempotency_key, created_at)
+     SELECT value ->> 0, $2, value ->> 1, value ->> 2, value ->> 3, NULL, NULL, $3
+     FROM json_each($1) ORDER BY key";
+
+/// `(user_id, id, remaining - held, expires_at)` of the lots with points free to hold of
+/// the users in the JSON array `$1`.
+pub(crate) const FREE_LOTS_OF_USERS: &str =
+    "SELECT user_id, id, remaining - held, expires_at FROM point_lots
+     WHERE user_id IN (SELECT value FROM json_each($1)) AND remaining > 0 AND remaining > held";
+
 /// `$2 → $3` on the order's hold; entering `refunded` refunds what cancelled parts had not
 /// (`refunded` becomes the whole amount).
 pub(crate) const STEP_POINTS_HOLD: &str = "UPDATE point_holds SET status = $3, updated_at = $4,

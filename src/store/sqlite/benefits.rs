@@ -5,7 +5,7 @@
 //! corruption.
 
 use super::conn::{json_ids, to_json};
-use super::points::{hold_in, step_hold_in};
+use super::points::{hold_all_in, step_hold_in};
 use crate::domain::allocation::CouponState;
 use crate::domain::coupon::CouponStatus;
 use crate::domain::events::{self, CouponMoved, NewEvent};
@@ -62,18 +62,20 @@ pub(super) async fn spendable_points(
 }
 
 /// Holds the points and coupons of a batch's placed orders (ascending by id); returns
-/// their events, each order's points before its coupon. Points go order by order (their
-/// lots are taken soonest-expiring first); the coupons in one statement for the batch.
+/// their events, each order's points before its coupon, in a handful of statements for the
+/// whole batch.
 pub(super) async fn hold_all(
     conn: &mut SqliteConnection,
     orders: &[&OrderRecord],
     now: Timestamp,
 ) -> StoreResult<Vec<NewEvent>> {
-    let mut points = HashMap::new();
-    for order in orders.iter().filter(|o| o.points_used > 0) {
-        let event = hold_in(conn, order.user_id, order.points_used, order.id, now).await?;
-        points.insert(order.id, event);
-    }
+    let holds: Vec<(i64, i64, i64)> = orders
+        .iter()
+        .filter(|o| o.points_used > 0)
+        .map(|o| (o.id, o.user_id, o.points_used))
+        .collect();
+    let mut points: HashMap<i64, NewEvent> =
+        hold_all_in(conn, &holds, now).await?.into_iter().collect();
     let mut coupons = hold_coupons(conn, orders, now).await?;
     let mut outgoing = Vec::with_capacity(points.len() + coupons.len());
     for order in orders {

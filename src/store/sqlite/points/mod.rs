@@ -27,7 +27,7 @@ use crate::store::{
     PointsLedgerRecord, PointsOperationOutcome, PointsStore, PointsSummary, StoreResult,
 };
 use async_trait::async_trait;
-pub(super) use holds::{hold_in, refund_share_in, step_hold_in};
+pub(super) use holds::{hold_all_in, refund_share_in, step_hold_in};
 pub(super) use lots::take_back_earned_in;
 
 #[async_trait]
