@@ -7,6 +7,7 @@ use crate::domain::allocation::CouponState;
 use crate::domain::coupon::{CouponStatus, CouponTerms, Discount, DiscountType, IssueWindow};
 use crate::domain::{DomainError, Timestamp, Won};
 use async_trait::async_trait;
+use std::collections::HashMap;
 
 /// The database decides every claim: one transaction makes the conditional count
 /// (`issued < total_quantity`, inside the issue window), inserts the user coupon under
@@ -49,6 +50,43 @@ pub(crate) fn claim_order(coupons: &[NewUserCoupon]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..coupons.len()).collect();
     order.sort_by_key(|&i| (coupons[i].campaign_id, coupons[i].user_id));
     order
+}
+
+/// The outcomes of a claim batch: those decided in its transaction, and for each claim that
+/// counted nothing (`None`) the refusal its campaign explains, read after the commit by
+/// `read`, once per campaign. Terms never change, so the window read then is the one the
+/// claim saw: no campaign, outside its window, or sold out.
+pub(crate) async fn decided_or_refused<F, Fut>(
+    coupons: &[NewUserCoupon],
+    decided: Vec<Option<IssueOutcome>>,
+    now: Timestamp,
+    mut read: F,
+) -> StoreResult<Vec<IssueOutcome>>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = StoreResult<Option<CampaignRecord>>>,
+{
+    let mut refusals: HashMap<i64, IssueOutcome> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(coupons.len());
+    for (coupon, outcome) in coupons.iter().zip(decided) {
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            None => match refusals.get(&coupon.campaign_id) {
+                Some(refusal) => refusal.clone(),
+                None => {
+                    let refusal = match read(coupon.campaign_id).await? {
+                        None => IssueOutcome::UnknownCampaign,
+                        Some(c) if c.window().contains(now) => IssueOutcome::SoldOut,
+                        Some(_) => IssueOutcome::NotIssuable,
+                    };
+                    refusals.insert(coupon.campaign_id, refusal.clone());
+                    refusal
+                }
+            },
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 /// A first-come coupon campaign to create; its values were checked by `domain::coupon`.

@@ -10,7 +10,7 @@ use super::outbox;
 use crate::domain::events::NewEvent;
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
 use crate::domain::Timestamp;
-use crate::store::coupons::claim_order;
+use crate::store::coupons::{claim_order, decided_or_refused};
 use crate::store::rows::{campaign_from_row, coupon_from_row};
 use crate::store::{
     sql, CampaignRecord, CouponAudit, CouponStore, IssueOutcome, NewCampaign, NewUserCoupon, Page,
@@ -55,19 +55,6 @@ async fn campaign(pool: &PgPool, id: i64) -> StoreResult<Option<CampaignRecord>>
     row.as_ref().map(campaign_from_row).transpose()
 }
 
-/// Why a claim that counted nothing was refused, read after its rollback. Terms never
-/// change, so the window read now is the one the claim saw.
-async fn refusal(pool: &PgPool, campaign_id: i64, now: Timestamp) -> StoreResult<IssueOutcome> {
-    let Some(campaign) = campaign(pool, campaign_id).await? else {
-        return Ok(IssueOutcome::UnknownCampaign);
-    };
-    Ok(if campaign.window().contains(now) {
-        IssueOutcome::SoldOut
-    } else {
-        IssueOutcome::NotIssuable
-    })
-}
-
 async fn issue(
     pool: &PgPool,
     coupons: &[NewUserCoupon],
@@ -84,14 +71,7 @@ async fn issue(
     }
     outbox::append(&mut tx, &events, now).await?;
     tx.commit().await?;
-    let mut outcomes = Vec::with_capacity(coupons.len());
-    for (coupon, outcome) in coupons.iter().zip(decided) {
-        outcomes.push(match outcome {
-            Some(outcome) => outcome,
-            None => refusal(pool, coupon.campaign_id, now).await?,
-        });
-    }
-    Ok(outcomes)
+    decided_or_refused(coupons, decided, now, |id| campaign(pool, id)).await
 }
 
 /// The claims of one campaign, in user order, with a handful of statements whatever their

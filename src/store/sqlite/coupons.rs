@@ -9,7 +9,7 @@ use super::conn::SqliteStore;
 use super::outbox;
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
 use crate::domain::Timestamp;
-use crate::store::coupons::claim_order;
+use crate::store::coupons::{claim_order, decided_or_refused};
 use crate::store::rows::{campaign_from_row, coupon_from_row};
 use crate::store::{
     sql, CampaignRecord, CouponAudit, CouponStore, IssueOutcome, NewCampaign, NewUserCoupon, Page,
@@ -110,14 +110,7 @@ impl CouponStore for SqliteStore {
         }
         outbox::append(&mut tx, &events, now).await?;
         tx.commit().await?;
-        let mut outcomes = Vec::with_capacity(coupons.len());
-        for (coupon, outcome) in coupons.iter().zip(decided) {
-            outcomes.push(match outcome {
-                Some(outcome) => outcome,
-                None => refusal(self, coupon.campaign_id, now).await?,
-            });
-        }
-        Ok(outcomes)
+        decided_or_refused(coupons, decided, now, |id| self.campaign(id)).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = user_id))]
@@ -174,25 +167,4 @@ impl CouponStore for SqliteStore {
             )
             .collect())
     }
-}
-
-/// Why a claim that counted nothing was refused, read after its rollback. Terms never
-/// change, so the window read now is the one the claim saw.
-async fn refusal(
-    store: &SqliteStore,
-    campaign_id: i64,
-    now: Timestamp,
-) -> StoreResult<IssueOutcome> {
-    let row = sqlx::query(sql::CAMPAIGN_BY_ID)
-        .bind(campaign_id)
-        .fetch_optional(&store.reader)
-        .await?;
-    let Some(campaign) = row.as_ref().map(campaign_from_row).transpose()? else {
-        return Ok(IssueOutcome::UnknownCampaign);
-    };
-    Ok(if campaign.window().contains(now) {
-        IssueOutcome::SoldOut
-    } else {
-        IssueOutcome::NotIssuable
-    })
 }
