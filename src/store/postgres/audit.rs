@@ -1,7 +1,7 @@
 //! What `stampede verify` compares, recomputed from the rows: the same numbers as the
 //! SQLite audit, read from one snapshot.
 
-use super::conn::PgStore;
+use super::conn::{snapshot, PgStore};
 use crate::domain::order::MovementKind;
 use crate::store::audit::{shares_by_order, OrderSharesRow};
 use crate::store::rows::{movement_kind, order_status};
@@ -28,10 +28,7 @@ impl AuditStore for PgStore {
 }
 
 async fn benefits(pool: &PgPool) -> StoreResult<BenefitsAudit> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(pool).await?;
     let orders: Vec<benefits_audit::OrderRow> = sqlx::query_as(benefits_audit::ORDERS)
         .fetch_all(&mut *tx)
         .await?;
@@ -45,10 +42,7 @@ async fn benefits(pool: &PgPool) -> StoreResult<BenefitsAudit> {
 /// REPEATABLE READ gives every statement below the same snapshot, so balances, ledgers and
 /// orders agree with each other even while batches commit.
 async fn audit(pool: &PgPool) -> StoreResult<Audit> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(pool).await?;
     let stock = stock_audit(&mut tx).await?;
     let orders = order_audit(&mut tx).await?;
     let limit_breaches = limit_breaches(&mut tx).await?;

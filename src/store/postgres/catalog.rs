@@ -1,7 +1,7 @@
 //! Partners, products and their stock accounts outside of order placement.
 
 use super::catalog_batch;
-use super::conn::PgStore;
+use super::conn::{snapshot, PgStore};
 use super::outbox;
 use super::stock::{self, Movement};
 use crate::domain::events::{self, NewEvent};
@@ -199,13 +199,14 @@ fn inbound_movement(
 }
 
 async fn list_products(pool: &PgPool, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
+    let mut tx = snapshot(pool).await?;
     let rows = sqlx::query(sql::PRODUCTS_PAGE)
         .bind(page.size)
         .bind(page.offset())
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
     let total: i64 = sqlx::query_scalar(sql::COUNT_PRODUCTS)
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(Page {
         items: rows
@@ -337,15 +338,16 @@ async fn movements(
     product_id: i64,
     page: PageRequest,
 ) -> StoreResult<Page<MovementRecord>> {
+    let mut tx = snapshot(pool).await?;
     let rows = sqlx::query(sql::MOVEMENTS_PAGE)
         .bind(product_id)
         .bind(page.size)
         .bind(page.offset())
-        .fetch_all(pool)
+        .fetch_all(&mut *tx)
         .await?;
     let total: i64 = sqlx::query_scalar(sql::COUNT_MOVEMENTS)
         .bind(product_id)
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(Page {
         items: rows

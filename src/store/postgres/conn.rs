@@ -3,6 +3,7 @@
 
 use crate::store::{PoolOptions, StoreResult};
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 
 pub struct PgStore {
     pub(super) pool: PgPool,
@@ -22,4 +23,13 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// A read-only transaction whose statements all see one snapshot (REPEATABLE READ): a page
+/// and its total, or balances and their ledgers, agree even while writes commit between
+/// the statements.
+pub(super) async fn snapshot(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {
+    Ok(pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?)
 }

@@ -5,7 +5,7 @@
 //! batch's `coupon.issued` events, appended last as `outbox::append` requires. Campaigns go
 //! in id order, so two batches take their locks in the same order.
 
-use super::conn::PgStore;
+use super::conn::{snapshot, PgStore};
 use super::outbox;
 use crate::domain::events::NewEvent;
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
@@ -182,16 +182,16 @@ async fn user_coupons(
     user_id: i64,
     page: PageRequest,
 ) -> StoreResult<Page<UserCouponRecord>> {
-    let mut conn = pool.acquire().await?;
+    let mut tx = snapshot(pool).await?;
     let rows = sqlx::query(sql::USER_COUPONS_PAGE)
         .bind(user_id)
         .bind(page.size)
         .bind(page.offset())
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
     let total: i64 = sqlx::query_scalar(sql::COUNT_USER_COUPONS)
         .bind(user_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(Page {
         items: rows

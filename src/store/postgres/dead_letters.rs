@@ -1,7 +1,7 @@
 //! Dead letters on PostgreSQL: the shared statements of `sql.rs` and the shared row
 //! mapping.
 
-use super::conn::PgStore;
+use super::conn::{snapshot, PgStore};
 use crate::domain::dead_letter::DeadLetterStatus;
 use crate::domain::Timestamp;
 use crate::store::rows::dead_letter_from_row;
@@ -51,15 +51,16 @@ impl DeadLetterStore for PgStore {
         page: PageRequest,
     ) -> StoreResult<Page<DeadLetterRecord>> {
         let status = status.map(DeadLetterStatus::as_str);
+        let mut tx = snapshot(&self.pool).await?;
         let rows = sqlx::query(sql::DEAD_LETTERS_PAGE)
             .bind(status)
             .bind(page.size)
             .bind(page.offset())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
         let total: i64 = sqlx::query_scalar(sql::COUNT_DEAD_LETTERS)
             .bind(status)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
         Ok(Page {
             items: rows

@@ -8,7 +8,7 @@
 //! last (each would see the other's part undelivered), and a confirmation's count of parts
 //! still to deliver holds until it commits.
 
-use super::conn::PgStore;
+use super::conn::{snapshot, PgStore};
 use super::order_reads::{load_order, load_partner_order};
 use super::points::refund_share_in;
 use super::{orders, outbox, returns, stock};
@@ -74,10 +74,7 @@ impl FulfilmentStore for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn fulfilment_audit(&self) -> StoreResult<FulfilmentAudit> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = snapshot(&self.pool).await?;
         let rows = sqlx::query(sql::PARTNER_ORDER_STATES)
             .fetch_all(&mut *tx)
             .await?;
@@ -235,11 +232,7 @@ async fn listing(
     status: Option<PartnerOrderStatus>,
     page: PageRequest,
 ) -> StoreResult<Page<PartnerOrderRecord>> {
-    let mut tx = pool.begin().await?;
-    // The page and its total from one snapshot.
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(pool).await?;
     let (ids, total): (Vec<i64>, i64) = match status {
         Some(status) => (
             sqlx::query_scalar(sql::PARTNER_ORDER_IDS_IN_STATUS)

@@ -1,7 +1,8 @@
 //! Reading whole orders on PostgreSQL: the order, its partner orders and their items, for
 //! the order reads, the lifecycle and placement's replays; and one partner order, for its
-//! sellers. A leaf of this backend.
+//! sellers. Of this backend it imports only `conn`.
 
+use super::conn::snapshot;
 use crate::store::rows::{order_from_row, partner_order_list_from_rows, partner_orders_from_rows};
 use crate::store::{sql, OrderRecord, Page, PageRequest, PartnerOrderRecord, StoreResult};
 use sqlx::postgres::{PgConnection, PgPool};
@@ -68,7 +69,7 @@ pub(super) async fn list_orders(
     user_id: Option<i64>,
     page: PageRequest,
 ) -> StoreResult<Page<OrderRecord>> {
-    let mut conn = pool.acquire().await?;
+    let mut tx = snapshot(pool).await?;
     let (ids, total): (Vec<i64>, i64) = match user_id {
         Some(user_id) => {
             let ids = sqlx::query_scalar(
@@ -77,11 +78,11 @@ pub(super) async fn list_orders(
             .bind(user_id)
             .bind(page.size)
             .bind(page.offset())
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut *tx)
             .await?;
             let total = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = $1")
                 .bind(user_id)
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut *tx)
                 .await?;
             (ids, total)
         }
@@ -90,15 +91,15 @@ pub(super) async fn list_orders(
                 sqlx::query_scalar("SELECT id FROM orders ORDER BY id DESC LIMIT $1 OFFSET $2")
                     .bind(page.size)
                     .bind(page.offset())
-                    .fetch_all(&mut *conn)
+                    .fetch_all(&mut *tx)
                     .await?;
             let total = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut *tx)
                 .await?;
             (ids, total)
         }
     };
-    let mut items = load_orders(&mut conn, &ids).await?;
+    let mut items = load_orders(&mut tx, &ids).await?;
     items.reverse(); // loaded ascending; the page is newest first
     Ok(Page {
         items,

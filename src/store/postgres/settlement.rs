@@ -6,7 +6,7 @@
 //! meet on the statements' unique key: the second waits for the first to commit, then
 //! skips every partner it made.
 
-use super::conn::PgStore;
+use super::conn::{snapshot, PgStore};
 use super::outbox;
 use crate::domain::settlement::BusinessDate;
 use crate::domain::Timestamp;
@@ -128,10 +128,7 @@ impl SettlementStore for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn settlement_audit(&self) -> StoreResult<SettlementAudit> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = snapshot(&self.pool).await?;
         let rows = sqlx::query(sql::STATEMENT_MISMATCHES)
             .fetch_all(&mut *tx)
             .await?;

@@ -4,7 +4,7 @@
 //! changed in ascending id order, so two such transactions cannot deadlock. The event is
 //! appended last, as `outbox::append` requires.
 
-use super::conn::PgStore;
+use super::conn::{snapshot, PgStore};
 use super::outbox;
 use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::Timestamp;
@@ -111,16 +111,16 @@ async fn user_waitlist(
     user_id: i64,
     page: PageRequest,
 ) -> StoreResult<Page<WaitlistEntryRecord>> {
-    let mut conn = pool.acquire().await?;
+    let mut tx = snapshot(pool).await?;
     let rows = sqlx::query(sql::USER_WAITLIST_PAGE)
         .bind(user_id)
         .bind(page.size)
         .bind(page.offset())
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
     let total: i64 = sqlx::query_scalar(sql::COUNT_USER_WAITLIST)
         .bind(user_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(Page {
         items: rows

@@ -1,7 +1,7 @@
 //! What `stampede verify` compares, recomputed from the rows on SQLite, each audit in one
 //! read transaction so every number comes from the same snapshot.
 
-use super::conn::SqliteStore;
+use super::conn::{snapshot, SqliteStore};
 use crate::domain::order::MovementKind;
 use crate::store::audit::{shares_by_order, OrderSharesRow};
 use crate::store::rows::{movement_kind, order_status};
@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 impl AuditStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn audit(&self) -> StoreResult<Audit> {
-        let mut tx = self.reader.begin().await?;
+        let mut tx = snapshot(&self.reader).await?;
         let stock = stock_audit(&mut tx).await?;
         let orders = order_audit(&mut tx).await?;
         let limit_breaches = limit_breaches(&mut tx).await?;
@@ -31,7 +31,7 @@ impl AuditStore for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn benefits_audit(&self) -> StoreResult<BenefitsAudit> {
-        let mut tx = self.reader.begin().await?;
+        let mut tx = snapshot(&self.reader).await?;
         let orders: Vec<benefits_audit::OrderRow> = sqlx::query_as(benefits_audit::ORDERS)
             .fetch_all(&mut *tx)
             .await?;

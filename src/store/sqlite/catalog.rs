@@ -1,7 +1,7 @@
 //! Partners, products and their stock accounts outside of order placement, on SQLite.
 
 use super::catalog_batch;
-use super::conn::SqliteStore;
+use super::conn::{snapshot, SqliteStore};
 use super::outbox;
 use super::stock::{insert_movement, move_stock};
 use crate::domain::order::MovementKind;
@@ -90,13 +90,14 @@ impl CatalogStore for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(page = page.page, size = page.size))]
     async fn list_products(&self, page: PageRequest) -> StoreResult<Page<ProductRecord>> {
+        let mut tx = snapshot(&self.reader).await?;
         let rows = sqlx::query(sql::PRODUCTS_PAGE)
             .bind(page.size)
             .bind(page.offset())
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *tx)
             .await?;
         let total: i64 = sqlx::query_scalar(sql::COUNT_PRODUCTS)
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *tx)
             .await?;
         Ok(Page {
             items: rows
@@ -204,15 +205,16 @@ impl CatalogStore for SqliteStore {
         product_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<MovementRecord>> {
+        let mut tx = snapshot(&self.reader).await?;
         let rows = sqlx::query(sql::MOVEMENTS_PAGE)
             .bind(product_id)
             .bind(page.size)
             .bind(page.offset())
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *tx)
             .await?;
         let total: i64 = sqlx::query_scalar(sql::COUNT_MOVEMENTS)
             .bind(product_id)
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *tx)
             .await?;
         Ok(Page {
             items: rows

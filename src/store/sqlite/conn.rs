@@ -70,6 +70,13 @@ impl SqliteStore {
     }
 }
 
+/// A read transaction on `reader` whose statements all see one snapshot (WAL keeps the one
+/// its first read took until it ends): a page and its total agree even while the writer
+/// commits between them. Dropping it ends it.
+pub(super) async fn snapshot(reader: &SqlitePool) -> StoreResult<Tx> {
+    Ok(reader.begin().await?)
+}
+
 /// A JSON array of ids, for `IN (SELECT value FROM json_each($n))`: SQLite has no array
 /// parameters and this keeps the statement text fixed (and cached).
 pub(super) fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {

@@ -5,7 +5,7 @@
 //! refused claim leaves nothing behind. Why a claim was refused is read afterwards on the
 //! reader pool.
 
-use super::conn::SqliteStore;
+use super::conn::{snapshot, SqliteStore};
 use super::outbox;
 use crate::domain::events::{coupon_campaign_created, coupon_issued, CouponIssued};
 use crate::domain::Timestamp;
@@ -119,16 +119,16 @@ impl CouponStore for SqliteStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<UserCouponRecord>> {
-        let mut conn = self.reader.acquire().await?;
+        let mut tx = snapshot(&self.reader).await?;
         let rows = sqlx::query(sql::USER_COUPONS_PAGE)
             .bind(user_id)
             .bind(page.size)
             .bind(page.offset())
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut *tx)
             .await?;
         let total: i64 = sqlx::query_scalar(sql::COUNT_USER_COUPONS)
             .bind(user_id)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut *tx)
             .await?;
         Ok(Page {
             items: rows

@@ -1,7 +1,7 @@
 //! Dead letters on SQLite: the shared statements of `sql.rs` and the shared row
 //! mapping, writes in a write transaction.
 
-use super::conn::SqliteStore;
+use super::conn::{snapshot, SqliteStore};
 use crate::domain::dead_letter::DeadLetterStatus;
 use crate::domain::Timestamp;
 use crate::store::rows::dead_letter_from_row;
@@ -53,15 +53,16 @@ impl DeadLetterStore for SqliteStore {
         page: PageRequest,
     ) -> StoreResult<Page<DeadLetterRecord>> {
         let status = status.map(DeadLetterStatus::as_str);
+        let mut tx = snapshot(&self.reader).await?;
         let rows = sqlx::query(sql::DEAD_LETTERS_PAGE)
             .bind(status)
             .bind(page.size)
             .bind(page.offset())
-            .fetch_all(&self.reader)
+            .fetch_all(&mut *tx)
             .await?;
         let total: i64 = sqlx::query_scalar(sql::COUNT_DEAD_LETTERS)
             .bind(status)
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *tx)
             .await?;
         Ok(Page {
             items: rows

@@ -3,7 +3,7 @@
 //! transaction: SQLite's single writer makes it atomic, and the condition makes a second
 //! attempt (a retry, a second seller at once) change nothing.
 
-use super::conn::{json_ids, SqliteStore};
+use super::conn::{json_ids, snapshot, SqliteStore};
 use super::order_reads::{load_order, load_partner_order};
 use super::points::refund_share_in;
 use super::{orders, outbox, returns, stock};
@@ -160,8 +160,7 @@ impl FulfilmentStore for SqliteStore {
         status: Option<PartnerOrderStatus>,
         page: PageRequest,
     ) -> StoreResult<Page<PartnerOrderRecord>> {
-        // One read transaction: the page and its total come from the same snapshot.
-        let mut tx = self.reader.begin().await?;
+        let mut tx = snapshot(&self.reader).await?;
         let (ids, total): (Vec<i64>, i64) = match status {
             Some(status) => (
                 sqlx::query_scalar(sql::PARTNER_ORDER_IDS_IN_STATUS)
@@ -209,7 +208,7 @@ impl FulfilmentStore for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn fulfilment_audit(&self) -> StoreResult<FulfilmentAudit> {
-        let mut tx = self.reader.begin().await?;
+        let mut tx = snapshot(&self.reader).await?;
         let rows = sqlx::query(sql::PARTNER_ORDER_STATES)
             .fetch_all(&mut *tx)
             .await?;

@@ -5,7 +5,7 @@
 //! transaction: SQLite's single writer makes it atomic, and the condition makes a second
 //! attempt (a retry, another process on the same file) change nothing.
 
-use super::conn::{SqliteStore, Tx};
+use super::conn::{snapshot, SqliteStore, Tx};
 use super::order_reads::{list_orders, load_order};
 use super::{benefits, outbox, place, stock};
 use crate::domain::allocation::OrderRequest;
@@ -68,8 +68,8 @@ impl OrderStore for SqliteStore {
         user_id: Option<i64>,
         page: PageRequest,
     ) -> StoreResult<Page<OrderRecord>> {
-        let mut conn = self.reader.acquire().await?;
-        list_orders(&mut conn, user_id, page).await
+        let mut tx = snapshot(&self.reader).await?;
+        list_orders(&mut tx, user_id, page).await
     }
 
     #[tracing::instrument(skip_all, fields(order_id = payment.order_id))]

@@ -3,7 +3,7 @@
 //! the statements by one `INSERT … SELECT … GROUP BY` over the entries recorded that day, a
 //! range scan of the covering index `settlement_entries_day`.
 
-use super::conn::SqliteStore;
+use super::conn::{snapshot, SqliteStore};
 use super::outbox;
 use crate::domain::settlement::BusinessDate;
 use crate::domain::Timestamp;
@@ -122,7 +122,7 @@ impl SettlementStore for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn settlement_audit(&self) -> StoreResult<SettlementAudit> {
-        let mut tx = self.reader.begin().await?;
+        let mut tx = snapshot(&self.reader).await?;
         let rows = sqlx::query(sql::STATEMENT_MISMATCHES)
             .fetch_all(&mut *tx)
             .await?;
@@ -157,7 +157,7 @@ async fn page_of<T>(
     page: PageRequest,
     map: fn(&sqlx::sqlite::SqliteRow) -> StoreResult<T>,
 ) -> StoreResult<Page<T>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = snapshot(pool).await?;
     let rows = sqlx::query(list)
         .bind(key)
         .bind(page.size)

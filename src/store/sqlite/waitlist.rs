@@ -4,7 +4,7 @@
 //! Reads that usually find nothing to do (offers to settle) run on the reader pool first, so
 //! the worker does not take the write lock from the placement writer for nothing.
 
-use super::conn::SqliteStore;
+use super::conn::{snapshot, SqliteStore};
 use super::outbox;
 use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::Timestamp;
@@ -132,16 +132,16 @@ impl WaitlistStore for SqliteStore {
         user_id: i64,
         page: PageRequest,
     ) -> StoreResult<Page<WaitlistEntryRecord>> {
-        let mut conn = self.reader.acquire().await?;
+        let mut tx = snapshot(&self.reader).await?;
         let rows = sqlx::query(sql::USER_WAITLIST_PAGE)
             .bind(user_id)
             .bind(page.size)
             .bind(page.offset())
-            .fetch_all(&mut *conn)
+            .fetch_all(&mut *tx)
             .await?;
         let total: i64 = sqlx::query_scalar(sql::COUNT_USER_WAITLIST)
             .bind(user_id)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut *tx)
             .await?;
         Ok(Page {
             items: rows

@@ -1,6 +1,7 @@
 //! Reads: the buyer's summary and history, and the audit
 //! that checks accounts, lots and ledger agree.
 
+use super::super::conn::snapshot;
 use crate::domain::Timestamp;
 use crate::store::rows::ledger_from_row;
 use crate::store::{
@@ -19,10 +20,7 @@ where
 /// REPEATABLE READ: every statement sees the same snapshot, so balances, lots and ledger
 /// agree even while holds commit.
 pub(super) async fn points_audit(pool: &PgPool) -> StoreResult<PointsAudit> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(pool).await?;
     let rows = PointsAuditRows {
         accounts: all(&mut tx, sql::AUDIT_POINTS_ACCOUNTS).await?,
         ledger_by_user: all(&mut tx, sql::AUDIT_POINTS_LEDGER_BY_USER).await?,
@@ -41,10 +39,7 @@ pub(super) async fn summary(
     user_id: i64,
     horizon: Timestamp,
 ) -> StoreResult<PointsSummary> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = snapshot(pool).await?;
     let account: Option<(i64, i64)> = sqlx::query_as(sql::POINTS_ACCOUNT)
         .bind(user_id)
         .fetch_optional(&mut *tx)
@@ -77,16 +72,16 @@ pub(super) async fn history(
     user_id: i64,
     page: PageRequest,
 ) -> StoreResult<Page<PointsLedgerRecord>> {
-    let mut conn = pool.acquire().await?;
+    let mut tx = snapshot(pool).await?;
     let rows = sqlx::query(sql::POINTS_HISTORY_PAGE)
         .bind(user_id)
         .bind(page.size)
         .bind(page.offset())
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
     let total: i64 = sqlx::query_scalar(sql::COUNT_POINTS_HISTORY)
         .bind(user_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(Page {
         items: rows

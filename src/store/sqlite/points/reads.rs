@@ -1,6 +1,7 @@
 //! Reads: the buyer's summary and history, and the audit
 //! that checks accounts, lots and ledger agree.
 
+use super::super::conn::snapshot;
 use crate::domain::Timestamp;
 use crate::store::rows::ledger_from_row;
 use crate::store::{
@@ -73,16 +74,16 @@ pub(super) async fn history(
     user_id: i64,
     page: PageRequest,
 ) -> StoreResult<Page<PointsLedgerRecord>> {
-    let mut conn = pool.acquire().await?;
+    let mut tx = snapshot(pool).await?;
     let rows = sqlx::query(sql::POINTS_HISTORY_PAGE)
         .bind(user_id)
         .bind(page.size)
         .bind(page.offset())
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
     let total: i64 = sqlx::query_scalar(sql::COUNT_POINTS_HISTORY)
         .bind(user_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(Page {
         items: rows
