@@ -49,6 +49,7 @@ impl SqliteStore {
         // commit still waits for its fsync (`synchronous=FULL`).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(
                 connect
@@ -59,6 +60,7 @@ impl SqliteStore {
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
             .await?;
@@ -86,7 +88,7 @@ pub(super) fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
 
 /// Rows as a JSON array of tuples, for `INSERT … SELECT … FROM json_each($n)` and lookups
 /// by several keys at once.
-pub(super) fn to_json<T: Serialize>(rows: &T) -> String {
+pub(super) fn to_json<T: Serialize + ?Sized>(rows: &T) -> String {
     // Vectors of numbers and strings always serialise.
     serde_json::to_string(rows).unwrap_or_else(|_| "[]".into())
 }
