@@ -70,8 +70,9 @@ settings! {
         /// Largest number of orders placed in one transaction; 1 is the naive baseline.
         placement_batch_max: usize = 256, 1..=10_000;
         /// How long the writer waits for more orders after the first one of a batch
-        /// arrives.
-        placement_linger_ms: u64 = 1, 0..=1000;
+        /// arrives. 0: a batch is what queued while the last one committed (under load
+        /// that is already many; a wait only adds latency, BENCHMARKS.md 2026-12-04).
+        placement_linger_ms: u64 = 0, 0..=1000;
         /// Orders queued for the writers (their callers wait for the answer); beyond it,
         /// attempts go to the waiting room.
         placement_queue_depth: usize = 4096, 1..=1_000_000;

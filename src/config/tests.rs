@@ -206,7 +206,7 @@ fn defaults_are_unchanged() {
         ("points_valid_days", "365"),
         ("points_expiry_interval_secs", "86400"),
         ("placement_batch_max", "256"),
-        ("placement_linger_ms", "1"),
+        ("placement_linger_ms", "0"),
         ("placement_queue_depth", "4096"),
         ("placement_strategy", "\"batch\""),
         ("lock_wait_ms", "3000"),
