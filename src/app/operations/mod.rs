@@ -487,12 +487,13 @@ impl Default for DashboardHealth {
 }
 
 impl DashboardHealth {
-    /// One node's view of a dependency: down if any node alive sees it down.
+    /// One node's view of a shared dependency: down if any node alive sees it down. Not
+    /// the database's: the node answering has just read it, which outranks any node's
+    /// last report.
     fn see(&mut self, dependency: Option<&str>, up: bool) {
         let slot = match dependency {
             Some("redis") => &mut self.redis,
             Some("broker") => &mut self.broker,
-            Some("database") => &mut self.database,
             _ => return,
         };
         if !up {
