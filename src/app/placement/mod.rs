@@ -21,9 +21,13 @@ use crate::events::EventSync;
 use crate::metrics::Metrics;
 use crate::store::{PlaceOutcome, Store, StoreError, TicketRecord};
 use job::{count, gate_lines, sold_out, Job};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 use waiting_room::{Enqueued, RoomConfig, WaitingRoom};
 
@@ -160,9 +164,11 @@ impl Placement {
     /// gate is told the outcome. When the writer is full (or others already wait), the
     /// attempt waits in the waiting room.
     ///
-    /// The work runs in a task of its own, so the gate is settled even if the caller goes
+    /// The work always runs to its end, so the gate is settled even if the caller goes
     /// away (a request timeout drops the handler): units taken at admission are always
-    /// given back unless the database holds them.
+    /// given back unless the database holds them. It runs in the caller's task, and only
+    /// what is left of it when the caller goes away moves to a task of its own
+    /// ([`Detached`]): no hand-off between tasks per order.
     pub async fn place(&self, request: OrderRequest) -> Result<Placed, PlaceError> {
         if self.is_draining() {
             return Err(PlaceError::ShuttingDown);
@@ -176,12 +182,12 @@ impl Placement {
         }
         let this = self.clone();
         this.deciding.fetch_add(1, Ordering::AcqRel);
-        let decided = tokio::spawn(async move {
+        Detached::new(async move {
             let placed = this.decide(request).await;
             this.deciding.fetch_sub(1, Ordering::AcqRel);
             placed
-        });
-        decided.await.unwrap_or_else(|_| Err(stopped()))
+        })
+        .await
     }
 
     async fn decide(&self, request: OrderRequest) -> Result<Placed, PlaceError> {
@@ -233,6 +239,41 @@ impl Placement {
             .await
             .map_err(|_| stopped())?
             .map_err(PlaceError::Store)
+    }
+}
+
+/// A future polled in the caller's task that, if dropped before it finishes, finishes in
+/// a task of its own: what it started (a unit taken at the gate) is always settled.
+struct Detached<T: Send + 'static> {
+    future: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
+}
+
+impl<T: Send + 'static> Detached<T> {
+    fn new(future: impl Future<Output = T> + Send + 'static) -> Self {
+        Detached {
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for Detached<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let Some(future) = self.future.as_mut() else {
+            return Poll::Pending; // finished already: never polled again
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<T: Send + 'static> Drop for Detached<T> {
+    fn drop(&mut self) {
+        if let (Some(future), Ok(runtime)) = (self.future.take(), Handle::try_current()) {
+            runtime.spawn(future);
+        }
     }
 }
 
@@ -342,5 +383,40 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Detached;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    #[tokio::test]
+    async fn a_detached_future_answers_in_the_callers_task() {
+        assert_eq!(Detached::new(async { 7 }).await, 7);
+    }
+
+    #[tokio::test]
+    async fn a_detached_future_dropped_halfway_still_finishes() {
+        let (started_tx, started) = oneshot::channel();
+        let (go_tx, go) = oneshot::channel::<()>();
+        let (finished_tx, finished) = oneshot::channel();
+        let caller = tokio::spawn(Detached::new(async move {
+            let _ = started_tx.send(());
+            let _ = go.await;
+            let _ = finished_tx.send("settled");
+        }));
+        started
+            .await
+            .expect("the future started in the caller's task");
+        // The caller goes away (a request timeout drops the handler) mid-way.
+        caller.abort();
+        let _ = caller.await;
+        go_tx
+            .send(())
+            .expect("the rest of the future still waits to be resumed");
+        let done = tokio::time::timeout(Duration::from_secs(5), finished).await;
+        assert_eq!(done.expect("finished in time"), Ok("settled"));
     }
 }
