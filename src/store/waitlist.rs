@@ -37,6 +37,9 @@ pub trait WaitlistStore: Send + Sync {
     async fn waitlist_entry(&self, id: i64) -> StoreResult<Option<WaitlistEntryRecord>>;
     /// The product's first waiting entry (lowest id).
     async fn next_waiting(&self, product_id: i64) -> StoreResult<Option<WaitlistEntryRecord>>;
+    /// Of `product_ids`, those with at least one waiting entry, ascending: one read for a
+    /// whole wake-up (a catalog import names thousands of products, few with a line).
+    async fn products_with_line(&self, product_ids: &[i64]) -> StoreResult<Vec<i64>>;
     /// Up to `limit` products, ascending, released by `now`, that have waiting entries and
     /// available stock.
     async fn products_to_offer(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>>;

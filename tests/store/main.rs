@@ -36,3 +36,4 @@ mod partial_cancel;
 mod placement;
 mod returns;
 mod settlement;
+mod waitlist;

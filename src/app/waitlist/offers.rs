@@ -29,6 +29,7 @@ use crate::store::{
     OrderRecord, PlaceOutcome, Store, StoreError, TransitionOutcome, WaitlistEntryRecord,
 };
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Offers made for one product in one pass, at most (each is one placement transaction).
@@ -106,13 +107,22 @@ impl Offers {
     /// named — or, when `full`, for every product with a line and available stock. One
     /// failing step does not starve the others; the first error is returned.
     pub async fn pass(&self, full: bool) -> Result<Pass, StoreError> {
-        let (mut products, orders_changed) = self.signal.take();
+        let (signalled, orders_changed) = self.signal.take();
         let mut pass = Pass::default();
         let mut failure = None;
         if full || orders_changed {
             match self.settle().await {
                 Ok(settled) => pass.settled = settled,
                 Err(e) => failure = Some(e),
+            }
+        }
+        // Most products the dispatcher names have no line: one read drops them all.
+        let mut products = BTreeSet::new();
+        if !signalled.is_empty() {
+            let ids: Vec<i64> = signalled.into_iter().collect();
+            match self.store.products_with_line(&ids).await {
+                Ok(lined) => products.extend(lined),
+                Err(e) => failure = failure.or(Some(e)),
             }
         }
         if full {

@@ -237,6 +237,17 @@ impl WaitlistStore for PgStore {
         Ok(entry)
     }
 
+    #[tracing::instrument(skip_all, fields(products = product_ids.len()))]
+    async fn products_with_line(&self, product_ids: &[i64]) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT product_id FROM waitlist_entries \
+             WHERE status = 'waiting' AND product_id = ANY($1) ORDER BY product_id",
+        )
+        .bind(product_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     #[tracing::instrument(skip_all)]
     async fn products_to_offer(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<i64>> {
         Ok(sqlx::query_scalar(sql::PRODUCTS_TO_OFFER)

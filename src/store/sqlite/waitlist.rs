@@ -4,7 +4,7 @@
 //! Reads that usually find nothing to do (offers to settle) run on the reader pool first, so
 //! the worker does not take the write lock from the placement writer for nothing.
 
-use super::conn::{snapshot, SqliteStore};
+use super::conn::{json_ids, snapshot, SqliteStore};
 use super::outbox;
 use crate::domain::waitlist::WaitlistStatus;
 use crate::domain::Timestamp;
@@ -171,6 +171,18 @@ impl WaitlistStore for SqliteStore {
             entry.position = Some(1);
         }
         Ok(entry)
+    }
+
+    #[tracing::instrument(skip_all, fields(products = product_ids.len()))]
+    async fn products_with_line(&self, product_ids: &[i64]) -> StoreResult<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT product_id FROM waitlist_entries \
+             WHERE status = 'waiting' AND product_id IN (SELECT value FROM json_each($1)) \
+             ORDER BY product_id",
+        )
+        .bind(json_ids(product_ids.iter().copied()))
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     #[tracing::instrument(skip_all)]
