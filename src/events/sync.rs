@@ -55,6 +55,12 @@ impl EventSync {
         let Ok(target) = self.store.last_event_id().await else {
             return;
         };
+        self.caught_up_to(target).await;
+    }
+
+    /// Waits (at most [`SYNC_TIMEOUT`]) until this node has dispatched every event up to
+    /// `target`: the caller's own, when it knows their ids (no read of the outbox's end).
+    pub async fn caught_up_to(&self, target: i64) {
         self.wake.notify_one();
         let mut cursor = self.cursor.clone();
         let reached = tokio::time::timeout(SYNC_TIMEOUT, cursor.wait_for(|id| *id >= target)).await;

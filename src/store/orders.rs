@@ -216,6 +216,9 @@ pub struct BatchResult {
     pub outcomes: Vec<PlaceOutcome>,
     /// Availability after the batch for every product it touched.
     pub available_after: Vec<(i64, i64)>,
+    /// The id of the last event the batch wrote, if it wrote any: once the node has
+    /// dispatched up to it, every read shows the batch.
+    pub last_event_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

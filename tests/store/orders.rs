@@ -116,6 +116,16 @@ async fn first_batch(store: &dyn Store, shop: &Shop) -> (OrderRecord, OrderRecor
     assert_eq!(rejection(&o[7]), unknown);
     let available = [(shop.limited, 2), (shop.single, 0), (shop.future, 10)];
     assert_eq!(result.available_after, available);
+    let last = store.last_event_id().await.unwrap();
+    assert_eq!(
+        result.last_event_id,
+        Some(last),
+        "the batch's events end the outbox"
+    );
+    // A batch that places nothing writes no event.
+    let again = store.place_batch(&batch[5..7], pay_by, NOW).await.unwrap();
+    assert_eq!(again.last_event_id, None);
+    assert_eq!(store.last_event_id().await.unwrap(), last);
     // The record built in memory is the one a read returns.
     let stored = store.order(split.id).await.unwrap().unwrap();
     assert_eq!(format!("{stored:?}"), format!("{split:?}"));

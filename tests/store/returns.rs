@@ -205,6 +205,9 @@ store_tests!(
             .await
             .unwrap();
         placed(&result.outcomes[0]);
+        // The points' hold events come last; the batch names the last of them.
+        let last = store.last_event_id().await.unwrap();
+        assert_eq!(result.last_event_id, Some(last));
         assert_eq!(balance(store, user).await, (30, 25));
         returned(
             store

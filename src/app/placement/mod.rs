@@ -333,7 +333,11 @@ impl Writer {
                 // waits, so the writer goes straight on to the next batch.
                 let events = self.events.clone();
                 tokio::spawn(async move {
-                    events.caught_up().await;
+                    match result.last_event_id {
+                        Some(last) => events.caught_up_to(last).await,
+                        // Nothing written: a replay may still wait on its order's events.
+                        None => events.caught_up().await,
+                    }
                     for (outcome, reply) in result.outcomes.into_iter().zip(replies) {
                         let _ = reply.send(Ok(outcome));
                     }

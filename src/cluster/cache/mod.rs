@@ -258,7 +258,9 @@ mod tests {
         let misses = (0..20).map(|_| listing.read_through(PAGE, || slow_read(&reads, 7)));
         let answers = futures_util::future::join_all(misses).await;
         assert_eq!(reads.load(Ordering::SeqCst), 1);
-        assert!(answers.iter().all(|a| matches!(a, Ok(Some(l)) if l.total == 7)));
+        assert!(answers
+            .iter()
+            .all(|a| matches!(a, Ok(Some(l)) if l.total == 7)));
         assert_eq!(listing.metrics.cache_misses.get(), 1);
         assert_eq!(listing.metrics.cache_hits.get(), 19);
         assert!(lock(&listing.reading).is_empty(), "nothing left in flight");
@@ -278,7 +280,11 @@ mod tests {
         let (before, after) = tokio::join!(before, after);
         assert_eq!(reads.load(Ordering::SeqCst), 2);
         assert_eq!(before.unwrap().unwrap().total, 1);
-        assert_eq!(after.unwrap().unwrap().total, 2, "not the read from before the change");
+        assert_eq!(
+            after.unwrap().unwrap().total,
+            2,
+            "not the read from before the change"
+        );
     }
 
     #[tokio::test]

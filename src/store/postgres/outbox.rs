@@ -24,13 +24,14 @@ const OUTBOX_LOCK_KEY: i64 = 0x7374_616d_706f_6278;
 
 /// Appends `events` in order in one statement. Call it last in the transaction: from here to
 /// commit it holds the shared horizon lock, and it must not then wait on any row lock.
+/// Returns the id of the last event appended (`None` if none were given).
 pub(super) async fn append(
     conn: &mut PgConnection,
     events: &[NewEvent],
     now: Timestamp,
-) -> StoreResult<()> {
+) -> StoreResult<Option<i64>> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut types = Vec::with_capacity(events.len());
     let mut ids = Vec::with_capacity(events.len());
@@ -44,13 +45,16 @@ pub(super) async fn append(
     }
     // The lock sits in a materialised CTE joined to every row, so it is taken before the
     // first id is drawn; ORDER BY ord keeps ids in the order the events were given.
-    sqlx::query(
-        "WITH horizon AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($1)) \
-         INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, created_at) \
-         SELECT e.aggregate_type, e.aggregate_id, e.event_type, e.payload, $6 \
-         FROM horizon, UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[]) \
-              WITH ORDINALITY AS e(aggregate_type, aggregate_id, event_type, payload, ord) \
-         ORDER BY e.ord",
+    let last: Option<i64> = sqlx::query_scalar(
+        "WITH horizon AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($1)), \
+         appended AS ( \
+             INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, created_at) \
+             SELECT e.aggregate_type, e.aggregate_id, e.event_type, e.payload, $6 \
+             FROM horizon, UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[]) \
+                  WITH ORDINALITY AS e(aggregate_type, aggregate_id, event_type, payload, ord) \
+             ORDER BY e.ord \
+             RETURNING id) \
+         SELECT MAX(id) FROM appended",
     )
     .bind(OUTBOX_LOCK_KEY)
     .bind(&types)
@@ -58,9 +62,9 @@ pub(super) async fn append(
     .bind(&names)
     .bind(&payloads)
     .bind(now.millis())
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(())
+    Ok(last)
 }
 
 #[async_trait]

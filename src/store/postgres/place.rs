@@ -39,6 +39,7 @@ pub(super) async fn place_batch(
         return Ok(BatchResult {
             outcomes: Vec::new(),
             available_after: Vec::new(),
+            last_event_id: None,
         });
     }
     let mut tx = pool.begin().await?;
@@ -53,8 +54,8 @@ pub(super) async fn place_batch(
             _ => None,
         })
         .collect();
-    let placed = if accepted.is_empty() {
-        HashMap::new()
+    let (placed, last_event_id) = if accepted.is_empty() {
+        (HashMap::new(), None)
     } else {
         write_accepted(&mut tx, batch, &accepted, &allocation, &levels, pay_by, now).await?
     };
@@ -65,6 +66,7 @@ pub(super) async fn place_batch(
     Ok(BatchResult {
         outcomes,
         available_after,
+        last_event_id,
     })
 }
 

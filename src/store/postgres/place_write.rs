@@ -22,7 +22,8 @@ const IDEMPOTENCY_RACE: StoreError = StoreError::Conflict("idempotency_race");
 /// An accepted request: its index in the batch and its plan.
 pub(super) type Accepted<'a> = (usize, &'a PlannedOrder);
 
-/// Writes every accepted order and its holds; returns the placed records by request index.
+/// Writes every accepted order and its holds; returns the placed records by request index,
+/// and the id of the last event written.
 pub(super) async fn write_accepted(
     conn: &mut PgConnection,
     batch: &[OrderRequest],
@@ -31,7 +32,7 @@ pub(super) async fn write_accepted(
     levels: &BTreeMap<i64, stock::Levels>,
     pay_by: Timestamp,
     now: Timestamp,
-) -> StoreResult<HashMap<usize, OrderRecord>> {
+) -> StoreResult<(HashMap<usize, OrderRecord>, Option<i64>)> {
     let order_ids = insert_orders(conn, batch, accepted, pay_by, now).await?;
     let partner_order_ids = insert_partner_orders(conn, accepted, &order_ids).await?;
     insert_items(conn, batch, accepted, &order_ids, &partner_order_ids).await?;
@@ -55,8 +56,8 @@ pub(super) async fn write_accepted(
             outgoing.extend(benefits::hold(conn, order, now).await?);
         }
     }
-    outbox::append(conn, &outgoing, now).await?;
-    Ok(records.into_iter().collect())
+    let last_event_id = outbox::append(conn, &outgoing, now).await?;
+    Ok((records.into_iter().collect(), last_event_id))
 }
 
 /// Inserts the orders in arrival order (so ids follow arrival) and returns their ids,

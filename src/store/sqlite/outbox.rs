@@ -11,13 +11,15 @@ use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
 /// Appends `events` in order, one statement each, inside the caller's transaction.
+/// Returns the id of the last event appended (`None` if none were given).
 pub(super) async fn append(
     conn: &mut SqliteConnection,
     events: &[NewEvent],
     now: Timestamp,
-) -> StoreResult<()> {
+) -> StoreResult<Option<i64>> {
+    let mut last = None;
     for event in events {
-        sqlx::query(
+        let appended = sqlx::query(
             "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload, created_at)
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -28,8 +30,9 @@ pub(super) async fn append(
         .bind(now.millis())
         .execute(&mut *conn)
         .await?;
+        last = Some(appended.last_insert_rowid());
     }
-    Ok(())
+    Ok(last)
 }
 
 #[async_trait]

@@ -41,7 +41,8 @@ pub(super) async fn place_batch(
     let mut tx = store.write_tx().await?;
     let (state, levels) = load_state(&mut tx, batch, now).await?;
     let allocation = allocate(batch, &state, now);
-    let placed = write_accepted(&mut tx, batch, &allocation, levels, pay_by, now).await?;
+    let (placed, last_event_id) =
+        write_accepted(&mut tx, batch, &allocation, levels, pay_by, now).await?;
     let outcomes = outcomes(&mut tx, &allocation, placed).await?;
     tx.commit().await?;
     let mut available_after: Vec<(i64, i64)> = allocation.available_after.into_iter().collect();
@@ -49,6 +50,7 @@ pub(super) async fn place_batch(
     Ok(BatchResult {
         outcomes,
         available_after,
+        last_event_id,
     })
 }
 

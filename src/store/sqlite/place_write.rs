@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 /// `(on_hand, held)` of each stock account as the batch moves it.
 pub(super) type Levels = BTreeMap<i64, (i64, i64)>;
 
-/// Writes the accepted orders of the batch; returns them by request index.
+/// Writes the accepted orders of the batch; returns them by request index, and the id of
+/// the last event written.
 pub(super) async fn write_accepted(
     tx: &mut Tx,
     batch: &[OrderRequest],
@@ -22,10 +23,10 @@ pub(super) async fn write_accepted(
     mut levels: Levels,
     pay_by: Timestamp,
     now: Timestamp,
-) -> StoreResult<HashMap<usize, OrderRecord>> {
+) -> StoreResult<(HashMap<usize, OrderRecord>, Option<i64>)> {
     let mut placed = HashMap::new();
     if allocation.holds.is_empty() {
-        return Ok(placed);
+        return Ok((placed, None));
     }
     let mut ids = NextIds::read(tx).await?;
     let mut rows = BatchRows::default();
@@ -46,8 +47,12 @@ pub(super) async fn write_accepted(
         .collect();
     holders.sort_unstable_by_key(|o| o.id);
     let held = benefits::hold_all(tx, &holders, now).await?;
-    outbox::append(tx, &held, now).await?;
-    Ok(placed)
+    // The batch's own events took the ids before `ids.event`; the holds' come after them.
+    let last_event_id = match outbox::append(tx, &held, now).await? {
+        Some(id) => Some(id),
+        None => (!rows.events.is_empty()).then_some(ids.event - 1),
+    };
+    Ok((placed, last_event_id))
 }
 
 /// The next free id of each table the batch writes. Safe to hand out in advance: the batch
