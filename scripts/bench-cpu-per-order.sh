@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Benchmark: where a placed order's CPU goes, process by process (issue 14).
+#
+# One server on a fresh database per run: the trivial endpoint's ceiling
+# (`loadgen hello`, REQUESTS at CONCURRENCY), then a drop in which every attempt places an
+# order (`loadgen drop`, stock = attempts = ORDERS). Over a WINDOW-second window in the
+# middle of the drop it reads the CPU time (utime + stime, /proc/<pid>/stat) of the
+# server, the load generator and every PostgreSQL process, and `orders_placed_total` from
+# /metrics, and reports CPU per placed order for each and how many of the machine's cores
+# were busy. Medians of RUNS.
+#
+# Usage: scripts/bench-cpu-per-order.sh [RUNS]
+#   env: STORE (sqlite|postgres), ORDERS (40000), REQUESTS (30000), CONCURRENCY (100),
+#        WINDOW (2), OUT, BIN (a stampede binary; default: this tree's release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}
+STORE=${STORE:-sqlite}
+ORDERS=${ORDERS:-40000}
+REQUESTS=${REQUESTS:-30000}
+CONCURRENCY=${CONCURRENCY:-100}
+WINDOW=${WINDOW:-2}
+PORT=18640
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
+OUT=${OUT:-bench-out/cpu-per-order-$STORE-$(date -u +%Y%m%dT%H%M%SZ)}
+PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+DB=bench_cpu_per_order
+export RUST_LOG=${RUST_LOG:-warn}
+TICKS=$(getconf CLK_TCK)
+
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN="$CARGO_TARGET_DIR/release/stampede"
+fi
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+scripts/services.sh postgres
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+postgres_ticks() {
+  local pid total=0
+  for pid in $(pgrep -u postgres || true); do
+    total=$((total + $(ticks "$pid" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+run() {
+  local dir=$1 url="http://127.0.0.1:$PORT"
+  case "$STORE" in
+    sqlite) rm -f "$OUT/cpu.db"*; export STAMPEDE_DATABASE_URL="sqlite://$OUT/cpu.db" ;;
+    postgres)
+      psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
+      export STAMPEDE_DATABASE_URL="${PG_ADMIN_URL%/*}/$DB" ;;
+  esac
+  export STAMPEDE_HTTP_ADDR=127.0.0.1:$PORT
+  export STAMPEDE_RATE_LIMIT_IP_PER_SEC=0 STAMPEDE_RATE_LIMIT_USER_PER_SEC=0
+  "$BIN" admin create-user --email admin@bench.invalid --password bench-admin-1 --role admin >/dev/null
+  "$BIN" admin provision-buyers --count 3000 --out "$OUT/tokens.txt" >/dev/null
+  "$BIN" serve > "$dir.server.log" 2>&1 & server_pid=$!
+  for _ in $(seq 1 100); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
+  local token
+  token=$(curl -s "$url/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"admin@bench.invalid","password":"bench-admin-1"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  "$BIN" loadgen hello --target "$url" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
+    --out "$dir-hello" >/dev/null
+  STAMPEDE_ADMIN_TOKEN=$token "$BIN" loadgen drop --target "$url" --tokens "$OUT/tokens.txt" \
+    --stock "$ORDERS" --attempts "$ORDERS" --concurrency "$CONCURRENCY" --out "$dir-drop" >/dev/null &
+  local loadgen=$!
+  placed() {
+    curl -s -H "authorization: Bearer $token" "$url/metrics" | awk '/^orders_placed_total/ { print $2 }'
+  }
+  # Into the drop, past its first batches.
+  until awk -v n="$(placed)" -v min=$((ORDERS / 10)) 'BEGIN { exit !(n + 0 >= min) }'; do
+    kill -0 "$loadgen" 2>/dev/null || { echo "the drop ended before the window" >&2; exit 1; }
+    sleep 0.05
+  done
+  local o0 s0 l0 p0 t0 o1 s1 l1 p1 t1
+  o0=$(placed); s0=$(ticks "$server_pid"); l0=$(ticks "$loadgen"); p0=$(postgres_ticks); t0=$(date +%s.%N)
+  sleep "$WINDOW"
+  o1=$(placed); s1=$(ticks "$server_pid"); l1=$(ticks "$loadgen"); p1=$(postgres_ticks); t1=$(date +%s.%N)
+  wait "$loadgen"
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+  "$BIN" verify | tail -n 1
+  python3 - "$dir.json" "$o0" "$o1" "$s0" "$s1" "$l0" "$l1" "$p0" "$p1" "$t0" "$t1" "$TICKS" "$dir" <<'PY'
+import json, sys
+path = sys.argv[1]
+o0, o1, s0, s1, l0, l1, p0, p1, t0, t1, hz = map(float, sys.argv[2:13])
+run = sys.argv[13]
+orders, secs = o1 - o0, t1 - t0
+us = lambda ticks: ticks / hz * 1e6 / orders
+row = {
+    "ceiling": json.load(open(f"{run}-hello/summary.json"))["throughput_per_s"],
+    "drop": json.load(open(f"{run}-drop/summary.json"))["throughput_per_s"],
+    "window_orders_per_s": orders / secs,
+    "server_us": us(s1 - s0), "postgres_us": us(p1 - p0), "loadgen_us": us(l1 - l0),
+    "cores_busy": ((s1 - s0) + (p1 - p0) + (l1 - l0)) / hz / secs,
+}
+row["total_us"] = row["server_us"] + row["postgres_us"] + row["loadgen_us"]
+json.dump(row, open(path, "w"))
+print(f"window {row['window_orders_per_s']:,.0f} orders/s; per order: server {row['server_us']:.0f} µs, "
+      f"PostgreSQL {row['postgres_us']:.0f} µs, load generator {row['loadgen_us']:.0f} µs; "
+      f"{row['cores_busy']:.2f} cores busy")
+PY
+}
+
+for n in $(seq 1 "$RUNS"); do
+  echo "== $STORE run $n"
+  run "$OUT/run$n"
+done
+
+python3 - "$OUT" "$STORE" <<'PY'
+import glob, json, statistics, sys
+out, store = sys.argv[1], sys.argv[2]
+rows = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/run*.json"))]
+med = lambda k: statistics.median(r[k] for r in rows)
+print(f"\n| store | `/healthz` req/s | placed orders/s | of ceiling | server µs/order | PostgreSQL µs/order "
+      "| load generator µs/order | total µs/order | cores busy | runs |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+print(f"| {store} | {med('ceiling'):,.0f} | {med('drop'):,.0f} | {med('drop') / med('ceiling'):.1%} | "
+      f"{med('server_us'):.0f} | {med('postgres_us'):.0f} | {med('loadgen_us'):.0f} | {med('total_us'):.0f} | "
+      f"{med('cores_busy'):.2f} | {len(rows)} |")
+PY
