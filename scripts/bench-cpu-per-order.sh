@@ -21,26 +21,11 @@ REQUESTS=${REQUESTS:-30000}
 CONCURRENCY=${CONCURRENCY:-100}
 WINDOW=${WINDOW:-2}
 PORT=18640
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 OUT=${OUT:-bench-out/cpu-per-order-$STORE-$(date -u +%Y%m%dT%H%M%SZ)}
-PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DB=bench_cpu_per_order
-export RUST_LOG=${RUST_LOG:-warn}
 TICKS=$(getconf CLK_TCK)
-
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN="$CARGO_TARGET_DIR/release/stampede"
-fi
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-scripts/services.sh postgres
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 postgres_ticks() {
@@ -53,22 +38,12 @@ postgres_ticks() {
 
 run() {
   local dir=$1 url="http://127.0.0.1:$PORT"
-  case "$STORE" in
-    sqlite) rm -f "$OUT/cpu.db"*; export STAMPEDE_DATABASE_URL="sqlite://$OUT/cpu.db" ;;
-    postgres)
-      psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-      export STAMPEDE_DATABASE_URL="${PG_ADMIN_URL%/*}/$DB" ;;
-  esac
-  export STAMPEDE_HTTP_ADDR=127.0.0.1:$PORT
-  export STAMPEDE_RATE_LIMIT_IP_PER_SEC=0 STAMPEDE_RATE_LIMIT_USER_PER_SEC=0
+  fresh_db "$STORE" cpu.db
   "$BIN" admin create-user --email admin@bench.invalid --password bench-admin-1 --role admin >/dev/null
   "$BIN" admin provision-buyers --count 3000 --out "$OUT/tokens.txt" >/dev/null
-  "$BIN" serve > "$dir.server.log" 2>&1 & server_pid=$!
-  for _ in $(seq 1 100); do curl -sf "$url/readyz" >/dev/null && break; sleep 0.1; done
+  start_server "$PORT" "$dir.server.log"
   local token
-  token=$(curl -s "$url/api/v1/auth/login" -H 'content-type: application/json' \
-    -d '{"email":"admin@bench.invalid","password":"bench-admin-1"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  token=$(post_json "$url/api/v1/auth/login" access_token '{"email":"admin@bench.invalid","password":"bench-admin-1"}')
   "$BIN" loadgen hello --target "$url" --requests "$REQUESTS" --concurrency "$CONCURRENCY" \
     --out "$dir-hello" >/dev/null
   STAMPEDE_ADMIN_TOKEN=$token "$BIN" loadgen drop --target "$url" --tokens "$OUT/tokens.txt" \
@@ -87,7 +62,7 @@ run() {
   sleep "$WINDOW"
   o1=$(placed); s1=$(ticks "$server_pid"); l1=$(ticks "$loadgen"); p1=$(postgres_ticks); t1=$(date +%s.%N)
   wait "$loadgen"
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+  stop_server
   "$BIN" verify | tail -n 1
   python3 - "$dir.json" "$o0" "$o1" "$s0" "$s1" "$l0" "$l1" "$p0" "$p1" "$t0" "$t1" "$TICKS" "$dir" <<'PY'
 import json, sys

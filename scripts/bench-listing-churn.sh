@@ -22,58 +22,24 @@ REQUESTS=${REQUESTS:-100000}
 BATCHES=${BATCHES:-20}
 PRODUCTS=${PRODUCTS:-50000}
 PORT=18630
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 OUT=${OUT:-bench-out/listing-churn-$(date -u +%Y%m%dT%H%M%SZ)}
-PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 DB=bench_listing_churn
-export RUST_LOG=${RUST_LOG:-warn}
-
 ulimit -n 65536 2>/dev/null || true
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN="$CARGO_TARGET_DIR/release/stampede"
-fi
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-scripts/services.sh postgres
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-fresh_db() {
-  case "$1" in
-    sqlite) rm -f "$OUT/churn.db"*; export STAMPEDE_DATABASE_URL="sqlite://$OUT/churn.db" ;;
-    postgres)
-      psql -q "$PG_ADMIN_URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-      export STAMPEDE_DATABASE_URL="${PG_ADMIN_URL%/*}/$DB" ;;
-  esac
-}
-
-# Prints the JSON field $2 of the answer to a POST of $3 to $1.
-post() {
-  local auth=()
-  [ -n "${4:-}" ] && auth=(-H "authorization: Bearer $4")
-  curl -s "$1" -H 'content-type: application/json' "${auth[@]}" -d "$3" |
-    python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
-}
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 run() {
   local store=$1 dir=$2 api="http://127.0.0.1:$PORT/api/v1"
-  fresh_db "$store"
-  export STAMPEDE_HTTP_ADDR=127.0.0.1:$PORT
-  export STAMPEDE_RATE_LIMIT_IP_PER_SEC=0 STAMPEDE_RATE_LIMIT_USER_PER_SEC=0
+  fresh_db "$store" churn.db
   "$BIN" admin create-user --email admin@bench.invalid --password bench-admin-1 --role admin >/dev/null
   "$BIN" admin seed-catalog --count "$PRODUCTS" --stock 10 >/dev/null
-  "$BIN" serve > "$dir.server.log" 2>&1 & server_pid=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+  start_server "$PORT" "$dir.server.log"
   local admin partner seller before after
-  admin=$(post "$api/auth/login" access_token '{"email":"admin@bench.invalid","password":"bench-admin-1"}')
-  partner=$(post "$api/partners" id '{"name":"Importer","commission_rate_bps":1000}' "$admin")
-  post "$api/partners/$partner/sellers" id '{"email":"seller@bench.invalid","password":"bench-seller-1"}' "$admin" >/dev/null
-  seller=$(post "$api/auth/login" access_token '{"email":"seller@bench.invalid","password":"bench-seller-1"}')
+  admin=$(post_json "$api/auth/login" access_token '{"email":"admin@bench.invalid","password":"bench-admin-1"}')
+  partner=$(post_json "$api/partners" id '{"name":"Importer","commission_rate_bps":1000}' "$admin")
+  post_json "$api/partners/$partner/sellers" id \
+    '{"email":"seller@bench.invalid","password":"bench-seller-1"}' "$admin" >/dev/null
+  seller=$(post_json "$api/auth/login" access_token '{"email":"seller@bench.invalid","password":"bench-seller-1"}')
   misses() {
     curl -s -H "authorization: Bearer $admin" "http://127.0.0.1:$PORT/metrics" |
       awk '/^cache_misses_total/ { print $2 }'
@@ -100,7 +66,7 @@ PY
   wait "$browse"
   after=$(misses)
   echo $((after - before)) > "$dir.reads"
-  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+  stop_server
   "$BIN" verify | tail -n 1
 }
 
