@@ -48,11 +48,9 @@ pub(super) async fn write_accepted(
     holders.sort_unstable_by_key(|o| o.id);
     let held = benefits::hold_all(tx, &holders, now).await?;
     // The batch's own events took the ids before `ids.event`; the holds' come after them.
-    let last_event_id = match outbox::append(tx, &held, now).await? {
-        Some(id) => Some(id),
-        None => (!rows.events.is_empty()).then_some(ids.event - 1),
-    };
-    Ok((placed, last_event_id))
+    let last_held = outbox::append(tx, &held, now).await?;
+    let last_own = (!rows.events.is_empty()).then_some(ids.event - 1);
+    Ok((placed, last_held.or(last_own)))
 }
 
 /// The next free id of each table the batch writes. Safe to hand out in advance: the batch
