@@ -63,7 +63,7 @@ impl SettlementBench for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        sqlx::query("ANALYZE").execute(&self.writer).await?;
+        self.writer.execute(sqlx::query("ANALYZE")).await?;
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! placement's batches do), then one `INSERT … SELECT … FROM json_each($1)` per table.
 //! The rows are the ones `insert_product` writes for each product, in the same order.
 
-use super::conn::{to_json, Tx};
+use super::conn::{to_json, WriteTx};
 use crate::domain::events::NewEvent;
 use crate::domain::Timestamp;
 use crate::store::catalog::INITIAL_STOCK_MEMO;
@@ -26,7 +26,7 @@ struct Rows<'a> {
 
 /// Writes `products` inside the caller's write transaction; their records in order.
 pub(super) async fn insert_products(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     products: &[NewProduct],
     now: Timestamp,
 ) -> StoreResult<Vec<ProductRecord>> {
@@ -69,7 +69,7 @@ pub(super) async fn insert_products(
 /// The next free id of the three tables whose ids the batch assigns. `INTEGER PRIMARY KEY`
 /// without AUTOINCREMENT: SQLite itself would pick `MAX(id) + 1`, so these are the ids
 /// single inserts would have drawn.
-async fn next_ids(tx: &mut Tx) -> StoreResult<(i64, i64, i64)> {
+async fn next_ids(tx: &mut WriteTx) -> StoreResult<(i64, i64, i64)> {
     let (product, movement, event): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT COALESCE(MAX(id), 0) FROM products),
                 (SELECT COALESCE(MAX(id), 0) FROM stock_movements),
@@ -83,7 +83,7 @@ async fn next_ids(tx: &mut Tx) -> StoreResult<(i64, i64, i64)> {
 /// One statement per table, parents before children (foreign keys are enforced). The
 /// account opens at its final balance; the ledger row explains it (`on_hand_after` =
 /// the inbound quantity), as the single path's inbound onto an empty account does.
-async fn write(tx: &mut Tx, rows: &Rows<'_>, now: Timestamp) -> StoreResult<()> {
+async fn write(tx: &mut WriteTx, rows: &Rows<'_>, now: Timestamp) -> StoreResult<()> {
     let statements: [(&str, String, Option<&str>); 4] = [
         (
             "INSERT INTO products (id, partner_id, name, price, release_at, max_per_user,

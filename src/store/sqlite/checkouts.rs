@@ -119,11 +119,14 @@ impl CheckoutStore for SqliteStore {
         event_type: &str,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let recorded = sqlx::query(sql::RECORD_WEBHOOK)
-            .bind(webhook_id)
-            .bind(event_type)
-            .bind(now.millis())
-            .execute(&self.writer)
+        let recorded = self
+            .writer
+            .execute(
+                sqlx::query(sql::RECORD_WEBHOOK)
+                    .bind(webhook_id)
+                    .bind(event_type)
+                    .bind(now.millis()),
+            )
             .await?;
         Ok(recorded.rows_affected() == 1)
     }

@@ -4,7 +4,7 @@
 //!
 //! The files are named like those of `store/postgres/`, one per area:
 //!
-//! - `conn.rs` — the store, its reader and writer pools, the write transaction (a leaf
+//! - `conn.rs` — the store, its reader pool and write lane, the write transaction (a leaf
 //!   every other file imports);
 //! - `accounts.rs`, `catalog.rs`, `waitlist.rs`, `coupons.rs`, `leases.rs`, `audit.rs`,
 //!   `outbox.rs` (the event writer too), `relay.rs`, `dead_letters.rs` — one store trait

@@ -5,7 +5,7 @@
 //! transaction: SQLite's single writer makes it atomic, and the condition makes a second
 //! attempt (a retry, another process on the same file) change nothing.
 
-use super::conn::{snapshot, SqliteStore, Tx};
+use super::conn::{snapshot, SqliteStore, WriteTx};
 use super::order_reads::{list_orders, load_order};
 use super::{benefits, outbox, place, stock};
 use crate::domain::allocation::OrderRequest;
@@ -386,7 +386,7 @@ pub(super) async fn refund_emptied(
 }
 
 /// Nothing changed: the order as it is, or `NotFound`.
-async fn refused_or_missing(mut tx: Tx, order_id: i64) -> StoreResult<TransitionOutcome> {
+async fn refused_or_missing(mut tx: WriteTx, order_id: i64) -> StoreResult<TransitionOutcome> {
     let current = load_order(&mut tx, order_id).await?;
     tx.rollback().await?;
     Ok(match current {

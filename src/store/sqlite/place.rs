@@ -13,7 +13,7 @@
 //!    then, order by order, the coupons and points they hold (few orders use them).
 
 use super::benefits;
-use super::conn::{json_ids, to_json, SqliteStore, Tx};
+use super::conn::{json_ids, to_json, SqliteStore, WriteTx};
 use super::order_reads::load_order;
 use super::place_write::{write_accepted, Levels};
 use crate::domain::allocation::{
@@ -56,7 +56,7 @@ pub(super) async fn place_batch(
 
 /// One outcome per request: placed orders from memory, replays read back as they are now.
 async fn outcomes(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     allocation: &Allocation,
     mut placed: HashMap<usize, OrderRecord>,
 ) -> StoreResult<Vec<PlaceOutcome>> {
@@ -82,7 +82,7 @@ async fn outcomes(
 }
 
 async fn load_state(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     batch: &[OrderRequest],
     now: Timestamp,
 ) -> StoreResult<(BatchState, Levels)> {
@@ -99,7 +99,7 @@ async fn load_state(
 }
 
 async fn load_products(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     product_ids: &[i64],
     state: &mut BatchState,
 ) -> StoreResult<Levels> {
@@ -133,7 +133,7 @@ async fn load_products(
 /// Orders already stored under the batch's `(user_id, idempotency_key)` pairs; each pair is
 /// one lookup in the UNIQUE index.
 async fn existing_orders(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     batch: &[OrderRequest],
 ) -> StoreResult<HashMap<(i64, String), ExistingOrder>> {
     let pairs: Vec<(i64, &str)> = batch
@@ -161,7 +161,7 @@ async fn existing_orders(
 }
 
 async fn purchased_units(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     batch: &[OrderRequest],
     limited: &[i64],
 ) -> StoreResult<HashMap<(i64, i64), i64>> {

@@ -3,7 +3,7 @@
 //! order by order, the coupons and points the orders hold.
 
 use super::benefits;
-use super::conn::{to_json, Tx};
+use super::conn::{to_json, WriteTx};
 use super::outbox;
 use crate::domain::allocation::{Allocation, Decision, OrderRequest, PlannedOrder};
 use crate::domain::events::{self, NewEvent};
@@ -17,7 +17,7 @@ pub(super) type Levels = BTreeMap<i64, (i64, i64)>;
 /// Writes the accepted orders of the batch; returns them by request index, and the id of
 /// the last event written.
 pub(super) async fn write_accepted(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     batch: &[OrderRequest],
     allocation: &Allocation,
     mut levels: Levels,
@@ -64,7 +64,7 @@ struct NextIds {
 }
 
 impl NextIds {
-    async fn read(tx: &mut Tx) -> StoreResult<NextIds> {
+    async fn read(tx: &mut WriteTx) -> StoreResult<NextIds> {
         let (order, partner_order, item, movement, event): (i64, i64, i64, i64, i64) =
             sqlx::query_as(
                 "SELECT (SELECT COALESCE(MAX(id), 0) FROM orders),
@@ -273,7 +273,7 @@ const INSERT_BATCH: &str = "
 /// placement, whatever the partner's rate becomes. The CHECK (held <= on_hand) on stock
 /// is the last line of defence against overselling.
 async fn insert_rows(
-    tx: &mut Tx,
+    tx: &mut WriteTx,
     rows: &BatchRows<'_>,
     holds: &[(i64, i64)],
     pay_by: Timestamp,
