@@ -103,12 +103,7 @@ impl WriteLane {
     /// Waits for the lane (at most the pool's acquire timeout, like any connection) and
     /// begins a write transaction on it.
     pub(super) async fn begin(&self) -> StoreResult<WriteTx> {
-        let guard = tokio::time::timeout(self.acquire_timeout, self.lane.clone().lock_owned())
-            .await
-            .map_err(|_| StoreError::from(sqlx::Error::PoolTimedOut))?;
-        let mut held = OwnedMutexGuard::try_map(guard, Option::as_mut)
-            .map_err(|_| StoreError::from(sqlx::Error::PoolClosed))?;
-        roll_back_unfinished(&mut held).await;
+        let mut held = self.take().await?;
         held.open = true;
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut held.conn)
@@ -119,6 +114,28 @@ impl WriteLane {
         })
     }
 
+    /// One statement on the write connection, outside any transaction (it commits on its
+    /// own, as SQLite's autocommit does).
+    pub(super) async fn execute<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> StoreResult<sqlx::sqlite::SqliteQueryResult> {
+        let mut held = self.take().await?;
+        Ok(query.execute(&mut held.conn).await?)
+    }
+
+    /// The connection, once the lane is free and what its last holder left open is
+    /// rolled back.
+    async fn take(&self) -> StoreResult<OwnedMappedMutexGuard<Option<Held>, Held>> {
+        let guard = tokio::time::timeout(self.acquire_timeout, self.lane.clone().lock_owned())
+            .await
+            .map_err(|_| StoreError::from(sqlx::Error::PoolTimedOut))?;
+        let mut held = OwnedMutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| StoreError::from(sqlx::Error::PoolClosed))?;
+        roll_back_unfinished(&mut held).await;
+        Ok(held)
+    }
+
     /// Closes the connection once the transaction in progress, if any, has ended; later
     /// transactions fail as on a closed pool.
     pub(super) async fn close(&self) {
@@ -127,17 +144,6 @@ impl WriteLane {
             roll_back_unfinished(&mut held).await;
             let _ = held.conn.close().await;
         }
-    }
-
-    /// A statement outside any transaction (it commits on its own).
-    pub(super) async fn execute<'q>(
-        &self,
-        query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> StoreResult<sqlx::sqlite::SqliteQueryResult> {
-        let mut tx = self.begin().await?;
-        let result = query.execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(result)
     }
 }
 
@@ -283,7 +289,13 @@ mod tests {
                 .unwrap();
             tx.commit().await.unwrap();
         }
-        assert_eq!(rows(&s.store).await, 3);
+        // A statement on its own commits on its own.
+        s.store
+            .writer
+            .execute(sqlx::query("INSERT INTO t VALUES (1)"))
+            .await
+            .unwrap();
+        assert_eq!(rows(&s.store).await, 4);
     }
 
     #[tokio::test]
