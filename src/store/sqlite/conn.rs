@@ -278,15 +278,20 @@ mod tests {
             .unwrap()
     }
 
+    /// One row inserted by the open transaction `tx`.
+    async fn insert_one(tx: &mut WriteTx) {
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn a_committed_transaction_is_kept_and_the_lane_passes_on() {
         let s = scratch(Duration::from_secs(5)).await;
         for _ in 0..3 {
             let mut tx = s.store.write_tx().await.unwrap();
-            sqlx::query("INSERT INTO t VALUES (1)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            insert_one(&mut tx).await;
             tx.commit().await.unwrap();
         }
         // A statement on its own commits on its own.
@@ -302,10 +307,7 @@ mod tests {
     async fn a_dropped_transaction_is_undone_and_frees_the_write_lock_for_another_process() {
         let s = scratch(Duration::from_secs(5)).await;
         let mut tx = s.store.write_tx().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        insert_one(&mut tx).await;
         drop(tx);
         // Another connection (a CLI command beside the server) that does not wait for
         // the lock: it gets it once the dropped transaction is rolled back, with no other
@@ -336,10 +338,7 @@ mod tests {
         assert_eq!(rows(&s.store).await, 0, "the dropped insert was kept");
         // The lane goes on as usual.
         let mut tx = s.store.write_tx().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (2)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        insert_one(&mut tx).await;
         tx.commit().await.unwrap();
         assert_eq!(rows(&s.store).await, 1);
     }
